@@ -1,0 +1,12 @@
+"""FER Studio: the Streamlit entry point. Run with ``streamlit run app.py``."""
+
+import streamlit as st
+
+st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
+]
+
+st.navigation(PAGES).run()

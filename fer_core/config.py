@@ -1,0 +1,96 @@
+"""Paths, constants and the app's persisted settings.
+
+The data directory (``data/`` next to the code unless ``FER_DATA_DIR`` says otherwise)
+holds the user's data sets, runs, caches and the job store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: FER2013's classes in the order of its label numbers 0..6.
+CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+#: FER2013's three splits: training, validation (model selection) and the held-out test.
+SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+IMAGE_SIZE = 48
+
+DEMO_SOURCE = "demo"
+
+
+def data_dir() -> Path:
+    """Return the folder for user data (created on first use)."""
+    path = Path(os.environ.get("FER_DATA_DIR") or PROJECT_ROOT / "data")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def datasets_dir() -> Path:
+    """Return ``data/datasets``, where uploaded and user-copied data sets live."""
+    path = data_dir() / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Return ``data/cache``, where parsed data sets are cached."""
+    path = data_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """Return ``data/runs``, the default parent of training run directories."""
+    path = data_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class Settings:
+    """What the app uses when a page is not told otherwise; saved in ``data/settings.json``.
+
+    Attributes:
+        data_source: ``"demo"``, a path to a CSV file or an image folder.
+        merge: class merging spec such as ``"disgust=angry"``, or ``""`` for none.
+        model: path of the active model or run directory, ``""`` for the default one.
+    """
+
+    data_source: str = ""
+    merge: str = ""
+    model: str = ""
+
+    def active_source(self) -> str:
+        """Return the data source to use: the saved one, else ``FER2013_DIR``, else the demo."""
+        if self.data_source:
+            return self.data_source
+        env = os.environ.get("FER2013_DIR")
+        if env and Path(env).is_dir():
+            return env
+        return DEMO_SOURCE
+
+
+def settings_path() -> Path:
+    return data_dir() / "settings.json"
+
+
+def load_settings() -> Settings:
+    """Load the saved settings; a missing or damaged file gives the defaults."""
+    try:
+        raw = json.loads(settings_path().read_text())
+    except (OSError, ValueError):
+        return Settings()
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: str(v) for k, v in raw.items() if k in known} if isinstance(raw, dict) else {})
+
+
+def save_settings(settings: Settings) -> None:
+    """Write the settings atomically, so a crash never leaves half a file."""
+    path = settings_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(settings), indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,387 @@
+"""The data layer: one function loads any FER2013 source into a :class:`Dataset`.
+
+Sources: the Kaggle CSV (``fer2013.csv`` or ``icml_face_data.csv``, optionally gzipped),
+the image-folder layout, a folder holding one of those (e.g. an extracted zip), or
+``"demo"``, a synthetic set drawn by :mod:`fer_core.demo`. Parsed sources are cached under
+``data/cache`` keyed on their content, so a second load takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import readers
+from .config import CLASS_NAMES, DEMO_SOURCE, SPLITS, cache_dir
+from .errors import DataError
+
+#: Bump when readers change what they return, so stale caches are ignored.
+CACHE_VERSION = 1
+#: How many problems an error message lists before it just counts the rest.
+MAX_LISTED = 5
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
+
+
+@dataclass
+class Dataset:
+    """Face images with their labels and splits, the same whatever the source.
+
+    Attributes:
+        images: uint8 array (N, 48, 48).
+        labels: int64 array (N,), indices into ``class_names``.
+        splits: str array (N,), each one of ``SPLITS``.
+        class_names: names of the classes, in label order.
+        source: where the data came from (path or ``"demo"``).
+        origins: str array (N,): the file name or CSV row each image came from.
+        skipped: how many bad rows or files were skipped (``skip_bad=True``).
+        problems: the first few reasons for skipped rows or files.
+        merge: the class merging applied (``""`` for none).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    origins: np.ndarray
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    merge: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def select(self, mask: np.ndarray) -> "Dataset":
+        """Return the images where ``mask`` (boolean or index array) selects them."""
+        return replace(self, images=self.images[mask], labels=self.labels[mask],
+                       splits=self.splits[mask], origins=self.origins[mask])
+
+    def subset(self, split: str | None = None, class_name: str | None = None) -> "Dataset":
+        """Return the images of one split and/or one class (``None`` means all)."""
+        mask = np.ones(len(self), bool)
+        if split is not None:
+            if split not in SPLITS:
+                raise DataError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+            mask &= self.splits == split
+        if class_name is not None:
+            if class_name not in self.class_names:
+                raise DataError(f"Unknown class {class_name!r}; this data set has {', '.join(self.class_names)}.")
+            mask &= self.labels == self.class_names.index(class_name)
+        return self.select(mask)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Return ``{split: {class: number of images}}`` over all splits and classes."""
+        table = {}
+        for split in SPLITS:
+            in_split = self.labels[self.splits == split]
+            n = np.bincount(in_split, minlength=self.num_classes)
+            table[split] = {c: int(n[i]) for i, c in enumerate(self.class_names)}
+        return table
+
+    def summary(self) -> dict:
+        """Return the JSON-ready summary printed by ``python -m fer_core data summary``."""
+        out = {"source": self.source, "num_images": len(self), "classes": list(self.class_names),
+               "counts": self.counts()}
+        if self.merge:
+            out["merge"] = self.merge
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
+
+
+def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int = 0) -> np.ndarray:
+    """Assign each item a split, keeping every class's proportions.
+
+    Args:
+        labels: integer labels.
+        fractions: ``{split: fraction}``; the last split takes the remainder.
+        seed: fixes the assignment, so the same data always splits the same way.
+    """
+    out = np.empty(len(labels), dtype=object)
+    rng = np.random.default_rng(seed)
+    names = list(fractions)
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng.permutation(len(idx))]
+        start = 0
+        for name in names[:-1]:
+            stop = start + int(round(fractions[name] * len(idx)))
+            out[idx[start:stop]] = name
+            start = stop
+        out[idx[start:]] = names[-1]
+    return out
+
+
+def _fill_missing_splits(raw: readers.RawData, seed: int = 0) -> np.ndarray:
+    """Complete the split of images whose source did not give one.
+
+    Images in a ``test`` folder without a file-name prefix are halved into PublicTest and
+    PrivateTest; images with no split information at all get a stratified 80/10/10 split.
+    """
+    splits = np.array(raw.splits, dtype=object)
+    groups = np.array(raw.groups if raw.groups is not None else [None] * len(splits), dtype=object)
+    missing = np.array([s is None for s in splits], bool)
+    in_test = missing & (groups == "test")
+    if in_test.any():
+        splits[in_test] = stratified_split(raw.labels[in_test], {"PublicTest": 0.5, "PrivateTest": 0.5}, seed)
+    rest = missing & ~in_test
+    if rest.any():
+        splits[rest] = stratified_split(raw.labels[rest], {"Training": 0.8, "PublicTest": 0.1, "PrivateTest": 0.1}, seed)
+    return splits.astype(str)
+
+
+def parse_merge(spec: str, class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, str]:
+    """Parse a class merging spec such as ``"disgust=angry"`` or ``"disgust->angry, fear=sad"``.
+
+    Raises:
+        DataError: a part is malformed or names an unknown class.
+    """
+    mapping: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        src, sep, dst = part.replace("->", "=").partition("=")
+        src, dst = src.strip().lower(), dst.strip().lower()
+        if not sep or not src or not dst:
+            raise DataError(f"Class merging {part!r}: write it as 'from=into', e.g. 'disgust=angry'.")
+        for name in (src, dst):
+            if name not in class_names:
+                raise DataError(f"Class merging {part!r}: unknown class {name!r}; classes are {', '.join(class_names)}.")
+        if src == dst:
+            raise DataError(f"Class merging {part!r}: a class cannot be merged into itself.")
+        mapping[src] = dst
+    for dst in mapping.values():
+        if dst in mapping:
+            raise DataError(f"Class merging {spec!r}: {dst!r} is merged away, so nothing can be merged into it.")
+    return mapping
+
+
+def merge_classes(ds: Dataset, spec: str) -> Dataset:
+    """Merge classes (e.g. ``"disgust=angry"`` gives 6 classes), keeping the others' order."""
+    mapping = parse_merge(spec, ds.class_names)
+    if not mapping:
+        return ds
+    new_names = tuple(c for c in ds.class_names if c not in mapping)
+    lookup = np.array([new_names.index(mapping.get(c, c)) for c in ds.class_names], np.int64)
+    canonical = ",".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+    merged = ds.merge + "," + canonical if ds.merge else canonical
+    return replace(ds, labels=lookup[ds.labels], class_names=new_names, merge=merged)
+
+
+def merged_class_names(spec: str, class_names: tuple[str, ...] = CLASS_NAMES) -> tuple[str, ...]:
+    """Return the class names left after merging with ``spec``."""
+    mapping = parse_merge(spec, class_names)
+    return tuple(c for c in class_names if c not in mapping)
+
+
+# ----------------------------------------------------------------------- sources
+def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
+    """Work out what kind of source a string names.
+
+    Returns:
+        ``("demo", None)``, ``("csv", file)`` or ``("folder", folder)``.
+
+    Raises:
+        DataError: the path does not exist or holds no recognisable data set.
+    """
+    text = str(source).strip()
+    if text.lower() == DEMO_SOURCE:
+        return DEMO_SOURCE, None
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder. Give a FER2013 CSV, an image folder, or 'demo'.")
+    if path.is_file():
+        if path.name.lower().endswith(_CSV_SUFFIXES):
+            return "csv", path
+        raise DataError(f"{path}: not a CSV file (.csv or .csv.gz). For images, give the folder that holds train/ and test/.")
+    entries = [p for p in path.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    names = {p.name.lower() for p in entries if p.is_dir()}
+    if names & set(readers.SPLIT_DIRS) or names & set(readers.CLASS_ALIASES):
+        return "folder", path
+    csvs = sorted(p for p in entries if p.is_file() and p.name.lower().endswith(_CSV_SUFFIXES))
+    if len(csvs) == 1:
+        return "csv", csvs[0]
+    subdirs = [p for p in entries if p.is_dir()]
+    if len(subdirs) == 1 and not csvs:  # e.g. a zip that wraps everything in one folder
+        return resolve_source(subdirs[0])
+    raise DataError(
+        f"{path}: found neither a FER2013 CSV nor train/<class>/ and test/<class>/ folders"
+        + (f" (several CSV files: {', '.join(p.name for p in csvs[:5])}; give one of them)" if csvs else "")
+        + "."
+    )
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-1 of a file's content, remembered per (size, mtime) so it is computed once."""
+    st = path.stat()
+    memo_file = cache_dir() / "digests.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    key = str(path.resolve())
+    stamp = [st.st_size, st.st_mtime_ns]
+    if isinstance(memo.get(key), list) and memo[key][:2] == stamp:
+        return memo[key][2]
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha1").hexdigest()
+    memo[key] = stamp + [digest]
+    try:
+        tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_file)
+    except OSError:
+        pass
+    return digest
+
+
+def _folder_signature(root: Path) -> bytes:
+    """Names, sizes and modification times of every file under the class folders."""
+    parts = []
+    for cdir, _split, name in readers.find_layout(root):
+        for dirpath, _dirs, names in os.walk(cdir):
+            with os.scandir(dirpath) as it:
+                for e in it:
+                    if e.is_file():
+                        st = e.stat()
+                        parts.append(f"{e.path}|{name}|{st.st_size}|{st.st_mtime_ns}")
+    parts.sort()
+    return "\n".join(parts).encode()
+
+
+def _fingerprint(kind: str, path: Path | None, skip_bad: bool, demo_args: dict) -> str:
+    """A cache key that changes whenever the source's content does."""
+    h = hashlib.sha1(f"{CACHE_VERSION}|{kind}|{skip_bad}|{sorted(demo_args.items())}".encode())
+    if kind == "csv":
+        h.update(_file_digest(path).encode())
+    elif kind == "folder":
+        # Hashing every image would cost as much as decoding them; name, size and
+        # modification time of every file change whenever a file is edited.
+        h.update(_folder_signature(path))
+    return h.hexdigest()
+
+
+def _save_cache(file: Path, ds: Dataset) -> None:
+    meta = {"class_names": list(ds.class_names), "source": ds.source, "skipped": ds.skipped, "problems": ds.problems}
+    tmp = file.with_name(file.name + ".tmp.npz")
+    np.savez(tmp, images=ds.images, labels=ds.labels, splits=ds.splits.astype("U11"),
+             origins=ds.origins.astype(str), meta=np.array(json.dumps(meta)))
+    os.replace(tmp, file)
+
+
+def _load_cache(file: Path) -> Dataset | None:
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return Dataset(z["images"], z["labels"], z["splits"], tuple(meta["class_names"]), meta["source"],
+                           z["origins"], meta["skipped"], meta["problems"])
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache is simply rebuilt
+
+
+def _check_problems(where: str, problems: list[str], skip_bad: bool, kind: str) -> None:
+    if not problems or skip_bad:
+        return
+    what = "rows" if kind == "csv" else "files"
+    listed = "; ".join(problems[:MAX_LISTED])
+    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise DataError(
+        f"{where}: {len(problems)} bad {what}: {listed}{more}. Fix them, or load with "
+        f"skip_bad=True (CLI --skip-bad, the 'Skip bad {what}' box in the app) to skip and count them."
+    )
+
+
+def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", skip_bad: bool = False,
+                 use_cache: bool = True, demo_per_class: int = 500, demo_seed: int = 0) -> Dataset:
+    """Load a FER2013 data set from any supported source.
+
+    Args:
+        source: ``"demo"``, a CSV file (``.csv``/``.csv.gz``), an image folder, or a folder
+            holding one of these.
+        merge: optional class merging such as ``"disgust=angry"``.
+        skip_bad: skip and count bad rows/files instead of raising.
+        use_cache: read and write the parsed data set under ``data/cache``.
+        demo_per_class: images per class of the demo set.
+        demo_seed: seed of the demo set.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        DataError: the source is missing, empty or (without ``skip_bad``) has bad rows or files.
+    """
+    kind, path = resolve_source(source)
+    demo_args = {"per_class": demo_per_class, "seed": demo_seed} if kind == DEMO_SOURCE else {}
+    cache_file = None
+    if use_cache:
+        cache_file = cache_dir() / f"{_fingerprint(kind, path, skip_bad, demo_args)}.npz"
+        cached = _load_cache(cache_file) if cache_file.exists() else None
+        if cached is not None:
+            return merge_classes(cached, merge)
+
+    if kind == DEMO_SOURCE:
+        from .demo import make_demo_dataset
+
+        ds = make_demo_dataset(per_class=demo_per_class, seed=demo_seed)
+    else:
+        raw = readers.read_csv(path) if kind == "csv" else readers.read_folder(path)
+        _check_problems(str(path), raw.problems, skip_bad, kind)
+        ds = Dataset(raw.images, raw.labels, _fill_missing_splits(raw), CLASS_NAMES, str(path),
+                     np.asarray(raw.origins, dtype=str), len(raw.problems), raw.problems[:MAX_LISTED])
+    if cache_file is not None:
+        try:
+            _save_cache(cache_file, ds)
+        except OSError:
+            pass  # a read-only or full disk must not stop the load itself
+    return merge_classes(ds, merge)
+
+
+def find_datasets() -> list[Path]:
+    """List the data sets under ``data/datasets`` (each a CSV file or a folder)."""
+    from .config import datasets_dir
+
+    found = []
+    for p in sorted(datasets_dir().iterdir()):
+        if p.name.startswith("."):
+            continue
+        try:
+            resolve_source(p)
+        except DataError:
+            continue
+        found.append(p)
+    return found
+
+
+_NUMBERS = [str(i) for i in range(256)]
+
+
+def write_csv(ds: Dataset, path: str | os.PathLike, icml: bool = False) -> Path:
+    """Write a data set in the Kaggle CSV layout (gzipped when the name ends in ``.gz``).
+
+    Args:
+        ds: the data set; its labels must be FER2013's 7 classes (no merging).
+        path: the file to write.
+        icml: use the ``icml_face_data.csv`` header (``emotion, Usage, pixels``).
+
+    Returns:
+        The path written.
+    """
+    import gzip
+
+    if ds.class_names != CLASS_NAMES:
+        raise DataError("Only a data set with FER2013's 7 classes can be written as a FER2013 CSV.")
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", newline="") as fh:
+        fh.write("emotion, Usage, pixels\n" if icml else "emotion,pixels,Usage\n")
+        for img, label, split in zip(ds.images, ds.labels, ds.splits):
+            pixels = " ".join([_NUMBERS[v] for v in img.ravel().tolist()])
+            fh.write(f"{label},{split},{pixels}\n" if icml else f"{label},{pixels},{split}\n")
+    return path

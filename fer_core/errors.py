@@ -1,0 +1,21 @@
+"""The project's exceptions: one base class, one subclass per concern.
+
+Every message is meant to be shown to a user as is: it says what is wrong, where
+(file, row, field) and what to do next.
+"""
+
+
+class FerError(Exception):
+    """Base class of every error FER Studio raises on purpose."""
+
+
+class DataError(FerError):
+    """A data source is missing, unreadable or holds invalid rows or files."""
+
+
+class ConfigError(FerError):
+    """A configuration value (training option, layer notation, setting) is invalid."""
+
+
+class ModelError(FerError):
+    """A model cannot be built, found or loaded."""

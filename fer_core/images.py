@@ -1,0 +1,105 @@
+"""Decoding any image a user has into the model's input: a 48x48 uint8 grayscale face.
+
+Shared by the folder data loader and by prediction, so both treat odd files alike:
+EXIF orientation, palette/CMYK/alpha/16-bit modes, animated files (first frame) and
+decompression bombs.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DataError
+
+#: Larger images are refused: a 16-bit 100-megapixel upload would need gigabytes.
+MAX_PIXELS = 60_000_000
+
+
+def open_image(src: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image, upright, as 8-bit grayscale or RGB.
+
+    Args:
+        src: a path or the file's bytes.
+        name: how to call the file in error messages (defaults to the path).
+
+    Returns:
+        A PIL image in mode ``"L"`` or ``"RGB"`` with its EXIF orientation applied.
+
+    Raises:
+        DataError: the file is empty, truncated, not an image, or too large.
+    """
+    label = name or (str(src) if not isinstance(src, bytes) else "upload")
+    try:
+        with warnings.catch_warnings():
+            # A bomb warning (between MAX_PIXELS and twice that) becomes an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(src, bytes):
+                if not src:
+                    raise DataError(f"{label}: the file is empty.")
+                im = Image.open(io.BytesIO(src))
+            else:
+                if Path(src).stat().st_size == 0:
+                    raise DataError(f"{label}: the file is empty.")
+                im = Image.open(src)
+            with im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise DataError(
+                        f"{label}: {im.width}x{im.height} pixels is too large "
+                        f"(limit {MAX_PIXELS // 1_000_000} megapixels); downscale it first."
+                    )
+                im.seek(0)  # first frame of a GIF/WebP animation
+                im.load()
+                return _normalise_mode(ImageOps.exif_transpose(im))
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{label}: the image is too large to decode safely; downscale it first.") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{label}: not an image file PIL can read (JPEG, PNG, WebP, BMP, GIF...).") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(f"{label}: cannot decode the image ({exc}); the file may be truncated.") from None
+
+
+def _normalise_mode(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to ``L`` or ``RGB`` without clipping 16-bit or float data."""
+    if im.mode in ("L", "RGB"):
+        return im.copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if im.mode == "1":
+        return im.convert("L")
+    return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
+
+
+def to_face_array(im: Image.Image, size: int = 48) -> np.ndarray:
+    """Center-crop an image to a square and resize it to a ``size`` x ``size`` uint8 array."""
+    gray = im if im.mode == "L" else im.convert("L")
+    w, h = gray.size
+    if w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        gray = gray.crop((left, top, left + side, top + side))
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def read_face(src: str | Path | bytes, name: str | None = None, size: int = 48) -> np.ndarray:
+    """Read an image file as a ``size`` x ``size`` grayscale face array.
+
+    Raises:
+        DataError: the file cannot be read as an image.
+    """
+    return to_face_array(open_image(src, name), size)

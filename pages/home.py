@@ -1,0 +1,32 @@
+"""Home page: what FER Studio is, what is active, and links to every page."""
+
+import streamlit as st
+
+from fer_core.config import CLASS_NAMES, load_settings
+
+settings = load_settings()
+st.title("FER Studio")
+st.write(
+    "Explore how a convolutional network learns to read emotions from faces: browse FER2013 "
+    f"({len(CLASS_NAMES)} classes: {', '.join(CLASS_NAMES)}), train networks, inspect their "
+    "mistakes and try them on your own photos."
+)
+
+source = settings.active_source()
+col1, col2 = st.columns(2)
+with col1:
+    st.subheader("Active data set")
+    if source == "demo":
+        st.info("**Demo data set** (synthetic cartoon faces drawn by FER Studio). "
+                "Point the app at FER2013 on the Dataset page, or set `FER2013_DIR`.")
+    else:
+        st.success(f"**{source}**" + (f" (classes merged: {settings.merge})" if settings.merge else ""))
+with col2:
+    st.subheader("Active model")
+    if settings.model:
+        st.success(f"**{settings.model}**")
+    else:
+        st.info("No trained model is available yet.")
+
+st.subheader("Pages")
+st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")

@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated data directory, the demo set, and the real FER2013 when present."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Every test run gets its own data directory, so caches and settings never touch data/.
+os.environ.setdefault("FER_DATA_DIR", tempfile.mkdtemp(prefix="fer-test-data-"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty data directory for tests that check caching or settings."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("FER_DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_small():
+    """A small demo data set: 20 faces per class."""
+    from fer_core.demo import make_demo_dataset
+
+    return make_demo_dataset(per_class=20, seed=1)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real FER2013 folder from ``FER2013_DIR``; skipped (or failed, under FER_REQUIRE_DATA=1) if absent."""
+    value = os.environ.get("FER2013_DIR", "")
+    path = Path(value) if value else None
+    if path is None or not (path / "train").is_dir():
+        message = f"FER2013 not found (FER2013_DIR={value!r}); it needs train/ and test/ folders."
+        if os.environ.get("FER_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+#: The exact counts of the shared README, per split and class.
+FER_COUNTS = {
+    "Training": {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "sad": 4830, "surprise": 3171, "neutral": 4965},
+    "PublicTest": {"angry": 467, "disgust": 56, "fear": 496, "happy": 895, "sad": 653, "surprise": 415, "neutral": 607},
+    "PrivateTest": {"angry": 491, "disgust": 55, "fear": 528, "happy": 879, "sad": 594, "surprise": 416, "neutral": 626},
+}
