@@ -21,7 +21,6 @@ from .images import read_face
 
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 _CHUNK_ROWS = 1024
-_PARALLEL_MIN_FILES = 4000
 _USAGE = {s.lower(): s for s in SPLITS}
 #: File-name prefixes of the image-folder layout, e.g. ``PublicTest_123.jpg``.
 _PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECASE)
@@ -343,25 +342,6 @@ def _decode_batch(root: Path, paths: list[Path]) -> list[tuple[np.ndarray | None
     return out
 
 
-def _decode_all(root: Path, paths: list[Path]) -> list[tuple[np.ndarray | None, str | None]]:
-    """Decode many files, in worker processes when there are enough to pay for them.
-
-    Threads do not help here: decoding a 48x48 JPEG is mostly Python overhead under the GIL.
-    """
-    workers = min(os.cpu_count() or 1, 8)
-    if len(paths) < _PARALLEL_MIN_FILES or workers < 2:
-        return _decode_batch(root, paths)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    size = -(-len(paths) // (workers * 4))
-    batches = [paths[i:i + size] for i in range(0, len(paths), size)]
-    # spawn, not fork: the caller may be a threaded server (Streamlit) or hold TensorFlow.
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        results = pool.map(_decode_batch, [root] * len(batches), batches)
-        return [item for batch in results for item in batch]
-
-
 def read_folder(root: Path) -> RawData:
     """Read the image-folder layout: ``train/<class>/*``, ``test/<class>/*`` or ``<class>/*``.
 
@@ -376,7 +356,9 @@ def read_folder(root: Path) -> RawData:
         raise DataError(f"{root}: the class folders hold no image files.")
 
     paths = [f for f, _, _ in files]
-    decoded = _decode_all(root, paths)
+    # One process, no pool: decoding a 48x48 JPEG is mostly Python overhead, threads only
+    # add GIL contention, and worker processes break inside a Streamlit server.
+    decoded = _decode_batch(root, paths)
 
     images, labels, splits, origins, groups, problems = [], [], [], [], [], []
     for (path, split_dir, name), (arr, err) in zip(files, decoded):

@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+
+from fer_core.cli import main
+
+
+def test_data_summary_json(capsys):
+    assert main(["data", "summary", "demo", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "demo" and out["num_images"] == 3500
+    assert set(out["counts"]) == {"Training", "PublicTest", "PrivateTest"}
+    assert out["counts"]["Training"]["happy"] == 400
+
+
+def test_data_summary_table_and_merge(capsys):
+    assert main(["data", "summary", "demo", "--merge", "disgust=angry"]) == 0
+    out = capsys.readouterr().out
+    assert "6 classes" in out and "disgust" not in out.split("\n", 1)[1]
+    assert "total" in out and "3,500" in out
+
+
+def test_bad_source_is_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    proc = subprocess.run([sys.executable, "-m", "fer_core", "data", "summary", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "missing column(s) 'emotion', 'pixels'" in proc.stderr

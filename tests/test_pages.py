@@ -1,0 +1,90 @@
+"""AppTest runs of the home page and the Dataset page, with the demo set and the real set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_core.config import Settings, save_settings
+
+TIMEOUT = 180
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+DATASET = str(ROOT / "pages" / "dataset.py")
+
+
+@pytest.fixture
+def demo_app(data_dir, monkeypatch):
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    return data_dir
+
+
+def test_home_page_says_what_is_active(demo_app):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.info)
+    assert "Demo data set" in text and "No trained model" in text
+
+
+def test_home_page_links_to_the_dataset_page(demo_app):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/dataset.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Dataset"
+
+
+def test_dataset_page_demo_distribution_and_grid(demo_app):
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert "3,500 images" in at.caption[0].value
+    table = at.dataframe[0].value
+    assert int(table.loc["total", "total"]) == 3500 and int(table.loc["happy", "Training"]) == 400
+    # grid (48 per page) + the inspected image + 7 mean faces
+    assert len(at.get("image")) == 48 + 1 + 7
+    at.selectbox(key="grid_class").set_value("surprise").run()
+    at.selectbox(key="grid_split").set_value("PublicTest").run()
+    assert not at.exception
+    options = at.selectbox(key="inspect").options
+    assert len(options) == 48 and all("surprise" in o for o in options)
+    assert at.number_input(key="grid_page").label == "Page (of 2)"  # 50 surprise faces in PublicTest
+    at.number_input(key="grid_page").set_value(2).run()
+    assert len(at.selectbox(key="inspect").options) == 2
+    assert "**Split** PublicTest" in at.markdown[0].value
+
+
+def test_dataset_page_use_as_active(demo_app):
+    save_settings(Settings(data_source="/nowhere"))
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    at.radio(key="source_kind").set_value("Demo data set").run()
+    at.button[0].click().run()
+    assert "Saved" in at.success[0].value
+
+
+def test_dataset_page_bad_path_shows_error_not_traceback(demo_app, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    at.radio(key="source_kind").set_value("Path").run()
+    at.text_input[0].input(str(bad)).run()
+    assert not at.exception
+    assert "bad.csv" in at.error[0].value and "row 1" in at.error[0].value
+    at.checkbox[0].check().run()
+    assert not at.exception
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_dataset_page_with_real_fer2013(real_data_dir, data_dir, monkeypatch):
+    monkeypatch.setenv("FER2013_DIR", str(real_data_dir))
+    home = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not home.exception and str(real_data_dir) in home.success[0].value
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert int(table.loc["total", "total"]) == 35887
+    assert int(table.loc["disgust", "PrivateTest"]) == 55
+    at.selectbox(key="grid_class").set_value("disgust").run()
+    assert not at.exception

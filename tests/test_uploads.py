@@ -1,0 +1,60 @@
+import io
+import zipfile
+
+import pytest
+from PIL import Image
+
+from fer_core.data import load_dataset, write_csv
+from fer_core.errors import DataError
+from fer_core.uploads import safe_name, save_upload
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (48, 48), 90).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_csv_upload_is_kept_under_data(data_dir, demo_small, tmp_path):
+    content = write_csv(demo_small, tmp_path / "x.csv").read_bytes()
+    path = save_upload("../../my fer.csv", content)
+    assert path.parent == data_dir / "datasets" / "uploads" and path.name == "my_fer.csv"
+    assert len(load_dataset(path)) == len(demo_small)
+
+
+def test_zip_upload_is_extracted_and_loadable(data_dir):
+    path = save_upload("faces.zip", _zip({"fer/train/happy/Training_1.png": _png(),
+                                          "fer/test/sad/PublicTest_2.png": _png()}))
+    ds = load_dataset(path)
+    assert len(ds) == 2 and sorted(ds.splits.tolist()) == ["PublicTest", "Training"]
+
+
+@pytest.mark.parametrize("entries,match", [
+    ({"../evil.txt": b"x"}, "outside"),
+    ({"/abs/evil.txt": b"x"}, "outside"),
+])
+def test_zip_slip_is_refused(data_dir, entries, match):
+    with pytest.raises(DataError, match=match):
+        save_upload("evil.zip", _zip(entries))
+    assert not (data_dir / "datasets" / "evil.txt").exists()
+
+
+def test_bad_uploads(data_dir):
+    with pytest.raises(DataError, match="empty"):
+        save_upload("a.csv", b"")
+    with pytest.raises(DataError, match="not a valid zip"):
+        save_upload("a.zip", b"PK not really")
+    with pytest.raises(DataError, match="upload a FER2013 CSV"):
+        save_upload("a.exe", b"MZ")
+
+
+def test_safe_name():
+    assert safe_name("C:\\x\\..\\fer 2013.csv") == "fer_2013.csv" and safe_name("...") == "upload"
