@@ -1,0 +1,130 @@
+"""The compact layer notation of the original study, e.g. ``CBCBPD-CBCBPD-FBDF``.
+
+Letters: ``C`` 3x3 convolution, ``B`` batch normalisation, ``P`` 2x2 max pooling,
+``D`` dropout, ``F`` fully connected (dense). ``-`` separates blocks. Each block is either a
+convolution block (``C``, ``B``, ``P``, ``D``) or a dense block (``F``, ``B``, ``D``). Conv
+widths are given per convolution block, dense widths per hidden ``F``; the very last ``F`` is
+the output layer with one unit per class. ReLU follows every convolution and hidden dense
+layer (after its batch norm when a ``B`` comes right after it); the output ends in softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+CONV_LETTERS = set("CBPD")
+DENSE_LETTERS = set("FBD")
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "conv" or "dense"
+    layers: str
+
+
+def parse_notation(text: str) -> list[Block]:
+    """Parse a notation string into blocks.
+
+    Raises:
+        ConfigError: the string is empty or has a letter where it cannot be, with its position.
+    """
+    spec = text.strip().upper()
+    if not spec:
+        raise ConfigError("Layer notation is empty; write e.g. 'CBCBPD-CBCBPD-FBDF'.")
+    blocks, pos, seen_dense = [], 0, False
+    for part in spec.split("-"):
+        if not part:
+            raise ConfigError(f"Layer notation {text!r}: empty block at character {pos + 1} ('--' or a '-' at an end).")
+        kind = "dense" if "F" in part else "conv"
+        if kind == "conv" and seen_dense:
+            raise ConfigError(f"Layer notation {text!r}: character {pos + 1} starts a convolution block after a dense block.")
+        allowed = DENSE_LETTERS if kind == "dense" else CONV_LETTERS
+        for i, ch in enumerate(part):
+            if ch not in "CBPDF":
+                raise ConfigError(f"Layer notation {text!r}: unknown letter {ch!r} at character {pos + i + 1}; "
+                                  "use C (conv), B (batch norm), P (pool), D (dropout), F (dense), '-' between blocks.")
+            if ch not in allowed:
+                raise ConfigError(f"Layer notation {text!r}: {ch!r} at character {pos + i + 1} cannot be in a "
+                                  f"{kind} block ({'C and P belong before the dense blocks' if kind == 'dense' else 'F starts a dense block'}).")
+            if ch == "B" and (i == 0 or part[i - 1] not in "CF"):
+                raise ConfigError(f"Layer notation {text!r}: 'B' at character {pos + i + 1} must follow a C or an F.")
+        if kind == "conv" and "C" not in part:
+            raise ConfigError(f"Layer notation {text!r}: the block at character {pos + 1} has no C.")
+        seen_dense |= kind == "dense"
+        blocks.append(Block(kind, part))
+        pos += len(part) + 1
+    if not seen_dense:
+        raise ConfigError(f"Layer notation {text!r}: it needs a final dense block with an F for the output layer.")
+    return blocks
+
+
+def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: int, dropout: float = 0.25,
+                        padding: str = "valid"):
+    """Apply the layers a notation describes to the Keras tensor ``x``; return the output tensor.
+
+    Args:
+        conv_widths: filters of each convolution block (one per block, or one for all).
+        dense_widths: units of each hidden dense layer (one per hidden F, or one for all).
+        padding: ``"valid"`` (as in the study's parameter counts) or ``"same"``.
+
+    Raises:
+        ConfigError: widths do not match the notation, or the image shrinks to nothing.
+    """
+    from keras import layers
+
+    blocks = parse_notation(text)
+    n_conv = sum(b.kind == "conv" for b in blocks)
+    hidden = sum(b.layers.count("F") for b in blocks) - 1
+    conv_widths = _widths(conv_widths, n_conv, "convolution block", text)
+    dense_widths = _widths(dense_widths, hidden, "hidden dense layer", text)
+    if padding not in ("valid", "same"):
+        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+    ci = di = 0
+    flat = False
+    total_f = hidden + 1
+    seen_f = 0
+    for block in blocks:
+        for i, ch in enumerate(block.layers):
+            nxt = block.layers[i + 1] if i + 1 < len(block.layers) else ""
+            if ch == "C":
+                if min(x.shape[1], x.shape[2]) < (3 if padding == "valid" else 1):
+                    raise ConfigError(f"Layer notation {text!r}: the image is {x.shape[1]}x{x.shape[2]} before a "
+                                      "convolution; use padding 'same' or fewer blocks.")
+                x = layers.Conv2D(conv_widths[ci], 3, padding=padding, activation=None if nxt == "B" else "relu")(x)
+            elif ch == "B":
+                x = layers.BatchNormalization()(x)
+                prev = block.layers[i - 1]
+                if prev == "C" or (prev == "F" and seen_f < total_f):
+                    x = layers.Activation("relu")(x)
+            elif ch == "P":
+                if min(x.shape[1], x.shape[2]) < 2:
+                    raise ConfigError(f"Layer notation {text!r}: nothing left to pool ({x.shape[1]}x{x.shape[2]}).")
+                x = layers.MaxPooling2D(2)(x)
+            elif ch == "D":
+                x = layers.Dropout(dropout)(x)
+            elif ch == "F":
+                if not flat:
+                    x = layers.Flatten()(x)
+                    flat = True
+                seen_f += 1
+                last = seen_f == total_f
+                units = num_classes if last else dense_widths[di]
+                di += 0 if last else 1
+                x = layers.Dense(units, activation=None if (last or nxt == "B") else "relu")(x)
+        if block.kind == "conv":
+            ci += 1
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def _widths(values, n: int, what: str, text: str) -> list[int]:
+    vals = [int(v) for v in ([values] if isinstance(values, int) else list(values or []))]
+    if n == 0:
+        return []
+    if len(vals) == 1:
+        vals = vals * n
+    if len(vals) != n or any(v < 1 for v in vals):
+        raise ConfigError(f"Layer notation {text!r} has {n} {what}(s); give {n} positive width(s) "
+                          f"(or one for all), not {vals}.")
+    return vals
