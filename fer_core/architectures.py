@@ -119,8 +119,8 @@ def mini_xception(x, num_classes):
 @register_model("fer-vgg", "Our default: VGG-style net with batch norm (Khaireddin & Chen 2021; "
                 "Pramerdorfer & Kampel 2016), trained on random 44-px crops",
                 optimizer="sgd", learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                batch_size=64, schedule="plateau", crop=44, label_smoothing=0.0,
-                augment="flip,crop,rotate,translate,erase")
+                batch_size=64, schedule="plateau", plateau_patience=5, crop=44,
+                flip=True, rotation=10.0, translate=0.1, zoom=0.1, erase=0.5)
 def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 0.4):
     """Four stages of two 3x3 conv + BN + ReLU (width, 2x, 4x, 8x filters), 2x2 max pooling
     after each, then two dense layers with BN and dropout. ``width=64`` is Khaireddin & Chen's
@@ -146,8 +146,8 @@ def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 
 def tiny(x, num_classes):
     from keras import layers
 
-    for filters in (8, 16):
+    for filters in (8, 16, 16):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Flatten()(x)  # keeps where features are: the mouth is below the eyes
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)

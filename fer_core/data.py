@@ -192,7 +192,7 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
         DataError: the path does not exist or holds no recognisable data set.
     """
     text = str(source).strip()
-    if text.lower() == DEMO_SOURCE:
+    if text.lower() == DEMO_SOURCE or _demo_size(text) is not None:
         return DEMO_SOURCE, None
     path = Path(text).expanduser()
     if not path.exists():
@@ -256,6 +256,14 @@ def _folder_signature(root: Path) -> bytes:
     return "\n".join(parts).encode()
 
 
+def _demo_size(text: str) -> int | None:
+    """Per-class size of a ``demo:N`` source (a smaller or larger demo set), else None."""
+    head, _, tail = text.partition(":")
+    if head.lower() == DEMO_SOURCE and tail.isdigit() and 1 <= int(tail) <= 5000:
+        return int(tail)
+    return None
+
+
 def _fingerprint(kind: str, path: Path | None, skip_bad: bool, demo_args: dict) -> str:
     """A cache key that changes whenever the source's content does."""
     h = hashlib.sha1(f"{CACHE_VERSION}|{kind}|{skip_bad}|{sorted(demo_args.items())}".encode())
@@ -303,7 +311,7 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
     """Load a FER2013 data set from any supported source.
 
     Args:
-        source: ``"demo"``, a CSV file (``.csv``/``.csv.gz``), an image folder, or a folder
+        source: ``"demo"`` (or ``"demo:N"``, N faces per class), a CSV file (``.csv``/``.csv.gz``), an image folder, or a folder
             holding one of these.
         merge: optional class merging such as ``"disgust=angry"``.
         skip_bad: skip and count bad rows/files instead of raising.
@@ -318,6 +326,7 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
         DataError: the source is missing, empty or (without ``skip_bad``) has bad rows or files.
     """
     kind, path = resolve_source(source)
+    demo_per_class = _demo_size(str(source).strip()) or demo_per_class
     demo_args = {"per_class": demo_per_class, "seed": demo_seed} if kind == DEMO_SOURCE else {}
     cache_file = None
     if use_cache:

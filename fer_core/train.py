@@ -1,0 +1,339 @@
+"""Training: a tf.data pipeline, ``model.fit`` with callbacks, run directories and resume.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per finished epoch),
+``last.keras`` (model and optimizer state, for resume), ``best.keras`` (best validation
+accuracy), ``model.keras`` (the final model: the best weights, no optimizer), ``classes.json``,
+``run.json`` (data source, timings, device, status) and ``versions.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import runs_dir
+from .data import load_dataset
+from .errors import ConfigError, FerError
+from .trainconfig import TrainConfig
+
+LAST, BEST, FINAL = "last.keras", "best.keras", "model.keras"
+METRICS = "metrics.jsonl"
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    """A fresh, unique run directory under ``data/runs``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = "".join(ch if ch.isalnum() else "-" for ch in cfg.arch.lower())[:40]
+    for i in range(1000):
+        path = runs_dir() / (f"{stamp}-{base}" + (f"-{i}" if i else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FerError("Could not create a run directory; data/runs is full of same-second runs.")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Return the per-epoch metrics of a run (empty when none yet)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a half-written last line from a crash
+    return rows
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ input pipeline
+def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool):
+    """Build the tf.data pipeline: shuffle, batch, augment in parallel, prefetch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
+    if training:
+        ds = ds.shuffle(min(len(images), 20_000), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size)
+    smoothing = cfg.label_smoothing
+
+    def to_float(x, y):
+        return tf.cast(x, tf.float32), tf.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        augment = build_augmenter(cfg)
+        if augment is not None:
+            ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def build_augmenter(cfg: TrainConfig) -> Callable | None:
+    """Return a function that augments a float batch (N, 48, 48, 1), or None if nothing is on."""
+    import keras
+    import tensorflow as tf
+
+    shift = (48 - cfg.crop) / 2 / 48  # random crops of `crop` px = shifts before the centre crop
+    steps = []
+    if cfg.flip:
+        steps.append(keras.layers.RandomFlip("horizontal", seed=cfg.seed))
+    if cfg.rotation:
+        steps.append(keras.layers.RandomRotation(cfg.rotation / 360.0, fill_mode="reflect", seed=cfg.seed + 1))
+    if cfg.zoom:
+        steps.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed + 2))
+    if cfg.translate or shift:
+        t = cfg.translate + shift
+        steps.append(keras.layers.RandomTranslation(t, t, fill_mode="reflect", seed=cfg.seed + 3))
+    erase = cfg.erase
+    if not steps and not erase:
+        return None
+    gen = tf.random.Generator.from_seed(cfg.seed + 4)
+
+    def apply(x):
+        for layer in steps:
+            x = layer(x, training=True)
+        if erase:
+            x = random_erase(x, erase, gen)
+        return x
+
+    return apply
+
+
+def random_erase(x, prob: float, gen):
+    """Random erasing (Zhong et al. 2017): blank a random rectangle in some images of the batch."""
+    import tensorflow as tf
+
+    n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    area = gen.uniform([n], 0.02, 0.2)
+    ratio = tf.exp(gen.uniform([n], np.log(0.3), np.log(3.3)))
+    eh = tf.cast(tf.sqrt(area * ratio) * tf.cast(h, tf.float32), tf.int32)
+    ew = tf.cast(tf.sqrt(area / ratio) * tf.cast(w, tf.float32), tf.int32)
+    eh, ew = tf.clip_by_value(eh, 1, h), tf.clip_by_value(ew, 1, w)
+    top = tf.cast(gen.uniform([n]) * tf.cast(h - eh + 1, tf.float32), tf.int32)
+    left = tf.cast(gen.uniform([n]) * tf.cast(w - ew + 1, tf.float32), tf.int32)
+    rows = tf.range(h)[None, :, None]
+    cols = tf.range(w)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+    apply = gen.uniform([n]) < prob
+    mask = inside & apply[:, None, None]
+    noise = gen.uniform(tf.shape(x), 0.0, 255.0)
+    return tf.where(mask[..., None], noise, x)
+
+
+# ------------------------------------------------------------------- optimisation
+def make_optimizer(cfg: TrainConfig):
+    import keras
+
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                    weight_decay=cfg.weight_decay or None)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(cfg.learning_rate, weight_decay=cfg.weight_decay or None)
+    return keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay or 0.004)
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
+    """Learning rate of an epoch for the epoch-wise schedules (None: left to plateau/constant)."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return cfg.learning_rate * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "step":
+        return cfg.learning_rate * cfg.step_gamma ** (epoch // cfg.step_epochs)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        t = (epoch - cfg.warmup_epochs) / span
+        return cfg.learning_rate * 0.5 * (1 + np.cos(np.pi * t))
+    if cfg.warmup_epochs and epoch == cfg.warmup_epochs:
+        return cfg.learning_rate
+    return None
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'balanced' weights n / (k * n_c), as scikit-learn computes them."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None):
+    import keras
+
+    class Schedule(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            lr = scheduled_lr(cfg, epoch)
+            if lr is not None:
+                self.model.optimizer.learning_rate.assign(lr)
+
+    class Recorder(keras.callbacks.Callback):
+        """Checkpoint first, then append the metrics line, so a crash never records an epoch
+        whose checkpoint is missing (resume truncates the history to the checkpoint).
+        Also the stop hook: ``should_stop`` is polled after every batch."""
+
+        stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if should_stop is not None and should_stop():
+                self.stopped = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.stopped:  # Keras still ends the cut-short epoch: it must not count as done
+                return
+            logs = dict(logs or {})
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+                   "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+                   "epoch_seconds": round(time.perf_counter() - self.t0, 3)}
+            best = max([r.get("val_accuracy", -1) for r in read_metrics(run_dir)] or [-1])
+            if row.get("val_accuracy", 0) > best:
+                self.model.save(run_dir / BEST)
+            self.model.save(run_dir / LAST)
+            _write_json(run_dir / "state.json", {"epoch": epoch + 1})
+            with open(run_dir / METRICS, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, cfg.epochs, row)
+
+    cbs = [Schedule(), Recorder()]
+    if cfg.schedule == "plateau":
+        cbs.insert(1, keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=cfg.plateau_factor,
+                                                        patience=cfg.plateau_patience, mode="max", verbose=0))
+    return cbs
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def _device() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({len(gpus)})" if gpus else f"CPU ({os.cpu_count()} cores)"
+
+
+def _setup_gpu() -> None:
+    """Memory growth (several jobs can share a card) and mixed precision, on GPUs only."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
+          on_epoch: Callable | None = None, should_stop: Callable | None = None, verbose: int = 0) -> Path:
+    """Train a model and leave a complete run directory.
+
+    Args:
+        cfg: the configuration (read from ``run_dir/config.json`` when resuming).
+        run_dir: where to write; a new folder under ``data/runs`` when None.
+        resume: continue ``run_dir`` from its last checkpoint, with the optimizer state and
+            epoch counter; the metric history continues without gaps or duplicates.
+        on_epoch: called as ``on_epoch(epoch, total, metrics)`` after every epoch.
+        should_stop: polled after every batch; returning True stops the run cleanly.
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        The run directory.
+
+    Raises:
+        FerError: bad configuration, data or checkpoint.
+    """
+    import keras
+
+    from .models import create_model
+
+    if resume:
+        if run_dir is None or not (Path(run_dir) / "config.json").exists():
+            raise ConfigError(f"Cannot resume {run_dir}: it has no config.json.")
+        run_dir = Path(run_dir)
+        cfg = TrainConfig.load(run_dir / "config.json")
+    else:
+        cfg = (cfg or TrainConfig()).validate()
+        run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / "state.json").exists():
+            raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
+        cfg.save(run_dir / "config.json")
+
+    _setup_gpu()
+    keras.utils.set_random_seed(cfg.seed)
+    ds = load_dataset(cfg.data, merge=cfg.merge)
+    tr, va = ds.subset("Training"), ds.subset("PublicTest")
+    if len(tr) == 0 or len(va) == 0:
+        raise ConfigError(f"{cfg.data}: the Training and PublicTest splits must both have images.")
+    _write_json(run_dir / "classes.json", list(ds.class_names))
+    _write_json(run_dir / "versions.json", _versions())
+
+    start_epoch = 0
+    if resume and (run_dir / LAST).exists():
+        start_epoch = json.loads((run_dir / "state.json").read_text())["epoch"]
+        model = keras.saving.load_model(run_dir / LAST)
+        rows = read_metrics(run_dir)[:start_epoch]  # drop epochs recorded after the checkpoint
+        (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (run_dir / METRICS).write_text("")
+        model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **_arch_options(cfg))
+        model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+
+    info = {"data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
+            "device": _device(), "status": "running", "started": time.time(), "start_epoch": start_epoch}
+    _write_json(run_dir / "run.json", info)
+    t0 = time.perf_counter()
+    if start_epoch < cfg.epochs:
+        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True), epochs=cfg.epochs,
+                  initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
+                  class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop), verbose=verbose)
+    done = len(read_metrics(run_dir))
+    status = "finished" if done >= cfg.epochs else "stopped"
+    if status == "finished":
+        best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
+        best.save(run_dir / FINAL, include_optimizer=False) if _accepts_include_optimizer() else best.save(run_dir / FINAL)
+    info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
+                epochs_done=done)
+    _write_json(run_dir / "run.json", info)
+    return run_dir
+
+
+def _accepts_include_optimizer() -> bool:
+    import inspect
+
+    import keras
+
+    return "include_optimizer" in inspect.signature(keras.Model.save).parameters
+
+
+def _arch_options(cfg: TrainConfig) -> dict:
+    from .models import is_notation
+
+    if is_notation(cfg.arch):
+        return {"conv_widths": cfg.conv_widths, "dense_widths": cfg.dense_widths, "dropout": cfg.dropout,
+                "padding": cfg.padding}
+    return {}

@@ -1,0 +1,137 @@
+"""The typed training configuration, saved as ``config.json`` in every run directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .config import IMAGE_SIZE
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to rebuild and retrain a model exactly.
+
+    Architecture: a registered name or layer notation (with ``conv_widths``, ``dense_widths``,
+    ``dropout``, ``padding`` for notation). ``crop`` is the face crop the network sees: training
+    uses random crops of that size, evaluation the centre crop (inside the model).
+    Augmentation strengths: ``rotation`` in degrees, ``translate`` and ``zoom`` as fractions of
+    the image, ``erase`` the probability of random erasing.
+    """
+
+    data: str = "demo"
+    merge: str = ""
+    arch: str = "tiny"
+    conv_widths: list[int] = field(default_factory=lambda: [32, 64])
+    dense_widths: list[int] = field(default_factory=lambda: [1024])
+    dropout: float = 0.25
+    padding: str = "valid"
+    crop: int = IMAGE_SIZE
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    epochs: int = 10
+    batch_size: int = 64
+    label_smoothing: float = 0.0
+    class_weight: str = "none"
+    flip: bool = False
+    rotation: float = 0.0
+    translate: float = 0.0
+    zoom: float = 0.0
+    erase: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; raise one ConfigError that names each bad field."""
+        errors = []
+
+        def need(ok: bool, name: str, why: str):
+            if not ok:
+                errors.append(f"{name}: {why} (got {getattr(self, name)!r})")
+
+        need(bool(str(self.arch).strip()), "arch", "give a registered model name or a layer notation")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
+        need(self.class_weight in CLASS_WEIGHTS, "class_weight", f"one of {', '.join(CLASS_WEIGHTS)}")
+        need(self.padding in ("valid", "same"), "padding", "'valid' or 'same'")
+        need(0 < self.learning_rate <= 10, "learning_rate", "a number in (0, 10]")
+        need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
+        need(0 <= self.weight_decay < 1, "weight_decay", "a number in [0, 1)")
+        need(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
+        need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
+        need(0 <= self.warmup_epochs < max(self.epochs, 1), "warmup_epochs", "fewer than the epochs")
+        need(self.step_epochs >= 1, "step_epochs", "at least 1")
+        need(0 < self.step_gamma <= 1, "step_gamma", "a number in (0, 1]")
+        need(self.plateau_patience >= 1, "plateau_patience", "at least 1")
+        need(0 < self.plateau_factor < 1, "plateau_factor", "a number in (0, 1)")
+        need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+        need(8 <= self.crop <= IMAGE_SIZE, "crop", f"an integer from 8 to {IMAGE_SIZE}")
+        need(0 <= self.rotation <= 180, "rotation", "degrees in [0, 180]")
+        need(0 <= self.translate < 0.5, "translate", "a fraction in [0, 0.5)")
+        need(0 <= self.zoom < 1, "zoom", "a fraction in [0, 1)")
+        need(0 <= self.erase <= 1, "erase", "a probability in [0, 1]")
+        need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
+        need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
+        if errors:
+            raise ConfigError("Invalid training configuration: " + "; ".join(errors) + ".")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        """Build a config from a dict, refusing unknown keys and wrong types."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"Unknown training option(s): {', '.join(unknown)}.")
+        defaults = cls()
+        values = {}
+        for key, value in raw.items():
+            default = getattr(defaults, key)
+            try:
+                if isinstance(default, bool):
+                    values[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, list):
+                    items = value.replace(",", " ").split() if isinstance(value, str) else value
+                    values[key] = [int(v) for v in items]
+                else:
+                    values[key] = type(default)(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"Training option {key}: {value!r} is not a valid {type(default).__name__}.") from None
+        return cls(**values).validate()
+
+    @classmethod
+    def for_model(cls, arch: str, **overrides) -> "TrainConfig":
+        """A config with the training settings the architecture's source used, then ``overrides``."""
+        from .models import get_spec, is_notation
+
+        base = {} if is_notation(arch) else {k: v for k, v in get_spec(arch).train_defaults.items()
+                                             if k in {f.name for f in fields(cls)}}
+        return cls.from_dict({**base, "arch": arch, **overrides})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the training configuration ({exc}).") from None
