@@ -1,0 +1,56 @@
+"""Test-time augmentation for evaluation and prediction: none, horizontal flip, ten-crop.
+
+Models take 48x48 faces and centre-crop inside, so a corner crop is made by shifting the face
+by the crop margin (edge-padded) before the model's own centre crop: the model then sees
+exactly the corner crop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+
+TTA_MODES = ("none", "flip", "tencrop")
+
+
+def views(images: np.ndarray, mode: str, crop: int = 48) -> list[np.ndarray]:
+    """Return the augmented copies of a batch (N, 48, 48) that TTA averages over.
+
+    Raises:
+        ConfigError: unknown mode.
+    """
+    if mode not in TTA_MODES:
+        raise ConfigError(f"TTA {mode!r}: use one of {', '.join(TTA_MODES)}.")
+    if mode == "none":
+        return [images]
+    flipped = images[:, :, ::-1]
+    if mode == "flip":
+        return [images, flipped]
+    m = max((images.shape[1] - crop) // 2, 1)  # a 48-px model still gets 1-px shifted views
+    out = []
+    for batch in (images, flipped):
+        out.append(batch)
+        padded = np.pad(batch, ((0, 0), (m, m), (m, m)), mode="edge")
+        h, w = batch.shape[1:]
+        for dy, dx in ((-m, -m), (-m, m), (m, -m), (m, m)):  # the four corners
+            out.append(padded[:, m + dy:m + dy + h, m + dx:m + dx + w])
+    return out
+
+
+def model_crop(model) -> int:
+    """The centre-crop size built into a model (48 when it has none)."""
+    for layer in model.layers:
+        if layer.name == "center_crop":
+            return int(layer.output.shape[1])
+    return 48
+
+
+def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, classes) of uint8 faces (N, 48, 48), averaged over TTA views."""
+    total = None
+    batches = views(np.asarray(images, np.uint8), tta, model_crop(model))
+    for v in batches:
+        p = model.predict(v[..., None], batch_size=batch_size, verbose=0)
+        total = p if total is None else total + p
+    return total / len(batches)
