@@ -124,7 +124,7 @@ def _parse_well_formed(buf, digit, is_digit, offsets, nulls) -> np.ndarray | Non
 
 def _parse_chunk(arr) -> tuple[np.ndarray, dict[int, str]]:
     n_rows = len(arr)
-    validity, offsets_buf, data_buf = arr.buffers()
+    _validity, offsets_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offsets_buf, np.int64)[arr.offset:arr.offset + n_rows + 1]
     nulls = np.asarray(arr.is_null()) if arr.null_count else np.zeros(n_rows, bool)
     base = int(offsets[0])

@@ -315,19 +315,11 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":
         best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
-        best.save(run_dir / FINAL, include_optimizer=False) if _accepts_include_optimizer() else best.save(run_dir / FINAL)
+        best.save(run_dir / FINAL)
     info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
                 epochs_done=done)
     _write_json(run_dir / "run.json", info)
     return run_dir
-
-
-def _accepts_include_optimizer() -> bool:
-    import inspect
-
-    import keras
-
-    return "include_optimizer" in inspect.signature(keras.Model.save).parameters
 
 
 def _arch_options(cfg: TrainConfig) -> dict:
