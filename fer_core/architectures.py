@@ -9,7 +9,13 @@ from .models import register_model
 from .notation import build_from_notation
 
 # --------------------------------------------------------- Pramerdorfer & Kampel study
+# The study's Keras code passed ``decay`` to the optimizer: in Keras 2 that was not weight decay
+# but a per-iteration learning-rate decay, lr / (1 + decay * iteration). We keep that meaning.
 _SGD01 = dict(optimizer="sgd", learning_rate=0.1, momentum=0.9)
+
+
+def _decay(value):
+    return dict(schedule="inverse-time", lr_decay=value)
 
 
 def _notation(text, conv, dense, padding="valid", dropout=0.25):
@@ -22,22 +28,22 @@ def _notation(text, conv, dense, padding="valid", dropout=0.25):
 _STUDY = {
     # name: (notation, conv widths, dense widths, padding, training settings, note)
     "pk-vgg": ("CBCBPD-CBCBPD-CBCBPD-CBCBPD-FBDFB", (64, 128, 256, 512), (1024,), "same",
-               dict(_SGD01, weight_decay=1e-4, batch_size=128), "VGG-style net of Pramerdorfer & Kampel (2016)"),
+               dict(_SGD01, **_decay(1e-4), batch_size=128), "VGG-style net of Pramerdorfer & Kampel (2016)"),
     "study-a": ("CBCBPD-CBCBPD-CBCBPD-CBCBD-FBDF", (32, 64, 128, 256), (1024,), "same",
-                dict(_SGD01, weight_decay=1e-5), "Study experiment A: four conv blocks, SGD lr 0.1"),
+                dict(_SGD01, **_decay(1e-5)), "Study experiment A: four conv blocks, SGD lr 0.1"),
     "study-b": ("CBCBPD-CBCBPD-FBDF", (32, 64), (1024,), "valid",
                 dict(optimizer="sgd", learning_rate=0.001, momentum=0.9), "Study experiment B: two conv blocks, SGD lr 0.001"),
     "study-c": ("CBCBPD-CBCBPD-FBDFB", (32, 64), (1024,), "valid",
-                dict(_SGD01, weight_decay=1e-4), "Study experiment C: B with batch-normalised output, SGD lr 0.1"),
+                dict(_SGD01, **_decay(1e-4)), "Study experiment C: B with batch-normalised output, SGD lr 0.1"),
     "study-d": ("CBCBPD-CBCBPD-FBDFB", (32, 64), (1024,), "valid",
-                dict(optimizer="sgd", learning_rate=0.001, momentum=0.9, weight_decay=1e-4),
+                dict(optimizer="sgd", learning_rate=0.001, momentum=0.9, **_decay(1e-4)),
                 "Study experiment D: C with SGD lr 0.001"),
     "study-e": ("CBCBP-CBCBP-FBDF", (32, 64), (1024,), "valid",
-                dict(_SGD01, weight_decay=1e-4), "Study experiment E: no conv dropout, SGD lr 0.1"),
+                dict(_SGD01, **_decay(1e-4)), "Study experiment E: no conv dropout, SGD lr 0.1"),
     "study-f": ("CBCBPD-CBCBPD-FBDF", (32, 64), (1024,), "valid",
-                dict(optimizer="adam", learning_rate=0.001, weight_decay=1e-4), "Study experiment F: B with Adam"),
+                dict(optimizer="adam", learning_rate=0.001, **_decay(1e-4)), "Study experiment F: B with Adam"),
     "study-g": ("CBCBPD-CBCBPD-FBDF", (32, 32), (128,), "valid",
-                dict(optimizer="adam", learning_rate=0.001, weight_decay=1e-4),
+                dict(optimizer="adam", learning_rate=0.001, **_decay(1e-4)),
                 "Study experiment G: F with 32 filters and 128 dense units"),
     "study-h": ("CCP-CCP-FF", (32, 64), (64,), "valid",
                 dict(optimizer="adam", learning_rate=0.001), "Study experiment H: plain CNN, no batch norm"),
@@ -117,9 +123,9 @@ def mini_xception(x, num_classes):
 
 # ------------------------------------------------------------ our default recipe
 @register_model("fer-vgg", "Our default: VGG-style net with batch norm (Khaireddin & Chen 2021; "
-                "Pramerdorfer & Kampel 2016), trained on random 44-px crops",
+                "Pramerdorfer & Kampel 2016), trained on random 40-px crops",
                 optimizer="sgd", learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                batch_size=64, schedule="plateau", plateau_patience=5, crop=44,
+                batch_size=64, schedule="cosine", warmup_epochs=1, crop=40,
                 flip=True, rotation=10.0, translate=0.1, zoom=0.1, erase=0.5)
 def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 0.4):
     """Four stages of two 3x3 conv + BN + ReLU (width, 2x, 4x, 8x filters), 2x2 max pooling

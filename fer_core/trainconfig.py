@@ -10,7 +10,7 @@ from .config import IMAGE_SIZE
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "plateau")
+SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -23,6 +23,10 @@ class TrainConfig:
     uses random crops of that size, evaluation the centre crop (inside the model).
     Augmentation strengths: ``rotation`` in degrees, ``translate`` and ``zoom`` as fractions of
     the image, ``erase`` the probability of random erasing.
+    Schedules: ``step`` multiplies by ``step_gamma`` every ``step_epochs``; ``cosine`` decays to
+    zero over ``epochs`` after ``warmup_epochs``; ``plateau`` halves (``plateau_factor``) when
+    validation accuracy stalls; ``inverse-time`` is Keras 2's old ``decay`` argument,
+    ``lr / (1 + lr_decay * iteration)``, which the original study's "decay" meant.
     """
 
     data: str = "demo"
@@ -39,6 +43,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "constant"
+    lr_decay: float = 0.0
     warmup_epochs: int = 0
     step_epochs: int = 10
     step_gamma: float = 0.1
@@ -74,6 +79,9 @@ class TrainConfig:
         need(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
         need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
         need(0 <= self.warmup_epochs < max(self.epochs, 1), "warmup_epochs", "fewer than the epochs")
+        need(self.lr_decay >= 0, "lr_decay", "a number >= 0")
+        need(self.schedule != "inverse-time" or not self.warmup_epochs, "warmup_epochs",
+             "0 with the inverse-time schedule, which starts at the full rate")
         need(self.step_epochs >= 1, "step_epochs", "at least 1")
         need(0 < self.step_gamma <= 1, "step_gamma", "a number in (0, 1]")
         need(self.plateau_patience >= 1, "plateau_patience", "at least 1")
