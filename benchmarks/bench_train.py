@@ -1,0 +1,140 @@
+"""Benchmark the training engine: pipeline throughput, the demo preset, and recipes on FER2013.
+
+Prints, measured in one run on this machine:
+  - throughput (images/s) of a plain ``model.fit`` on in-memory float NumPy arrays against our
+    tf.data pipeline (uint8 in, cast, one-hot, prefetch) without and with the default recipe's
+    augmentation, same model and batch size, rounds interleaved, best round of each kept;
+  - ``--demo``: how long the tiny preset takes to reach 95% validation accuracy on the demo set;
+  - ``--real``: our default recipe against the Pramerdorfer & Kampel preset and experiment H at
+    equal epochs on FER2013 (``FER2013_DIR``), PublicTest accuracy; ``--train-limit`` trains on a
+    stratified sample of the Training split when the full one takes too long on this machine.
+
+Usage: python benchmarks/bench_train.py [--arch study-g] [--rounds 3] [--demo]
+       FER2013_DIR=... python benchmarks/bench_train.py --real --epochs 10 [--train-limit 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_core.trainconfig import TrainConfig  # noqa: E402
+
+
+def throughput(arch: str, images: int, batch: int, rounds: int) -> None:
+    import keras
+
+    from fer_core.demo import make_demo_dataset
+    from fer_core.models import create_model
+    from fer_core.train import make_input
+
+    ds = make_demo_dataset(per_class=images // 7 + 1, seed=0)
+    x8, y = ds.images[:images], ds.labels[:images]
+    xf, y1 = x8[..., None].astype("float32"), keras.utils.to_categorical(y, 7)
+    recipe = TrainConfig.for_model("fer-vgg", batch_size=batch)  # the default recipe's augmentation
+    plain_cfg = TrainConfig(batch_size=batch, crop=recipe.crop)
+    modes = {
+        "plain model.fit(NumPy)": lambda m: m.fit(xf, y1, batch_size=batch, epochs=1, verbose=0, shuffle=True),
+        "ours, no augmentation": lambda m: m.fit(make_input(x8, y, plain_cfg, 7, True), epochs=1, verbose=0),
+        "ours, default augmentation": lambda m: m.fit(make_input(x8, y, recipe, 7, True), epochs=1, verbose=0),
+    }
+    models = {}
+    for name, run in modes.items():
+        keras.utils.set_random_seed(0)
+        models[name] = create_model(arch, 7, crop=recipe.crop)
+        models[name].compile("adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        run(models[name])  # warm-up: graph tracing, thread pools
+    best = {name: float("inf") for name in modes}
+    for _ in range(rounds):
+        for name, run in modes.items():
+            t0 = time.perf_counter()
+            run(models[name])
+            best[name] = min(best[name], time.perf_counter() - t0)
+    base = images / best["plain model.fit(NumPy)"]
+    print(f"\nthroughput: {arch}, {images} images, batch {batch}, best of {rounds} interleaved rounds")
+    for name in modes:
+        rate = images / best[name]
+        print(f"  {name:28s} {rate:8.0f} img/s  ({rate / base:5.2f}x plain)")
+
+
+def demo(arch: str, epochs: int) -> None:
+    from fer_core.train import train
+
+    cfg = TrainConfig.for_model(arch, data="demo", epochs=epochs)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    reached = []
+
+    def on_epoch(epoch, total, row):
+        print(f"  epoch {epoch:2d}: val_accuracy {row['val_accuracy']:.3f}  wall {time.perf_counter() - t0:6.1f} s")
+        if row["val_accuracy"] >= 0.95 and not reached:
+            reached.append((epoch, time.perf_counter() - t0, time.process_time() - cpu0))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"\ndemo set (3,500 drawn faces), preset {arch}, up to {epochs} epochs (data generation included):")
+        train(cfg, Path(tmp) / "run", on_epoch=on_epoch)
+    if reached:
+        e, wall, cpu = reached[0]
+        print(f"  reached 95% validation accuracy at epoch {e}: {wall:.1f} s wall, {cpu:.1f} s CPU time")
+    else:
+        print("  did not reach 95% validation accuracy")
+
+
+def real(root: str, epochs: int, limit: int | None, models: list[str]) -> None:
+    from fer_core.data import load_dataset, write_csv
+    from fer_core.train import read_metrics, train
+
+    data = root
+    with tempfile.TemporaryDirectory() as tmp:
+        if limit:
+            full = load_dataset(root)
+            rng = np.random.default_rng(0)
+            keep = full.splits == "PublicTest"
+            train_idx = np.flatnonzero(full.splits == "Training")
+            keep[rng.choice(train_idx, min(limit, len(train_idx)), replace=False)] = True
+            data = str(write_csv(full.select(keep), Path(tmp) / "sample.csv"))
+        print(f"\nFER2013 {'Training sample of %d' % limit if limit else 'Training'}, {epochs} epochs, "
+              f"each preset with its own recipe; PublicTest accuracy")
+        for name in models:
+            cfg = TrainConfig.for_model(name, data=data, epochs=epochs)
+            t0 = time.perf_counter()
+            rows = read_metrics(train(cfg, Path(tmp) / name))
+            print(f"  {name:10s} last {rows[-1]['val_accuracy']:.4f}  best {max(r['val_accuracy'] for r in rows):.4f}"
+                  f"  ({time.perf_counter() - t0:6.0f} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="study-g", help="model for the throughput comparison")
+    parser.add_argument("--images", type=int, default=3200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--demo", action="store_true", help="time the tiny preset on the demo set")
+    parser.add_argument("--demo-epochs", type=int, default=15)
+    parser.add_argument("--real", action="store_true", help="compare recipes on FER2013 instead")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--models", default="fer-vgg,pk-vgg,study-h")
+    args = parser.parse_args()
+    os.environ.setdefault("FER_DATA_DIR", tempfile.mkdtemp(prefix="fer-bench-"))
+    print(f"machine: {os.cpu_count()} CPU cores")
+    if args.real:
+        root = os.environ.get("FER2013_DIR")
+        if not root:
+            sys.exit("Set FER2013_DIR to the FER2013 image folder.")
+        real(root, args.epochs, args.train_limit or None, args.models.split(","))
+        return
+    throughput(args.arch, args.images, args.batch_size, args.rounds)
+    if args.demo:
+        demo("tiny", args.demo_epochs)
+
+
+if __name__ == "__main__":
+    main()
