@@ -47,31 +47,115 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_from_args(args: argparse.Namespace):
+    from .trainconfig import TrainConfig
+
+    if not args.arch:
+        raise FerError("Give --arch (a model name from 'python -m fer_core models', or layer notation).")
+    overrides = {k: v for k, v in {
+        "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
+    }.items() if v is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FerError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set flip=true.")
+        overrides[key.strip()] = value.strip()
+    return TrainConfig.for_model(args.arch, **overrides)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import read_metrics, train
-    from .trainconfig import TrainConfig
 
     if args.resume:
         run_dir = train(run_dir=args.resume, resume=True, verbose=1)
     else:
-        if not args.arch:
-            raise FerError("Give --arch (a model name from 'python -m fer_core models', or layer notation).")
-        overrides = {k: v for k, v in {
-            "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
-            "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
-        }.items() if v is not None}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise FerError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set flip=true.")
-            overrides[key.strip()] = value.strip()
-        cfg = TrainConfig.for_model(args.arch, **overrides)
-        run_dir = train(cfg, args.out, verbose=1)
+        run_dir = train(_config_from_args(args), args.out, verbose=1)
     rows = read_metrics(run_dir)
     best = max(rows, key=lambda r: r.get("val_accuracy", 0)) if rows else {}
     print(f"run: {run_dir}  epochs: {len(rows)}  best val_accuracy: {best.get('val_accuracy', float('nan')):.4f}"
           f" (epoch {best.get('epoch', '-')})")
     return 0
+
+
+def _fmt_seconds(value) -> str:
+    if value is None:
+        return "-"
+    value = int(value)
+    return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    if args.jobs_command == "work":
+        return jobs.work(args.id)
+    store = jobs.JobStore()
+    try:
+        if args.jobs_command == "submit":
+            job_id = jobs.submit(_config_from_args(args), store)
+            job = store.get(job_id)
+            print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json
+                  else f"{job_id}")
+            return 0
+        jobs.schedule(store)  # every look at the store notices dead workers and starts queued jobs
+        if args.jobs_command == "list":
+            listed = store.list()
+            if args.json:
+                print(json.dumps([j.to_dict() for j in listed], indent=2))
+                return 0
+            print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  arch / data")
+            for j in listed:
+                acc = j.metrics.get("val_accuracy")
+                print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {_fmt_seconds(j.elapsed):>8}  "
+                      f"{_fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
+                      f"{j.config.get('arch')} / {j.config.get('data')}")
+            return 0
+        if args.jobs_command == "show":
+            job = store.get(args.id)
+            if args.json:
+                print(json.dumps(job.to_dict(), indent=2))
+            else:
+                for key, value in job.to_dict().items():
+                    if key != "config":
+                        print(f"{key:>16}: {value}")
+            return 0
+        if args.jobs_command == "cancel":
+            state = store.cancel(args.id)
+            print(f"job {args.id}: " + ("cancelled" if state == jobs.JobStatus.CANCELLED
+                                          else "stopping at the next batch; its last checkpoint is kept"))
+            return 0
+        if args.jobs_command == "resume":
+            store.resume(args.id)
+            jobs.schedule(store)
+            print(f"job {args.id}: {store.get(args.id).status.value}")
+            return 0
+        if args.jobs_command == "delete":
+            store.delete(args.id)
+            print(f"job {args.id}: deleted with its run directory")
+            return 0
+        if args.jobs_command == "logs":
+            print(jobs.read_log(store.get(args.id), tail=args.tail), end="")
+            return 0
+    finally:
+        store.close()
+    return 2
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    from .trainconfig import OPTIMIZERS, SCHEDULES
+
+    p.add_argument("--data", help="data source ('demo', CSV or image folder)")
+    p.add_argument("--arch", help="model name or layer notation, e.g. CBCBPD-CBCBPD-FBDF")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--merge", help="class merging, e.g. disgust=angry")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,20 +176,30 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
 
     tr = sub.add_parser("train", help="train a model and write a run directory")
-    tr.add_argument("--data", help="data source ('demo', CSV or image folder)")
-    tr.add_argument("--arch", help="model name or layer notation, e.g. CBCBPD-CBCBPD-FBDF")
-    tr.add_argument("--epochs", type=int)
+    _add_train_options(tr)
     tr.add_argument("--out", help="run directory (default: a new folder under data/runs)")
-    tr.add_argument("--merge", help="class merging, e.g. disgust=angry")
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float, help="learning rate")
-    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    tr.add_argument("--schedule", choices=["constant", "step", "cosine", "plateau"])
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     tr.set_defaults(func=_train)
+
+    jobs = sub.add_parser("jobs", help="background training jobs").add_subparsers(dest="jobs_command", required=True)
+    submit = jobs.add_parser("submit", help="queue a training job; prints its id")
+    _add_train_options(submit)
+    submit.add_argument("--json", action="store_true", help="print JSON")
+    listing = jobs.add_parser("list", help="all jobs, newest first")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = jobs.add_parser("show", help="one job in full")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (("cancel", "stop a job at its next batch (or drop it from the queue)"),
+                       ("resume", "queue a cancelled, failed or interrupted job again"),
+                       ("delete", "forget a job that is not running and remove its run directory"),
+                       ("work", "run a claimed job in this process (used by the runner)")):
+        jobs.add_parser(name, help=text).add_argument("id", type=int)
+    logs = jobs.add_parser("logs", help="the end of a job's log")
+    logs.add_argument("id", type=int)
+    logs.add_argument("--tail", type=int, default=20_000, help="bytes from the end (default 20000)")
+    for p in jobs.choices.values():
+        p.set_defaults(func=_jobs)
     return parser
 
 

@@ -19,3 +19,7 @@ class ConfigError(FerError):
 
 class ModelError(FerError):
     """A model cannot be built, found or loaded."""
+
+
+class JobError(FerError):
+    """A background job cannot be found, changed or recorded (job store, runner)."""

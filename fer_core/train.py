@@ -54,6 +54,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
+def _save_model(model, path: Path) -> None:
+    """Save atomically: a worker killed mid-save leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
@@ -187,7 +194,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None):
+def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
+               on_batch: Callable | None = None):
     import keras
 
     class Schedule(keras.callbacks.Callback):
@@ -204,9 +212,11 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
         stopped = False
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0, self.epoch = time.perf_counter(), epoch
 
         def on_train_batch_end(self, batch, logs=None):
+            if on_batch is not None:
+                on_batch(self.epoch, batch + 1, self.params.get("steps") or 0)
             if should_stop is not None and should_stop():
                 self.stopped = True
                 self.model.stop_training = True
@@ -220,8 +230,8 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
                    "epoch_seconds": round(time.perf_counter() - self.t0, 3)}
             best = max([r.get("val_accuracy", -1) for r in read_metrics(run_dir)] or [-1])
             if row.get("val_accuracy", 0) > best:
-                self.model.save(run_dir / BEST)
-            self.model.save(run_dir / LAST)
+                _save_model(self.model, run_dir / BEST)
+            _save_model(self.model, run_dir / LAST)
             _write_json(run_dir / "state.json", {"epoch": epoch + 1})
             with open(run_dir / METRICS, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
@@ -283,7 +293,8 @@ def _setup_gpu() -> None:
 
 
 def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
-          on_epoch: Callable | None = None, should_stop: Callable | None = None, verbose: int = 0) -> Path:
+          on_epoch: Callable | None = None, should_stop: Callable | None = None,
+          on_batch: Callable | None = None, verbose: int = 0) -> Path:
     """Train a model and leave a complete run directory.
 
     Args:
@@ -293,6 +304,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
             epoch counter; the metric history continues without gaps or duplicates.
         on_epoch: called as ``on_epoch(epoch, total, metrics)`` after every epoch.
         should_stop: polled after every batch; returning True stops the run cleanly.
+        on_batch: called as ``on_batch(epoch_index, step, steps)`` after every training batch.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
@@ -346,12 +358,12 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True), epochs=cfg.epochs,
                   initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop), verbose=verbose, shuffle=False)
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch), verbose=verbose, shuffle=False)
     done = len(read_metrics(run_dir))
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":
         best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
-        best.save(run_dir / FINAL)
+        _save_model(best, run_dir / FINAL)
     info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
                 epochs_done=done)
     _write_json(run_dir / "run.json", info)

@@ -1,0 +1,198 @@
+"""Background jobs: store transitions, the real process runner, cancel, SIGKILL, concurrency."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fer_core import jobs
+from fer_core.cli import main
+from fer_core.errors import JobError
+from fer_core.jobs import JobStatus, JobStore
+from fer_core.train import read_metrics
+from fer_core.trainconfig import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(data_dir):
+    s = JobStore()
+    yield s
+    s.close()
+
+
+def tiny(epochs=2, **kw) -> TrainConfig:
+    return TrainConfig.for_model("tiny", **{"data": "demo:30", "epochs": epochs, "batch_size": 32, **kw})
+
+
+class FakeRunner:
+    """Claims slots like the real runner but starts nothing: the 'worker' is this test process."""
+
+    def __init__(self, slots=1):
+        self.n, self.started = slots, []
+
+    def slots(self):
+        return list(range(self.n))
+
+    def start(self, job):
+        self.started.append(job.id)
+        return os.getpid()
+
+    def alive(self, pid):
+        return True
+
+
+def wait_for(store, job_id, predicate, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs.schedule(store)
+        job = store.get(job_id)
+        if predicate(job):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} never got there: {store.get(job_id)}\n{jobs.read_log(store.get(job_id))}")
+
+
+# ------------------------------------------------------------------ store only
+def test_state_transitions(store):
+    runner = FakeRunner(slots=1)
+    a, b = store.submit(tiny()), store.submit(tiny())
+    assert [j.status for j in store.list()] == [JobStatus.QUEUED, JobStatus.QUEUED]
+    assert jobs.schedule(store, runner) == [a]  # oldest first, one slot
+    assert jobs.schedule(store, runner) == []  # the slot is taken
+    assert store.get(a).status == JobStatus.RUNNING and store.get(a).pid == os.getpid()
+    assert store.cancel(b) == JobStatus.CANCELLED  # a queued job is dropped at once
+    assert store.cancel(a) == JobStatus.RUNNING and store.get(a).cancel_requested
+    assert store.beat(a, 3, 10) is True  # the worker learns about it on its next heartbeat
+    store.record_epoch(a, 1, 2, {"val_accuracy": 0.5, "epoch_seconds": 10.0})
+    job = store.get(a)
+    assert (job.epoch, job.metrics["val_accuracy"]) == (1, 0.5) and job.progress == pytest.approx(0.5)
+    store.finish(a, JobStatus.CANCELLED)
+    with pytest.raises(JobError, match="only queued or running"):
+        store.cancel(a)
+    store.resume(a)
+    assert store.get(a).status == JobStatus.QUEUED and store.get(a).resume
+    with pytest.raises(JobError, match="only cancelled, failed or interrupted"):
+        store.resume(a)
+    jobs.schedule(store, runner)
+    with pytest.raises(JobError, match="cancel it first"):
+        store.delete(a)
+    store.finish(a, JobStatus.SUCCEEDED)
+    assert store.get(a).status == JobStatus.SUCCEEDED and store.get(a).finished
+    run_dir = Path(store.get(a).run_dir)
+    assert run_dir.is_dir()
+    store.delete(a)
+    assert not run_dir.exists() and [j.id for j in store.list()] == [b]
+    with pytest.raises(JobError, match="no job"):
+        store.get(a)
+
+
+def test_dead_or_silent_workers_become_interrupted(store):
+    runner = FakeRunner(slots=2)
+    a, b = store.submit(tiny()), store.submit(tiny())
+    jobs.schedule(store, runner)
+    store.reap(lambda pid: False)  # both pids dead
+    assert {store.get(a).status, store.get(b).status} == {JobStatus.INTERRUPTED}
+    assert "Resume" in store.get(a).error
+    store.resume(a)
+    jobs.schedule(store, runner)
+    store.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time() - jobs.STALE_SECONDS - 1, a))
+    assert store.reap(lambda pid: True) == [a]  # alive pid, but no heartbeat for too long
+
+
+def test_unwritable_store_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(JobError, match="Cannot open the job store.*writable"):
+        JobStore(blocker / "jobs.sqlite3")
+
+
+def test_twenty_concurrent_submissions_are_recorded_once_and_the_limit_holds(data_dir):
+    script = (
+        "import os, sys\n"
+        "from fer_core import jobs\n"
+        "from fer_core.trainconfig import TrainConfig\n"
+        "class R:\n"
+        "    def slots(self): return [0]\n"
+        "    def start(self, job): return int(os.environ['HOLDER'])\n"
+        "    def alive(self, pid): return True\n"
+        "print(jobs.submit(TrainConfig(data='demo', arch='tiny', seed=int(sys.argv[1])), runner=R()))\n"
+    )
+    env = dict(os.environ, HOLDER=str(os.getpid()), PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stdout=subprocess.PIPE, text=True)
+             for i in range(20)]
+    ids = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    store = JobStore()
+    listed = store.list()
+    assert sorted(ids) == sorted(j.id for j in listed) and len(set(ids)) == 20
+    assert sorted(j.config["seed"] for j in listed) == list(range(20))
+    assert sum(j.status == JobStatus.RUNNING for j in listed) == 1
+    assert len({j.run_dir for j in listed}) == 20
+
+
+# ------------------------------------------------------------ real processes
+def test_job_runs_to_success_in_its_own_process(store):
+    job_id = jobs.submit(tiny(epochs=2), store)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.pid != os.getpid() and job.epoch == 2 and job.progress == 1.0
+    assert "CPU" in job.device and job.metrics["val_accuracy"] >= 0
+    assert [r["epoch"] for r in read_metrics(job.run_dir)] == [1, 2]
+    assert (Path(job.run_dir) / "model.keras").exists()
+    log = jobs.read_log(job)
+    assert "Epoch 2/2" in log and f"job {job_id}: succeeded" in log
+
+
+def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(store):
+    job_id = jobs.submit(tiny(epochs=200), store)
+    wait_for(store, job_id, lambda j: j.epoch >= 1)
+    store.cancel(job_id)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL, timeout=60)
+    assert job.status == JobStatus.CANCELLED
+    assert (Path(job.run_dir) / "last.keras").exists() and 1 <= len(read_metrics(job.run_dir)) < 200
+
+
+def test_killed_worker_is_interrupted_then_resumes_without_gaps(store):
+    job_id = jobs.submit(tiny(epochs=5), store)
+    job = wait_for(store, job_id, lambda j: j.epoch >= 2)
+    os.kill(job.pid, signal.SIGKILL)
+    t0 = time.time()
+    job = wait_for(store, job_id, lambda j: j.status != JobStatus.RUNNING, timeout=30)
+    assert job.status == JobStatus.INTERRUPTED and time.time() - t0 < 10
+    store.resume(job_id)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert [r["epoch"] for r in read_metrics(job.run_dir)] == [1, 2, 3, 4, 5]
+
+
+def test_failure_is_recorded_with_the_error(store):
+    job_id = jobs.submit(tiny(epochs=1, data="/nonexistent/fer.csv"), store)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    assert job.status == JobStatus.FAILED and "/nonexistent/fer.csv" in job.error
+    assert "failed" in jobs.read_log(job)
+
+
+def test_jobs_cli(data_dir, capsys):
+    assert main(["jobs", "submit", "--arch", "tiny", "--data", "demo:30", "--epochs", "1", "--json"]) == 0
+    job_id = json.loads(capsys.readouterr().out)["id"]
+    store = JobStore()
+    wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    assert main(["jobs", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(j["id"], j["status"]) for j in listed] == [(job_id, "succeeded")]
+    assert main(["jobs", "show", str(job_id), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["arch"] == "tiny"
+    assert main(["jobs", "logs", str(job_id)]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    assert main(["jobs", "cancel", str(job_id)]) == 2
+    assert "only queued or running" in capsys.readouterr().err
+    assert main(["jobs", "resume", "999"]) == 2
+    assert main(["jobs", "delete", str(job_id)]) == 0
+    assert store.list() == []
