@@ -7,6 +7,8 @@ st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/runs.py", title="Runs", icon="📈"),
 ]
 
 st.navigation(PAGES).run()

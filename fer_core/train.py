@@ -351,6 +351,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     info = {"data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
+            "params": int(model.count_params()),
             "device": _device(), "status": "running", "started": time.time(), "start_epoch": start_epoch}
     _write_json(run_dir / "run.json", info)
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .config import IMAGE_SIZE
-from .errors import ConfigError
+from .errors import ConfigError, FerError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
@@ -60,13 +60,13 @@ class TrainConfig:
     erase: float = 0.0
     seed: int = 0
 
-    def validate(self) -> "TrainConfig":
-        """Check every field; raise one ConfigError that names each bad field."""
-        errors = []
+    def problems(self) -> dict[str, str]:
+        """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""
+        errors: dict[str, str] = {}
 
         def need(ok: bool, name: str, why: str):
-            if not ok:
-                errors.append(f"{name}: {why} (got {getattr(self, name)!r})")
+            if not ok and name not in errors:
+                errors[name] = f"{why} (got {getattr(self, name)!r})"
 
         need(bool(str(self.arch).strip()), "arch", "give a registered model name or a layer notation")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
@@ -95,23 +95,45 @@ class TrainConfig:
         need(0 <= self.erase <= 1, "erase", "a probability in [0, 1]")
         need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
         need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
+        if "arch" not in errors:
+            from .models import get_spec, is_notation
+            from .notation import parse_notation
+
+            try:
+                parse_notation(self.arch) if is_notation(self.arch) else get_spec(self.arch)
+            except FerError as exc:
+                errors["arch"] = str(exc)
+        return errors
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; raise one ConfigError that names each bad field."""
+        errors = self.problems()
         if errors:
-            raise ConfigError("Invalid training configuration: " + "; ".join(errors) + ".")
+            raise ConfigError("Invalid training configuration: "
+                              + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "TrainConfig":
-        """Build a config from a dict, refusing unknown keys and wrong types."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
+    def check(cls, raw: dict) -> tuple["TrainConfig | None", dict[str, str]]:
+        """Convert and check a dict of raw values (strings from a form are fine).
+
+        Returns:
+            ``(config, {})`` when every value is valid, else ``(None, {field: what is wrong})``
+            naming every bad field, unknown keys under ``"unknown"``.
+        """
+        known = {f.name for f in fields(cls)}
+        problems: dict[str, str] = {}
+        unknown = sorted(set(raw) - known)
         if unknown:
-            raise ConfigError(f"Unknown training option(s): {', '.join(unknown)}.")
+            problems["unknown"] = f"Unknown training option(s): {', '.join(unknown)}."
         defaults = cls()
         values = {}
         for key, value in raw.items():
+            if key not in known:
+                continue
             default = getattr(defaults, key)
             try:
                 if isinstance(default, bool):
@@ -119,11 +141,26 @@ class TrainConfig:
                 elif isinstance(default, list):
                     items = value.replace(",", " ").split() if isinstance(value, str) else value
                     values[key] = [int(v) for v in items]
+                elif isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+                    raise ValueError
                 else:
                     values[key] = type(default)(value)
             except (TypeError, ValueError):
-                raise ConfigError(f"Training option {key}: {value!r} is not a valid {type(default).__name__}.") from None
-        return cls(**values).validate()
+                problems[key] = f"{value!r} is not a valid {type(default).__name__}"
+        cfg = cls(**values)
+        problems.update({k: v for k, v in cfg.problems().items() if k not in problems})
+        return (None, problems) if problems else (cfg, {})
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        """Build a config from a dict, refusing unknown keys, wrong types and invalid values."""
+        cfg, problems = cls.check(raw)
+        if problems:
+            if "unknown" in problems:
+                raise ConfigError(problems["unknown"])
+            raise ConfigError("Invalid training configuration: "
+                              + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
+        return cfg
 
     @classmethod
     def for_model(cls, arch: str, **overrides) -> "TrainConfig":

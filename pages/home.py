@@ -30,3 +30,5 @@ with col2:
 
 st.subheader("Pages")
 st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
+st.page_link("pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
+st.page_link("pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")

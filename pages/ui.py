@@ -17,3 +17,28 @@ def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Data
 def active_source() -> str:
     """The data source the app uses when a page is not told otherwise."""
     return load_settings().active_source()
+
+
+@st.cache_data(show_spinner="Counting parameters…")
+def model_table() -> dict[str, dict]:
+    """The registry: ``{name: {"description", "params"}}`` (builds every model once)."""
+    from fer_core.models import list_models
+
+    return {m["name"]: m for m in list_models()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def arch_params(arch: str, conv_widths: tuple, dense_widths: tuple, dropout: float, padding: str, crop: int) -> int:
+    """Parameter count of a notation network (raises ConfigError when it cannot be built)."""
+    from fer_core.models import create_model
+
+    return int(create_model(arch, 7, crop=crop, conv_widths=list(conv_widths), dense_widths=list(dense_widths),
+                            dropout=dropout, padding=padding).count_params())
+
+
+def fmt_seconds(value) -> str:
+    """``h:mm:ss`` for a duration in seconds, ``-`` when unknown."""
+    if value is None:
+        return "-"
+    value = int(value)
+    return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"

@@ -88,3 +88,55 @@ def test_dataset_page_with_real_fer2013(real_data_dir, data_dir, monkeypatch):
     assert int(table.loc["disgust", "PrivateTest"]) == 55
     at.selectbox(key="grid_class").set_value("disgust").run()
     assert not at.exception
+
+
+TRAIN = str(ROOT / "pages" / "train.py")
+RUNS = str(ROOT / "pages" / "runs.py")
+
+
+def test_train_page_catches_bad_values_next_to_the_field(demo_app):
+    at = AppTest.from_file(TRAIN, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    at.selectbox(key="tr_preset").set_value("study-c").run()  # a study preset fills the form
+    assert at.session_state["tr_schedule"] == "inverse-time" and at.session_state["tr_lr_decay"] == 1e-4
+    assert at.session_state["tr_optimizer"] == "sgd" and at.session_state["tr_learning_rate"] == 0.1
+    at.selectbox(key="tr_arch_choice").set_value("Layer notation…").run()
+    at.text_input(key="tr_notation").input("CBXP-F").run()
+    assert "unknown letter 'X' at character 3" in at.error[0].value
+    assert at.button[0].disabled
+    at.text_input(key="tr_notation").input("CCP-CCP-FF").run()
+    at.text_input(key="tr_conv_widths").input("8, 8, 8").run()
+    assert "2 convolution block" in at.error[0].value
+    at.text_input(key="tr_conv_widths").input("8, 8").run()
+    assert not at.error and not at.button[0].disabled
+    at.number_input(key="tr_learning_rate").set_value(0.0).run()
+    assert "(0, 10]" in at.error[0].value and at.button[0].disabled
+
+
+def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
+    import time
+
+    from fer_core import jobs
+
+    at = AppTest.from_file(TRAIN, default_timeout=TIMEOUT).run()
+    at.selectbox(key="tr_data").set_value("demo").run()
+    at.number_input(key="tr_epochs").set_value(2).run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any("**Job 1**" in m.value for m in at.markdown)  # shown at once
+    store = jobs.JobStore()
+    deadline = time.time() + TIMEOUT
+    while store.get(1).status not in jobs.FINAL and time.time() < deadline:
+        jobs.schedule(store)
+        time.sleep(1)
+    assert store.get(1).status == jobs.JobStatus.SUCCEEDED, jobs.read_log(store.get(1))
+    at.run()
+    assert any("`succeeded`" in m.value for m in at.markdown)
+
+    runs = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    assert not runs.exception and not runs.warning
+    assert runs.dataframe[0].value.loc[0, "status"] == "succeeded"
+    assert len(runs.get("vega_lite_chart")) == 2  # loss and accuracy
+    assert runs.dataframe[1].value.loc[0, "epochs"] == 2
+    labels = [b.label for b in runs.get("download_button")]
+    assert any("metrics (CSV)" in b for b in labels) and any("model.keras" in b for b in labels)

@@ -1,0 +1,123 @@
+"""Run directories: find them, summarise them, and say which are broken and why."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import runs_dir
+from .errors import FerError
+from .train import BEST, FINAL, LAST, METRICS, read_metrics
+from .trainconfig import TrainConfig
+
+
+@dataclass
+class RunSummary:
+    """What the pages show about one run directory."""
+
+    path: Path
+    config: TrainConfig | None = None
+    info: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    error: str | None = None  # why the run is broken, None when it is readable
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def best(self) -> dict:
+        rows = [r for r in self.metrics if "val_accuracy" in r]
+        return max(rows, key=lambda r: r["val_accuracy"]) if rows else {}
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "broken"
+        return self.info.get("status", "new")
+
+    @property
+    def model_file(self) -> Path | None:
+        """The model to evaluate or predict with: the final model, else the best checkpoint."""
+        for name in (FINAL, BEST, LAST):
+            if (self.path / name).is_file():
+                return self.path / name
+        return None
+
+    def row(self) -> dict:
+        """A flat table row: main hyperparameters and results."""
+        cfg, best = self.config, self.best
+        return {
+            "run": self.name, "status": self.status,
+            "arch": cfg.arch if cfg else None, "data": cfg.data if cfg else None,
+            "optimizer": cfg.optimizer if cfg else None, "lr": cfg.learning_rate if cfg else None,
+            "schedule": cfg.schedule if cfg else None, "batch": cfg.batch_size if cfg else None,
+            "epochs": f"{len(self.metrics)}/{cfg.epochs}" if cfg else None,
+            "params": self.info.get("params"),
+            "best val_acc": best.get("val_accuracy"), "best epoch": best.get("epoch"),
+            "minutes": round(sum(r.get("epoch_seconds", 0) for r in self.metrics) / 60, 1),
+            "problem": self.error,
+        }
+
+    def study_row(self) -> dict:
+        """A row of the original study's experiment table."""
+        from .models import get_spec, is_notation
+
+        cfg = self.config
+        if cfg is None:
+            return {"run": self.name, "problem": self.error}
+        notation = cfg.arch if is_notation(cfg.arch) else (_safe(lambda: get_spec(cfg.arch).notation) or cfg.arch)
+        decay = cfg.lr_decay if cfg.schedule == "inverse-time" else None
+        return {"run": self.name, "architecture": notation, "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
+                else cfg.optimizer.capitalize(), "learning rate": cfg.learning_rate, "decay": decay,
+                "weight decay": cfg.weight_decay or None, "batch size": cfg.batch_size,
+                "parameters": self.info.get("params"), "epochs": len(self.metrics),
+                "val accuracy": self.best.get("val_accuracy")}
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except (FerError, AttributeError):
+        return None
+
+
+def summarize(path: str | Path) -> RunSummary:
+    """Read a run directory; problems are recorded in ``error``, never raised."""
+    run = RunSummary(Path(path))
+    try:
+        run.config = TrainConfig.load(run.path / "config.json")
+    except FerError as exc:
+        run.error = str(exc)
+        return run
+    try:
+        run.info = json.loads((run.path / "run.json").read_text()) if (run.path / "run.json").exists() else {}
+    except (OSError, ValueError) as exc:
+        run.error = f"{run.path / 'run.json'}: unreadable ({exc})."
+    run.metrics = read_metrics(run.path) if (run.path / METRICS).exists() else []
+    if run.info.get("status") == "finished" and run.model_file is None:
+        run.error = f"{run.path}: finished, but its model file is missing."
+    return run
+
+
+def list_runs(root: str | Path | None = None) -> list[RunSummary]:
+    """Every run directory under ``root`` (default ``data/runs``), newest first."""
+    root = Path(root) if root else runs_dir()
+    if not root.is_dir():
+        return []
+    found = [summarize(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").exists()]
+    return sorted(found, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+
+
+def curves(runs: list[RunSummary]) -> list[dict]:
+    """Long-format rows (run, epoch, metric, split, value) for loss and accuracy curves."""
+    rows = []
+    for run in runs:
+        for r in run.metrics:
+            for metric in ("loss", "accuracy"):
+                for split, key in (("training", metric), ("validation", f"val_{metric}")):
+                    if key in r:
+                        rows.append({"run": run.name, "epoch": r["epoch"], "metric": metric, "split": split,
+                                     "value": r[key]})
+    return rows

@@ -1,0 +1,100 @@
+"""Runs page: every run directory, live loss/accuracy curves, comparison, the study table."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from fer_core import jobs
+from fer_core.errors import FerError
+from fer_core.runs import curves, list_runs, summarize
+
+st.title("Runs")
+
+
+def job_statuses() -> dict[str, str]:
+    """Run directory -> status of the job that writes it (jobs know better than run.json)."""
+    try:
+        store = jobs.JobStore()
+        jobs.schedule(store)
+        out = {job.run_dir: job.status.value for job in store.list()}
+        store.close()
+        return out
+    except FerError as exc:
+        st.warning(str(exc))
+        return {}
+
+
+runs = list_runs()
+if not runs:
+    st.info("No runs yet. Train a model on the Train page (or with `python -m fer_core train`).")
+    st.stop()
+statuses = job_statuses()
+table = pd.DataFrame([r.row() for r in runs])
+table["status"] = [statuses.get(str(r.path), r.status) for r in runs]
+
+st.subheader(f"All runs ({len(runs)})")
+st.dataframe(table.drop(columns=["problem"]), hide_index=True, width="stretch",
+             column_config={"best val_acc": st.column_config.NumberColumn(format="%.4f"),
+                            "params": st.column_config.NumberColumn(format="localized")})
+for run in runs:
+    if run.error:
+        st.warning(f"**{run.name}** is broken: {run.error}")
+
+readable = [r.name for r in runs if not r.error]
+chosen = st.multiselect("Runs to show and compare", readable, default=readable[:1], key="runs_chosen")
+by_name = {r.name: r for r in runs}
+live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in chosen)
+
+curves_tab, study_tab, download_tab = st.tabs(["Curves", "Study table", "Downloads"])
+
+
+@st.fragment(run_every=3.0 if live else None)
+def draw_curves(names: list[str]) -> None:
+    """Loss and accuracy per epoch, training against validation; re-read while jobs run."""
+    fresh = [summarize(by_name[n].path) for n in names]
+    frame = pd.DataFrame(curves(fresh))
+    if frame.empty:
+        st.info("No finished epoch yet." if names else "Choose one or more runs above.")
+        return
+    for metric in ("loss", "accuracy"):
+        part = frame[frame["metric"] == metric]
+        chart = alt.Chart(part).mark_line(point=True).encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+            color=alt.Color("run:N", title="run"),
+            strokeDash=alt.StrokeDash("split:N", title="split", sort=["training", "validation"]),
+            tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
+        ).properties(title=metric.capitalize(), height=280)
+        st.altair_chart(chart, width="stretch")
+    best = pd.DataFrame([{"run": r.name, "epochs": len(r.metrics), "best val_accuracy": r.best.get("val_accuracy"),
+                          "at epoch": r.best.get("epoch")} for r in fresh])
+    st.dataframe(best, hide_index=True)
+
+
+with curves_tab:
+    draw_curves(chosen)
+
+with study_tab:
+    st.caption("The original study's experiment table: architecture notation, optimizer, learning rate, "
+               "decay (Keras 2's per-iteration decay), batch size, parameters and the best validation accuracy.")
+    scope = st.radio("Rows", ["chosen runs", "all runs"], horizontal=True, key="study_scope")
+    rows = [r.study_row() for r in runs if not r.error and (scope == "all runs" or r.name in chosen)]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
+
+with download_tab:
+    if not chosen:
+        st.info("Choose a run above.")
+    for name in chosen:
+        run = by_name[name]
+        cols = st.columns(2)
+        metrics_csv = pd.DataFrame(run.metrics).to_csv(index=False).encode()
+        cols[0].download_button(f"{name}: metrics (CSV)", metrics_csv, file_name=f"{name}-metrics.csv",
+                                mime="text/csv", key=f"dl_metrics_{name}", disabled=not run.metrics)
+        model = run.model_file
+        if model is None:
+            cols[1].caption(f"{name}: no model file yet")
+        else:
+            cols[1].download_button(f"{name}: model ({model.name}, {model.stat().st_size / 1e6:.1f} MB)",
+                                    model.read_bytes, file_name=f"{name}-{model.name}",
+                                    mime="application/octet-stream", key=f"dl_model_{name}")

@@ -1,0 +1,217 @@
+"""Train page: a training form with the study's presets, and the live list of background jobs."""
+
+import os
+
+import streamlit as st
+
+from fer_core import jobs
+from fer_core.config import DEMO_SOURCE
+from fer_core.data import find_datasets
+from fer_core.errors import FerError
+from fer_core.models import is_notation, model_names
+from fer_core.notation import parse_notation
+from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
+from pages.ui import active_source, arch_params, fmt_seconds, model_table
+
+st.title("Train")
+NOTATION = "Layer notation…"
+KEY = "tr_"  # prefix of every form widget's key: the widget of field f is KEY + f
+
+
+def apply_preset() -> None:
+    """Fill the form with a registered model's recipe (the study's experiments among them)."""
+    name = st.session_state[KEY + "preset"]
+    cfg = TrainConfig.for_model(name, data=st.session_state.get(KEY + "data", active_source()),
+                                merge=st.session_state.get(KEY + "merge", ""))
+    for key, value in cfg.to_dict().items():
+        st.session_state[KEY + key] = ", ".join(map(str, value)) if isinstance(value, list) else value
+    st.session_state[KEY + "arch_choice"] = name
+    st.session_state[KEY + "notation"] = get_notation(name)
+
+
+def get_notation(name: str) -> str:
+    from fer_core.models import get_spec
+
+    return get_spec(name).train_defaults.get("notation", "") or "CBCBPD-CBCBPD-FBDF"
+
+
+if KEY + "preset" not in st.session_state:  # first visit: the tiny preset, quick on any machine
+    st.session_state[KEY + "preset"] = "tiny"
+    st.session_state[KEY + "data"] = active_source()
+    apply_preset()
+
+models = model_table()
+st.selectbox("Start from a preset", model_names(), key=KEY + "preset", on_change=apply_preset,
+             format_func=lambda n: f"{n} — {models[n]['description']}",
+             help="Fills the form with the architecture and the training settings of its source; "
+                  "study-a … study-h are the experiments of the original study.")
+
+errors_at = {}  # field name -> the empty slot below its widget
+
+
+def field(name: str, widget, *args, **kwargs):
+    """Draw a form widget bound to TrainConfig field ``name``, with a slot for its error below."""
+    value = widget(*args, key=KEY + name, **kwargs)
+    errors_at[name] = st.empty()
+    return value
+
+
+# ------------------------------------------------------------------------ the form
+left, mid, right = st.columns(3)
+with left:
+    st.subheader("Data and model")
+    sources = list(dict.fromkeys([DEMO_SOURCE, active_source(), *[str(p) for p in find_datasets()],
+                                  *([os.environ["FER2013_DIR"]] if os.environ.get("FER2013_DIR") else [])]))
+    if st.session_state.get(KEY + "data") not in sources:
+        sources.append(st.session_state[KEY + "data"])
+    field("data", st.selectbox, "Data source", sources, accept_new_options=True,
+          help="'demo', a FER2013 CSV or an image folder; type a path to add one.")
+    field("merge", st.text_input, "Class merging", placeholder="e.g. disgust=angry")
+    choice = st.selectbox("Architecture", [*model_names(), NOTATION], key=KEY + "arch_choice",
+                          format_func=lambda n: n if n == NOTATION else f"{n} ({models[n]['params']:,} parameters)")
+    if choice == NOTATION:
+        notation = field("notation", st.text_input, "Layers", help="C conv 3x3, B batch norm, P 2x2 max pooling, "
+                         "D dropout, F dense; '-' separates blocks. The last F is the output layer.")
+        field("conv_widths", st.text_input, "Filters per conv block", help="e.g. 32, 64 (one for all, or one per block)")
+        field("dense_widths", st.text_input, "Units per hidden dense layer", help="e.g. 1024")
+        field("dropout", st.slider, "Dropout rate", 0.0, 0.9, step=0.05)
+        field("padding", st.radio, "Padding", ["valid", "same"], horizontal=True)
+        arch = notation
+    else:
+        st.caption(models[choice]["description"])
+        arch = choice
+    field("crop", st.slider, "Face crop (px; random crops when training)", 24, 48)
+with mid:
+    st.subheader("Optimisation")
+    optimizer = field("optimizer", st.selectbox, "Optimizer", OPTIMIZERS)
+    field("learning_rate", st.number_input, "Learning rate", min_value=0.0, format="%g", step=0.001)
+    if optimizer == "sgd":
+        field("momentum", st.number_input, "Momentum", min_value=0.0, max_value=0.999, format="%g")
+        field("nesterov", st.checkbox, "Nesterov momentum")
+    field("weight_decay", st.number_input, "Weight decay", min_value=0.0, format="%g", step=1e-4)
+    schedule = field("schedule", st.selectbox, "Learning-rate schedule", SCHEDULES,
+                     help="inverse-time is Keras 2's old 'decay': lr / (1 + decay × iteration)")
+    if schedule == "inverse-time":
+        field("lr_decay", st.number_input, "Decay per iteration", min_value=0.0, format="%g", step=1e-5)
+    if schedule == "step":
+        field("step_epochs", st.number_input, "Every N epochs", min_value=1, step=1)
+        field("step_gamma", st.number_input, "Multiply by", min_value=0.0, max_value=1.0, format="%g")
+    if schedule == "plateau":
+        field("plateau_patience", st.number_input, "Patience (epochs)", min_value=1, step=1)
+        field("plateau_factor", st.number_input, "Multiply by", min_value=0.0, max_value=1.0, format="%g")
+    if schedule != "inverse-time":
+        field("warmup_epochs", st.number_input, "Warm-up epochs", min_value=0, step=1)
+    field("epochs", st.number_input, "Epochs", min_value=1, step=1)
+    field("batch_size", st.number_input, "Batch size", min_value=1, step=1)
+    field("label_smoothing", st.number_input, "Label smoothing", min_value=0.0, max_value=0.99, format="%g")
+    field("class_weight", st.radio, "Class weights", CLASS_WEIGHTS, horizontal=True,
+          help="'balanced' weighs the rare disgust class up")
+    field("seed", st.number_input, "Seed", min_value=0, step=1)
+with right:
+    st.subheader("Augmentation")
+    field("flip", st.checkbox, "Horizontal flip")
+    field("rotation", st.slider, "Rotation (± degrees)", 0.0, 45.0, step=1.0)
+    field("translate", st.slider, "Translation (± fraction)", 0.0, 0.3, step=0.01)
+    field("zoom", st.slider, "Zoom (± fraction)", 0.0, 0.5, step=0.01)
+    field("erase", st.slider, "Random erasing (probability)", 0.0, 1.0, step=0.05)
+
+raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fields__ if KEY + name in st.session_state}
+raw["arch"] = arch
+cfg, problems = TrainConfig.check(raw)
+if choice == NOTATION:
+    try:
+        parse_notation(arch)  # points at the offending character, unlike "unknown model"
+    except FerError as exc:
+        cfg, problems["arch"] = None, str(exc)
+if cfg is not None and is_notation(cfg.arch):
+    try:
+        params = arch_params(cfg.arch, tuple(cfg.conv_widths), tuple(cfg.dense_widths), cfg.dropout, cfg.padding, cfg.crop)
+        errors_at["notation"].caption(f"{params:,} parameters")
+    except FerError as exc:  # e.g. widths that do not match the blocks, or an image shrunk to nothing
+        text = str(exc)
+        where = "conv_widths" if "convolution block" in text else "dense_widths" if "dense layer" in text else "arch"
+        cfg, problems = None, {where: text}
+for name, message in problems.items():
+    if name == "arch" and choice == NOTATION:
+        name = "notation"
+    (errors_at.get(name) or st).error(message)
+
+if st.button("Submit training job", type="primary", disabled=cfg is None):
+    try:
+        job_id = jobs.submit(cfg)
+        st.toast(f"Job {job_id} queued")
+        st.session_state["tr_last_job"] = job_id
+    except FerError as exc:
+        st.error(str(exc))
+
+
+# ------------------------------------------------------------------- the job list
+def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
+    cols = st.columns(4)
+    if job.status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING):
+        if cols[0].button("Cancel", key=f"cancel{job.id}", disabled=job.cancel_requested):
+            store.cancel(job.id)
+            st.rerun(scope="fragment")
+    if job.status in jobs.RESUMABLE:
+        if cols[1].button("Resume", key=f"resume{job.id}"):
+            store.resume(job.id)
+            jobs.schedule(store)
+            st.rerun(scope="fragment")
+    if job.status != jobs.JobStatus.RUNNING:
+        if st.session_state.get("tr_confirm") == job.id:
+            cols[2].warning("Delete this job and its run directory?")
+            if cols[2].button("Yes, delete", key=f"yes{job.id}", type="primary"):
+                store.delete(job.id)
+                st.session_state.pop("tr_confirm")
+                st.rerun(scope="fragment")
+            if cols[3].button("Keep it", key=f"no{job.id}"):
+                st.session_state.pop("tr_confirm")
+                st.rerun(scope="fragment")
+        elif cols[2].button("Delete", key=f"delete{job.id}"):
+            st.session_state["tr_confirm"] = job.id
+            st.rerun(scope="fragment")
+
+
+ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
+
+
+@st.fragment(run_every=2.0)
+def job_list() -> None:
+    """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
+    try:
+        store = jobs.JobStore()
+        jobs.schedule(store)
+        listed = store.list()
+    except FerError as exc:
+        st.error(str(exc))
+        return
+    st.subheader(f"Jobs ({len(listed)})")
+    if not listed:
+        st.info("No jobs yet: fill in the form above and submit one.")
+    for job in listed:
+        with st.container(border=True):
+            head, metrics = st.columns([3, 2])
+            with head:
+                st.markdown(f"**Job {job.id}** {ICONS[job.status.value]} `{job.status.value}` · "
+                            f"{job.config.get('arch')} on {job.config.get('data')}")
+                st.progress(job.progress, text=f"epoch {job.epoch} of {job.total_epochs}"
+                            + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
+                               else "")
+                            + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
+                st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
+                           f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}")
+            with metrics:
+                m = job.metrics
+                if m:
+                    st.caption(" · ".join(f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                                          if k in m))
+                if job.error:
+                    st.error(job.error)
+            job_actions(store, job)
+            if job.status != jobs.JobStatus.QUEUED:
+                with st.expander("Log"):
+                    st.code(jobs.read_log(job, tail=6000) or "(empty)", language=None)
+    store.close()
+
+
+job_list()
