@@ -9,6 +9,7 @@ PAGES = [
     st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
     st.Page("pages/train.py", title="Train", icon="🏋️"),
     st.Page("pages/runs.py", title="Runs", icon="📈"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
 ]
 
 st.navigation(PAGES).run()

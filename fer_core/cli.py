@@ -142,6 +142,33 @@ def _jobs(args: argparse.Namespace) -> int:
     return 2
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .data import load_dataset
+    from .evaluate import evaluate_cached
+    from .infer import resolve_model
+
+    ref = resolve_model(args.model)
+    ds = load_dataset(args.data or load_settings().active_source(), merge=ref.merge)
+    res, cached = evaluate_cached(ref, ds, None if args.split == "all" else args.split, args.tta)
+    out = res.to_json()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"model: {ref.name} ({ref.path})\ndata: {ds.source}  split: {res.split}  images: {out['num_images']}  "
+          f"TTA: {res.tta}" + ("  (cached)" if cached else ""))
+    print(f"accuracy {out['accuracy']:.4f}  macro F1 {out['macro_f1']:.4f}  weighted F1 {out['weighted_f1']:.4f}")
+    width = max(len(c) for c in res.classes)
+    print(f"{'class':<{width}}  precision  recall      f1  support")
+    for c, m in out["per_class"].items():
+        print(f"{c:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
+    print("confusion matrix (rows true, columns predicted):")
+    print(" " * (width + 2) + " ".join(f"{c[:5]:>5}" for c in res.classes))
+    for c, row in zip(res.classes, out["confusion_matrix"]):
+        print(f"{c:<{width}}  " + " ".join(f"{n:5d}" for n in row))
+    return 0
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     from .trainconfig import OPTIMIZERS, SCHEDULES
 
@@ -180,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="run directory (default: a new folder under data/runs)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="accuracy, per-class report and confusion matrix of a model")
+    ev.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' "
+                                    "(default: the app's model)")
+    ev.add_argument("--data", help="data source (default: the app's active data set)")
+    ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
+    ev.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.set_defaults(func=_evaluate)
 
     jobs = sub.add_parser("jobs", help="background training jobs").add_subparsers(dest="jobs_command", required=True)
     submit = jobs.add_parser("submit", help="queue a training job; prints its id")

@@ -3,6 +3,8 @@
 import streamlit as st
 
 from fer_core.config import CLASS_NAMES, load_settings
+from fer_core.errors import FerError
+from fer_core.infer import DEFAULT_MODEL, resolve_model
 
 settings = load_settings()
 st.title("FER Studio")
@@ -23,12 +25,15 @@ with col1:
         st.success(f"**{source}**" + (f" (classes merged: {settings.merge})" if settings.merge else ""))
 with col2:
     st.subheader("Active model")
-    if settings.model:
-        st.success(f"**{settings.model}**")
-    else:
-        st.info("No trained model is available yet.")
+    try:
+        ref = resolve_model()
+        label = "the shipped default model" if ref.name == DEFAULT_MODEL else f"run {ref.name}"
+        st.success(f"**{label}** ({len(ref.classes)} classes)")
+    except FerError as exc:
+        st.info(str(exc))
 
 st.subheader("Pages")
 st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
 st.page_link("pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
 st.page_link("pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
+st.page_link("pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")

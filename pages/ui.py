@@ -42,3 +42,58 @@ def fmt_seconds(value) -> str:
         return "-"
     value = int(value)
     return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
+
+
+def source_choices() -> list[str]:
+    """Data sources to offer: the demo, the active one, those under data/datasets, FER2013_DIR."""
+    import os
+
+    from fer_core.config import DEMO_SOURCE
+    from fer_core.data import find_datasets
+
+    env = [os.environ["FER2013_DIR"]] if os.environ.get("FER2013_DIR") else []
+    return list(dict.fromkeys([DEMO_SOURCE, active_source(), *[str(p) for p in find_datasets()], *env]))
+
+
+def model_choices() -> dict[str, str]:
+    """Models to offer, ``{spec for resolve_model: label}``: the shipped default, then finished runs."""
+    from fer_core.infer import DEFAULT_MODEL, default_model
+    from fer_core.runs import list_runs
+
+    out = {}
+    if default_model() is not None:
+        out[DEFAULT_MODEL] = "Shipped default model"
+    for run in list_runs():
+        if run.error is None and run.model_file is not None:
+            acc = run.best.get("val_accuracy")
+            out[str(run.path)] = f"run {run.name}" + (f" (val {acc:.1%})" if acc is not None else "") + \
+                ("" if run.status == "finished" else f" [{run.status}]")
+    return out
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def cached_model(path: str, stamp: str):
+    """A loaded model, kept across reruns and sessions until its file changes (``stamp``)."""
+    from fer_core.infer import load_model, resolve_model
+
+    return load_model(resolve_model(path))
+
+
+def cached_evaluation(model: str, source: str, split: str, tta: str):
+    """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
+    from fer_core.infer import resolve_model
+
+    ref = resolve_model(model)
+    return _evaluation(model, ref.stamp, source, split, tta)
+
+
+@st.cache_data(max_entries=8, show_spinner="Evaluating…")
+def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
+    from fer_core.evaluate import evaluate_cached
+    from fer_core.infer import resolve_model
+
+    ref = resolve_model(model)
+    ds = cached_dataset(source, ref.merge)
+    res, _ = evaluate_cached(ref, ds, None if split == "all" else split, tta,
+                             load=lambda r: cached_model(str(r.path), stamp))
+    return res, ref.merge

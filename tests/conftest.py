@@ -48,3 +48,21 @@ FER_COUNTS = {
     "PublicTest": {"angry": 467, "disgust": 56, "fear": 496, "happy": 895, "sad": 653, "surprise": 415, "neutral": 607},
     "PrivateTest": {"angry": 491, "disgust": 55, "fear": 528, "happy": 879, "sad": 594, "surprise": 416, "neutral": 626},
 }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny model trained for 3 epochs on the demo set (about 90% accurate): a finished run."""
+    from fer_core.train import train
+    from fer_core.trainconfig import TrainConfig
+
+    cfg = TrainConfig.for_model("tiny", data="demo", epochs=3, seed=0)
+    return train(cfg, tmp_path_factory.mktemp("trained") / "tiny-demo")
+
+
+@pytest.fixture
+def run_in_data(trained_run, data_dir) -> Path:
+    """``trained_run`` copied under this test's ``data/runs``, where the pages and CLI look."""
+    import shutil
+
+    return Path(shutil.copytree(trained_run, data_dir / "runs" / trained_run.name))

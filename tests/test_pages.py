@@ -25,7 +25,7 @@ def test_home_page_says_what_is_active(demo_app):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
     text = " ".join(m.value for m in at.info)
-    assert "Demo data set" in text and "No trained model" in text
+    assert "Demo data set" in text and "No trained model is available" in text
 
 
 def test_home_page_links_to_the_dataset_page(demo_app):
@@ -140,3 +140,50 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert runs.dataframe[1].value.loc[0, "epochs"] == 2
     labels = [b.label for b in runs.get("download_button")]
     assert any("metrics (CSV)" in b for b in labels) and any("model.keras" in b for b in labels)
+
+
+EVALUATE = str(ROOT / "pages" / "evaluate.py")
+
+
+def _count(at) -> int:
+    """The '<N> images; showing <M>.' captions of the galleries."""
+    return [int(c.value.split()[0].replace(",", "")) for c in at.caption if "images; showing" in c.value]
+
+
+def test_evaluate_page_matrix_report_gallery_and_filters(demo_app, run_in_data):
+    at = AppTest.from_file(EVALUATE, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "350" and float(metrics["Accuracy"].rstrip("%")) > 50
+    assert len(at.get("vega_lite_chart")) == 2  # confusion matrix + per-class bars
+    report = at.dataframe[0].value
+    assert list(report.index[-2:]) == ["macro avg", "weighted avg"] and len(report) == 9
+    everything = _count(at)[-1]
+    assert everything == 350 and len(at.get("image")) > 0
+    at.selectbox(key="ev_view").set_value("most confident mistakes").run()
+    mistakes = _count(at)[-1] if _count(at) else 0
+    assert mistakes == round(350 * (1 - float(metrics["Accuracy"].rstrip("%")) / 100))
+    at.selectbox(key="ev_view").set_value("all").run()
+    at.multiselect(key="ev_true").select("happy").run()
+    assert _count(at)[-1] == 50  # every happy face of PrivateTest
+    at.radio(key="ev_outcome").set_value("correct").run()
+    right = _count(at)[-1]
+    at.radio(key="ev_outcome").set_value("wrong").run()
+    assert (_count(at)[-1] if right < 50 else 0) == 50 - right
+    # the cell picker: true happy, predicted happy holds exactly the correct happy faces
+    at.selectbox(key="ev_cell_true").set_value("happy").run()
+    at.selectbox(key="ev_cell_pred").set_value("happy").run()
+    assert _count(at)[0] == right
+    assert not at.exception
+    assert any(b.label.startswith("Download the predictions") for b in at.get("download_button"))
+
+
+def test_evaluate_page_compares_two_runs(demo_app, run_in_data):
+    import shutil
+
+    shutil.copytree(run_in_data, run_in_data.parent / "tiny-copy")
+    at = AppTest.from_file(EVALUATE, default_timeout=TIMEOUT).run()
+    at.selectbox(key="ev_model").set_value(str(run_in_data)).run()
+    at.selectbox(key="ev_other").set_value(str(run_in_data.parent / "tiny-copy")).run()
+    assert not at.exception and not at.error
+    assert any("They disagree on **0** images" in m.value for m in at.markdown)  # the same weights

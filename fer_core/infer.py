@@ -1,0 +1,160 @@
+"""Finding and loading models: the shipped default, a run directory, or a ``.keras`` file.
+
+Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbitrary code
+(no ``Lambda`` layers with pickled Python).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import CLASS_NAMES, load_settings, runs_dir
+from .errors import ModelError
+
+#: The trained default model shipped inside the package (see its MODEL_CARD.md).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+DEFAULT_MODEL = "default"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model lives and what it predicts."""
+
+    path: Path  # the .keras file
+    name: str  # what to show: "default", a run name or a file name
+    classes: tuple[str, ...]
+    run_dir: Path | None = None  # the run it came from, for caching evaluations
+    merge: str = ""  # the class merging it was trained with
+
+    @property
+    def stamp(self) -> str:
+        """Changes whenever the model file does (path, size, modification time)."""
+        st = self.path.stat()
+        return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _classes_near(folder: Path) -> tuple[str, ...] | None:
+    try:
+        names = json.loads((folder / "classes.json").read_text())
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return tuple(names)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _merge_near(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "config.json").read_text()).get("merge", "") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _ref(path: Path, name: str, folder: Path, run_dir: Path | None = None) -> ModelRef:
+    return ModelRef(path, name, _classes_near(folder) or CLASS_NAMES, run_dir, _merge_near(folder))
+
+
+def _from_run(run: Path) -> ModelRef:
+    from .runs import summarize
+
+    summary = summarize(run)
+    model = summary.model_file
+    if model is None:
+        raise ModelError(f"{run}: this run has no model file yet (no finished epoch). "
+                         "Wait for an epoch to finish, or choose another run.")
+    return _ref(model, run.name, run, run)
+
+
+def default_model() -> ModelRef | None:
+    """The shipped default model, if it is in place."""
+    path = DEFAULT_MODEL_DIR / "model.keras"
+    if path.is_file():
+        return _ref(path, DEFAULT_MODEL, DEFAULT_MODEL_DIR)
+    return None
+
+
+def newest_finished_run() -> ModelRef | None:
+    """The most recent run that finished with a model file."""
+    from .runs import list_runs
+
+    for run in list_runs():
+        if run.status == "finished" and run.model_file is not None:
+            return _from_run(run.path)
+    return None
+
+
+def resolve_model(spec: str | Path | None = None) -> ModelRef:
+    """Find the model that ``spec`` names.
+
+    Args:
+        spec: a ``.keras`` file, a run directory, a run name under ``data/runs``, ``"default"``,
+            or None/"" for the model the app uses by default: the one chosen in the settings,
+            else the shipped default, else the newest finished run.
+
+    Raises:
+        ModelError: nothing usable is found, with what to do next.
+    """
+    text = str(spec or "").strip()
+    if not text:
+        chosen = load_settings().model
+        if chosen:
+            try:
+                return resolve_model(chosen)
+            except ModelError:
+                pass  # a deleted choice falls back to the default
+        ref = default_model() or newest_finished_run()
+        if ref is None:
+            raise ModelError("No trained model is available: the shipped default model is missing and no run has "
+                             "finished. Train one on the Train page or with 'python -m fer_core train'.")
+        return ref
+    if text == DEFAULT_MODEL:
+        ref = default_model()
+        if ref is None:
+            raise ModelError(f"The shipped default model is missing from {DEFAULT_MODEL_DIR}; reinstall FER Studio "
+                             "or choose a run.")
+        return ref
+    path = Path(text).expanduser()
+    if not path.exists() and (runs_dir() / text).is_dir():
+        path = runs_dir() / text
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return _from_run(path)
+        if (path / "model.keras").is_file():
+            return _ref(path / "model.keras", path.name, path)
+        raise ModelError(f"{path}: neither a run directory (config.json) nor a folder with model.keras.")
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ModelError(f"{path}: not a .keras model file.")
+        return _ref(path, path.name, path.parent)
+    raise ModelError(f"{text}: no such model file, run directory or run name.")
+
+
+def load_model(ref: ModelRef):
+    """Load a model for inference (safe mode, not compiled) and check it fits its classes.
+
+    Raises:
+        ModelError: the file is unreadable, corrupt, unsafe, or does not take 48x48 faces.
+    """
+    import keras
+
+    try:
+        model = keras.saving.load_model(ref.path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean "cannot use it"
+        raise ModelError(f"{ref.path}: cannot load this model ({type(exc).__name__}: {str(exc)[:300]}). "
+                         "The file may be truncated or corrupt: choose another model or retrain.") from None
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else ()
+    outputs = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
+    if shape[:2] != (48, 48) or outputs != len(ref.classes):
+        raise ModelError(f"{ref.path}: expects input {shape} and gives {outputs} outputs; FER Studio needs "
+                         f"48x48 faces and {len(ref.classes)} classes ({', '.join(ref.classes)}).")
+    return model
+
+
+def top_k(proba: np.ndarray, classes: tuple[str, ...], k: int = 3) -> list[list[tuple[str, float]]]:
+    """The k most likely classes of each row, with their probabilities."""
+    order = np.argsort(-proba, axis=1)[:, :k]
+    return [[(classes[j], float(row[j])) for j in idx] for row, idx in zip(proba, order)]

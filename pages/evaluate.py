@@ -1,0 +1,151 @@
+"""Evaluate page: confusion matrix, classification report, the images behind every number."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core.config import SPLITS
+from fer_core.evaluate import VIEWS, disagreements, select_predictions
+from fer_core.errors import FerError
+from fer_core.infer import top_k
+from fer_core.tta import TTA_MODES
+from pages.ui import active_source, cached_dataset, cached_evaluation, model_choices, source_choices
+
+st.title("Evaluate")
+PER_PAGE = 24
+
+choices = model_choices()
+if not choices:
+    st.info("No model to evaluate yet: train one on the Train page.")
+    st.stop()
+with st.sidebar:
+    st.header("What to evaluate")
+    model = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="ev_model")
+    source = st.selectbox("Data source", source_choices(), accept_new_options=True, key="ev_source",
+                          index=source_choices().index(active_source()))
+    split = st.selectbox("Split", [*SPLITS, "all"], index=SPLITS.index("PrivateTest"), key="ev_split")
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, key="ev_tta")
+    other = st.selectbox("Compare with (optional)", ["", *[k for k in choices if k != model]],
+                         format_func=lambda k: choices.get(k, "—"), key="ev_other")
+
+try:
+    res, merge = cached_evaluation(model, source, split, tta)
+    ds = cached_dataset(source, merge)
+except FerError as exc:
+    st.error(str(exc))
+    st.stop()
+m = res.metrics
+classes = list(res.classes)
+
+cols = st.columns(4)
+cols[0].metric("Accuracy", f"{m['accuracy']:.2%}")
+cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}")
+cols[2].metric("Weighted F1", f"{m['weighted_f1']:.3f}")
+cols[3].metric("Images", f"{m['num_images']:,}")
+st.caption(f"{choices[model]} on {source} ({split}, TTA {tta})")
+
+# ----------------------------------------------------------------- confusion matrix
+cm = np.asarray(m["confusion_matrix"])
+rows = cm.sum(axis=1, keepdims=True)
+cells = pd.DataFrame([{"true": classes[i], "predicted": classes[j], "count": int(cm[i, j]),
+                       "percent": float(cm[i, j] / rows[i, 0] * 100) if rows[i, 0] else 0.0}
+                      for i in range(len(classes)) for j in range(len(classes))])
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Confusion matrix")
+    pick = alt.selection_point(fields=["true", "predicted"], name="cell")
+    base = alt.Chart(cells).encode(x=alt.X("predicted:N", sort=classes, title="predicted"),
+                                   y=alt.Y("true:N", sort=classes, title="true"))
+    heat = base.mark_rect().encode(
+        color=alt.Color("percent:Q", title="% of row", scale=alt.Scale(scheme="blues", domain=[0, 100])),
+        tooltip=["true", "predicted", "count", alt.Tooltip("percent:Q", format=".1f")],
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.5))).add_params(pick)
+    text = base.mark_text(baseline="middle").encode(
+        text=alt.Text("label:N"), color=alt.condition("datum.percent > 50", alt.value("white"), alt.value("black"))
+    ).transform_calculate(label="datum.count + ' (' + format(datum.percent, '.0f') + '%)'")
+    event = st.altair_chart((heat + text).properties(height=380), on_select="rerun", key="ev_matrix",
+                            width="stretch")
+    picked = (event or {}).get("selection", {}).get("cell") or []
+    st.caption("Rows are true classes and columns predicted ones; each cell shows the count and the share of its "
+               "row. Click a cell (or pick a pair below) to see its images.")
+with right:
+    st.subheader("Classification report")
+    report = pd.DataFrame(m["per_class"]).T
+    report.loc["macro avg"] = [m["macro_precision"], m["macro_recall"], m["macro_f1"], m["num_images"]]
+    report.loc["weighted avg"] = [m["weighted_precision"], m["weighted_recall"], m["weighted_f1"], m["num_images"]]
+    report["support"] = report["support"].astype(int)
+    st.dataframe(report.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}), width="stretch")
+    bars = pd.DataFrame([{"class": c, "measure": k, "value": v[k]} for c, v in m["per_class"].items()
+                         for k in ("precision", "recall")])
+    st.altair_chart(alt.Chart(bars).mark_bar().encode(
+        x=alt.X("class:N", sort=classes, title=None), xOffset="measure:N", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
+        color="measure:N", tooltip=["class", "measure", alt.Tooltip("value:Q", format=".3f")]).properties(height=220),
+        width="stretch")
+
+
+def gallery(positions: np.ndarray, key: str, result=None) -> None:
+    """A page of faces with true label, prediction and top-3 probabilities."""
+    result = result or res
+    if len(positions) == 0:
+        st.info("No image matches.")
+        return
+    pages = (len(positions) - 1) // PER_PAGE + 1
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
+    shown = positions[(page - 1) * PER_PAGE:page * PER_PAGE]
+    tops = top_k(result.proba[shown], result.classes)
+    captions = [f"true {result.classes[result.y_true[p]]}\n" + " · ".join(f"{c} {v:.0%}" for c, v in t)
+                for p, t in zip(shown, tops)]
+    st.image([ds.images[result.index[p]] for p in shown], caption=captions, width=110)
+    st.caption(f"{len(positions):,} images; showing {len(shown)}.")
+
+
+# -------------------------------------------------------------------------- the cell
+st.subheader("Images behind a cell")
+c1, c2 = st.columns(2)
+if picked:
+    st.session_state["ev_cell_true"], st.session_state["ev_cell_pred"] = picked[0]["true"], picked[0]["predicted"]
+cell_true = c1.selectbox("True class", classes, key="ev_cell_true")
+cell_pred = c2.selectbox("Predicted class", classes, key="ev_cell_pred",
+                         index=(classes.index(cell_true) + 1) % len(classes))
+gallery(select_predictions(res, true=[cell_true], predicted=[cell_pred]), "cell")
+
+# --------------------------------------------------------------------- all predictions
+st.subheader("Per-image predictions")
+f1, f2, f3, f4 = st.columns(4)
+view = f1.selectbox("View", VIEWS, key="ev_view")
+true = f2.multiselect("True class", classes, key="ev_true")
+pred = f3.multiselect("Predicted class", classes, key="ev_pred")
+outcome = f4.radio("Outcome", ["all", "correct", "wrong"], horizontal=True, key="ev_outcome",
+                   disabled=view != "all")
+g1, g2 = st.columns(2)
+low, high = g1.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="ev_conf")
+order = g2.radio("Sort by confidence", ["highest first", "lowest first"], horizontal=True, key="ev_sort",
+                 disabled=view != "all")
+chosen = select_predictions(res, true=true, predicted=pred, correct={"all": None, "correct": True, "wrong": False}[outcome],
+                            confidence=(low, high), view=view, descending=order == "highest first")
+gallery(chosen, "all")
+table = pd.DataFrame(res.predictions_table(ds.origins))
+st.download_button("Download the predictions (CSV)", table.to_csv(index=False).encode(),
+                   file_name=f"predictions-{model.replace('/', '_')}-{split}.csv", mime="text/csv")
+
+# ------------------------------------------------------------------------ comparison
+if other:
+    st.subheader("Side by side")
+    try:
+        res2, _ = cached_evaluation(other, source, split, tta)
+        differ = disagreements(res, res2)
+    except FerError as exc:
+        st.error(str(exc))
+        st.stop()
+    a, b = st.columns(2)
+    for col, r, key in ((a, res, model), (b, res2, other)):
+        col.metric(choices[key], f"{r.metrics['accuracy']:.2%}")
+    f1s = pd.DataFrame({choices[model]: {c: v["f1"] for c, v in res.metrics["per_class"].items()},
+                        choices[other]: {c: v["f1"] for c, v in res2.metrics["per_class"].items()}})
+    st.dataframe(f1s.style.format("{:.3f}"), width="stretch")
+    right_a = int(np.sum(res.y_pred[differ] == res.y_true[differ]))
+    right_b = int(np.sum(res2.y_pred[differ] == res2.y_true[differ]))
+    st.write(f"They disagree on **{len(differ):,}** images: the first is right on {right_a:,}, "
+             f"the second on {right_b:,}. Captions below show the first model's top-3.")
+    gallery(differ, "differ")
