@@ -169,6 +169,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .infer import load_model, resolve_model
+    from .predict import analyse
+
+    ref = resolve_model(args.model)
+    model = load_model(ref)
+    results = analyse([(f, f) for f in args.images], model, ref.classes,
+                      detect="never" if args.no_detect else "auto", tta=args.tta)
+    if args.json:
+        print(json.dumps([r.to_json(ref.classes) for r in results], indent=2))
+    else:
+        print(f"model: {ref.name}  TTA: {args.tta}")
+        for r in results:
+            if r.error:
+                print(f"{r.file}: error: {r.error}")
+            elif not r.faces:
+                print(f"{r.file}: no face found (try --no-detect if the image is a face crop)")
+            for i, f in enumerate(r.faces, 1):
+                top = sorted(zip(ref.classes, f.proba), key=lambda t: -t[1])[:3]
+                print(f"{r.file}: face {i} at {f.box.as_list()}: {f.label} "
+                      f"({', '.join(f'{c} {p:.0%}' for c, p in top)})")
+    return 0 if all(r.error is None for r in results) else 1
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     from .trainconfig import OPTIMIZERS, SCHEDULES
 
@@ -216,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="find the faces in photos and classify each one")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the "
+                                    "shipped model, else the newest finished run)")
+    pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
+    pr.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.set_defaults(func=_predict)
 
     jobs = sub.add_parser("jobs", help="background training jobs").add_subparsers(dest="jobs_command", required=True)
     submit = jobs.add_parser("submit", help="queue a training job; prints its id")

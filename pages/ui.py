@@ -97,3 +97,31 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
     res, _ = evaluate_cached(ref, ds, None if split == "all" else split, tta,
                              load=lambda r: cached_model(str(r.path), stamp))
     return res, ref.merge
+
+
+@st.cache_data(show_spinner=False)
+def example_faces() -> dict[str, bytes]:
+    """Faces to try on the Predict page: demo faces drawn by our code, and two FER2013 faces
+    read from ``FER2013_DIR`` when it is set up (never copied into the repo)."""
+    import io
+    import os
+    from pathlib import Path
+
+    from PIL import Image
+
+    from fer_core.demo import make_demo_dataset
+
+    demo = make_demo_dataset(per_class=1, seed=7)
+    out = {}
+    for want in ("happy", "surprise", "sad"):
+        i = demo.class_names.index(want)
+        buf = io.BytesIO()
+        Image.fromarray(demo.images[list(demo.labels).index(i)], "L").save(buf, "PNG")
+        out[f"drawn {want} face"] = buf.getvalue()
+    root = os.environ.get("FER2013_DIR")
+    for cls in ("happy", "surprise"):
+        folder = Path(root or "/nonexistent") / "test" / cls
+        files = sorted(folder.glob("PrivateTest_*"))[:1] if folder.is_dir() else []
+        for f in files:
+            out[f"FER2013 {cls} face"] = f.read_bytes()
+    return out

@@ -187,3 +187,38 @@ def test_evaluate_page_compares_two_runs(demo_app, run_in_data):
     at.selectbox(key="ev_other").set_value(str(run_in_data.parent / "tiny-copy")).run()
     assert not at.exception and not at.error
     assert any("They disagree on **0** images" in m.value for m in at.markdown)  # the same weights
+
+
+PREDICT = str(ROOT / "pages" / "predict.py")
+
+
+def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, run_in_data):
+    import io
+
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, "JPEG")
+    at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    at.file_uploader(key="pr_upload").set_value([("astronaut.jpg", buf.getvalue(), "image/jpeg"),
+                                                 ("broken.png", b"\x89PNG not really", "image/png")]).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["broken.png: not an image file PIL can read (JPEG, PNG, WebP, BMP, GIF...)."]
+    faces = [m.value for m in at.markdown if m.value.startswith("**Face")]
+    assert len(faces) == 1 and "box [17" in faces[0]
+    assert len(at.get("vega_lite_chart")) == 1  # the probability bars
+    captions = [i.proto.imgs[0].caption for i in at.get("image")]
+    assert captions[0] == "1 face(s)" and captions[1].startswith("face 1: what the model saw")
+    assert captions[2].startswith("Grad-CAM for")  # the saliency overlay
+    at.checkbox(key="pr_explain").uncheck().run()
+    assert len(at.get("image")) == 2
+
+
+def test_predict_page_example_faces(demo_app, run_in_data):
+    at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
+    at.button[0].click().run()  # "Try it" on the first drawn face
+    assert not at.exception and not at.error
+    faces = [m.value for m in at.markdown if m.value.startswith("**Face")]
+    assert len(faces) == 1 and "box [0, 0, 48, 48]" in faces[0]  # a face crop: no detection

@@ -1,0 +1,182 @@
+"""Prediction on photos: decode, find every face, classify them in one batch, explain with Grad-CAM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FerError
+from .faces import Box, FaceDetector, crop_face, default_detector
+from .images import open_image
+from .tta import model_crop, predict_proba
+
+#: An image no larger than this (each side) is taken to be a face crop already, like FER2013's.
+FACE_CROP_SIDE = 128
+DETECT_MODES = ("auto", "always", "never")
+
+
+@dataclass
+class Face:
+    box: Box
+    crop: np.ndarray  # the 48x48 uint8 face the model saw
+    proba: np.ndarray
+    label: str
+    cam: np.ndarray | None = None  # Grad-CAM heat map, 48x48 in [0, 1]
+
+
+@dataclass
+class ImageResult:
+    file: str
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    size: tuple[int, int] | None = None  # (width, height) after EXIF rotation
+    detected: bool = True  # False: the whole image was taken as the face
+    image: object | None = None  # the decoded PIL image, for drawing
+
+    def to_json(self, classes: tuple[str, ...]) -> dict:
+        out = {"file": self.file, "faces": [{"box": f.box.as_list(), "label": f.label,
+                                              "probabilities": {c: round(float(p), 6) for c, p in zip(classes, f.proba)}}
+                                             for f in self.faces]}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def find_faces(gray: np.ndarray, detect: str = "auto", detector: FaceDetector | None = None) -> tuple[list[Box], bool]:
+    """Face boxes of a grayscale image, and whether a detector found them.
+
+    ``detect``: "auto" treats a small image (both sides <= 128 px) as one face crop and runs the
+    detector otherwise; "always" always detects; "never" takes the whole image as the face.
+    """
+    h, w = gray.shape
+    whole = [Box(0, 0, w, h)]
+    if detect == "never" or (detect == "auto" and max(h, w) <= FACE_CROP_SIDE):
+        return whole, False
+    return (detector or default_detector()).detect(gray), True
+
+
+def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[str, ...], *, detect: str = "auto",
+            tta: str = "none", explain: bool = False, detector: FaceDetector | None = None) -> list[ImageResult]:
+    """Decode each image, find its faces and classify all faces of all images in one batch.
+
+    Args:
+        images: ``(name, bytes or path)`` pairs.
+        model: a loaded model (see :func:`fer_core.infer.load_model`).
+        classes: its class names.
+        detect: see :func:`find_faces`.
+        tta: test-time augmentation, "none", "flip" or "tencrop".
+        explain: also compute a Grad-CAM heat map per face.
+
+    Returns:
+        One result per image, in order; an image that cannot be read has ``error`` set, and one
+        with no face has an empty ``faces`` list. Never raises for bad files.
+    """
+    results, crops, owners = [], [], []
+    for name, src in images:
+        res = ImageResult(str(name))
+        try:
+            im = open_image(src, name=str(name))
+            res.image, res.size = im, im.size
+            gray = np.asarray(im.convert("L"), dtype=np.uint8)
+            boxes, res.detected = find_faces(gray, detect, detector)
+            for box in boxes:
+                crop = crop_face(gray, box) if res.detected else _whole(gray)
+                res.faces.append(Face(box, crop, np.zeros(len(classes)), ""))
+                crops.append(crop)
+                owners.append(res)
+        except FerError as exc:
+            res.error = str(exc)
+        results.append(res)
+    if crops:
+        batch = np.stack(crops)
+        proba = predict_proba(model, batch, tta)
+        cams = gradcam(model, batch, proba.argmax(axis=1)) if explain else [None] * len(batch)
+        faces = [f for r in results for f in r.faces]
+        for face, p, cam in zip(faces, proba, cams):
+            face.proba, face.label, face.cam = p, classes[int(p.argmax())], cam
+    return results
+
+
+def _whole(gray: np.ndarray) -> np.ndarray:
+    from .images import to_face_array
+    from PIL import Image
+
+    return to_face_array(Image.fromarray(gray, "L"))
+
+
+def _last_spatial_layer(model):
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None and len(shape) == 4 and min(shape[1], shape[2]) > 1:
+            return layer
+    for layer in reversed(model.layers):  # a network that pools to 1x1 still has a last 4-D map
+        if len(getattr(getattr(layer, "output", None), "shape", ())) == 4:
+            return layer
+    return None
+
+
+def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[np.ndarray | None]:
+    """Grad-CAM (Selvaraju et al. 2017) on the last spatial feature map, one 48x48 map per face.
+
+    The map covers the centre crop the model sees (the rest of the 48x48 face stays 0), scaled to
+    [0, 1]; None for a model without a spatial feature map.
+    """
+    import keras
+    import tensorflow as tf
+
+    layer = _last_spatial_layer(model)
+    if layer is None:
+        return [None] * len(faces)
+    probe = keras.Model(model.inputs, [layer.output, model.output])
+    x = tf.convert_to_tensor(faces[..., None].astype("float32"))
+    with tf.GradientTape() as tape:
+        fmap, out = probe(x, training=False)
+        score = tf.reduce_sum(out * tf.one_hot(targets, out.shape[-1]), axis=1)
+    grads = tape.gradient(score, fmap)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cams = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1)).numpy()
+    crop = model_crop(model)
+    off = (faces.shape[1] - crop) // 2
+    out_maps = []
+    for cam in cams:
+        full = np.zeros(faces.shape[1:3], np.float32)
+        resized = tf.image.resize(cam[..., None], (crop, crop), method="bilinear").numpy()[..., 0]
+        full[off:off + crop, off:off + crop] = resized
+        top = full.max()
+        out_maps.append(full / top if top > 0 else full)
+    return out_maps
+
+
+def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0.45) -> np.ndarray:
+    """An RGB picture of a face with its heat map blended over it (JET colours)."""
+    import cv2
+
+    gray = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    heat = cv2.resize((cam * 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    return (base * (1 - alpha) + colour * alpha).astype(np.uint8)
+
+
+def draw(result: ImageResult, max_side: int = 1200):
+    """The photo (RGB, downscaled to ``max_side``) with a numbered box and label on every face."""
+    from PIL import ImageDraw
+
+    im = result.image.convert("RGB")
+    scale = min(1.0, max_side / max(im.size))
+    if scale < 1:
+        im = im.resize((round(im.width * scale), round(im.height * scale)))
+    pen = ImageDraw.Draw(im)
+    width = max(2, round(max(im.size) / 300))
+    for i, face in enumerate(result.faces, 1):
+        b = face.box
+        x0, y0, x1, y1 = b.x * scale, b.y * scale, (b.x + b.w) * scale, (b.y + b.h) * scale
+        pen.rectangle([x0, y0, x1, y1], outline=(255, 215, 0), width=width)
+        text = f"{i}: {face.label} {face.proba.max():.0%}"
+        tw = pen.textlength(text)
+        pen.rectangle([x0, max(y0 - 14, 0), x0 + tw + 6, max(y0 - 14, 0) + 14], fill=(255, 215, 0))
+        pen.text((x0 + 3, max(y0 - 14, 0) + 1), text, fill=(0, 0, 0))
+    return im

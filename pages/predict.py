@@ -1,0 +1,92 @@
+"""Predict page: upload photos or use the camera; every face found, classified and explained."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core.errors import FerError
+from fer_core.infer import resolve_model
+from fer_core.predict import analyse, draw, overlay
+from fer_core.tta import TTA_MODES
+from pages.ui import cached_model, example_faces, model_choices
+
+st.title("Predict")
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+DETECT = {"auto": "Find the faces (small images are taken as one face)", "always": "Always run the face detector",
+          "never": "The whole image is the face"}
+
+choices = model_choices()
+with st.sidebar:
+    st.header("Model")
+    if choices:
+        spec = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="pr_model")
+    else:
+        spec = None
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index("flip"), key="pr_tta",
+                       help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
+    detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")
+    explain = st.checkbox("Show what the model looked at (Grad-CAM)", value=True, key="pr_explain")
+
+try:
+    ref = resolve_model(spec)
+    model = cached_model(str(ref.path), ref.stamp)
+except FerError as exc:
+    st.error(str(exc))
+    st.stop()
+
+uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True, key="pr_upload",
+                           help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF; phone photos are turned upright.")
+images = [(u.name, u.getvalue()) for u in uploads or []]
+if st.toggle("Use the camera", key="pr_camera_on"):
+    shot = st.camera_input("Take a picture", key="pr_camera")
+    if shot is not None:
+        images.append(("camera", shot.getvalue()))
+if not images:
+    st.caption("No photo? Try one of these faces (drawn by FER Studio, or from your FER2013 when it is set up):")
+    examples = example_faces()
+    cols = st.columns(len(examples))
+    for col, (name, png) in zip(cols, examples.items()):
+        col.image(png, caption=name, width=96)
+        if col.button("Try it", key=f"pr_ex_{name}"):
+            st.session_state["pr_example"] = name
+    if st.session_state.get("pr_example") in examples:
+        name = st.session_state["pr_example"]
+        images = [(name, examples[name])]
+if not images:
+    st.stop()
+
+results = analyse(images, model, ref.classes, detect=detect, tta=tta, explain=explain)
+st.caption(f"Model: {choices.get(spec, ref.name) if spec else ref.name} · {len(ref.classes)} classes · TTA {tta}")
+for res in results:
+    st.subheader(res.file)
+    if res.error:
+        st.error(res.error)
+        continue
+    if not res.faces:
+        st.warning(f"No face found in {res.file} ({res.size[0]}x{res.size[1]}). If the photo is a face crop, choose "
+                   "'The whole image is the face' in the sidebar; otherwise try a larger, more frontal face.")
+        st.image(res.image, width=400)
+        continue
+    st.image(draw(res), caption=f"{len(res.faces)} face(s)" + ("" if res.detected else " (the whole image)"),
+             width=min(res.size[0], 800) if res.size[0] > 48 else 192)
+    for i, face in enumerate(res.faces, 1):
+        with st.container(border=True):
+            left, mid, right = st.columns([1, 3, 1])
+            left.image(face.crop, caption=f"face {i}: what the model saw (48x48)", width=144)
+            probs = pd.DataFrame({"class": list(ref.classes), "probability": face.proba})
+            mid.markdown(f"**Face {i}: {face.label}** ({face.proba.max():.0%}) · box {face.box.as_list()}")
+            mid.altair_chart(alt.Chart(probs).mark_bar().encode(
+                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+                y=alt.Y("class:N", sort=list(ref.classes), title=None),
+                color=alt.condition(alt.datum["class"] == face.label, alt.value("#e45756"), alt.value("#4c78a8")),
+                tooltip=["class", alt.Tooltip("probability:Q", format=".1%")]).properties(height=180),
+                width="stretch")
+            if face.cam is not None:
+                right.image(overlay(face.crop, face.cam), caption=f"Grad-CAM for '{face.label}'", width=144)
+            elif explain:
+                right.caption("This model has no spatial feature map to explain.")
+if len(results) > 1:
+    table = [{"file": r.file, "face": i, "label": f.label, "confidence": float(np.max(f.proba))}
+             for r in results for i, f in enumerate(r.faces, 1)]
+    st.dataframe(pd.DataFrame(table), hide_index=True)

@@ -1,0 +1,171 @@
+"""Prediction: face detection on real photos, every image format, bad input, Grad-CAM, the CLI."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.cli import main
+from fer_core.faces import Box, crop_face, default_detector, iou
+from fer_core.infer import load_model, resolve_model
+from fer_core.predict import analyse, draw, find_faces, gradcam, overlay
+
+skimage_data = pytest.importorskip("skimage.data")  # ships the public-domain astronaut photo
+FACE = Box(177, 67, 93, 93)  # Eileen Collins' face in skimage's astronaut.png, found by hand
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def model_and_classes(trained_run):
+    ref = resolve_model(trained_run)
+    return load_model(ref), ref.classes
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def gray(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("L"))
+
+
+# ------------------------------------------------------------------ detection
+def test_detector_finds_the_face_in_a_real_photo_dark_bright_and_huge(astronaut):
+    g = gray(astronaut)
+    for variant in (g, (g * 0.25).astype(np.uint8), (255 - (255 - g.astype(float)) * 0.3).astype(np.uint8)):
+        boxes = default_detector().detect(variant)
+        assert len(boxes) == 1 and iou(boxes[0], FACE) > 0.6, boxes
+    huge = np.asarray(astronaut.convert("L").resize((4096, 4096)))  # detected on a downscaled copy
+    (box,) = default_detector().detect(huge)
+    assert iou(Box(box.x // 8, box.y // 8, box.w // 8, box.h // 8), FACE) > 0.6
+
+
+def test_detector_finds_a_head_turned_sideways():
+    camera = skimage_data.camera()  # the cameraman, head turned to his right
+    boxes = default_detector().detect(camera)
+    assert len(boxes) >= 1 and all(b.w > 40 for b in boxes)
+
+
+@pytest.mark.real_data
+def test_detector_finds_real_faces_in_a_group_shot(real_data_dir):
+    from fer_core.data import load_dataset
+
+    faces = load_dataset(real_data_dir).subset("PrivateTest")
+    rng = np.random.default_rng(3)
+    found = 0
+    for trial in range(3):
+        canvas = np.full((700, 1300), 120, np.uint8)
+        spots = [(40 + i * 310, 60 + (i % 2) * 320) for i in range(4)]
+        for (x, y), i in zip(spots, rng.choice(len(faces), 4, replace=False)):
+            canvas[y:y + 256, x:x + 256] = np.asarray(Image.fromarray(faces.images[i]).resize((256, 256), Image.BICUBIC))
+        boxes = default_detector().detect(canvas)
+        found += sum(any(iou(b, Box(x, y, 256, 256)) > 0.5 for b in boxes) for x, y in spots)
+    assert found >= 8, f"found {found} of 12 FER faces"  # FER2013 holds profiles and occluded faces too
+
+
+def test_crop_is_framed_like_fer2013_and_pads_past_the_border():
+    img = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
+    crop = crop_face(img, Box(80, 80, 40, 40))  # runs off the bottom-right corner
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+
+
+# --------------------------------------------------------------- image formats
+def formats(astronaut):
+    rgb = astronaut
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(200)
+    sixteen = Image.fromarray(gray(rgb).astype(np.uint16) * 257)
+    assert sixteen.mode.startswith("I;16")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": stored turned on its side
+    return {
+        "photo.jpg": encode(rgb, "JPEG", quality=90), "photo.png": encode(rgb, "PNG"),
+        "photo.webp": encode(rgb, "WEBP"), "photo.bmp": encode(rgb, "BMP"),
+        "photo.gif": encode(rgb.convert("P"), "GIF"), "rgba.png": encode(rgba, "PNG"),
+        "palette.png": encode(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        "cmyk.jpg": encode(rgb.convert("CMYK"), "JPEG"), "sixteen.png": encode(sixteen, "PNG"),
+        "phone.jpg": encode(rgb.rotate(90, expand=True), "JPEG", exif=exif),
+    }
+
+
+def test_every_format_finds_the_face(astronaut, model_and_classes):
+    model, classes = model_and_classes
+    files = formats(astronaut)
+    results = analyse(list(files.items()), model, classes)
+    for res in results:
+        assert res.error is None, res.error
+        assert res.size == (512, 512), res.file  # the phone photo is turned upright
+        assert len(res.faces) == 1 and iou(res.faces[0].box, FACE) > 0.5, (res.file, res.faces)
+        face = res.faces[0]
+        assert face.crop.shape == (48, 48) and face.proba.sum() == pytest.approx(1, abs=1e-4)
+        assert face.label in classes
+
+
+def test_small_crops_skip_detection_and_no_detect_takes_the_whole_image(astronaut, model_and_classes):
+    model, classes = model_and_classes
+    small = encode(astronaut.convert("L").crop((FACE.x, FACE.y, FACE.x + 93, FACE.y + 93)).resize((48, 48)), "PNG")
+    big = encode(astronaut, "PNG")
+    (a,) = analyse([("crop.png", small)], model, classes)
+    assert not a.detected and a.faces[0].box.as_list() == [0, 0, 48, 48]
+    (b,) = analyse([("whole.png", big)], model, classes, detect="never")
+    assert not b.detected and b.faces[0].box.as_list() == [0, 0, 512, 512]
+    boxes, detected = find_faces(gray(astronaut), "always")
+    assert detected and len(boxes) == 1
+
+
+def test_bad_input_gives_messages_not_tracebacks(astronaut, model_and_classes, tmp_path):
+    model, classes = model_and_classes
+    jpeg = encode(astronaut, "JPEG")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400), dtype=np.uint8))
+    bomb = encode(Image.new("1", (10_000, 10_000)), "PNG")  # 100 megapixels in a few kB
+    results = analyse([("notes.jpg", b"just some text"), ("cut.jpg", jpeg[:len(jpeg) // 3]), ("empty.png", b""),
+                       ("noise.png", encode(noise, "PNG")), ("bomb.png", bomb), ("fine.jpg", jpeg)],
+                      model, classes)
+    errors = {r.file: r.error for r in results}
+    assert "not an image" in errors["notes.jpg"]
+    assert "truncated" in errors["cut.jpg"] and "empty" in errors["empty.png"]
+    assert "too large" in errors["bomb.png"]
+    assert errors["noise.png"] is None and results[3].faces == []  # read fine, no face
+    assert errors["fine.jpg"] is None and len(results[5].faces) == 1  # the good file is kept
+
+
+def test_gradcam_and_drawing(astronaut, model_and_classes):
+    model, classes = model_and_classes
+    (res,) = analyse([("photo.png", encode(astronaut, "PNG"))], model, classes, explain=True, tta="tencrop")
+    cam = res.faces[0].cam
+    assert cam.shape == (48, 48) and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+    assert overlay(res.faces[0].crop, cam).shape == (192, 192, 3)
+    faces = np.stack([res.faces[0].crop] * 2)
+    maps = gradcam(model, faces, np.array([0, 3]))
+    assert len(maps) == 2 and not np.allclose(maps[0], maps[1])  # each class has its own evidence
+    assert draw(res).size == (512, 512)
+
+
+# ------------------------------------------------------------------------- CLI
+def test_cli_json_and_exit_status(astronaut, run_in_data, tmp_path, capsys):
+    good = tmp_path / "photo.jpg"
+    good.write_bytes(encode(astronaut, "JPEG"))
+    crop = tmp_path / "face.png"
+    crop.write_bytes(encode(astronaut.convert("L").resize((48, 48)), "PNG"))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff truncated")
+    assert main(["predict", str(good), str(crop), "--json"]) == 0  # the newest finished run is used
+    out = json.loads(capsys.readouterr().out)
+    assert [o["file"] for o in out] == [str(good), str(crop)]
+    (face,) = out[0]["faces"]
+    assert iou(Box(*face["box"]), FACE) > 0.5 and face["label"] in face["probabilities"]
+    assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert main(["predict", "--model", str(run_in_data), "--no-detect", str(good), str(bad), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["faces"][0]["box"] == [0, 0, 512, 512] and "error" not in out[0]
+    assert out[1]["faces"] == [] and "bad.jpg: not an image" in out[1]["error"]
+    assert main(["predict", str(bad)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
