@@ -12,6 +12,9 @@ import numpy as np
 from .errors import ConfigError
 
 TTA_MODES = ("none", "flip", "tencrop")
+#: What the app uses unless told otherwise: ten-crop measured best on PublicTest (+1.8 points
+#: over none for the default recipe) and costs little for the few faces of a photo.
+DEFAULT_TTA = "tencrop"
 
 
 def views(images: np.ndarray, mode: str, crop: int = 48) -> list[np.ndarray]:

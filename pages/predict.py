@@ -8,7 +8,7 @@ import streamlit as st
 from fer_core.errors import FerError
 from fer_core.infer import resolve_model
 from fer_core.predict import analyse, draw, overlay
-from fer_core.tta import TTA_MODES
+from fer_core.tta import DEFAULT_TTA, TTA_MODES
 from pages.ui import cached_model, example_faces, model_choices
 
 st.title("Predict")
@@ -23,7 +23,7 @@ with st.sidebar:
         spec = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="pr_model")
     else:
         spec = None
-    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index("flip"), key="pr_tta",
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
                        help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
     detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")
     explain = st.checkbox("Show what the model looked at (Grad-CAM)", value=True, key="pr_explain")

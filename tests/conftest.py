@@ -66,3 +66,11 @@ def run_in_data(trained_run, data_dir) -> Path:
     import shutil
 
     return Path(shutil.copytree(trained_run, data_dir / "runs" / trained_run.name))
+
+
+@pytest.fixture
+def no_default_model(monkeypatch, tmp_path):
+    """Hide the shipped default model, as on a checkout without it: runs are the fallback."""
+    from fer_core import infer
+
+    monkeypatch.setattr(infer, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")

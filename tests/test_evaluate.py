@@ -76,7 +76,7 @@ def test_cache_is_reused_and_invalidated(trained_run, data_dir):
     assert len(loads) == 4
 
 
-def test_cli_json(run_in_data, capsys):
+def test_cli_json(no_default_model, run_in_data, capsys):
     assert main(["evaluate", "--model", str(run_in_data), "--data", "demo", "--split", "PrivateTest", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"accuracy", "macro_f1", "weighted_f1", "classes", "per_class", "confusion_matrix", "num_images",

@@ -21,7 +21,7 @@ def demo_app(data_dir, monkeypatch):
     return data_dir
 
 
-def test_home_page_says_what_is_active(demo_app):
+def test_home_page_says_what_is_active(demo_app, no_default_model):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
     text = " ".join(m.value for m in at.info)
@@ -150,7 +150,7 @@ def _count(at) -> int:
     return [int(c.value.split()[0].replace(",", "")) for c in at.caption if "images; showing" in c.value]
 
 
-def test_evaluate_page_matrix_report_gallery_and_filters(demo_app, run_in_data):
+def test_evaluate_page_matrix_report_gallery_and_filters(demo_app, no_default_model, run_in_data):
     at = AppTest.from_file(EVALUATE, default_timeout=TIMEOUT).run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
@@ -178,7 +178,7 @@ def test_evaluate_page_matrix_report_gallery_and_filters(demo_app, run_in_data):
     assert any(b.label.startswith("Download the predictions") for b in at.get("download_button"))
 
 
-def test_evaluate_page_compares_two_runs(demo_app, run_in_data):
+def test_evaluate_page_compares_two_runs(demo_app, no_default_model, run_in_data):
     import shutil
 
     shutil.copytree(run_in_data, run_in_data.parent / "tiny-copy")
@@ -192,7 +192,7 @@ def test_evaluate_page_compares_two_runs(demo_app, run_in_data):
 PREDICT = str(ROOT / "pages" / "predict.py")
 
 
-def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, run_in_data):
+def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, no_default_model, run_in_data):
     import io
 
     skimage_data = pytest.importorskip("skimage.data")
@@ -216,7 +216,7 @@ def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, run_in_dat
     assert len(at.get("image")) == 2
 
 
-def test_predict_page_example_faces(demo_app, run_in_data):
+def test_predict_page_example_faces(demo_app, no_default_model, run_in_data):
     at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
     at.button[0].click().run()  # "Try it" on the first drawn face
     assert not at.exception and not at.error

@@ -150,7 +150,7 @@ def test_gradcam_and_drawing(astronaut, model_and_classes):
 
 
 # ------------------------------------------------------------------------- CLI
-def test_cli_json_and_exit_status(astronaut, run_in_data, tmp_path, capsys):
+def test_cli_json_and_exit_status(astronaut, no_default_model, run_in_data, tmp_path, capsys):
     good = tmp_path / "photo.jpg"
     good.write_bytes(encode(astronaut, "JPEG"))
     crop = tmp_path / "face.png"

@@ -1,0 +1,72 @@
+"""The shipped default model: it loads, its card's numbers are true, and everything falls back to it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_core.cli import main
+from fer_core.config import CLASS_NAMES
+from fer_core.infer import DEFAULT_MODEL_DIR, default_model, load_model, resolve_model
+from fer_core.trainconfig import TrainConfig
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.keras").exists(),
+                                reason="the default model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ref = default_model()
+    return ref, load_model(ref)
+
+
+def test_shipped_files_config_and_size(shipped):
+    ref, model = shipped
+    assert ref.classes == CLASS_NAMES and model.output_shape == (None, 7)
+    assert ref.path.stat().st_size <= 25_000_000
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    assert metrics["params"] == model.count_params()
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert "## Limitations" in card and "## Intended use" in card and "PrivateTest" in card
+    # the saved config rebuilds the same network
+    from fer_core.models import create_model
+
+    cfg = TrainConfig.load(DEFAULT_MODEL_DIR / "config.json")
+    assert create_model(cfg.arch, 7, crop=cfg.crop).count_params() == model.count_params()
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_card_numbers_are_true_on_real_privatetest(shipped, real_data_dir):
+    from fer_core.data import load_dataset
+    from fer_core.evaluate import evaluate
+
+    ref, model = shipped
+    res = evaluate(model, load_dataset(real_data_dir), "PrivateTest", "none")
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    assert res.metrics["accuracy"] == pytest.approx(metrics["results"]["PrivateTest/none"]["accuracy"], abs=0.002)
+    assert res.metrics["accuracy"] > 0.45  # chance is 1/7, always answering "happy" 24.5%
+
+
+def test_fallback_without_runs(data_dir, capsys, shipped):
+    """A fresh install with no runs: the CLI and the pages use the shipped model."""
+    assert resolve_model().name == "default"
+    face = np.asarray(np.random.default_rng(0).integers(0, 255, (48, 48)), np.uint8)
+    from PIL import Image
+
+    path = data_dir / "face.png"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(face).save(path)
+    assert main(["predict", str(path), "--json", "--tta", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["faces"][0]["label"] in CLASS_NAMES
+
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parent.parent
+    home = AppTest.from_file(str(root / "app.py"), default_timeout=180).run()
+    assert any("shipped default model" in m.value for m in home.success)
+    predict = AppTest.from_file(str(root / "pages" / "predict.py"), default_timeout=180).run()
+    assert predict.selectbox(key="pr_model").value == "default" and not predict.error

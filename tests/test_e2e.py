@@ -1,0 +1,266 @@
+"""End-to-end: the real Streamlit server driven by Playwright in Debian's Chromium.
+
+A teacher's journey on the demo data set, each step asserting what the page shows, that no
+Streamlit exception box appears, and saving a screenshot under ``test-artifacts/e2e/``.
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``); skipped without it unless
+``FER_REQUIRE_BROWSER=1`` (as in CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _need_browser():
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed"
+    if problem:
+        if os.environ.get("FER_REQUIRE_BROWSER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``streamlit run app.py`` headless on a free loopback port, with its own data directory."""
+
+    def __init__(self, data_dir: Path, log: Path):
+        self.port, self.data_dir, self.log = free_port(), data_dir, log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> "Server":
+        env = {k: v for k, v in os.environ.items() if k != "FER2013_DIR"}  # the demo set is active
+        env.update(FER_DATA_DIR=str(self.data_dir), PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read() == b"ok":
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"the server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                                    "--disable-default-apps", "--disable-sync", "--no-first-run",
+                                    "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    srv = Server(folder / "data", folder / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+class Journey:
+    def __init__(self, page, base: str):
+        self.page, self.base, self.step = page, base, 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def open(self, path: str = "") -> None:
+        self.page.goto(f"{self.base}/{path}")
+        self.page.get_by_test_id("stApp").wait_for()
+
+    def see(self, text: str, timeout: float = 120) -> None:
+        self.page.get_by_text(text).first.wait_for(timeout=timeout * 1000)
+
+    def until(self, *texts: str, timeout: float = 240) -> str:
+        """Wait until the main area shows every one of ``texts`` (it refreshes by itself); return it."""
+        deadline = time.time() + timeout
+        while True:
+            shown = self.page.get_by_test_id("stMain").inner_text()
+            if all(t in shown for t in texts):
+                return shown
+            assert time.time() < deadline, f"never showed {texts}:\n{shown[-2000:]}"
+            self.page.wait_for_timeout(1000)
+
+    def shot(self, name: str) -> None:
+        """Assert no Streamlit exception box, then save a screenshot of the whole page."""
+        self.step += 1
+        self.page.wait_for_timeout(500)
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.step:02d}-{name}.png"), full_page=True)
+        errors = self.page.get_by_test_id("stException")
+        assert errors.count() == 0, errors.first.inner_text()
+
+    def selectbox(self, label: str):
+        """The selectbox whose label is exactly ``label``."""
+        return self.page.get_by_test_id("stSelectbox").filter(
+            has=self.page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)).first
+
+    def choose(self, label: str, option: str) -> None:
+        self.selectbox(label).click()
+        self.page.get_by_role("option", name=option, exact=True).first.click()
+
+
+def test_teacher_journey(browser, server):
+    from PIL import Image
+
+    from fer_core.demo import make_demo_dataset
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    j = Journey(page, server.url)
+
+    # 1. home: what is active, links to every page
+    j.open()
+    j.see("FER Studio")
+    j.see("Demo data set")
+    j.see("Predict: upload a photo")  # the last page link
+    for name in ("Dataset", "Train", "Runs", "Evaluate", "Predict"):
+        assert page.get_by_role("link", name=name).count() >= 1  # the sidebar
+        assert page.get_by_role("link", name=f"{name}: ").count() == 1  # the page list
+    j.shot("home")
+
+    # 2. the Dataset page, filtered to one class
+    j.open("dataset")
+    j.see("3,500 images")
+    page.get_by_role("tab", name="Samples").click()
+    j.choose("Class", "surprise")
+    j.see("#", timeout=60)
+    page.wait_for_timeout(1500)
+    captions = page.get_by_test_id("stImageCaption").all_inner_texts()
+    grid = [c for c in captions if c.startswith("#")]
+    assert grid and all("surprise" in c for c in grid), captions[:10]
+    j.shot("dataset-surprise")
+
+    # 3. a 2-epoch job of the tiny preset, watched to the end without reloading
+    j.open("train")
+    j.see("Submit training job")
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.fill("2")
+    epochs.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Submit training job").click()
+    j.see("Job 1")
+    j.shot("train-submitted")
+    shown = j.until("succeeded", "epoch 2 of 2", "Delete")  # no reload: the job list refreshes itself
+    assert "Cancel" not in shown
+    j.shot("train-succeeded")
+
+    # 4. its curves on the Runs page
+    j.open("runs")
+    j.see("All runs (1)")
+    page.get_by_test_id("stVegaLiteChart").first.wait_for()
+    assert page.get_by_test_id("stVegaLiteChart").count() == 2  # loss and accuracy
+    j.shot("runs-curves")
+
+    # 5. its confusion matrix and a misclassified image on the Evaluate page
+    j.open("evaluate")
+    j.choose("Model", next(o for o in _options(j, "Model") if o.startswith("run ")))
+    j.see("Confusion matrix")
+    page.get_by_test_id("stVegaLiteChart").first.wait_for()
+    j.choose("View", "most confident mistakes")
+    page.wait_for_timeout(2000)
+    j.see("images; showing")
+    wrong = [c for c in page.get_by_test_id("stImageCaption").all_inner_texts() if c.startswith("true ")]
+    assert wrong, "no misclassified image shown"
+    words = wrong[0].split()  # "true <class> <top class> <p>% · ..."
+    assert words[2] != words[1], wrong[0]  # the most confident mistake: its top class is not the true one
+    j.shot("evaluate-mistakes")
+
+    # 6. upload a photo on the Predict page and read the label
+    demo = make_demo_dataset(per_class=1, seed=3)
+    photo = ARTIFACTS / "upload-face.png"
+    Image.fromarray(demo.images[3]).resize((96, 96)).save(photo)
+    j.open("predict")
+    j.see("Photos")
+    page.locator('input[type="file"]').first.set_input_files(str(photo))
+    j.see("Face 1:", timeout=120)
+    text = page.get_by_test_id("stMain").inner_text()
+    label = text.split("Face 1:")[1].split()[0]
+    assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    j.shot("predict")
+    page.close()
+
+
+def _options(j: Journey, label: str) -> list[str]:
+    j.selectbox(label).click()
+    options = j.page.get_by_role("option").all_inner_texts()
+    j.page.keyboard.press("Escape")
+    return options
+
+
+def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
+    """Stop the server while a job runs: the job finishes; the restarted app shows it."""
+    from fer_core import jobs
+
+    _need_browser()
+    data = tmp_path / "data"
+    srv = Server(data, tmp_path / "server.log").start()
+    page = browser.new_page()
+    page.set_default_timeout(120_000)
+    j = Journey(page, srv.url)
+    j.open("train")
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Submit training job").click()
+    j.until("running", "batch")  # training, not just starting
+    srv.stop()
+    monkeypatch.setenv("FER_DATA_DIR", str(data))
+    store = jobs.JobStore()
+    deadline = time.time() + 240
+    while store.get(1).status == jobs.JobStatus.RUNNING and time.time() < deadline:
+        time.sleep(1)
+    assert store.get(1).status == jobs.JobStatus.SUCCEEDED, jobs.read_log(store.get(1))
+    srv2 = Server(data, tmp_path / "server2.log").start()
+    try:
+        j2 = Journey(page, srv2.url)
+        j2.open("train")
+        j2.until("succeeded", "epoch 3 of 3")
+        j2.shot("restarted-server-shows-finished-job")
+    finally:
+        srv2.stop()
+        page.close()
+    shutil.rmtree(data, ignore_errors=True)
