@@ -91,7 +91,9 @@ def _parse_well_formed(buf, digit, is_digit, offsets, nulls) -> np.ndarray | Non
     Returns None when the chunk is not like that, and the general parser takes over.
     """
     n_rows = len(offsets) - 1
-    if nulls.any() or n_rows == 0 or len(buf) == 0 or not is_digit[offsets[:-1]].all():
+    if nulls.any() or n_rows == 0 or len(buf) == 0 or (np.diff(offsets) <= 0).any():  # an empty row
+        return None
+    if not is_digit[offsets[:-1]].all():
         return None
     first = np.empty_like(is_digit)
     first[0] = True
@@ -130,7 +132,6 @@ def _parse_chunk(arr) -> tuple[np.ndarray, dict[int, str]]:
     base = int(offsets[0])
     offsets = offsets - base
     buf = np.frombuffer(data_buf, np.uint8)[base:base + int(offsets[-1])] if data_buf is not None else np.zeros(0, np.uint8)
-    lengths_b = np.diff(offsets)
 
     digit = buf - np.uint8(48)  # wraps around below '0', so one comparison finds digits
     is_digit = digit < 10
@@ -155,19 +156,14 @@ def _parse_chunk(arr) -> tuple[np.ndarray, dict[int, str]]:
     values += np.where(tok_len >= 3, digit[ends - 2], 0).astype(np.int32) * 100
     values[tok_len > 3] = 1000  # four or more digits: out of range, whatever they say
 
-    nonempty = lengths_b > 0
-    idx = np.minimum(offsets[:-1], max(len(buf) - 1, 0))
-    counts = np.zeros(n_rows, np.int64)
-    invalid_row = np.zeros(n_rows, bool)
-    if len(buf):
-        counts[nonempty] = np.add.reduceat(first, idx, dtype=np.int64)[nonempty]
-        invalid = ~(is_digit | (buf == 32) | (buf == 9) | (buf == 13))
-        invalid_row[nonempty] = np.logical_or.reduceat(invalid, idx)[nonempty]
-    tok_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    over_row = np.zeros(n_rows, bool)
-    has_tok = counts > 0
-    if len(values):
-        over_row[has_tok] = np.logical_or.reduceat(values > 255, tok_start[has_tok])
+    # Per-row sums as differences of running sums (empty rows are simply zero).
+    def per_row(flags: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        running = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
+        return running[bounds[1:]] - running[bounds[:-1]]
+
+    counts = per_row(first, offsets)
+    invalid_row = per_row(~(is_digit | (buf == 32) | (buf == 9) | (buf == 13)), offsets) > 0
+    over_row = per_row(values > 255, np.concatenate(([0], np.cumsum(counts)))) > 0
 
     bad = {}
     for r in np.flatnonzero(nulls):

@@ -261,3 +261,12 @@ def test_summary_json_shape(demo_small):
     assert json.loads(json.dumps(s)) == s
     assert s["num_images"] == 140 and s["classes"] == list(CLASS_NAMES)
     assert sum(sum(v.values()) for v in s["counts"].values()) == 140
+
+
+def test_empty_pixel_rows_after_a_valid_one_are_reported_not_crashing(tmp_path):
+    # found by the fuzzer: the fast path indexed past the buffer when the last rows were empty
+    from fer_core.readers import parse_pixel_rows
+
+    good = " ".join(["7"] * 2304)
+    pixels, bad = parse_pixel_rows([good, "", ""])
+    assert pixels.shape == (1, 2304) and sorted(bad) == [1, 2]
