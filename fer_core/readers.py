@@ -152,8 +152,9 @@ def _parse_chunk(arr) -> tuple[np.ndarray, dict[int, str]]:
     ends = np.flatnonzero(last)
     tok_len = ends - starts + 1
     values = digit[ends].astype(np.int32)
-    values += np.where(tok_len >= 2, digit[ends - 1], 0).astype(np.int32) * 10
-    values += np.where(tok_len >= 3, digit[ends - 2], 0).astype(np.int32) * 100
+    # (indices clipped at 0: np.where evaluates both sides, and a 1-byte buffer has no [-2])
+    values += np.where(tok_len >= 2, digit[np.maximum(ends - 1, 0)], 0).astype(np.int32) * 10
+    values += np.where(tok_len >= 3, digit[np.maximum(ends - 2, 0)], 0).astype(np.int32) * 100
     values[tok_len > 3] = 1000  # four or more digits: out of range, whatever they say
 
     # Per-row sums as differences of running sums (empty rows are simply zero).

@@ -270,3 +270,5 @@ def test_empty_pixel_rows_after_a_valid_one_are_reported_not_crashing(tmp_path):
     good = " ".join(["7"] * 2304)
     pixels, bad = parse_pixel_rows([good, "", ""])
     assert pixels.shape == (1, 2304) and sorted(bad) == [1, 2]
+    pixels, bad = parse_pixel_rows(["", "", "0"])  # a one-byte buffer
+    assert pixels.shape == (0, 2304) and sorted(bad) == [0, 1, 2]
