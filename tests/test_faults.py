@@ -1,0 +1,129 @@
+"""Faults: a full disk, a damaged job store, broken runs and model files, unsafe models,
+two sessions submitting and cancelling at once."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_core import jobs
+from fer_core.errors import JobError, ModelError
+from fer_core.infer import load_model, resolve_model
+from fer_core.trainconfig import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 180
+
+
+def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_dir):
+    store = jobs.JobStore()
+    job_id = store.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2))
+    run_dir = Path(store.get(job_id).run_dir)
+    (run_dir / "last.tmp.keras").symlink_to("/dev/full")  # every write there: ENOSPC
+    jobs.schedule(store)
+    deadline = time.time() + TIMEOUT
+    while store.get(job_id).status not in jobs.FINAL and time.time() < deadline:
+        jobs.schedule(store)
+        time.sleep(0.5)
+    job = store.get(job_id)
+    assert job.status == jobs.JobStatus.FAILED
+    assert "No space left on device" in job.error and "disk is full" in job.error
+    assert [j.id for j in jobs.JobStore().list()] == [job_id]  # the store is still readable
+
+
+def test_damaged_job_store_is_reported_and_pages_keep_working(data_dir):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / jobs.STORE_FILE).write_bytes(b"this is not a SQLite database, just junk " * 100)
+    with pytest.raises(JobError, match="Cannot open the job store"):
+        jobs.JobStore()
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("Cannot open the job store" in e.value for e in at.error)
+    runs = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    assert not runs.exception
+
+
+def test_broken_runs_are_listed_with_the_reason(run_in_data, no_default_model):
+    runs = run_in_data.parent
+    (runs / "bad-config").mkdir()
+    (runs / "bad-config" / "config.json").write_text("{not json")
+    truncated = Path(shutil.copytree(run_in_data, runs / "truncated-model"))
+    for name in ("model.keras", "best.keras", "last.keras"):
+        data = (truncated / name).read_bytes()
+        (truncated / name).write_bytes(data[: len(data) // 3])
+    page = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    assert not page.exception
+    warnings = " ".join(w.value for w in page.warning)
+    assert "bad-config** is broken" in warnings and "cannot read the training configuration" in warnings
+    ev = AppTest.from_file(str(ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
+    ev.selectbox(key="ev_model").set_value(str(truncated)).run()
+    assert not ev.exception
+    assert any("cannot load this model" in e.value and "truncated or corrupt" in e.value for e in ev.error)
+    ev.selectbox(key="ev_model").set_value(str(run_in_data)).run()  # the good run still works
+    assert not ev.exception and not ev.error and ev.metric
+
+
+def test_unsafe_model_files_are_refused(tmp_path):
+    import keras
+
+    marker = tmp_path / "code-ran"
+    inputs = keras.Input((48, 48, 1))
+    def payload(t):  # arbitrary Python inside a model file
+        import pathlib
+
+        pathlib.Path(str(marker)).write_text("ran")
+        return t
+
+    x = keras.layers.Lambda(payload)(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    marker.unlink()  # building the model ran it once, here
+    with pytest.raises(ModelError, match="cannot load this model.*(Lambda|unsafe|safe_mode)"):
+        load_model(resolve_model(path))
+    assert not marker.exists()
+
+
+def test_two_sessions_submitting_and_cancelling_at_once(data_dir):
+    """Two processes (as two browser sessions would, through the same calls) each submit six
+    jobs and cancel three of them; every job is recorded once with the right final status."""
+    script = (
+        "import os, sys\n"
+        "from fer_core import jobs\n"
+        "from fer_core.trainconfig import TrainConfig\n"
+        "class R:\n"
+        "    def slots(self): return [0]\n"
+        "    def start(self, job): return int(os.environ['HOLDER'])\n"
+        "    def alive(self, pid): return True\n"
+        "store = jobs.JobStore()\n"
+        "mine = [jobs.submit(TrainConfig(data='demo', arch='tiny', seed=100 * int(sys.argv[1]) + i), store, R())"
+        " for i in range(6)]\n"
+        "for job_id in mine[::2]:\n"
+        "    store.cancel(job_id)\n"
+        "print(' '.join(map(str, mine)))\n"
+    )
+    env = dict(os.environ, HOLDER=str(os.getpid()), PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(s)], env=env, stdout=subprocess.PIPE, text=True)
+             for s in (1, 2)]
+    mine = [list(map(int, p.communicate(timeout=120)[0].split())) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    store = jobs.JobStore()
+    listed = {j.id: j for j in store.list()}
+    assert sorted(listed) == sorted(mine[0] + mine[1]) and len(listed) == 12
+    for ids in mine:
+        for job_id in ids[::2]:
+            job = listed[job_id]
+            # a queued job is cancelled at once; a running one is asked to stop
+            assert job.status == jobs.JobStatus.CANCELLED or job.cancel_requested
+        for job_id in ids[1::2]:
+            assert listed[job_id].status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING)
+            assert not listed[job_id].cancel_requested
+    assert sum(j.status == jobs.JobStatus.RUNNING for j in listed.values()) == 1
+    assert json.loads(json.dumps([j.to_dict() for j in listed.values()]))  # all rows readable
