@@ -144,6 +144,10 @@ def load_model(ref: ModelRef):
     try:
         model = keras.saving.load_model(ref.path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file; all mean "cannot use it"
+        if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
+            raise ModelError(f"{ref.path}: refused: the file holds Python code (e.g. a Lambda layer), which "
+                             "FER Studio never runs from a model file (Keras safe mode). Use a model built from "
+                             "standard layers.") from None
         raise ModelError(f"{ref.path}: cannot load this model ({type(exc).__name__}: {str(exc)[:300]}). "
                          "The file may be truncated or corrupt: choose another model or retrain.") from None
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else ()
