@@ -50,6 +50,16 @@ def runs_dir() -> Path:
     return path
 
 
+def allowed_roots() -> list[Path]:
+    """Folders the app may read data sets from: ``data/datasets``, ``FER2013_DIR`` and the
+    folders listed in ``FER_DATA_ROOTS`` (separated by ``os.pathsep``)."""
+    roots = [datasets_dir()]
+    for value in [os.environ.get("FER2013_DIR", ""), *os.environ.get("FER_DATA_ROOTS", "").split(os.pathsep)]:
+        if value.strip():
+            roots.append(Path(value.strip()).expanduser())
+    return [Path(os.path.abspath(r)) for r in roots]
+
+
 @dataclass
 class Settings:
     """What the app uses when a page is not told otherwise; saved in ``data/settings.json``.

@@ -182,6 +182,28 @@ def merged_class_names(spec: str, class_names: tuple[str, ...] = CLASS_NAMES) ->
 
 
 # ----------------------------------------------------------------------- sources
+def check_allowed(source: str | os.PathLike) -> str:
+    """Check that a source typed in the app lies inside the folders it may read; return it.
+
+    The path is normalised (``..`` removed) before the check, so no typed path climbs out.
+    Symbolic links placed inside an allowed folder by the machine's owner are followed.
+
+    Raises:
+        DataError: the path is outside every allowed folder.
+    """
+    from .config import allowed_roots
+
+    text = str(source).strip()
+    if text.lower() == DEMO_SOURCE or _demo_size(text) is not None:
+        return text
+    path = Path(os.path.abspath(Path(text).expanduser()))
+    roots = allowed_roots()
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise DataError(f"{text}: outside the folders FER Studio may read ({', '.join(map(str, roots))}). "
+                        "Copy or upload the data set into data/datasets, or add its folder to FER_DATA_ROOTS.")
+    return text
+
+
 def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
     """Work out what kind of source a string names.
 

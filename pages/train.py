@@ -6,7 +6,7 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.config import DEMO_SOURCE
-from fer_core.data import find_datasets
+from fer_core.data import check_allowed, find_datasets
 from fer_core.errors import FerError
 from fer_core.models import is_notation, model_names
 from fer_core.notation import parse_notation
@@ -118,6 +118,10 @@ with right:
 raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fields__ if KEY + name in st.session_state}
 raw["arch"] = arch
 cfg, problems = TrainConfig.check(raw)
+try:
+    check_allowed(raw.get("data", ""))
+except FerError as exc:
+    cfg, problems["data"] = None, str(exc)
 if choice == NOTATION:
     try:
         parse_notation(arch)  # points at the offending character, unlike "unknown model"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from fer_core.config import load_settings
-from fer_core.data import Dataset, load_dataset
+from fer_core.data import Dataset, check_allowed, load_dataset
 
 
 @st.cache_data(show_spinner="Loading the data set…", max_entries=4)
 def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Dataset:
-    """Load a data set once per (source, merge, skip_bad) and session-independent."""
-    return load_dataset(source, merge=merge, skip_bad=skip_bad)
+    """Load a data set once per (source, merge, skip_bad), for every session.
+
+    Only folders the app may read are loaded: a typed path elsewhere is a DataError.
+    """
+    return load_dataset(check_allowed(source), merge=merge, skip_bad=skip_bad)
 
 
 def active_source() -> str:

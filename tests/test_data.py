@@ -272,3 +272,20 @@ def test_empty_pixel_rows_after_a_valid_one_are_reported_not_crashing(tmp_path):
     assert pixels.shape == (1, 2304) and sorted(bad) == [1, 2]
     pixels, bad = parse_pixel_rows(["", "", "0"])  # a one-byte buffer
     assert pixels.shape == (0, 2304) and sorted(bad) == [0, 1, 2]
+
+
+def test_check_allowed_keeps_typed_paths_inside_the_configured_folders(data_dir, tmp_path, monkeypatch):
+    from fer_core.config import datasets_dir
+    from fer_core.data import check_allowed
+
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    inside = datasets_dir() / "fer.csv"
+    assert check_allowed("demo") == "demo" and check_allowed("demo:20") == "demo:20"
+    assert check_allowed(str(inside)) == str(inside)
+    for outside in ("/etc/passwd", str(datasets_dir() / ".." / ".." / "x.csv"), str(tmp_path / "other")):
+        with pytest.raises(DataError, match="outside the folders FER Studio may read"):
+            check_allowed(outside)
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path / "other"))
+    assert check_allowed(str(tmp_path / "other" / "fer.csv"))
+    monkeypatch.setenv("FER2013_DIR", "/srv/fer2013")
+    assert check_allowed("/srv/fer2013/train")

@@ -64,7 +64,8 @@ def test_dataset_page_use_as_active(demo_app):
 
 
 def test_dataset_page_bad_path_shows_error_not_traceback(demo_app, tmp_path):
-    bad = tmp_path / "bad.csv"
+    (demo_app / "datasets").mkdir(parents=True, exist_ok=True)
+    bad = demo_app / "datasets" / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
     at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
     at.radio(key="source_kind").set_value("Path").run()
@@ -73,6 +74,19 @@ def test_dataset_page_bad_path_shows_error_not_traceback(demo_app, tmp_path):
     assert "bad.csv" in at.error[0].value and "row 1" in at.error[0].value
     at.checkbox[0].check().run()
     assert not at.exception
+
+
+def test_typed_paths_outside_the_allowed_folders_are_refused(demo_app, tmp_path):
+    secret = tmp_path / "elsewhere" / "fer2013.csv"
+    secret.parent.mkdir()
+    secret.write_text("emotion,pixels,Usage\n")
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    at.radio(key="source_kind").set_value("Path").run()
+    for typed in (str(secret), str(demo_app / "datasets" / ".." / ".." / "elsewhere"), "/etc"):
+        at.text_input[0].input(typed).run()
+        assert not at.exception
+        assert "outside the folders FER Studio may read" in at.error[0].value, typed
+        assert not at.dataframe  # nothing of it is shown
 
 
 @pytest.mark.real_data
