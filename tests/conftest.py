@@ -74,3 +74,16 @@ def no_default_model(monkeypatch, tmp_path):
     from fer_core import infer
 
     monkeypatch.setattr(infer, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+
+
+#: Python run in separate processes by the concurrency tests: a runner that claims slots but
+#: starts nothing (the "worker" pid is the test process, given in HOLDER), then the test's lines.
+SUBMITTER = (
+    "import os, sys\n"
+    "from fer_core import jobs\n"
+    "from fer_core.trainconfig import TrainConfig\n"
+    "class R:\n"
+    "    def slots(self): return [0]\n"
+    "    def start(self, job): return int(os.environ['HOLDER'])\n"
+    "    def alive(self, pid): return True\n"
+)

@@ -17,6 +17,8 @@ from fer_core.errors import JobError, ModelError
 from fer_core.infer import load_model, resolve_model
 from fer_core.trainconfig import TrainConfig
 
+from .conftest import SUBMITTER
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
 
@@ -90,14 +92,7 @@ def test_unsafe_model_files_are_refused(tmp_path):
 def test_two_sessions_submitting_and_cancelling_at_once(data_dir):
     """Two processes (as two browser sessions would, through the same calls) each submit six
     jobs and cancel three of them; every job is recorded once with the right final status."""
-    script = (
-        "import os, sys\n"
-        "from fer_core import jobs\n"
-        "from fer_core.trainconfig import TrainConfig\n"
-        "class R:\n"
-        "    def slots(self): return [0]\n"
-        "    def start(self, job): return int(os.environ['HOLDER'])\n"
-        "    def alive(self, pid): return True\n"
+    script = SUBMITTER + (
         "store = jobs.JobStore()\n"
         "mine = [jobs.submit(TrainConfig(data='demo', arch='tiny', seed=100 * int(sys.argv[1]) + i), store, R())"
         " for i in range(6)]\n"

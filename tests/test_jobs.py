@@ -17,6 +17,8 @@ from fer_core.jobs import JobStatus, JobStore
 from fer_core.train import read_metrics
 from fer_core.trainconfig import TrainConfig
 
+from .conftest import SUBMITTER
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -114,14 +116,7 @@ def test_unwritable_store_gives_a_clear_error(tmp_path):
 
 
 def test_twenty_concurrent_submissions_are_recorded_once_and_the_limit_holds(data_dir):
-    script = (
-        "import os, sys\n"
-        "from fer_core import jobs\n"
-        "from fer_core.trainconfig import TrainConfig\n"
-        "class R:\n"
-        "    def slots(self): return [0]\n"
-        "    def start(self, job): return int(os.environ['HOLDER'])\n"
-        "    def alive(self, pid): return True\n"
+    script = SUBMITTER + (
         "print(jobs.submit(TrainConfig(data='demo', arch='tiny', seed=int(sys.argv[1])), runner=R()))\n"
     )
     env = dict(os.environ, HOLDER=str(os.getpid()), PYTHONPATH=str(ROOT))
