@@ -149,8 +149,14 @@ class Journey:
             has=self.page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)).first
 
     def choose(self, label: str, option: str) -> None:
-        self.selectbox(label).click()
-        self.page.get_by_role("option", name=option, exact=True).first.click()
+        """Pick ``option`` by typing it into the selectbox: no dependence on where the list opens."""
+        box = self.selectbox(label)
+        box.scroll_into_view_if_needed()
+        box.click()
+        self.page.keyboard.type(option)
+        self.page.get_by_role("option", name=option, exact=True).first.wait_for()
+        self.page.keyboard.press("Enter")
+        self.page.wait_for_timeout(500)
 
 
 def test_teacher_journey(browser, server):
@@ -228,6 +234,7 @@ def test_teacher_journey(browser, server):
 
 
 def _options(j: Journey, label: str) -> list[str]:
+    j.selectbox(label).scroll_into_view_if_needed()
     j.selectbox(label).click()
     options = j.page.get_by_role("option").all_inner_texts()
     j.page.keyboard.press("Escape")
