@@ -148,15 +148,32 @@ class Journey:
         return self.page.get_by_test_id("stSelectbox").filter(
             has=self.page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)).first
 
+    def idle(self, timeout: float = 180) -> None:
+        """Wait until the script has finished running (Streamlit's "Running..." widget is gone)."""
+        deadline = time.time() + timeout
+        self.page.wait_for_timeout(300)
+        while self.page.get_by_test_id("stStatusWidget").count() and time.time() < deadline:
+            self.page.wait_for_timeout(300)
+
     def choose(self, label: str, option: str) -> None:
-        """Pick ``option`` by typing it into the selectbox: no dependence on where the list opens."""
-        box = self.selectbox(label)
-        box.scroll_into_view_if_needed()
-        box.click()
-        self.page.keyboard.type(option)
-        self.page.get_by_role("option", name=option, exact=True).first.wait_for()
-        self.page.keyboard.press("Enter")
-        self.page.wait_for_timeout(500)
+        """Pick ``option`` by typing it into the selectbox once the page is idle: no dependence on
+        where the list opens, nor on a rerun replacing the widget under the cursor."""
+        for attempt in range(3):
+            self.idle()
+            box = self.selectbox(label)
+            box.scroll_into_view_if_needed()
+            box.click()
+            self.page.keyboard.type(option)
+            wanted = self.page.get_by_role("option", name=option, exact=True).first
+            try:
+                wanted.wait_for(timeout=15_000)
+            except Exception:  # the list closed under a rerun: try again
+                self.page.keyboard.press("Escape")
+                continue
+            self.page.keyboard.press("Enter")
+            self.idle()
+            return
+        raise AssertionError(f"could not choose {option!r} in {label!r}")
 
 
 def test_teacher_journey(browser, server):
