@@ -11,6 +11,7 @@ import json
 import sys
 
 from .errors import FerError
+from .tta import DEFAULT_TTA, TTA_MODES
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -78,13 +79,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_seconds(value) -> str:
-    if value is None:
-        return "-"
-    value = int(value)
-    return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
-
-
 def _jobs(args: argparse.Namespace) -> int:
     from . import jobs
 
@@ -107,8 +101,8 @@ def _jobs(args: argparse.Namespace) -> int:
             print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  arch / data")
             for j in listed:
                 acc = j.metrics.get("val_accuracy")
-                print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {_fmt_seconds(j.elapsed):>8}  "
-                      f"{_fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
+                print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {jobs.fmt_seconds(j.elapsed):>8}  "
+                      f"{jobs.fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
                       f"{j.config.get('arch')} / {j.config.get('data')}")
             return 0
         if args.jobs_command == "show":
@@ -201,6 +195,14 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_options(p: argparse.ArgumentParser, tta: str, tta_note: str) -> None:
+    """--model, --tta and --json, shared by evaluate and predict."""
+    p.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the app's "
+                                   "model: the shipped one, else the newest finished run)")
+    p.add_argument("--tta", default=tta, choices=TTA_MODES, help=f"test-time augmentation ({tta_note})")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     from .trainconfig import OPTIMIZERS, SCHEDULES
 
@@ -241,23 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class report and confusion matrix of a model")
-    ev.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' "
-                                    "(default: the app's model)")
+    _add_model_options(ev, "none", "default none: fastest; the app's default is tencrop")
     ev.add_argument("--data", help="data source (default: the app's active data set)")
     ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
-    ev.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"],
-                    help="test-time augmentation (default none: fastest; the app's default is tencrop)")
-    ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_evaluate)
 
     pr = sub.add_parser("predict", help="find the faces in photos and classify each one")
     pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the "
-                                    "shipped model, else the newest finished run)")
+    _add_model_options(pr, DEFAULT_TTA, f"default {DEFAULT_TTA}, as in the app")
     pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
-    pr.add_argument("--tta", default="tencrop", choices=["none", "flip", "tencrop"],
-                    help="test-time augmentation (default tencrop, as in the app)")
-    pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(func=_predict)
 
     rel = sub.add_parser("release", help="ship a run as the default model: copy, evaluate, write the model card")

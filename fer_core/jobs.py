@@ -485,6 +485,14 @@ def _device_name() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def fmt_seconds(value) -> str:
+    """``h:mm:ss`` for a duration in seconds (elapsed, ETA), ``-`` when unknown."""
+    if value is None:
+        return "-"
+    value = int(value)
+    return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
+
+
 def read_log(job: Job, tail: int = 20_000) -> str:
     """The end of a job's log file ('' if none yet)."""
     path = Path(job.run_dir) / LOG_FILE

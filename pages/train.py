@@ -11,7 +11,7 @@ from fer_core.errors import FerError
 from fer_core.models import is_notation, model_names
 from fer_core.notation import parse_notation
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
-from pages.ui import active_source, arch_params, fmt_seconds, model_table
+from pages.ui import active_source, arch_params, model_table
 
 st.title("Train")
 NOTATION = "Layer notation…"
@@ -202,7 +202,7 @@ def job_list() -> None:
                             + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
                                else "")
                             + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
-                st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
+                st.caption(f"elapsed {jobs.fmt_seconds(job.elapsed)} · ETA {jobs.fmt_seconds(job.eta)} · "
                            f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}")
             with metrics:
                 m = job.metrics

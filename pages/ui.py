@@ -39,14 +39,6 @@ def arch_params(arch: str, conv_widths: tuple, dense_widths: tuple, dropout: flo
                             dropout=dropout, padding=padding).count_params())
 
 
-def fmt_seconds(value) -> str:
-    """``h:mm:ss`` for a duration in seconds, ``-`` when unknown."""
-    if value is None:
-        return "-"
-    value = int(value)
-    return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
-
-
 def source_choices() -> list[str]:
     """Data sources to offer: the demo, the active one, those under data/datasets, FER2013_DIR."""
     import os
