@@ -1,0 +1,37 @@
+"""Releasing a run as the default model: files, measured metrics and a card that tells the truth."""
+
+import json
+
+import pytest
+
+from fer_core.errors import FerError
+from fer_core.infer import ModelRef, load_model
+from fer_core.release import TARGET, release
+from fer_core.tta import DEFAULT_TTA, TTA_MODES
+
+
+def test_release_writes_model_metrics_and_card(trained_run, tmp_path):
+    target = tmp_path / "default_model"
+    metrics = release(trained_run, "demo", target=target, log=lambda *a: None)
+
+    for name in ("model.keras", "config.json", "classes.json", "metrics.json", "MODEL_CARD.md"):
+        assert (target / name).exists(), name
+    assert json.loads((target / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert set(metrics["results"]) == {f"{s}/{t}" for s in ("PublicTest", "PrivateTest") for t in TTA_MODES}
+    assert metrics["epochs_trained"] == 3 and metrics["speed"]["throughput_faces_per_s"] > 0
+
+    classes = tuple(json.loads((target / "classes.json").read_text()))
+    shipped = load_model(ModelRef(target / "model.keras", "default", classes))
+    assert shipped.count_params() == metrics["params"]
+
+    card = (target / "MODEL_CARD.md").read_text()
+    acc = metrics["results"][f"PrivateTest/{DEFAULT_TTA}"]["accuracy"]
+    assert f"{acc * 100:.2f}%" in card and "## Limitations" in card and "## Intended use" in card
+    # the card compares the measured accuracy with the target, in the right direction
+    gap = abs(acc - TARGET) * 100
+    assert (f"meets it by {gap:.1f} points" if acc >= TARGET else f"falls {gap:.1f} points short") in card
+
+
+def test_release_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FerError):
+        release(tmp_path, "demo", target=tmp_path / "out", log=lambda *a: None)
