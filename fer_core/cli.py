@@ -56,6 +56,7 @@ def _config_from_args(args: argparse.Namespace):
     overrides = {k: v for k, v in {
         "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
+        "init_from": args.init_from,
     }.items() if v is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -215,6 +216,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--seed", type=int)
+    p.add_argument("--init-from", metavar="MODEL", help="start from a trained model's weights (a .keras file, run "
+                                                       "directory or run name): fine-tuning, a second schedule")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
 

@@ -21,7 +21,7 @@ from .data import load_dataset
 from .errors import ModelError
 from .evaluate import evaluate
 from .infer import DEFAULT_MODEL_DIR, ModelRef, load_model
-from .runs import summarize
+from .runs import lineage, summarize
 from .tta import DEFAULT_TTA, TTA_MODES, predict_proba
 
 MAX_MB = 25
@@ -73,9 +73,13 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
     shutil.copy(run.path / "classes.json", target / "classes.json")
 
     ds = load_dataset(data, merge=run.config.merge)
+    # a run started from another run's weights (init_from) needs that run's compute and command too
+    stages = [{"run": r.name, "epochs": len(r.metrics), "device": r.info.get("device"),
+               "train_minutes": round(sum(m.get("epoch_seconds", 0) for m in r.metrics) / 60, 1),
+               "command": r.config.command(f"data/runs/{r.name}") if r.config else None} for r in lineage(run)]
     metrics = {"run": run.name, "epochs_trained": len(run.metrics), "selected_epoch": run.best.get("epoch"),
                "params": int(model.count_params()), "size_mb": round(size_mb, 2),
-               "train_minutes": round(sum(r.get("epoch_seconds", 0) for r in run.metrics) / 60, 1),
+               "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
                "device": run.info.get("device"), "default_tta": DEFAULT_TTA, "data": str(ds.source), "results": {}}
     for split in ("PublicTest", "PrivateTest"):
         for tta in TTA_MODES:
@@ -124,6 +128,15 @@ def model_card(m: dict, cfg: dict, history: list[dict]) -> str:
                     f"{_pct(last['val_accuracy'])} on PublicTest: " +
                     ("the network underfits, so a wider one or longer training is the next step" if fit < 0.05
                      else "the network overfits, so stronger regularisation or more data is the next step"))
+    stages = m.get("stages") or [{"run": m["run"], "epochs": m["epochs_trained"], "train_minutes": m["train_minutes"],
+                                  "command": f"python -m fer_core train --data \"$FER2013_DIR\" --arch {cfg['arch']} "
+                                             f"--epochs {cfg['epochs']} --out data/runs/{m['run']}"}]
+    commands = "\n".join(f"    {st['command']}" for st in stages)
+    selected = f"epoch {m['selected_epoch']} of {m['epochs_trained']}"
+    if len(stages) > 1:
+        selected += (" of its last training stage, which started from the weights of "
+                     + ", then ".join(f"`{st['run']}` ({st['epochs']} epochs)" for st in stages[:-1]))
+    compute = "; ".join(f"`{st['run']}` {st['epochs']} epochs, {st['train_minutes']} minutes" for st in stages)
     s = m["speed"]
     latency_tta = s["latency_ms_" + tta]
     return f"""# Model card: FER Studio's default model
@@ -142,17 +155,18 @@ every number below comes from `metrics.json` next to this file.
 
 ## Data
 FER2013 (Goodfellow et al. 2013), the image-folder layout: trained on the Training split (28,709 faces).
-The checkpoint was selected on PublicTest (3,589 faces): epoch {m['selected_epoch']} of {m['epochs_trained']}.
+The checkpoint was selected on PublicTest (3,589 faces): {selected}.
 PrivateTest (3,589 faces) was used only to report the numbers below, never for a choice.
 {interim}
 ## Training
 Reproduce with:
 
-    python -m fer_core train --data "$FER2013_DIR" --arch {cfg['arch']} --epochs {cfg['epochs']} --out data/runs/default-{cfg['arch']}
-    python -m fer_core release data/runs/default-{cfg['arch']} --data "$FER2013_DIR"
+{commands}
+    python -m fer_core release data/runs/{m['run']} --data "$FER2013_DIR"
 
-(an interrupted run continues with `python -m fer_core train --resume data/runs/default-{cfg['arch']}`).
-Compute: {m['device']}, {m['train_minutes']} minutes of training over {m['epochs_trained']} epochs.
+(an interrupted run continues with `python -m fer_core train --resume data/runs/NAME`).
+Compute: {m['device']}, {m['train_minutes']} minutes of training in all ({compute}).
+The options of the last stage:
 
 | option | value |
 |---|---|

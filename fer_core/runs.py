@@ -101,6 +101,26 @@ def summarize(path: str | Path) -> RunSummary:
     return run
 
 
+def lineage(run: RunSummary) -> list[RunSummary]:
+    """The runs a run grew from through ``init_from``, oldest first, ending with ``run`` itself.
+
+    A source that is no longer a readable run directory (or a plain ``.keras`` file) ends the chain.
+    """
+    from .infer import resolve_model
+
+    chain, seen = [run], {run.path.resolve()}
+    while chain[0].config is not None and chain[0].config.init_from:
+        try:
+            src = resolve_model(chain[0].config.init_from).run_dir
+        except FerError:
+            break
+        if src is None or src.resolve() in seen:
+            break
+        seen.add(src.resolve())
+        chain.insert(0, summarize(src))
+    return chain
+
+
 def list_runs(root: str | Path | None = None) -> list[RunSummary]:
     """Every run directory under ``root`` (default ``data/runs``), newest first."""
     root = Path(root) if root else runs_dir()

@@ -348,6 +348,8 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     else:
         (run_dir / METRICS).write_text("")
         model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **_arch_options(cfg))
+        if cfg.init_from:
+            _init_weights(model, cfg.init_from)
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     info = {"data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
@@ -369,6 +371,25 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
                 epochs_done=done)
     _write_json(run_dir / "run.json", info)
     return run_dir
+
+
+def _init_weights(model, source: str) -> None:
+    """Copy the weights of a trained model (file, run directory or run name) into ``model``.
+
+    Raises:
+        ConfigError: the source cannot be found or loaded, or its layers do not match.
+    """
+    from .infer import load_model, resolve_model
+
+    try:
+        src = load_model(resolve_model(source))
+    except FerError as exc:
+        raise ConfigError(f"init_from: {exc}") from None
+    mine, theirs = model.get_weights(), src.get_weights()
+    if [w.shape for w in mine] != [w.shape for w in theirs]:
+        raise ConfigError(f"init_from {source!r}: its architecture ({src.count_params():,} parameters) differs from "
+                          f"this run's ({model.count_params():,}); start from a model of the same arch and crop.")
+    model.set_weights(theirs)
 
 
 def _arch_options(cfg: TrainConfig) -> dict:

@@ -23,6 +23,9 @@ class TrainConfig:
     uses random crops of that size, evaluation the centre crop (inside the model).
     Augmentation strengths: ``rotation`` in degrees, ``translate`` and ``zoom`` as fractions of
     the image, ``erase`` the probability of random erasing.
+    ``init_from`` (a ``.keras`` file, run directory or run name; empty: random initialisation)
+    starts the network from a trained model's weights, for fine-tuning or a second schedule
+    (a warm restart); the architecture must be the same.
     Schedules: ``step`` multiplies by ``step_gamma`` every ``step_epochs``; ``cosine`` decays to
     zero over ``epochs`` after ``warmup_epochs``; ``plateau`` halves (``plateau_factor``) when
     validation accuracy stalls; ``inverse-time`` is Keras 2's old ``decay`` argument,
@@ -59,6 +62,7 @@ class TrainConfig:
     zoom: float = 0.0
     erase: float = 0.0
     seed: int = 0
+    init_from: str = ""
 
     def problems(self) -> dict[str, str]:
         """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""
@@ -170,6 +174,23 @@ class TrainConfig:
         base = {} if is_notation(arch) else {k: v for k, v in get_spec(arch).train_defaults.items()
                                              if k in {f.name for f in fields(cls)}}
         return cls.from_dict({**base, "arch": arch, **overrides})
+
+    def command(self, out: str, data: str = '"$FER2013_DIR"') -> str:
+        """The ``python -m fer_core train`` command line that trains exactly this config.
+
+        Only what differs from the architecture's own training defaults is spelled out.
+        """
+        base = TrainConfig.for_model(self.arch).to_dict()
+        flags = {"epochs": "--epochs", "learning_rate": "--lr", "init_from": "--init-from"}
+        parts = ["python -m fer_core train", f"--data {data}", f"--arch {self.arch}"]
+        sets = []
+        for key, value in self.to_dict().items():
+            if key in ("data", "arch") or value == base[key]:
+                continue
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() \
+                if isinstance(value, bool) else str(value)
+            (parts.append(f"{flags[key]} {text}") if key in flags else sets.append(f"--set {key}={text}"))
+        return " ".join([*parts, *sets, f"--out {out}"])
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))

@@ -8,6 +8,7 @@ from fer_core import jobs
 from fer_core.config import DEMO_SOURCE
 from fer_core.data import check_allowed, find_datasets
 from fer_core.errors import FerError
+from fer_core.infer import resolve_model
 from fer_core.models import is_notation, model_names
 from fer_core.notation import parse_notation
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -81,6 +82,9 @@ with left:
         st.caption(models[choice]["description"])
         arch = choice
     field("crop", st.slider, "Face crop (px; random crops when training)", 24, 48)
+    field("init_from", st.text_input, "Start from a trained model (optional)", placeholder="run name or .keras file",
+          help="Fine-tune, or run a second schedule: the network starts from that model's weights instead of "
+               "random ones. It must have the same architecture and crop.")
 with mid:
     st.subheader("Optimisation")
     optimizer = field("optimizer", st.selectbox, "Optimizer", OPTIMIZERS)
@@ -127,6 +131,11 @@ if choice == NOTATION:
         parse_notation(arch)  # points at the offending character, unlike "unknown model"
     except FerError as exc:
         cfg, problems["arch"] = None, str(exc)
+if cfg is not None and cfg.init_from:
+    try:
+        resolve_model(cfg.init_from)
+    except FerError as exc:
+        cfg, problems["init_from"] = None, str(exc)
 if cfg is not None and is_notation(cfg.arch):
     try:
         params = arch_params(cfg.arch, tuple(cfg.conv_widths), tuple(cfg.dense_widths), cfg.dropout, cfg.padding, cfg.crop)

@@ -125,6 +125,9 @@ def test_train_page_catches_bad_values_next_to_the_field(demo_app):
     assert not at.error and not at.button[0].disabled
     at.number_input(key="tr_learning_rate").set_value(0.0).run()
     assert "(0, 10]" in at.error[0].value and at.button[0].disabled
+    at.number_input(key="tr_learning_rate").set_value(0.01).run()
+    at.text_input(key="tr_init_from").input("no-such-run").run()
+    assert "no-such-run: no such model file, run directory or run name" in at.error[0].value and at.button[0].disabled
 
 
 def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):

@@ -35,3 +35,20 @@ def test_release_writes_model_metrics_and_card(trained_run, tmp_path):
 def test_release_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FerError):
         release(tmp_path, "demo", target=tmp_path / "out", log=lambda *a: None)
+
+
+def test_release_of_a_second_stage_documents_both_stages(trained_run, tmp_path):
+    from fer_core.train import train
+    from fer_core.trainconfig import TrainConfig
+
+    cfg = TrainConfig.for_model("tiny", data="demo:30", epochs=1, learning_rate=0.0005, erase=0.25,
+                                init_from=str(trained_run))
+    second = train(cfg, tmp_path / "second-stage")
+    metrics = release(second, "demo", target=tmp_path / "default_model", log=lambda *a: None)
+
+    assert [s["run"] for s in metrics["stages"]] == [trained_run.name, "second-stage"]
+    assert [s["epochs"] for s in metrics["stages"]] == [3, 1]
+    assert metrics["train_minutes"] == pytest.approx(sum(s["train_minutes"] for s in metrics["stages"]), abs=0.11)
+    card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
+    assert f"--init-from {trained_run}" in card and "--set erase=0.25" in card
+    assert f"`{trained_run.name}` (3 epochs)" in card and "release data/runs/second-stage" in card

@@ -148,3 +148,29 @@ def test_small_slice_of_real_data_learns_above_chance(real_data_dir, tmp_path):
     majority = np.bincount(val.labels).max() / len(val)  # always answering "happy"
     print(f"slice val_accuracy {rows[-1]['val_accuracy']:.3f}, majority {majority:.3f}")
     assert rows[-1]["val_accuracy"] > majority + 0.05, (rows[-1], majority)
+
+
+def test_init_from_starts_from_a_trained_models_weights(tmp_path):
+    import keras
+
+    from fer_core.models import create_model
+    from fer_core.train import _init_weights
+
+    cfg = TrainConfig.for_model("tiny", data=SMALL, epochs=2, batch_size=16)
+    first = train(cfg, tmp_path / "first")
+    model = create_model("tiny", 7)
+    _init_weights(model, str(first))  # a run directory: its final (best) model
+    trained = keras.saving.load_model(first / "model.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained.get_weights()))
+
+    # a second schedule from those weights starts where the first run ended, not from scratch
+    second = train(TrainConfig.for_model("tiny", data=SMALL, epochs=1, batch_size=16, init_from=str(first)),
+                   tmp_path / "second")
+    assert TrainConfig.load(second / "config.json").init_from == str(first)
+    assert read_metrics(second)[0]["loss"] < read_metrics(first)[0]["loss"]
+
+    with pytest.raises(ConfigError, match="init_from.*differs"):
+        train(TrainConfig.for_model("study-h", data=SMALL, epochs=1, init_from=str(first)), tmp_path / "other")
+    with pytest.raises(ConfigError, match="init_from.*no such model"):
+        train(TrainConfig.for_model("tiny", data=SMALL, epochs=1, init_from=str(tmp_path / "nope")),
+              tmp_path / "missing")
