@@ -110,8 +110,10 @@ def lineage(run: RunSummary) -> list[RunSummary]:
 
     chain, seen = [run], {run.path.resolve()}
     while chain[0].config is not None and chain[0].config.init_from:
+        spec = chain[0].config.init_from
+        sibling = chain[0].path.parent / spec  # a run name means a run beside this one, wherever the data dir is now
         try:
-            src = resolve_model(chain[0].config.init_from).run_dir
+            src = sibling if (sibling / "config.json").is_file() else resolve_model(spec).run_dir
         except FerError:
             break
         if src is None or src.resolve() in seen:

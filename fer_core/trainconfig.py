@@ -187,9 +187,14 @@ class TrainConfig:
         for key, value in self.to_dict().items():
             if key in ("data", "arch") or value == base[key]:
                 continue
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() \
-                if isinstance(value, bool) else str(value)
-            (parts.append(f"{flags[key]} {text}") if key in flags else sets.append(f"--set {key}={text}"))
+            if isinstance(value, list):
+                text = ",".join(map(str, value))
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+            if key in flags:
+                parts.append(f"{flags[key]} {text}")
+            else:
+                sets.append(f"--set {key}={text}")
         return " ".join([*parts, *sets, f"--out {out}"])
 
     def save(self, path: Path) -> None:

@@ -52,3 +52,16 @@ def test_release_of_a_second_stage_documents_both_stages(trained_run, tmp_path):
     card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
     assert f"--init-from {trained_run}" in card and "--set erase=0.25" in card
     assert f"`{trained_run.name}` (3 epochs)" in card and "release data/runs/second-stage" in card
+
+
+def test_release_finds_a_stage_named_by_run_name_beside_it_whatever_the_data_dir(run_in_data, data_dir, tmp_path,
+                                                                                 monkeypatch):
+    from fer_core.train import train
+    from fer_core.trainconfig import TrainConfig
+
+    cfg = TrainConfig.for_model("tiny", data="demo:30", epochs=1, init_from=run_in_data.name)
+    second = train(cfg, data_dir / "runs" / "second-stage")
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "elsewhere"))  # e.g. releasing with a scratch data dir
+    metrics = release(second, "demo", target=tmp_path / "default_model", log=lambda *a: None)
+
+    assert [s["run"] for s in metrics["stages"]] == [run_in_data.name, "second-stage"]
