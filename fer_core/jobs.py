@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -31,6 +32,7 @@ from .errors import FerError, JobError
 from .trainconfig import TrainConfig
 
 STORE_FILE = "jobs.sqlite3"
+BUSY_TIMEOUT_S = 30  # how long a writer waits for another process before giving up
 LOG_FILE = "log.txt"
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 30.0  # no heartbeat for this long: the worker is gone (or hung)
@@ -150,18 +152,32 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
         JobError: the file or its folder cannot be opened or written.
     """
     path = Path(path) if path else store_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(SCHEMA)
-        return conn
-    except (OSError, sqlite3.Error) as exc:
-        raise JobError(f"Cannot open the job store {path}: {exc}. Check that the folder exists, "
-                       "is writable and the disk is not full.") from None
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        conn = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA)
+            return conn
+        except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()
+            # Switching a new file to WAL, and WAL recovery, can answer "locked" at once without
+            # waiting on the busy handler when two processes open the store together: retry.
+            if _is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.02, 0.2))
+                continue
+            raise JobError(f"Cannot open the job store {path}: {exc}. Check that the folder exists, "
+                           "is writable and the disk is not full.") from None
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 @contextmanager

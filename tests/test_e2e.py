@@ -160,14 +160,13 @@ class Journey:
         where the list opens, nor on a rerun replacing the widget under the cursor."""
         for attempt in range(3):
             self.idle()
-            box = self.selectbox(label)
-            box.scroll_into_view_if_needed()
-            box.click()
-            self.page.keyboard.type(option)
-            wanted = self.page.get_by_role("option", name=option, exact=True).first
             try:
-                wanted.wait_for(timeout=15_000)
-            except Exception:  # the list closed under a rerun: try again
+                box = self.selectbox(label)
+                box.scroll_into_view_if_needed()
+                box.click()
+                self.page.keyboard.type(option)
+                self.page.get_by_role("option", name=option, exact=True).first.wait_for(timeout=15_000)
+            except Exception:  # a rerun replaced the widget or closed its list: try again
                 self.page.keyboard.press("Escape")
                 continue
             self.page.keyboard.press("Enter")

@@ -115,6 +115,28 @@ def test_unwritable_store_gives_a_clear_error(tmp_path):
         JobStore(blocker / "jobs.sqlite3")
 
 
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
+    """Four processes open the same fresh store at the same instant, ten times over: switching a
+    new file to WAL answers "locked" without waiting, so connect() must retry, not fail."""
+    script = (
+        "import sys, time\n"
+        "from fer_core import jobs\n"
+        "start, folder = float(sys.argv[1]), sys.argv[2]\n"
+        "for k in range(10):\n"
+        "    while time.time() < start + 0.4 * k:\n"
+        "        pass\n"
+        "    jobs.JobStore(f'{folder}/store{k}.sqlite3').close()\n"
+    )
+    start = time.time() + 3  # after every process has imported fer_core
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(start), str(tmp_path)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(errors)
+    for k in range(10):
+        assert JobStore(tmp_path / f"store{k}.sqlite3").list() == []
+
+
 def test_twenty_concurrent_submissions_are_recorded_once_and_the_limit_holds(data_dir):
     script = SUBMITTER + (
         "print(jobs.submit(TrainConfig(data='demo', arch='tiny', seed=int(sys.argv[1])), runner=R()))\n"
