@@ -196,6 +196,18 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recalibrate(args: argparse.Namespace) -> int:
+    from .calibrate import recalibrate_run
+
+    rec = recalibrate_run(args.run_dir, args.data, args.tta,
+                          log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
+    print(json.dumps(rec, indent=2) if args.json else
+          f"{args.run_dir}: PublicTest accuracy {rec['val_accuracy_before']:.4f} -> {rec['val_accuracy_after']:.4f} "
+          f"({rec['tta']}); " + ("model.keras is now the recalibrated model" if rec["kept"] else
+                                  "model.keras stays the selected checkpoint"))
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser, tta: str, tta_note: str) -> None:
     """--model, --tta and --json, shared by evaluate and predict."""
     p.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the app's "
@@ -261,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("run_dir")
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
     rel.set_defaults(func=_release)
+
+    cal = sub.add_parser("recalibrate", help="re-estimate a finished run's batch-norm statistics on its clean "
+                         "Training faces; kept only if PublicTest accuracy does not drop")
+    cal.add_argument("run_dir")
+    cal.add_argument("--data", help="the data source (default: the one the run was trained on)")
+    cal.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
+                     help=f"TTA for the PublicTest comparison (default {DEFAULT_TTA}, as in the app)")
+    cal.add_argument("--json", action="store_true", help="print JSON")
+    cal.set_defaults(func=_recalibrate)
 
     jobs = sub.add_parser("jobs", help="background training jobs").add_subparsers(dest="jobs_command", required=True)
     submit = jobs.add_parser("submit", help="queue a training job; prints its id")

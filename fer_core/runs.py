@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .calibrate import RECORD
 from .config import runs_dir
 from .errors import FerError
 from .train import BEST, FINAL, LAST, METRICS, read_metrics
@@ -47,7 +48,7 @@ class RunSummary:
 
     def row(self) -> dict:
         """A flat table row: main hyperparameters and results."""
-        cfg, best = self.config, self.best
+        cfg, best, cal = self.config, self.best, self.info.get(RECORD) or {}
         return {
             "run": self.name, "status": self.status,
             "arch": cfg.arch if cfg else None, "data": cfg.data if cfg else None,
@@ -56,6 +57,8 @@ class RunSummary:
             "epochs": f"{len(self.metrics)}/{cfg.epochs}" if cfg else None,
             "params": self.info.get("params"),
             "best val_acc": best.get("val_accuracy"), "best epoch": best.get("epoch"),
+            # the model's accuracy once `recalibrate` re-estimated its batch-norm statistics (its TTA)
+            "recalibrated val_acc": cal.get("val_accuracy_after") if cal.get("kept") else None,
             "minutes": round(sum(r.get("epoch_seconds", 0) for r in self.metrics) / 60, 1),
             "problem": self.error,
         }

@@ -35,6 +35,9 @@ table["status"] = [statuses.get(str(r.path), r.status) for r in runs]
 st.subheader(f"All runs ({len(runs)})")
 st.dataframe(table.drop(columns=["problem"]), hide_index=True, width="stretch",
              column_config={"best val_acc": st.column_config.NumberColumn(format="%.4f"),
+                            "recalibrated val_acc": st.column_config.NumberColumn(
+                                format="%.4f", help="after `python -m fer_core recalibrate` (batch-norm "
+                                "statistics re-estimated on clean Training faces)"),
                             "params": st.column_config.NumberColumn(format="localized")})
 for run in runs:
     if run.error:

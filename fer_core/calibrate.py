@@ -1,0 +1,138 @@
+"""Batch-norm recalibration: re-estimate a trained model's BN statistics on clean faces.
+
+During training, batch norm's moving mean and variance follow the *augmented* batches (random
+crops, rotations, zoom, erasing), yet the model is used on clean, centre-cropped faces. One pass
+over the un-augmented Training faces (half of them mirrored, as flip and ten-crop TTA see them)
+re-estimates the statistics for the inputs the model will really get; no weight is trained.
+Izmailov et al. (2018) recompute BN statistics this way after averaging weights; Touvron et al.
+(2019) show the train/test input mismatch it corrects.
+
+``python -m fer_core recalibrate RUN_DIR`` applies it to a finished run: the recalibrated model
+becomes the run's ``model.keras`` only if it is at least as accurate on the validation split
+(PublicTest) as the selected checkpoint, which stays untouched in ``best.keras``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_dataset
+from .errors import ConfigError
+from .tta import DEFAULT_TTA, predict_proba
+
+RECORD = "bn_recalibration"  # the key in run.json
+
+
+def _layers(model) -> list:
+    """Every layer, nested models included."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_layers(layer))
+    return out
+
+
+def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int = 0) -> int:
+    """Set every BatchNormalization layer's moving statistics to their average over ``images``.
+
+    Batch statistics are averaged with equal weight per batch (the momentum of batch k is
+    k/(k+1)); dropout is switched off meanwhile, as it is at inference.
+
+    Args:
+        model: a Keras model taking uint8 faces (N, 48, 48, 1) or (N, 48, 48).
+        images: uint8 faces (N, 48, 48), clean (not augmented).
+        batch_size: faces per forward pass.
+        seed: which half of the faces is mirrored.
+
+    Returns:
+        The number of batch-norm layers recalibrated (0 leaves the model unchanged).
+    """
+    import keras
+
+    layers = _layers(model)
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    drops = [l for l in layers if isinstance(l, keras.layers.Dropout)]
+    if not bns or len(images) == 0:
+        return 0
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    saved = ([l.momentum for l in bns], [l.rate for l in drops])
+    try:
+        for l in drops:
+            l.rate = 0.0
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            x = np.asarray(images[order[start:start + batch_size]], np.uint8).copy()
+            mirror = rng.random(len(x)) < 0.5
+            x[mirror] = x[mirror][:, :, ::-1]
+            for l in bns:
+                l.momentum = k / (k + 1)  # read at call time: eager calls see the new value
+            model(x[..., None], training=True)
+    finally:
+        for l, m in zip(bns, saved[0]):
+            l.momentum = m
+        for l, r in zip(drops, saved[1]):
+            l.rate = r
+    return len(bns)
+
+
+def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEFAULT_TTA, log=print) -> dict:
+    """Recalibrate a finished run's selected checkpoint; keep it if validation accuracy does not drop.
+
+    Args:
+        run_dir: a finished run directory (it needs ``best.keras``).
+        data: the data source (default: the one the run was trained on).
+        tta: the test-time augmentation the validation accuracy is measured with.
+        log: where progress lines go.
+
+    Returns:
+        What is recorded under ``bn_recalibration`` in the run's ``run.json``.
+
+    Raises:
+        ConfigError: not a finished run, or its data cannot be loaded.
+    """
+    from .infer import ModelRef, load_model
+    from .runs import summarize
+    from .train import BEST, FINAL, _save_model, _write_json
+
+    if not (Path(run_dir) / "config.json").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.json); give a folder under data/runs.")
+    run = summarize(run_dir)
+    if run.error or run.config is None:
+        raise ConfigError(run.error or f"{run_dir}: cannot read this run.")
+    if run.status != "finished" or not (run.path / BEST).is_file():
+        raise ConfigError(f"{run.path}: recalibrate a finished run; this one is {run.status} "
+                          f"(resume it with 'python -m fer_core train --resume {run.path}').")
+    ds = load_dataset(data or run.config.data, merge=run.config.merge)
+    tr, va = ds.subset("Training"), ds.subset("PublicTest")
+    if len(tr) == 0 or len(va) == 0:
+        raise ConfigError(f"{ds.source}: the Training and PublicTest splits must both have images.")
+    classes = tuple(json.loads((run.path / "classes.json").read_text()))
+    model = load_model(ModelRef(run.path / BEST, run.name, classes, run.path, run.config.merge))
+
+    def accuracy() -> float:
+        return float((predict_proba(model, va.images, tta).argmax(1) == va.labels).mean())
+
+    t0 = time.perf_counter()
+    before = accuracy()
+    log(f"{run.name}: PublicTest accuracy ({tta}) of the selected checkpoint: {before:.4f}")
+    layers = recalibrate_bn(model, tr.images, seed=run.config.seed)
+    after = accuracy()
+    kept = layers > 0 and after >= before
+    log(f"after recalibrating {layers} batch-norm layers on {len(tr):,} Training faces: {after:.4f} "
+        + ("(kept as model.keras)" if kept else "(not better: model.keras stays the selected checkpoint)"))
+    _save_model(model if kept else load_model(ModelRef(run.path / BEST, run.name, classes)), run.path / FINAL)
+    record = {"kept": kept, "layers": layers, "images": len(tr), "data_source": ds.source, "tta": tta,
+              "val_accuracy_before": round(before, 4), "val_accuracy_after": round(after, 4),
+              "seconds": round(time.perf_counter() - t0, 1), "when": time.time()}
+    _write_json(run.path / "run.json", {**run.info, RECORD: record})
+    return record
+
+
+def command(run_name: str, data: str = '"$FER2013_DIR"') -> str:
+    """The command line that recalibrates ``data/runs/<run_name>``."""
+    return f"python -m fer_core recalibrate data/runs/{run_name} --data {data}"
