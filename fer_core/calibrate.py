@@ -55,7 +55,7 @@ def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int =
     import keras
 
     layers = _layers(model)
-    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [l for l in layers if isinstance(l, _bn_class())]
     drops = [l for l in layers if isinstance(l, keras.layers.Dropout)]
     if not bns or len(images) == 0:
         return 0
@@ -78,6 +78,41 @@ def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int =
         for l, r in zip(drops, saved[1]):
             l.rate = r
     return len(bns)
+
+
+def recalibrate_if_better(model, train_images: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray,
+                          tta: str = "none", seed: int = 0, log=print) -> dict:
+    """Recalibrate ``model`` in place and undo it if validation accuracy drops.
+
+    Returns:
+        The record: kept, layers, images, tta, val_accuracy_before/after (no accuracies when the
+        model has no batch norm, which is left alone without evaluating anything).
+    """
+    record = {"kept": False, "layers": 0, "images": int(len(train_images)), "tta": tta}
+    if not any(isinstance(l, _bn_class()) for l in _layers(model)):
+        return record
+
+    def accuracy() -> float:
+        return float((predict_proba(model, val_images, tta).argmax(1) == val_labels).mean())
+
+    saved = model.get_weights()
+    before = accuracy()
+    layers = recalibrate_bn(model, train_images, seed=seed)
+    after = accuracy()
+    kept = layers > 0 and after >= before
+    if not kept:
+        model.set_weights(saved)
+    log(f"batch-norm statistics of {layers} layers re-estimated on {len(train_images):,} clean Training faces: "
+        f"validation accuracy ({tta}) {before:.4f} -> {after:.4f}, "
+        + ("kept" if kept else "not better, the checkpoint's statistics are kept"))
+    return {**record, "kept": kept, "layers": layers, "val_accuracy_before": round(before, 4),
+            "val_accuracy_after": round(after, 4)}
+
+
+def _bn_class():
+    import keras
+
+    return keras.layers.BatchNormalization
 
 
 def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEFAULT_TTA, log=print) -> dict:
@@ -113,21 +148,10 @@ def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEF
         raise ConfigError(f"{ds.source}: the Training and PublicTest splits must both have images.")
     classes = tuple(json.loads((run.path / "classes.json").read_text()))
     model = load_model(ModelRef(run.path / BEST, run.name, classes, run.path, run.config.merge))
-
-    def accuracy() -> float:
-        return float((predict_proba(model, va.images, tta).argmax(1) == va.labels).mean())
-
     t0 = time.perf_counter()
-    before = accuracy()
-    log(f"{run.name}: PublicTest accuracy ({tta}) of the selected checkpoint: {before:.4f}")
-    layers = recalibrate_bn(model, tr.images, seed=run.config.seed)
-    after = accuracy()
-    kept = layers > 0 and after >= before
-    log(f"after recalibrating {layers} batch-norm layers on {len(tr):,} Training faces: {after:.4f} "
-        + ("(kept as model.keras)" if kept else "(not better: model.keras stays the selected checkpoint)"))
-    _save_model(model if kept else load_model(ModelRef(run.path / BEST, run.name, classes)), run.path / FINAL)
-    record = {"kept": kept, "layers": layers, "images": len(tr), "data_source": ds.source, "tta": tta,
-              "val_accuracy_before": round(before, 4), "val_accuracy_after": round(after, 4),
+    record = recalibrate_if_better(model, tr.images, va.images, va.labels, tta, seed=run.config.seed, log=log)
+    _save_model(model, run.path / FINAL)  # the selected checkpoint's weights, recalibrated or not
+    record = {**record, "by": "recalibrate", "data_source": ds.source,
               "seconds": round(time.perf_counter() - t0, 1), "when": time.time()}
     _write_json(run.path / "run.json", {**run.info, RECORD: record})
     return record

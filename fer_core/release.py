@@ -81,7 +81,9 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
     stages = [{"run": r.name, "epochs": len(r.metrics), "device": r.info.get("device"),
                "train_minutes": round(sum(m.get("epoch_seconds", 0) for m in r.metrics) / 60, 1),
                "command": r.config.command(f"data/runs/{r.name}") if r.config else None,
-               "recalibrate": calibration_command(r.name) if r.info.get(RECORD, {}).get("kept") else None}
+               # a separate `recalibrate` call to repeat (training does it itself when recalibrate_bn is on)
+               "recalibrate": calibration_command(r.name) if r.info.get(RECORD, {}).get("by") == "recalibrate"
+               and r.info[RECORD].get("kept") else None}
               for r in lineage(run)]
     metrics = {"run": run.name, "epochs_trained": len(run.metrics), "selected_epoch": run.best.get("epoch"),
                "params": int(model.count_params()), "size_mb": round(size_mb, 2),
@@ -146,7 +148,8 @@ def model_card(m: dict, cfg: dict, history: list[dict]) -> str:
     cal = m.get("bn_recalibration")
     if cal:
         selected += (f". Its batch-norm statistics were then re-estimated on the {cal['images']:,} Training faces "
-                     f"without augmentation (`recalibrate`, no weight trained), which raised PublicTest accuracy "
+                     f"without augmentation ({'at the end of training' if cal.get('by') == 'train' else '`recalibrate`'}, "
+                     f"no weight trained), which raised PublicTest accuracy "
                      f"({cal['tta']}) from {_pct(cal['val_accuracy_before'])} to {_pct(cal['val_accuracy_after'])}")
     compute = "; ".join(f"`{st['run']}` {st['epochs']} epochs, {st['train_minutes']} minutes" for st in stages)
     s = m["speed"]

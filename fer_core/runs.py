@@ -57,7 +57,7 @@ class RunSummary:
             "epochs": f"{len(self.metrics)}/{cfg.epochs}" if cfg else None,
             "params": self.info.get("params"),
             "best val_acc": best.get("val_accuracy"), "best epoch": best.get("epoch"),
-            # the model's accuracy once `recalibrate` re-estimated its batch-norm statistics (its TTA)
+            # the model's accuracy once its batch-norm statistics were re-estimated (see calibrate)
             "recalibrated val_acc": cal.get("val_accuracy_after") if cal.get("kept") else None,
             "minutes": round(sum(r.get("epoch_seconds", 0) for r in self.metrics) / 60, 1),
             "problem": self.error,

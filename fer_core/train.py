@@ -3,7 +3,7 @@
 A run directory holds ``config.json``, ``metrics.jsonl`` (one line per finished epoch),
 ``last.keras`` (model and optimizer state, for resume), ``best.keras`` (best validation
 accuracy), ``model.keras`` (the final model: the best weights, no optimizer), ``classes.json``,
-``run.json`` (data source, timings, device, status) and ``versions.json``.
+``run.json`` (data source, timings, device, status, batch-norm recalibration) and ``versions.json``.
 """
 
 from __future__ import annotations
@@ -366,6 +366,12 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":
         best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
+        if cfg.recalibrate_bn:
+            # batch-norm statistics followed the augmented batches; the model will see clean faces
+            from .calibrate import RECORD, recalibrate_if_better
+
+            info[RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
+                                                    log=print if verbose else lambda *a: None), "by": "train"}
         _save_model(best, run_dir / FINAL)
     info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
                 epochs_done=done)

@@ -26,6 +26,9 @@ class TrainConfig:
     ``init_from`` (a ``.keras`` file, run directory or run name; empty: random initialisation)
     starts the network from a trained model's weights, for fine-tuning or a second schedule
     (a warm restart); the architecture must be the same.
+    ``recalibrate_bn``: when training finishes, re-estimate the selected checkpoint's batch-norm
+    statistics on the clean Training faces (see ``calibrate``); kept only if validation accuracy
+    does not drop.
     Schedules: ``step`` multiplies by ``step_gamma`` every ``step_epochs``; ``cosine`` decays to
     zero over ``epochs`` after ``warmup_epochs``; ``plateau`` halves (``plateau_factor``) when
     validation accuracy stalls; ``inverse-time`` is Keras 2's old ``decay`` argument,
@@ -63,6 +66,7 @@ class TrainConfig:
     erase: float = 0.0
     seed: int = 0
     init_from: str = ""
+    recalibrate_bn: bool = True
 
     def problems(self) -> dict[str, str]:
         """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""

@@ -36,8 +36,9 @@ st.subheader(f"All runs ({len(runs)})")
 st.dataframe(table.drop(columns=["problem"]), hide_index=True, width="stretch",
              column_config={"best val_acc": st.column_config.NumberColumn(format="%.4f"),
                             "recalibrated val_acc": st.column_config.NumberColumn(
-                                format="%.4f", help="after `python -m fer_core recalibrate` (batch-norm "
-                                "statistics re-estimated on clean Training faces)"),
+                                format="%.4f", help="the selected checkpoint once its batch-norm statistics were "
+                                "re-estimated on clean Training faces (at the end of training, or by "
+                                "`python -m fer_core recalibrate`)"),
                             "params": st.column_config.NumberColumn(format="localized")})
 for run in runs:
     if run.error:

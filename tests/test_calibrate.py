@@ -60,11 +60,26 @@ def bn_run(tmp_path_factory):
     """A small batch-norm network trained 2 epochs on the demo set: too few steps for batch norm's
     moving statistics (momentum 0.99) to settle, so the selected checkpoint is near chance."""
     from fer_core.train import train
+
+    return train(_bn_config(recalibrate_bn=False), tmp_path_factory.mktemp("bn") / "bn-run")
+
+
+def _bn_config(**changes):
     from fer_core.trainconfig import TrainConfig
 
-    cfg = TrainConfig(data="demo", arch="CBCBP-CBP-FBD", conv_widths=[8, 16], dense_widths=[32], padding="same",
-                      optimizer="adam", learning_rate=0.003, epochs=2, batch_size=32, crop=44, seed=0)
-    return train(cfg, tmp_path_factory.mktemp("bn") / "bn-run")
+    return TrainConfig(data="demo", arch="CBCBP-CBP-FBD", conv_widths=[8, 16], dense_widths=[32], padding="same",
+                       optimizer="adam", learning_rate=0.003, epochs=2, batch_size=32, crop=44, seed=0, **changes)
+
+
+def test_training_recalibrates_at_the_end_by_default(tmp_path):
+    from fer_core.train import train
+
+    run = train(_bn_config(), tmp_path / "run")
+    rec = json.loads((run / "run.json").read_text())[RECORD]
+    assert rec["by"] == "train" and rec["layers"] == 4 and rec["tta"] == "none"
+    assert rec["kept"] and rec["val_accuracy_after"] > rec["val_accuracy_before"] + 0.2
+    assert not _same(run / "model.keras", run / "best.keras")
+    assert summarize(run).row()["recalibrated val_acc"] == rec["val_accuracy_after"]
 
 
 def _weights(path):
