@@ -27,13 +27,16 @@ from .tta import DEFAULT_TTA, predict_proba
 RECORD = "bn_recalibration"  # the key in run.json
 
 
-def _layers(model) -> list:
-    """Every layer, nested models included."""
-    out = []
+def _layers(model, kind: str) -> list:
+    """Every layer of ``keras.layers.<kind>`` (subclasses too), nested models included."""
+    import keras
+
+    cls, out = getattr(keras.layers, kind), []
     for layer in model.layers:
-        out.append(layer)
+        if isinstance(layer, cls):
+            out.append(layer)
         if hasattr(layer, "layers"):
-            out.extend(_layers(layer))
+            out.extend(_layers(layer, kind))
     return out
 
 
@@ -52,11 +55,7 @@ def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int =
     Returns:
         The number of batch-norm layers recalibrated (0 leaves the model unchanged).
     """
-    import keras
-
-    layers = _layers(model)
-    bns = [l for l in layers if isinstance(l, _bn_class())]
-    drops = [l for l in layers if isinstance(l, keras.layers.Dropout)]
+    bns, drops = _layers(model, "BatchNormalization"), _layers(model, "Dropout")
     if not bns or len(images) == 0:
         return 0
     rng = np.random.default_rng(seed)
@@ -89,7 +88,7 @@ def recalibrate_if_better(model, train_images: np.ndarray, val_images: np.ndarra
         model has no batch norm, which is left alone without evaluating anything).
     """
     record = {"kept": False, "layers": 0, "images": int(len(train_images)), "tta": tta}
-    if not any(isinstance(l, _bn_class()) for l in _layers(model)):
+    if not _layers(model, "BatchNormalization"):
         return record
 
     def accuracy() -> float:
@@ -107,12 +106,6 @@ def recalibrate_if_better(model, train_images: np.ndarray, val_images: np.ndarra
         + ("kept" if kept else "not better, the checkpoint's statistics are kept"))
     return {**record, "kept": kept, "layers": layers, "val_accuracy_before": round(before, 4),
             "val_accuracy_after": round(after, 4)}
-
-
-def _bn_class():
-    import keras
-
-    return keras.layers.BatchNormalization
 
 
 def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEFAULT_TTA, log=print) -> dict:

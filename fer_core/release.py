@@ -1,8 +1,8 @@
 """Ship a trained run as the default model: copy it into the package, measure it, write its card.
 
 ``python -m fer_core release RUN_DIR --data FER2013_DIR`` copies the run's best checkpoint
-(selected on PublicTest during training; its recalibrated version when ``recalibrate`` kept one) into ``fer_core/default_model/`` with its config and
-class names, evaluates it on PublicTest and PrivateTest with every TTA mode, times it, and
+(selected on PublicTest during training; its batch-norm-recalibrated version when one was kept)
+into ``fer_core/default_model/`` with its config and class names, evaluates it on PublicTest and PrivateTest with every TTA mode, times it, and
 writes ``metrics.json`` and ``MODEL_CARD.md`` from those measurements.
 """
 
@@ -60,7 +60,7 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
     if run.error or run.config is None:
         raise ModelError(f"{run_dir}: {run.error or 'not a run directory'}")
     recalibrated = run.info.get(RECORD, {}).get("kept", False)
-    # the recalibrated model (model.keras) when `recalibrate` kept it, else the selected checkpoint
+    # the recalibrated model (model.keras) when one was kept, else the selected checkpoint
     source = run.model_file if recalibrated or not (run.path / "best.keras").exists() else run.path / "best.keras"
     if source is None:
         raise ModelError(f"{run_dir}: no checkpoint to release yet.")

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .calibrate import RECORD, recalibrate_if_better
 from .config import runs_dir
 from .data import load_dataset
 from .errors import ConfigError, FerError
@@ -366,10 +367,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":
         best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
-        if cfg.recalibrate_bn:
-            # batch-norm statistics followed the augmented batches; the model will see clean faces
-            from .calibrate import RECORD, recalibrate_if_better
-
+        if cfg.recalibrate_bn:  # batch-norm statistics followed the augmented batches; the model will see clean faces
             info[RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
                                                     log=print if verbose else lambda *a: None), "by": "train"}
         _save_model(best, run_dir / FINAL)
