@@ -69,12 +69,16 @@ def _write_json(path: Path, obj) -> None:
 
 
 # ------------------------------------------------------------------ input pipeline
-def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool):
+def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool,
+               strength=None):
     """Build the tf.data pipeline: shuffle, batch, augment in parallel, prefetch.
 
     Every training batch carries its own random seed from a seeded stream that changes each
     epoch, and augmentation uses stateless random ops only, so the same config and seed give
     the same batches however the parallel map is scheduled.
+    ``strength``: a scalar ``tf.Variable`` that scales the augmentation (see
+    :func:`aug_strength`); Keras starts a new iterator every epoch, after ``on_epoch_begin``,
+    so a value set there holds for the whole epoch. None: full strength.
     """
     import tensorflow as tf
 
@@ -90,17 +94,24 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
     augment = build_augmenter(cfg) if training else None
     if augment is not None:
         seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, seed: (augment(xy[0], seed), xy[1]),
+        k = 1.0 if strength is None else strength
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, seed: (augment(xy[0], seed, k), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def aug_strength(cfg: TrainConfig, epoch: int) -> float:
+    """Augmentation strength of an epoch (0-based): ramps from 0 to 1 over ``aug_warmup_epochs``."""
+    return min(1.0, epoch / cfg.aug_warmup_epochs) if cfg.aug_warmup_epochs else 1.0
+
+
 def build_augmenter(cfg: TrainConfig) -> Callable | None:
-    """Return ``augment(x, seed)`` for a float batch (N, 48, 48, 1), or None if nothing is on.
+    """Return ``augment(x, seed, strength=1.0)`` for a float batch (N, 48, 48, 1), or None if nothing is on.
 
     Flip, then one affine warp that combines rotation, zoom and translation (one resampling
     instead of three: sharper and cheaper), then random erasing. Random crops of ``cfg.crop``
     pixels are shifts of up to ``(48 - crop) / 2`` before the centre crop inside the model.
+    ``strength`` (0 to 1) scales every range and the erasing probability; flips stay as they are.
     """
     import tensorflow as tf
 
@@ -109,17 +120,18 @@ def build_augmenter(cfg: TrainConfig) -> Callable | None:
     if not (cfg.flip or rot or cfg.zoom or cfg.translate or shift or cfg.erase):
         return None
 
-    def augment(x, seed):
+    def augment(x, seed, strength=1.0):
         n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        k = tf.cast(strength, tf.float32)
         s = tf.random.experimental.stateless_split(seed, num=6)
         if cfg.flip:
             flip = tf.random.stateless_uniform([n], s[0]) < 0.5
             x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
         if rot or cfg.zoom or cfg.translate or shift:
-            angle = tf.random.stateless_uniform([n], s[1], -rot, rot) if rot else tf.zeros([n])
-            scale = 1 + tf.random.stateless_uniform([n], s[2], -cfg.zoom, cfg.zoom)
+            angle = k * tf.random.stateless_uniform([n], s[1], -rot, rot) if rot else tf.zeros([n])
+            scale = 1 + k * tf.random.stateless_uniform([n], s[2], -cfg.zoom, cfg.zoom)
             size = tf.cast(tf.stack([w, h]), tf.float32)
-            move = tf.random.stateless_uniform([n, 2], s[3], -1, 1) * (cfg.translate * size + shift)
+            move = k * tf.random.stateless_uniform([n, 2], s[3], -1, 1) * (cfg.translate * size + shift)
             # output pixel p samples input M (p - c - t) + c, M = rotation / scale
             cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
             c = (size - 1) / 2
@@ -130,7 +142,7 @@ def build_augmenter(cfg: TrainConfig) -> Callable | None:
             x = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=transform, output_shape=[h, w],
                                                       fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
         if cfg.erase:
-            x = random_erase(x, cfg.erase, s[4])
+            x = random_erase(x, cfg.erase * k, s[4])
         return x
 
     return augment
@@ -196,14 +208,18 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
-               on_batch: Callable | None = None):
+               on_batch: Callable | None = None, strength=None):
     import keras
 
     class Schedule(keras.callbacks.Callback):
+        """Epoch-wise learning rate, and the augmentation strength the input pipeline reads."""
+
         def on_epoch_begin(self, epoch, logs=None):
             lr = scheduled_lr(cfg, epoch)
             if lr is not None:
                 self.model.optimizer.learning_rate.assign(lr)
+            if strength is not None:
+                strength.assign(aug_strength(cfg, epoch))
 
     class Recorder(keras.callbacks.Callback):
         """Checkpoint first, then append the metrics line, so a crash never records an epoch
@@ -228,6 +244,7 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
             logs = dict(logs or {})
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
                    "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+                   **({"aug_strength": aug_strength(cfg, epoch)} if cfg.aug_warmup_epochs else {}),
                    "epoch_seconds": round(time.perf_counter() - self.t0, 3)}
             best = max([r.get("val_accuracy", -1) for r in read_metrics(run_dir)] or [-1])
             if row.get("val_accuracy", 0) > best:
@@ -315,6 +332,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         FerError: bad configuration, data or checkpoint.
     """
     import keras
+    import tensorflow as tf
 
     from .models import create_model
 
@@ -359,10 +377,12 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     _write_json(run_dir / "run.json", info)
     t0 = time.perf_counter()
     if start_epoch < cfg.epochs:
-        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True), epochs=cfg.epochs,
+        strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
+        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength), epochs=cfg.epochs,
                   initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch), verbose=verbose, shuffle=False)
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength), verbose=verbose,
+                  shuffle=False)
     done = len(read_metrics(run_dir))
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":

@@ -26,6 +26,10 @@ class TrainConfig:
     ``init_from`` (a ``.keras`` file, run directory or run name; empty: random initialisation)
     starts the network from a trained model's weights, for fine-tuning or a second schedule
     (a warm restart); the architecture must be the same.
+    ``aug_warmup_epochs``: a curriculum for the augmentation: its strengths (rotation, zoom,
+    translation with the random-crop shift, and the erasing probability) grow linearly from zero
+    over these first epochs (flips are on from the start), so the network first learns from clean
+    faces; 0 applies full strength from the first epoch (a ramp longer than the run never does).
     ``recalibrate_bn``: when training finishes, re-estimate the selected checkpoint's batch-norm
     statistics on the clean Training faces (see ``calibrate``); kept only if validation accuracy
     does not drop.
@@ -64,6 +68,7 @@ class TrainConfig:
     translate: float = 0.0
     zoom: float = 0.0
     erase: float = 0.0
+    aug_warmup_epochs: int = 0
     seed: int = 0
     init_from: str = ""
     recalibrate_bn: bool = True
@@ -87,6 +92,8 @@ class TrainConfig:
         need(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
         need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
         need(0 <= self.warmup_epochs < max(self.epochs, 1), "warmup_epochs", "fewer than the epochs")
+        need(isinstance(self.aug_warmup_epochs, int) and 0 <= self.aug_warmup_epochs <= 10_000,
+             "aug_warmup_epochs", "an integer from 0 to 10000")
         need(self.lr_decay >= 0, "lr_decay", "a number >= 0")
         need(self.schedule != "inverse-time" or not self.warmup_epochs, "warmup_epochs",
              "0 with the inverse-time schedule, which starts at the full rate")

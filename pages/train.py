@@ -121,6 +121,9 @@ with right:
     field("translate", st.slider, "Translation (± fraction)", 0.0, 0.3, step=0.01)
     field("zoom", st.slider, "Zoom (± fraction)", 0.0, 0.5, step=0.01)
     field("erase", st.slider, "Random erasing (probability)", 0.0, 1.0, step=0.05)
+    field("aug_warmup_epochs", st.number_input, "Ramp up over (epochs)", min_value=0, step=1,
+          help="Rotation, translation, zoom and erasing grow from nothing to the strengths above over these "
+               "first epochs, so the network learns from clean faces first; 0: full strength from the start.")
 
 raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fields__ if KEY + name in st.session_state}
 raw["arch"] = arch

@@ -7,7 +7,7 @@ import pytest
 
 from fer_core.cli import main
 from fer_core.errors import ConfigError
-from fer_core.train import read_metrics, scheduled_lr, train
+from fer_core.train import aug_strength, make_input, read_metrics, scheduled_lr, train
 from fer_core.trainconfig import TrainConfig
 
 SMALL = "demo:30"  # 30 faces per class: 168 training, 21 validation images
@@ -174,3 +174,48 @@ def test_init_from_starts_from_a_trained_models_weights(tmp_path):
     with pytest.raises(ConfigError, match="init_from.*no such model"):
         train(TrainConfig.for_model("tiny", data=SMALL, epochs=1, init_from=str(tmp_path / "nope")),
               tmp_path / "missing")
+
+
+def test_augmentation_strength_ramps_up_over_the_first_epochs():
+    ramp = TrainConfig(aug_warmup_epochs=4)
+    assert [aug_strength(ramp, e) for e in range(6)] == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1])
+    assert aug_strength(TrainConfig(), 0) == 1.0  # no ramp: full strength from the first epoch
+    assert "aug_warmup_epochs" in TrainConfig.check({"aug_warmup_epochs": -1})[1]
+
+
+def test_input_pipeline_reads_the_strength_at_every_new_epoch():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 32)
+    cfg = TrainConfig(rotation=10.0, translate=0.1, zoom=0.1, erase=0.5, crop=40, batch_size=8)  # no flips
+    strength = tf.Variable(0.0, trainable=False)
+    ds = make_input(images, labels, cfg, 7, True, strength)
+    originals = {im.tobytes() for im in images.astype(np.float32)}
+
+    def unchanged():
+        batches = [x.numpy()[..., 0] for x, _ in ds]  # one epoch: a new iterator, as Keras makes
+        return sum(im.tobytes() in originals for b in batches for im in b)
+
+    assert unchanged() == 32  # strength 0: every face as it is (only reshuffled)
+    strength.assign(1.0)
+    assert unchanged() == 0
+    strength.assign(0.0)
+    assert unchanged() == 32
+
+
+def test_a_run_with_an_augmentation_ramp_records_it_and_resumes_on_it(tmp_path):
+    cfg = TrainConfig.for_model("tiny", data=SMALL, epochs=3, batch_size=32, rotation=10.0, erase=0.5,
+                                aug_warmup_epochs=2)
+    done = []
+    run = train(cfg, tmp_path / "run", on_epoch=lambda e, n, m: done.append(e), should_stop=lambda: len(done) >= 1)
+    train(run_dir=run, resume=True)
+    rows = read_metrics(run)
+    assert [r["aug_strength"] for r in rows] == pytest.approx([0, 0.5, 1])
+    # strength 0 is no augmentation at all: the first epoch is that of a run without any
+    plain = train(TrainConfig.for_model("tiny", data=SMALL, epochs=1, batch_size=32), tmp_path / "plain")
+    first = read_metrics(plain)[0]
+    assert "aug_strength" not in first
+    assert rows[0]["loss"] == pytest.approx(first["loss"], rel=1e-4)
+    assert rows[0]["val_accuracy"] == pytest.approx(first["val_accuracy"])
