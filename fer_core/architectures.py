@@ -124,17 +124,20 @@ def mini_xception(x, num_classes):
 # ------------------------------------------------------------ our default recipe
 @register_model("fer-vgg", "Our default: VGG-style net with batch norm (Khaireddin & Chen 2021; "
                 "Pramerdorfer & Kampel 2016), trained on random 40-px crops",
-                optimizer="sgd", learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
                 batch_size=64, schedule="cosine", warmup_epochs=1, crop=40,
-                flip=True, rotation=10.0, translate=0.1, zoom=0.1, erase=0.5, aug_warmup_epochs=5)
+                flip=True, rotation=10.0, translate=0.1, zoom=0.1, erase=0.5, aug_warmup_epochs=10)
 def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 0.4):
     """Four stages of two 3x3 conv + BN + ReLU (width, 2x, 4x, 8x filters), 2x2 max pooling
     after each, then two dense layers with BN and dropout. ``width=64`` is Khaireddin & Chen's
     size; 32 (the default) keeps CPU training to minutes per epoch and the file under 25 MB.
 
-    The recipe ramps its augmentation up over the first 5 epochs: with full-strength
+    The recipe ramps its augmentation up over the first 10 epochs: with full-strength
     augmentation from the start this net sat near the majority class (25%) for two epochs
-    of FER2013; a 10-epoch run went from 55.1% to 57.8% on PublicTest with the ramp."""
+    of FER2013. 10-epoch runs on FER2013, PublicTest accuracy at the last epoch: no ramp,
+    lr 0.01: 55.1%; ramp over 5: 57.8%; and lr 0.05: 59.0%; ramp over 10 and lr 0.05: 59.8%
+    (60.1% with batch norm recalibrated). The shipped model was trained before both changes
+    (lr 0.01, no ramp)."""
     from keras import layers
 
     for mult in (1, 2, 4, 8):

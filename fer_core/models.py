@@ -8,6 +8,7 @@ Names not in the registry are read as layer notation (see :mod:`fer_core.notatio
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,6 +24,10 @@ class ModelSpec:
     description: str
     builder: Callable
     train_defaults: dict = field(default_factory=dict)
+
+    def takes(self, option: str) -> bool:
+        """True when the builder accepts keyword ``option`` (e.g. ``width``)."""
+        return option in inspect.signature(self.builder).parameters
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

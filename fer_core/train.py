@@ -422,4 +422,4 @@ def _arch_options(cfg: TrainConfig) -> dict:
     if is_notation(cfg.arch):
         return {"conv_widths": cfg.conv_widths, "dense_widths": cfg.dense_widths, "dropout": cfg.dropout,
                 "padding": cfg.padding}
-    return {}
+    return {"width": cfg.width} if cfg.width else {}

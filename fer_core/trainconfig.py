@@ -20,7 +20,8 @@ class TrainConfig:
 
     Architecture: a registered name or layer notation (with ``conv_widths``, ``dense_widths``,
     ``dropout``, ``padding`` for notation). ``crop`` is the face crop the network sees: training
-    uses random crops of that size, evaluation the centre crop (inside the model).
+    uses random crops of that size, evaluation the centre crop (inside the model). ``width``: the
+    first-stage filters of a preset that takes one (``fer-vgg``, ``resnet18``); 0 keeps its own.
     Augmentation strengths: ``rotation`` in degrees, ``translate`` and ``zoom`` as fractions of
     the image, ``erase`` the probability of random erasing.
     ``init_from`` (a ``.keras`` file, run directory or run name; empty: random initialisation)
@@ -47,6 +48,7 @@ class TrainConfig:
     dropout: float = 0.25
     padding: str = "valid"
     crop: int = IMAGE_SIZE
+    width: int = 0
     optimizer: str = "adam"
     learning_rate: float = 0.001
     momentum: float = 0.9
@@ -104,6 +106,7 @@ class TrainConfig:
         need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
         need(8 <= self.crop <= IMAGE_SIZE, "crop", f"an integer from 8 to {IMAGE_SIZE}")
+        need(isinstance(self.width, int) and 0 <= self.width <= 1024, "width", "an integer from 0 (the preset's own) to 1024")
         need(0 <= self.rotation <= 180, "rotation", "degrees in [0, 180]")
         need(0 <= self.translate < 0.5, "translate", "a fraction in [0, 0.5)")
         need(0 <= self.zoom < 1, "zoom", "a fraction in [0, 1)")
@@ -115,9 +118,15 @@ class TrainConfig:
             from .notation import parse_notation
 
             try:
-                parse_notation(self.arch) if is_notation(self.arch) else get_spec(self.arch)
+                spec = None if is_notation(self.arch) else get_spec(self.arch)
+                if spec is None:
+                    parse_notation(self.arch)
             except FerError as exc:
                 errors["arch"] = str(exc)
+            else:
+                if self.width and "width" not in errors and not (spec and spec.takes("width")):
+                    errors["width"] = (f"{self.arch} has no width option; set 0, or pick a preset that has one "
+                                       "(fer-vgg, resnet18)")
         return errors
 
     def validate(self) -> "TrainConfig":

@@ -9,7 +9,7 @@ from fer_core.config import DEMO_SOURCE
 from fer_core.data import check_allowed, find_datasets
 from fer_core.errors import FerError
 from fer_core.infer import resolve_model
-from fer_core.models import is_notation, model_names
+from fer_core.models import get_spec, is_notation, model_names
 from fer_core.notation import parse_notation
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from pages.ui import active_source, arch_params, model_table
@@ -31,8 +31,6 @@ def apply_preset() -> None:
 
 
 def get_notation(name: str) -> str:
-    from fer_core.models import get_spec
-
     return get_spec(name).train_defaults.get("notation", "") or "CBCBPD-CBCBPD-FBDF"
 
 
@@ -81,6 +79,9 @@ with left:
     else:
         st.caption(models[choice]["description"])
         arch = choice
+        if get_spec(choice).takes("width"):
+            field("width", st.number_input, "Width (first-stage filters; 0: the preset's own)", min_value=0,
+                  max_value=1024, step=8, help="Every stage scales with it: double it for about 4x the compute.")
     field("crop", st.slider, "Face crop (px; random crops when training)", 24, 48)
     field("init_from", st.text_input, "Start from a trained model (optional)", placeholder="run name or .keras file",
           help="Fine-tune, or run a second schedule: the network starts from that model's weights instead of "
@@ -127,6 +128,8 @@ with right:
 
 raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fields__ if KEY + name in st.session_state}
 raw["arch"] = arch
+if choice == NOTATION or not get_spec(choice).takes("width"):
+    raw["width"] = 0  # a width typed for another preset
 cfg, problems = TrainConfig.check(raw)
 try:
     check_allowed(raw.get("data", ""))

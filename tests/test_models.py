@@ -67,6 +67,26 @@ def test_widths_must_match_and_image_must_not_vanish():
         create_model("CCP-CCP-CCP-CCP-F", conv_widths=8)  # unpadded: 48 -> ... -> nothing
 
 
+def test_width_scales_the_presets_that_take_one(tmp_path):
+    from dataclasses import replace
+
+    import keras
+
+    from fer_core.train import read_metrics, train
+    from fer_core.trainconfig import TrainConfig
+
+    assert create_model("fer-vgg", width=8).count_params() < create_model("fer-vgg").count_params()
+    # the width reaches the trained network and is saved with the run, so it can be rebuilt exactly
+    cfg = TrainConfig.for_model("fer-vgg", data="demo:10", epochs=1, batch_size=35, width=4,
+                                warmup_epochs=0, aug_warmup_epochs=0)
+    run = train(cfg, tmp_path / "run")
+    saved = keras.saving.load_model(run / "model.keras")
+    assert saved.count_params() == create_model("fer-vgg", crop=cfg.crop, width=4).count_params()
+    assert TrainConfig.load(run / "config.json").width == 4 and len(read_metrics(run)) == 1
+    assert "width" in replace(TrainConfig.for_model("study-h"), width=16).problems()
+    assert "width" in replace(TrainConfig.for_model("fer-vgg"), width=-1).problems()
+
+
 def test_preprocessing_is_inside_the_model():
     model = create_model("tiny", crop=44)
     names = [layer.name for layer in model.layers]

@@ -114,6 +114,10 @@ def test_train_page_catches_bad_values_next_to_the_field(demo_app):
     at.selectbox(key="tr_preset").set_value("study-c").run()  # a study preset fills the form
     assert at.session_state["tr_schedule"] == "inverse-time" and at.session_state["tr_lr_decay"] == 1e-4
     assert at.session_state["tr_optimizer"] == "sgd" and at.session_state["tr_learning_rate"] == 0.1
+    assert not [w for w in at.number_input if w.key == "tr_width"]  # study-c has no width option
+    at.selectbox(key="tr_arch_choice").set_value("fer-vgg").run()
+    at.number_input(key="tr_width").set_value(48).run()
+    assert not at.error and not at.button[0].disabled
     at.selectbox(key="tr_arch_choice").set_value("Layer notation…").run()
     at.text_input(key="tr_notation").input("CBXP-F").run()
     assert "unknown letter 'X' at character 3" in at.error[0].value

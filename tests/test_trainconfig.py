@@ -11,7 +11,7 @@ from fer_core.trainconfig import TrainConfig
 @pytest.mark.parametrize("overrides", [
     {},
     {"epochs": 16, "learning_rate": 0.005, "init_from": "default-fer-vgg", "erase": 0.25, "translate": 0.05},
-    {"flip": False, "conv_widths": [16, 32], "schedule": "step", "label_smoothing": 0.1, "merge": "disgust=angry"},
+    {"flip": False, "width": 48, "conv_widths": [16, 32], "schedule": "step", "label_smoothing": 0.1, "merge": "disgust=angry"},
 ])
 def test_command_rebuilds_the_same_config(overrides):
     cfg = TrainConfig.for_model("fer-vgg", data="demo", **overrides)
