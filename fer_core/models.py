@@ -125,6 +125,7 @@ def list_models(with_params: bool = True) -> list[dict]:
             for s in sorted(_REGISTRY.values(), key=lambda s: s.name)]
 
 
-def model_names() -> list[str]:
+def model_names(taking: str = "") -> list[str]:
+    """Registered names, sorted; with ``taking``, only those whose builder accepts that option."""
     _load_presets()
-    return sorted(_REGISTRY)
+    return sorted(n for n, s in _REGISTRY.items() if not taking or s.takes(taking))

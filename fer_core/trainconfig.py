@@ -114,7 +114,7 @@ class TrainConfig:
         need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
         need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
         if "arch" not in errors:
-            from .models import get_spec, is_notation
+            from .models import get_spec, is_notation, model_names
             from .notation import parse_notation
 
             try:
@@ -124,9 +124,9 @@ class TrainConfig:
             except FerError as exc:
                 errors["arch"] = str(exc)
             else:
-                if self.width and "width" not in errors and not (spec and spec.takes("width")):
-                    errors["width"] = (f"{self.arch} has no width option; set 0, or pick a preset that has one "
-                                       "(fer-vgg, resnet18)")
+                if self.width and not (spec and spec.takes("width")):
+                    errors.setdefault("width", f"{self.arch} has no width option; set 0, or pick a preset that "
+                                               f"has one ({', '.join(model_names(taking='width'))})")
         return errors
 
     def validate(self) -> "TrainConfig":

@@ -68,6 +68,7 @@ with left:
     field("merge", st.text_input, "Class merging", placeholder="e.g. disgust=angry")
     choice = st.selectbox("Architecture", [*model_names(), NOTATION], key=KEY + "arch_choice",
                           format_func=lambda n: n if n == NOTATION else f"{n} ({models[n]['params']:,} parameters)")
+    takes_width = choice in model_names(taking="width")
     if choice == NOTATION:
         notation = field("notation", st.text_input, "Layers", help="C conv 3x3, B batch norm, P 2x2 max pooling, "
                          "D dropout, F dense; '-' separates blocks. The last F is the output layer.")
@@ -79,7 +80,7 @@ with left:
     else:
         st.caption(models[choice]["description"])
         arch = choice
-        if get_spec(choice).takes("width"):
+        if takes_width:
             field("width", st.number_input, "Width (first-stage filters; 0: the preset's own)", min_value=0,
                   max_value=1024, step=8, help="Every stage scales with it: double it for about 4x the compute.")
     field("crop", st.slider, "Face crop (px; random crops when training)", 24, 48)
@@ -128,7 +129,7 @@ with right:
 
 raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fields__ if KEY + name in st.session_state}
 raw["arch"] = arch
-if choice == NOTATION or not get_spec(choice).takes("width"):
+if not takes_width:
     raw["width"] = 0  # a width typed for another preset
 cfg, problems = TrainConfig.check(raw)
 try:
