@@ -33,6 +33,8 @@ def test_shipped_files_config_and_size(shipped):
 
     cfg = TrainConfig.load(DEFAULT_MODEL_DIR / "config.json")
     assert create_model(cfg.arch, 7, crop=cfg.crop).count_params() == model.count_params()
+    # the card's command for the last stage trains this config, whatever the recipe's defaults now are
+    assert cfg.command("RUN").split(" --out ")[0] in card
 
 
 @pytest.mark.real_data
