@@ -119,9 +119,11 @@ def model_card(m: dict, cfg: dict, history: list[dict]) -> str:
     per_class = "\n".join(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                           for c, v in d["per_class"].items())
     cm = "\n".join(f"| **{c}** | " + " | ".join(str(n) for n in row) + " |" for c, row in zip(classes, d["confusion_matrix"]))
-    from .models import is_notation
+    from .models import get_spec, is_notation
 
     notation_only = {"conv_widths", "dense_widths", "dropout", "padding"}
+    if not is_notation(cfg["arch"]) and get_spec(cfg["arch"]).takes("dropout"):
+        notation_only.discard("dropout")  # a preset that takes a dropout rate gets it from the config
     cfg_rows = "\n".join(f"| `{k}` | `{v if v != '' else 'none'}` |" for k, v in cfg.items()
                           if k != "data" and (is_notation(cfg["arch"]) or k not in notation_only))
     interim = ("" if m["epochs_trained"] >= cfg["epochs"] else

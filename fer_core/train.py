@@ -417,9 +417,12 @@ def _init_weights(model, source: str) -> None:
 
 
 def _arch_options(cfg: TrainConfig) -> dict:
-    from .models import is_notation
+    from .models import get_spec, is_notation
 
     if is_notation(cfg.arch):
         return {"conv_widths": cfg.conv_widths, "dense_widths": cfg.dense_widths, "dropout": cfg.dropout,
                 "padding": cfg.padding}
-    return {"width": cfg.width} if cfg.width else {}
+    opts = {"width": cfg.width} if cfg.width else {}
+    if get_spec(cfg.arch).takes("dropout"):
+        opts["dropout"] = cfg.dropout
+    return opts

@@ -19,7 +19,8 @@ class TrainConfig:
     """Everything needed to rebuild and retrain a model exactly.
 
     Architecture: a registered name or layer notation (with ``conv_widths``, ``dense_widths``,
-    ``dropout``, ``padding`` for notation). ``crop`` is the face crop the network sees: training
+    ``dropout``, ``padding`` for notation; ``dropout`` also sets the rate of a preset that takes
+    one, ``fer-vgg``). ``crop`` is the face crop the network sees: training
     uses random crops of that size, evaluation the centre crop (inside the model). ``width``: the
     first-stage filters of a preset that takes one (``fer-vgg``, ``resnet18``); 0 keeps its own.
     Augmentation strengths: ``rotation`` in degrees, ``translate`` and ``zoom`` as fractions of

@@ -83,6 +83,8 @@ with left:
         if takes_width:
             field("width", st.number_input, "Width (first-stage filters; 0: the preset's own)", min_value=0,
                   max_value=1024, step=8, help="Every stage scales with it: double it for about 4x the compute.")
+        if choice in model_names(taking="dropout"):
+            field("dropout", st.slider, "Dropout rate (dense layers)", 0.0, 0.9, step=0.05)
     field("crop", st.slider, "Face crop (px; random crops when training)", 24, 48)
     field("init_from", st.text_input, "Start from a trained model (optional)", placeholder="run name or .keras file",
           help="Fine-tune, or run a second schedule: the network starts from that model's weights instead of "

@@ -115,8 +115,10 @@ def test_train_page_catches_bad_values_next_to_the_field(demo_app):
     assert at.session_state["tr_schedule"] == "inverse-time" and at.session_state["tr_lr_decay"] == 1e-4
     assert at.session_state["tr_optimizer"] == "sgd" and at.session_state["tr_learning_rate"] == 0.1
     assert not [w for w in at.number_input if w.key == "tr_width"]  # study-c has no width option
+    assert not [w for w in at.slider if w.key == "tr_dropout"]  # nor a dropout rate of its own
     at.selectbox(key="tr_arch_choice").set_value("fer-vgg").run()
     at.number_input(key="tr_width").set_value(48).run()
+    at.slider(key="tr_dropout").set_value(0.5).run()
     assert not at.error and not at.button[0].disabled
     at.selectbox(key="tr_arch_choice").set_value("Layer notation…").run()
     at.text_input(key="tr_notation").input("CBXP-F").run()

@@ -219,3 +219,15 @@ def test_a_run_with_an_augmentation_ramp_records_it_and_resumes_on_it(tmp_path):
     assert "aug_strength" not in first
     assert rows[0]["loss"] == pytest.approx(first["loss"], rel=1e-4)
     assert rows[0]["val_accuracy"] == pytest.approx(first["val_accuracy"])
+
+
+def test_a_preset_that_takes_a_dropout_rate_gets_the_configs(tmp_path):
+    import keras
+
+    cfg = TrainConfig.for_model("fer-vgg", data="demo:10", epochs=1, warmup_epochs=0, width=8, dropout=0.6,
+                                aug_warmup_epochs=0, recalibrate_bn=False)
+    assert TrainConfig.for_model("fer-vgg").dropout == 0.25  # the recipe's own rate
+    run = train(cfg, tmp_path / "run")
+    model = keras.saving.load_model(run / "model.keras")
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.6, 0.6]
