@@ -24,6 +24,7 @@ from .errors import ModelError
 from .evaluate import evaluate
 from .infer import DEFAULT_MODEL_DIR, ModelRef, load_model
 from .runs import lineage, summarize
+from .trainconfig import TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES, predict_proba
 
 MAX_MB = 25
@@ -119,13 +120,10 @@ def model_card(m: dict, cfg: dict, history: list[dict]) -> str:
     per_class = "\n".join(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                           for c, v in d["per_class"].items())
     cm = "\n".join(f"| **{c}** | " + " | ".join(str(n) for n in row) + " |" for c, row in zip(classes, d["confusion_matrix"]))
-    from .models import get_spec, is_notation
-
-    notation_only = {"conv_widths", "dense_widths", "dropout", "padding"}
-    if not is_notation(cfg["arch"]) and get_spec(cfg["arch"]).takes("dropout"):
-        notation_only.discard("dropout")  # a preset that takes a dropout rate gets it from the config
+    # layer fields only where the architecture takes them (all for notation, dropout for fer-vgg)
+    unused = {"conv_widths", "dense_widths", "dropout", "padding"} - set(TrainConfig.from_dict(cfg).arch_options())
     cfg_rows = "\n".join(f"| `{k}` | `{v if v != '' else 'none'}` |" for k, v in cfg.items()
-                          if k != "data" and (is_notation(cfg["arch"]) or k not in notation_only))
+                          if k != "data" and k not in unused)
     interim = ("" if m["epochs_trained"] >= cfg["epochs"] else
                f"\n**Interim release**: training had run {m['epochs_trained']} of its {cfg['epochs']} planned epochs "
                "(it continues with `--resume`; the final model replaces this one).\n")

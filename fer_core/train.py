@@ -366,7 +366,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         (run_dir / METRICS).write_text("")
-        model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **_arch_options(cfg))
+        model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **cfg.arch_options())
         if cfg.init_from:
             _init_weights(model, cfg.init_from)
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
@@ -414,15 +414,3 @@ def _init_weights(model, source: str) -> None:
         raise ConfigError(f"init_from {source!r}: its architecture ({src.count_params():,} parameters) differs from "
                           f"this run's ({model.count_params():,}); start from a model of the same arch and crop.")
     model.set_weights(theirs)
-
-
-def _arch_options(cfg: TrainConfig) -> dict:
-    from .models import get_spec, is_notation
-
-    if is_notation(cfg.arch):
-        return {"conv_widths": cfg.conv_widths, "dense_widths": cfg.dense_widths, "dropout": cfg.dropout,
-                "padding": cfg.padding}
-    opts = {"width": cfg.width} if cfg.width else {}
-    if get_spec(cfg.arch).takes("dropout"):
-        opts["dropout"] = cfg.dropout
-    return opts

@@ -138,6 +138,18 @@ class TrainConfig:
                               + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
         return self
 
+    def arch_options(self) -> dict:
+        """The builder options this config gives its architecture (the layer fields for notation)."""
+        from .models import get_spec, is_notation
+
+        if is_notation(self.arch):
+            return {"conv_widths": self.conv_widths, "dense_widths": self.dense_widths, "dropout": self.dropout,
+                    "padding": self.padding}
+        opts = {"width": self.width} if self.width else {}
+        if get_spec(self.arch).takes("dropout"):
+            opts["dropout"] = self.dropout
+        return opts
+
     def to_dict(self) -> dict:
         return asdict(self)
 
