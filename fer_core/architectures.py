@@ -5,7 +5,7 @@ Each builder takes the rescaled (and cropped) input tensor and returns class pro
 
 from __future__ import annotations
 
-from .models import register_model
+from .registry import register_model
 from .notation import build_from_notation
 
 # --------------------------------------------------------- Pramerdorfer & Kampel study

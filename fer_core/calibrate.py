@@ -14,17 +14,16 @@ becomes the run's ``model.keras`` only if it is at least as accurate on the vali
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import rundir
 from .data import load_dataset
 from .errors import ConfigError
+from .infer import ModelRef, load_model
 from .tta import DEFAULT_TTA, predict_proba
-
-RECORD = "bn_recalibration"  # the key in run.json
 
 
 def _layers(model, kind: str) -> list:
@@ -123,30 +122,27 @@ def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEF
     Raises:
         ConfigError: not a finished run, or its data cannot be loaded.
     """
-    from .infer import ModelRef, load_model
-    from .runs import summarize
-    from .train import BEST, FINAL, _save_model, _write_json
-
-    if not (Path(run_dir) / "config.json").is_file():
+    run_dir = Path(run_dir)
+    if not rundir.is_run(run_dir):
         raise ConfigError(f"{run_dir}: not a run directory (no config.json); give a folder under data/runs.")
-    run = summarize(run_dir)
-    if run.error or run.config is None:
-        raise ConfigError(run.error or f"{run_dir}: cannot read this run.")
-    if run.status != "finished" or not (run.path / BEST).is_file():
-        raise ConfigError(f"{run.path}: recalibrate a finished run; this one is {run.status} "
-                          f"(resume it with 'python -m fer_core train --resume {run.path}').")
-    ds = load_dataset(data or run.config.data, merge=run.config.merge)
+    cfg, info = rundir.read_config(run_dir), rundir.read_info(run_dir)
+    best_file = rundir.checkpoint(run_dir, "best")
+    if info.get("status") != "finished" or best_file is None:
+        raise ConfigError(f"{run_dir}: recalibrate a finished run; this one is {info.get('status', 'new')} "
+                          f"(resume it with 'python -m fer_core train --resume {run_dir}').")
+    ds = load_dataset(data or cfg.data, merge=cfg.merge)
     tr, va = ds.subset("Training"), ds.subset("PublicTest")
     if len(tr) == 0 or len(va) == 0:
         raise ConfigError(f"{ds.source}: the Training and PublicTest splits must both have images.")
-    classes = tuple(json.loads((run.path / "classes.json").read_text()))
-    model = load_model(ModelRef(run.path / BEST, run.name, classes, run.path, run.config.merge))
-    t0 = time.perf_counter()
-    record = recalibrate_if_better(model, tr.images, va.images, va.labels, tta, seed=run.config.seed, log=log)
-    _save_model(model, run.path / FINAL)  # the selected checkpoint's weights, recalibrated or not
-    record = {**record, "by": "recalibrate", "data_source": ds.source,
-              "seconds": round(time.perf_counter() - t0, 1), "when": time.time()}
-    _write_json(run.path / "run.json", {**run.info, RECORD: record})
+    classes = rundir.read_classes(run_dir) or ds.class_names
+    with rundir.lock(run_dir):
+        model = load_model(ModelRef(best_file, run_dir.name, classes, run_dir, cfg.merge))
+        t0 = time.perf_counter()
+        record = recalibrate_if_better(model, tr.images, va.images, va.labels, tta, seed=cfg.seed, log=log)
+        rundir.save_model(model, rundir.final_model(run_dir))  # the selected checkpoint's weights, recalibrated or not
+        record = {**record, "by": "recalibrate", "data_source": ds.source,
+                  "seconds": round(time.perf_counter() - t0, 1), "when": time.time()}
+        rundir.update_info(run_dir, **{rundir.BN_RECORD: record})
     return record
 
 

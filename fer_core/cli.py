@@ -8,15 +8,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
+from . import jobs
+from .calibrate import recalibrate_run
+from .config import load_settings, runs_dir
+from .data import load_dataset
 from .errors import FerError
+from .evaluate import evaluate_cached
+from .fmt import fmt_seconds
+from .infer import DEFAULT_MODEL_DIR, load_model, resolve_model
+from .models import list_models
+from .predict import analyse
+from .recipes import get_recipe, list_recipes
+from .release import release, rewrite_card
+from .rundir import MODEL_CARD, read_log, read_metrics
+from .train import train
+from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
+from .validation import validate_config
 
 
 def _data_summary(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-
     ds = load_dataset(args.source, merge=args.merge, skip_bad=args.skip_bad, use_cache=not args.no_cache)
     summary = ds.summary()
     if args.json:
@@ -37,8 +52,6 @@ def _data_summary(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import list_models
-
     models = list_models()
     if args.json:
         print(json.dumps(models, indent=2))
@@ -49,10 +62,15 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .trainconfig import TrainConfig
+    """The training config the options describe (a recipe or an architecture, then the options),
+    checked by the one validation every surface uses."""
 
-    if not args.arch:
-        raise FerError("Give --arch (a model name from 'python -m fer_core models', or layer notation).")
+
+    if not args.arch and not args.recipe:
+        raise FerError("Give --recipe (see 'python -m fer_core recipes') or --arch (a model name from "
+                       "'python -m fer_core models', or layer notation).")
+    if args.arch and args.recipe:
+        raise FerError("Give --recipe or --arch, not both: a recipe names its architecture.")
     overrides = {k: v for k, v in {
         "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
@@ -63,16 +81,30 @@ def _config_from_args(args: argparse.Namespace):
         if not sep:
             raise FerError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set flip=true.")
         overrides[key.strip()] = value.strip()
-    return TrainConfig.for_model(args.arch, **overrides)
+    if args.recipe:
+        data = overrides.pop("data", None) or os.environ.get("FER2013_DIR")
+        if not data:
+            raise FerError("Give --data (or set FER2013_DIR): a recipe names everything but the data set.")
+        return validate_config({**get_recipe(args.recipe).train_config(data).to_dict(), **overrides})
+    else:
+        cfg = TrainConfig.for_model(args.arch, **overrides)
+    return validate_config(cfg)
+
+
+def _run_out(args: argparse.Namespace) -> str | None:
+    """Where a new run goes: --out, else a recipe's own run name under data/runs, else a new folder."""
+    if args.out:
+        return args.out
+    return str(runs_dir() / get_recipe(args.recipe).run) if args.recipe else None
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import read_metrics, train
-
     if args.resume:
-        run_dir = train(run_dir=args.resume, resume=True, verbose=1)
+        if args.arch or args.recipe or args.set or args.out:
+            raise FerError("--resume continues a run with its own configuration: give only --epochs N to extend it.")
+        run_dir = train(run_dir=args.resume, resume=True, epochs=args.epochs, verbose=1)
     else:
-        run_dir = train(_config_from_args(args), args.out, verbose=1)
+        run_dir = train(_config_from_args(args), _run_out(args), verbose=1)
     rows = read_metrics(run_dir)
     best = max(rows, key=lambda r: r.get("val_accuracy", 0)) if rows else {}
     print(f"run: {run_dir}  epochs: {len(rows)}  best val_accuracy: {best.get('val_accuracy', float('nan')):.4f}"
@@ -81,19 +113,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from . import jobs
-
     if args.jobs_command == "work":
         return jobs.work(args.id)
-    store = jobs.JobStore()
-    try:
-        if args.jobs_command == "submit":
-            job_id = jobs.submit(_config_from_args(args), store)
+    if args.jobs_command == "submit":
+        with jobs.JobStore() as store:
+            job_id = jobs.submit(_config_from_args(args), store, name=args.name or "")
             job = store.get(job_id)
-            print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json
-                  else f"{job_id}")
-            return 0
-        jobs.schedule(store)  # every look at the store notices dead workers and starts queued jobs
+        print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json else f"{job_id}")
+        return 0
+    with jobs.open_store() as store:  # every look at the store notices dead workers and starts queued jobs
         if args.jobs_command == "list":
             listed = store.list()
             if args.json:
@@ -102,12 +130,12 @@ def _jobs(args: argparse.Namespace) -> int:
             print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  arch / data")
             for j in listed:
                 acc = j.metrics.get("val_accuracy")
-                print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {jobs.fmt_seconds(j.elapsed):>8}  "
-                      f"{jobs.fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
+                print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {fmt_seconds(j.elapsed):>8}  "
+                      f"{fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
                       f"{j.config.get('arch')} / {j.config.get('data')}")
             return 0
+        job = store.get(_job_id(args.id))
         if args.jobs_command == "show":
-            job = store.get(args.id)
             if args.json:
                 print(json.dumps(job.to_dict(), indent=2))
             else:
@@ -116,33 +144,44 @@ def _jobs(args: argparse.Namespace) -> int:
                         print(f"{key:>16}: {value}")
             return 0
         if args.jobs_command == "cancel":
-            state = store.cancel(args.id)
-            print(f"job {args.id}: " + ("cancelled" if state == jobs.JobStatus.CANCELLED
-                                          else "stopping at the next batch; its last checkpoint is kept"))
+            state = store.cancel(job.id)
+            print(f"job {job.id}: " + ("cancelled" if state == jobs.JobStatus.CANCELLED
+                                       else "stopping at the next batch; its last checkpoint is kept"))
             return 0
         if args.jobs_command == "resume":
-            store.resume(args.id)
+            store.resume(job.id, epochs=args.epochs)
             jobs.schedule(store)
-            print(f"job {args.id}: {store.get(args.id).status.value}")
+            print(f"job {job.id}: {store.get(job.id).status.value}")
             return 0
         if args.jobs_command == "delete":
-            store.delete(args.id)
-            print(f"job {args.id}: deleted with its run directory")
+            store.delete(job.id)
+            print(f"job {job.id}: deleted with its run directory")
             return 0
         if args.jobs_command == "logs":
-            print(jobs.read_log(store.get(args.id), tail=args.tail), end="")
+            print(read_log(job.run_dir, tail=args.tail), end="")
             return 0
-    finally:
-        store.close()
     return 2
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from .config import load_settings
-    from .data import load_dataset
-    from .evaluate import evaluate_cached
-    from .infer import resolve_model
+def _job_id(value: int) -> int:
+    if not 0 < value < 2 ** 63:
+        raise FerError(f"There is no job {value}; 'python -m fer_core jobs list' shows them.")
+    return value
 
+
+def _recipes(args: argparse.Namespace) -> int:
+    recipes = list_recipes()
+    if args.json:
+        print(json.dumps([{"name": r.name, "version": r.version, "description": r.description, "run": r.run,
+                           "then": list(r.then), "config": r.config} for r in recipes], indent=2))
+        return 0
+    print(f"{'recipe':<20} {'version':>7}  {'arch':<8} {'epochs':>6}  description")
+    for r in recipes:
+        print(f"{r.name:<20} {r.version:>7}  {r.config['arch']:<8} {r.config['epochs']:>6}  {r.description}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model)
     ds = load_dataset(args.data or load_settings().active_source(), merge=ref.merge)
     res, cached = evaluate_cached(ref, ds, None if args.split == "all" else args.split, args.tta)
@@ -165,9 +204,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .infer import load_model, resolve_model
-    from .predict import analyse
-
     ref = resolve_model(args.model)
     model = load_model(ref)
     results = analyse([(f, f) for f in args.images], model, ref.classes,
@@ -189,16 +225,19 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from .release import release
-
     metrics = release(args.run_dir, args.data)
-    print(f"released {args.run_dir} as the default model ({metrics['size_mb']} MB); see fer_core/default_model/MODEL_CARD.md")
+    print(f"released {args.run_dir} as the default model ({metrics['size_mb']} MB); see {DEFAULT_MODEL_DIR / MODEL_CARD}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
+    rewrite_card(folder)
+    print(f"wrote {folder / MODEL_CARD} from its metrics.json")
     return 0
 
 
 def _recalibrate(args: argparse.Namespace) -> int:
-    from .calibrate import recalibrate_run
-
     rec = recalibrate_run(args.run_dir, args.data, args.tta,
                           log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
     print(json.dumps(rec, indent=2) if args.json else
@@ -217,9 +256,8 @@ def _add_model_options(p: argparse.ArgumentParser, tta: str, tta_note: str) -> N
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    from .trainconfig import OPTIMIZERS, SCHEDULES
-
     p.add_argument("--data", help="data source ('demo', CSV or image folder)")
+    p.add_argument("--recipe", help="a named recipe (see 'python -m fer_core recipes'); the other options then change it")
     p.add_argument("--arch", help="model name or layer notation, e.g. CBCBPD-CBCBPD-FBDF")
     p.add_argument("--epochs", type=int)
     p.add_argument("--merge", help="class merging, e.g. disgust=angry")
@@ -247,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", action="store_true", help="print JSON")
     summary.set_defaults(func=_data_summary)
 
+    recipes = sub.add_parser("recipes", help="list the named training recipes")
+    recipes.add_argument("--json", action="store_true", help="print JSON")
+    recipes.set_defaults(func=_recipes)
+
     models = sub.add_parser("models", help="list the registered architectures")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)
@@ -254,11 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model and write a run directory")
     _add_train_options(tr)
     tr.add_argument("--out", help="run directory (default: a new folder under data/runs)")
-    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (with --epochs N: "
+                    "extend it to N epochs in all; a cosine schedule continues as if N had been planned)")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class report and confusion matrix of a model")
-    _add_model_options(ev, "none", "default none: fastest; the app's default is tencrop")
+    _add_model_options(ev, DEFAULT_TTA, f"default {DEFAULT_TTA}, as in the app and the model card")
     ev.add_argument("--data", help="data source (default: the app's active data set)")
     ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
     ev.set_defaults(func=_evaluate)
@@ -274,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
     rel.set_defaults(func=_release)
 
+    crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
+                         "change of the default TTA or of the card template; nothing is evaluated again)")
+    crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
+    crd.set_defaults(func=_card)
+
     cal = sub.add_parser("recalibrate", help="re-estimate a finished run's batch-norm statistics on its clean "
                          "Training faces; kept only if PublicTest accuracy does not drop")
     cal.add_argument("run_dir")
@@ -286,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="background training jobs").add_subparsers(dest="jobs_command", required=True)
     submit = jobs.add_parser("submit", help="queue a training job; prints its id")
     _add_train_options(submit)
+    submit.add_argument("--name", help="the run's name (its folder under data/runs; default: a time stamp)")
     submit.add_argument("--json", action="store_true", help="print JSON")
     listing = jobs.add_parser("list", help="all jobs, newest first")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -297,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("delete", "forget a job that is not running and remove its run directory"),
                        ("work", "run a claimed job in this process (used by the runner)")):
         jobs.add_parser(name, help=text).add_argument("id", type=int)
+    jobs.choices["resume"].add_argument("--epochs", type=int, help="extend the run to N epochs in all")
     logs = jobs.add_parser("logs", help="the end of a job's log")
     logs.add_argument("id", type=int)
     logs.add_argument("--tail", type=int, default=20_000, help="bytes from the end (default 20000)")

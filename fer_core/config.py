@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from . import files
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: FER2013's classes in the order of its label numbers 0..6.
@@ -100,7 +102,4 @@ def load_settings() -> Settings:
 
 def save_settings(settings: Settings) -> None:
     """Write the settings atomically, so a crash never leaves half a file."""
-    path = settings_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(settings), indent=2))
-    os.replace(tmp, path)
+    files.write_json(settings_path(), asdict(settings))

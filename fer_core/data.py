@@ -8,117 +8,29 @@ the image-folder layout, a folder holding one of those (e.g. an extracted zip), 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from . import readers
-from .config import CLASS_NAMES, DEMO_SOURCE, SPLITS, cache_dir
+from . import files, readers
+from .config import CLASS_NAMES, DEMO_SOURCE, allowed_roots, cache_dir, datasets_dir
+from .dataset import Dataset, stratified_split
+from .demo import make_demo_dataset
 from .errors import DataError
+
+__all__ = ["Dataset", "check_allowed", "find_datasets", "known_sources", "load_dataset", "merge_classes", "merged_class_names",
+           "parse_merge", "resolve_source", "source_choices", "stratified_split", "write_csv"]
 
 #: Bump when readers change what they return, so stale caches are ignored.
 CACHE_VERSION = 1
 #: How many problems an error message lists before it just counts the rest.
 MAX_LISTED = 5
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
-
-
-@dataclass
-class Dataset:
-    """Face images with their labels and splits, the same whatever the source.
-
-    Attributes:
-        images: uint8 array (N, 48, 48).
-        labels: int64 array (N,), indices into ``class_names``.
-        splits: str array (N,), each one of ``SPLITS``.
-        class_names: names of the classes, in label order.
-        source: where the data came from (path or ``"demo"``).
-        origins: str array (N,): the file name or CSV row each image came from.
-        skipped: how many bad rows or files were skipped (``skip_bad=True``).
-        problems: the first few reasons for skipped rows or files.
-        merge: the class merging applied (``""`` for none).
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    splits: np.ndarray
-    class_names: tuple[str, ...]
-    source: str
-    origins: np.ndarray
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
-    merge: str = ""
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def select(self, mask: np.ndarray) -> "Dataset":
-        """Return the images where ``mask`` (boolean or index array) selects them."""
-        return replace(self, images=self.images[mask], labels=self.labels[mask],
-                       splits=self.splits[mask], origins=self.origins[mask])
-
-    def subset(self, split: str | None = None, class_name: str | None = None) -> "Dataset":
-        """Return the images of one split and/or one class (``None`` means all)."""
-        mask = np.ones(len(self), bool)
-        if split is not None:
-            if split not in SPLITS:
-                raise DataError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
-            mask &= self.splits == split
-        if class_name is not None:
-            if class_name not in self.class_names:
-                raise DataError(f"Unknown class {class_name!r}; this data set has {', '.join(self.class_names)}.")
-            mask &= self.labels == self.class_names.index(class_name)
-        return self.select(mask)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Return ``{split: {class: number of images}}`` over all splits and classes."""
-        table = {}
-        for split in SPLITS:
-            in_split = self.labels[self.splits == split]
-            n = np.bincount(in_split, minlength=self.num_classes)
-            table[split] = {c: int(n[i]) for i, c in enumerate(self.class_names)}
-        return table
-
-    def summary(self) -> dict:
-        """Return the JSON-ready summary printed by ``python -m fer_core data summary``."""
-        out = {"source": self.source, "num_images": len(self), "classes": list(self.class_names),
-               "counts": self.counts()}
-        if self.merge:
-            out["merge"] = self.merge
-        if self.skipped:
-            out["skipped"] = self.skipped
-        return out
-
-
-def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int = 0) -> np.ndarray:
-    """Assign each item a split, keeping every class's proportions.
-
-    Args:
-        labels: integer labels.
-        fractions: ``{split: fraction}``; the last split takes the remainder.
-        seed: fixes the assignment, so the same data always splits the same way.
-    """
-    out = np.empty(len(labels), dtype=object)
-    rng = np.random.default_rng(seed)
-    names = list(fractions)
-    for cls in np.unique(labels):
-        idx = np.flatnonzero(labels == cls)
-        idx = idx[rng.permutation(len(idx))]
-        start = 0
-        for name in names[:-1]:
-            stop = start + int(round(fractions[name] * len(idx)))
-            out[idx[start:stop]] = name
-            start = stop
-        out[idx[start:]] = names[-1]
-    return out
 
 
 def _fill_missing_splits(raw: readers.RawData, seed: int = 0) -> np.ndarray:
@@ -191,8 +103,6 @@ def check_allowed(source: str | os.PathLike) -> str:
     Raises:
         DataError: the path is outside every allowed folder.
     """
-    from .config import allowed_roots
-
     text = str(source).strip()
     if text.lower() == DEMO_SOURCE or _demo_size(text) is not None:
         return text
@@ -244,9 +154,8 @@ def _file_digest(path: Path) -> str:
     """SHA-1 of a file's content, remembered per (size, mtime) so it is computed once."""
     st = path.stat()
     memo_file = cache_dir() / "digests.json"
-    try:
-        memo = json.loads(memo_file.read_text())
-    except (OSError, ValueError):
+    memo = files.read_json(memo_file, {})
+    if not isinstance(memo, dict):
         memo = {}
     key = str(path.resolve())
     stamp = [st.st_size, st.st_mtime_ns]
@@ -256,9 +165,7 @@ def _file_digest(path: Path) -> str:
         digest = hashlib.file_digest(fh, "sha1").hexdigest()
     memo[key] = stamp + [digest]
     try:
-        tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_file)
+        files.write_text(memo_file, json.dumps(memo))
     except OSError:
         pass
     return digest
@@ -298,22 +205,25 @@ def _fingerprint(kind: str, path: Path | None, skip_bad: bool, demo_args: dict) 
     return h.hexdigest()
 
 
+_CACHE_ARRAYS = ("images", "labels", "splits", "origins")
+
+
 def _save_cache(file: Path, ds: Dataset) -> None:
     meta = {"class_names": list(ds.class_names), "source": ds.source, "skipped": ds.skipped, "problems": ds.problems}
-    tmp = file.with_name(file.name + ".tmp.npz")
-    np.savez(tmp, images=ds.images, labels=ds.labels, splits=ds.splits.astype("U11"),
-             origins=ds.origins.astype(str), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, file)
+    files.save_npz(file, {"images": ds.images, "labels": ds.labels, "splits": ds.splits.astype("U11"),
+                          "origins": ds.origins.astype(str)}, meta)
 
 
 def _load_cache(file: Path) -> Dataset | None:
+    loaded = files.load_npz(file, _CACHE_ARRAYS)
+    if loaded is None:
+        return None
+    z, meta = loaded
     try:
-        with np.load(file, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            return Dataset(z["images"], z["labels"], z["splits"], tuple(meta["class_names"]), meta["source"],
-                           z["origins"], meta["skipped"], meta["problems"])
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache is simply rebuilt
+        return Dataset(z["images"], z["labels"], z["splits"], tuple(meta["class_names"]), meta["source"],
+                       z["origins"], meta["skipped"], meta["problems"])
+    except (KeyError, TypeError):
+        return None  # a cache from another version is rebuilt
 
 
 def _check_problems(where: str, problems: list[str], skip_bad: bool, kind: str) -> None:
@@ -358,8 +268,6 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
             return merge_classes(cached, merge)
 
     if kind == DEMO_SOURCE:
-        from .demo import make_demo_dataset
-
         ds = make_demo_dataset(per_class=demo_per_class, seed=demo_seed)
     else:
         raw = readers.read_csv(path) if kind == "csv" else readers.read_folder(path)
@@ -376,8 +284,6 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
 
 def find_datasets() -> list[Path]:
     """List the data sets under ``data/datasets`` (each a CSV file or a folder)."""
-    from .config import datasets_dir
-
     found = []
     for p in sorted(datasets_dir().iterdir()):
         if p.name.startswith("."):
@@ -388,6 +294,17 @@ def find_datasets() -> list[Path]:
             continue
         found.append(p)
     return found
+
+
+def known_sources() -> list[str]:
+    """The data sets the app knows of: ``FER2013_DIR`` (when it is a folder), then those under ``data/datasets``."""
+    env = os.environ.get("FER2013_DIR", "").strip()
+    return list(dict.fromkeys([*([env] if env and os.path.isdir(env) else []), *map(str, find_datasets())]))
+
+
+def source_choices(active: str) -> list[str]:
+    """The data sources a page offers: the demo, the active one, then :func:`known_sources`."""
+    return list(dict.fromkeys([DEMO_SOURCE, active, *known_sources()]))
 
 
 _NUMBERS = [str(i) for i in range(256)]
@@ -404,8 +321,6 @@ def write_csv(ds: Dataset, path: str | os.PathLike, icml: bool = False) -> Path:
     Returns:
         The path written.
     """
-    import gzip
-
     if ds.class_names != CLASS_NAMES:
         raise DataError("Only a data set with FER2013's 7 classes can be written as a FER2013 CSV.")
     path = Path(path)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .config import CLASS_NAMES, IMAGE_SIZE
+from .dataset import Dataset, stratified_split
 
 _SCALE = 2  # draw at 2x and downsample, for smooth anti-aliased lines
 _S = IMAGE_SIZE * _SCALE
@@ -87,10 +88,8 @@ def make_demo_dataset(per_class: int = 500, seed: int = 0):
     The split is a stratified 80/10/10 into Training/PublicTest/PrivateTest.
 
     Returns:
-        A :class:`fer_core.data.Dataset` whose source is ``"demo"``.
+        A :class:`fer_core.dataset.Dataset` whose source is ``"demo"``.
     """
-    from .data import Dataset, stratified_split
-
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(CLASS_NAMES)), per_class)
     labels = labels[rng.permutation(len(labels))]

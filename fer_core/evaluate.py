@@ -7,16 +7,15 @@ in the run directory for a run's model, under ``data/cache/eval`` otherwise.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from . import files, rundir
 from .config import cache_dir
-from .data import Dataset
+from .dataset import Dataset
 from .errors import DataError
 from .infer import ModelRef, load_model
 from .tta import predict_proba
@@ -113,27 +112,26 @@ def _cache_file(ref: ModelRef, dataset: Dataset, split: str | None, tta: str) ->
     h = hashlib.sha1(f"{CACHE_VERSION}|{ref.stamp}|{split}|{tta}|{dataset.class_names}".encode())
     h.update(np.ascontiguousarray(dataset.images[index]).tobytes())
     h.update(np.ascontiguousarray(dataset.labels[index]).tobytes())
-    folder = (ref.run_dir / "eval") if ref.run_dir else (cache_dir() / "eval")
+    folder = rundir.eval_cache_dir(ref.run_dir) if ref.run_dir else (cache_dir() / "eval")
     return folder / f"{h.hexdigest()}.npz"
 
 
 def _load(file: Path) -> EvalResult | None:
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            return EvalResult(tuple(meta["classes"]), meta["split"], meta["tta"], meta["model"], z["y_true"],
-                              z["proba"], z["index"], meta["metrics"])
-    except (OSError, ValueError, KeyError):
+    loaded = files.load_npz(file, ("y_true", "proba", "index"))
+    if loaded is None:
         return None  # a damaged cache entry is recomputed
+    z, meta = loaded
+    try:
+        return EvalResult(tuple(meta["classes"]), meta["split"], meta["tta"], meta["model"], z["y_true"],
+                          z["proba"], z["index"], meta["metrics"])
+    except (KeyError, TypeError):
+        return None
 
 
 def _save(file: Path, res: EvalResult) -> None:
     meta = {"classes": list(res.classes), "split": res.split, "tta": res.tta, "model": res.model, "metrics": res.metrics}
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(file.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, y_true=res.y_true, proba=res.proba, index=res.index, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, file)
+        files.save_npz(file, {"y_true": res.y_true, "proba": res.proba, "index": res.index}, meta)
     except OSError:
         pass  # a read-only run directory only costs the cache
 

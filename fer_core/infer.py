@@ -6,14 +6,14 @@ Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import rundir
 from .config import CLASS_NAMES, load_settings, runs_dir
-from .errors import ModelError
+from .errors import FerError, ModelError
 
 #: The trained default model shipped inside the package (see its MODEL_CARD.md).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
@@ -37,32 +37,12 @@ class ModelRef:
         return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _classes_near(folder: Path) -> tuple[str, ...] | None:
-    try:
-        names = json.loads((folder / "classes.json").read_text())
-        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
-            return tuple(names)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _merge_near(folder: Path) -> str:
-    try:
-        return str(json.loads((folder / "config.json").read_text()).get("merge", "") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
-
-
 def _ref(path: Path, name: str, folder: Path, run_dir: Path | None = None) -> ModelRef:
-    return ModelRef(path, name, _classes_near(folder) or CLASS_NAMES, run_dir, _merge_near(folder))
+    return ModelRef(path, name, rundir.read_classes(folder) or CLASS_NAMES, run_dir, rundir.read_merge(folder))
 
 
 def _from_run(run: Path) -> ModelRef:
-    from .runs import summarize
-
-    summary = summarize(run)
-    model = summary.model_file
+    model = rundir.model_file(run)
     if model is None:
         raise ModelError(f"{run}: this run has no model file yet (no finished epoch). "
                          "Wait for an epoch to finish, or choose another run.")
@@ -71,19 +51,20 @@ def _from_run(run: Path) -> ModelRef:
 
 def default_model() -> ModelRef | None:
     """The shipped default model, if it is in place."""
-    path = DEFAULT_MODEL_DIR / "model.keras"
-    if path.is_file():
-        return _ref(path, DEFAULT_MODEL, DEFAULT_MODEL_DIR)
+    if rundir.is_model_folder(DEFAULT_MODEL_DIR):
+        return _ref(rundir.final_model(DEFAULT_MODEL_DIR), DEFAULT_MODEL, DEFAULT_MODEL_DIR)
     return None
 
 
 def newest_finished_run() -> ModelRef | None:
     """The most recent run that finished with a model file."""
-    from .runs import list_runs
-
-    for run in list_runs():
-        if run.status == "finished" and run.model_file is not None:
-            return _from_run(run.path)
+    for run in rundir.run_dirs():
+        try:
+            finished = rundir.read_info(run).get("status") == "finished"
+        except FerError:
+            continue
+        if finished and rundir.model_file(run) is not None:
+            return _from_run(run)
     return None
 
 
@@ -121,10 +102,10 @@ def resolve_model(spec: str | Path | None = None) -> ModelRef:
     if not path.exists() and (runs_dir() / text).is_dir():
         path = runs_dir() / text
     if path.is_dir():
-        if (path / "config.json").exists():
+        if rundir.is_run(path):
             return _from_run(path)
-        if (path / "model.keras").is_file():
-            return _ref(path / "model.keras", path.name, path)
+        if rundir.is_model_folder(path):
+            return _ref(rundir.final_model(path), path.name, path)
         raise ModelError(f"{path}: neither a run directory (config.json) nor a folder with model.keras.")
     if path.is_file():
         if path.suffix != ".keras":

@@ -8,65 +8,27 @@ Names not in the registry are read as layer notation (see :mod:`fer_core.notatio
 from __future__ import annotations
 
 import functools
-import inspect
-from dataclasses import dataclass, field
-from typing import Callable
 
+from . import architectures  # noqa: F401  (importing it registers the presets)
 from .config import IMAGE_SIZE
-from .errors import ConfigError, ModelError
+from .errors import ConfigError
+from .notation import build_from_notation, notation_defaults
+from .registry import ModelSpec, get_spec, names, register_model, registered
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered architecture and the training settings its source used."""
-
-    name: str
-    description: str
-    builder: Callable
-    train_defaults: dict = field(default_factory=dict)
-
-    def takes(self, option: str) -> bool:
-        """True when the builder accepts keyword ``option`` (e.g. ``width``)."""
-        return option in inspect.signature(self.builder).parameters
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, description: str, **train_defaults):
-    """Decorator that registers ``builder(inputs, num_classes, **kwargs) -> outputs``."""
-
-    def wrap(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, description, builder, train_defaults)
-        return builder
-
-    return wrap
-
-
-def get_spec(name: str) -> ModelSpec:
-    """Return the registered spec of ``name``.
-
-    Raises:
-        ModelError: no model of that name is registered.
-    """
-    _load_presets()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ModelError(f"Unknown model {name!r}. Registered: {', '.join(sorted(_REGISTRY))}; "
-                         "or give a layer notation such as 'CBCBPD-CBCBPD-FBDF'.") from None
-
-
-def _load_presets() -> None:
-    from . import architectures  # noqa: F401  (importing it registers the presets)
+__all__ = ["ModelSpec", "count_params", "create_model", "get_spec", "is_notation", "list_models", "model_names",
+           "notation_of", "register_model", "registered"]
 
 
 def is_notation(name: str) -> bool:
     """True when ``name`` is layer notation rather than a registered name."""
-    _load_presets()
-    return bool(name) and set(name.upper()) <= set("CBPDF-") and name not in _REGISTRY
+    return bool(name) and set(name.upper()) <= set("CBPDF-") and not registered(name)
+
+
+def notation_of(arch: str) -> str:
+    """The layer notation of an architecture: itself for notation, a study preset's own, else ''."""
+    if is_notation(arch):
+        return arch.upper()
+    return get_spec(arch).notation if registered(arch) else ""
 
 
 def create_model(name: str, num_classes: int = 7, *, crop: int = IMAGE_SIZE, **kwargs):
@@ -92,9 +54,7 @@ def create_model(name: str, num_classes: int = 7, *, crop: int = IMAGE_SIZE, **k
     if crop < IMAGE_SIZE:
         x = layers.CenterCrop(crop, crop, name="center_crop")(x)
     if is_notation(name):
-        from .notation import build_from_notation
-
-        opts = {"conv_widths": (32, 64), "dense_widths": (1024,), "dropout": 0.25, "padding": "valid", **kwargs}
+        opts = {**notation_defaults(), **kwargs}
         outputs = build_from_notation(x, name, num_classes=num_classes, **opts)
         label = name.upper()
     else:
@@ -119,13 +79,11 @@ def count_params(name: str, num_classes: int = 7) -> int:
 
 def list_models(with_params: bool = True) -> list[dict]:
     """Return ``{"name", "description", "params"}`` for every registered model."""
-    _load_presets()
     return [{"name": s.name, "description": s.description,
              **({"params": count_params(s.name)} if with_params else {})}
-            for s in sorted(_REGISTRY.values(), key=lambda s: s.name)]
+            for s in map(get_spec, names())]
 
 
 def model_names(taking: str = "") -> list[str]:
     """Registered names, sorted; with ``taking``, only those whose builder accepts that option."""
-    _load_presets()
-    return sorted(n for n, s in _REGISTRY.items() if not taking or s.takes(taking))
+    return names(taking)

@@ -16,6 +16,14 @@ from .errors import ConfigError
 
 CONV_LETTERS = set("CBPD")
 DENSE_LETTERS = set("FBD")
+#: The layer options of a notation network when none are given (the study's experiment B).
+CONV_WIDTHS, DENSE_WIDTHS, DROPOUT, PADDING = (32, 64), (1024,), 0.25, "valid"
+
+
+def notation_defaults() -> dict:
+    """The builder options a notation network gets unless told otherwise."""
+    return {"conv_widths": list(CONV_WIDTHS), "dense_widths": list(DENSE_WIDTHS), "dropout": DROPOUT,
+            "padding": PADDING}
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,53 @@ def parse_notation(text: str) -> list[Block]:
     if not seen_dense:
         raise ConfigError(f"Layer notation {text!r}: it needs a final dense block with an F for the output layer.")
     return blocks
+
+
+def count_notation_params(text: str, conv_widths, dense_widths, num_classes: int = 7, padding: str = PADDING,
+                          size: int = 48) -> int:
+    """Check that a notation network can be built on ``size`` x ``size`` faces; return its parameter count.
+
+    The same checks as :func:`build_from_notation`, without Keras: widths that do not match the
+    blocks and images shrunk to nothing are found before anything is built.
+
+    Raises:
+        ConfigError: as :func:`build_from_notation`.
+    """
+    blocks = parse_notation(text)
+    n_conv = sum(b.kind == "conv" for b in blocks)
+    hidden = sum(b.layers.count("F") for b in blocks) - 1
+    convs = _widths(conv_widths, n_conv, "convolution block", text)
+    denses = _widths(dense_widths, hidden, "hidden dense layer", text)
+    if padding not in ("valid", "same"):
+        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+    h = w = size
+    channels, params, ci, di, seen_f, flat = 1, 0, 0, 0, 0, None
+    for block in blocks:
+        for ch in block.layers:
+            if ch == "C":
+                if min(h, w) < (3 if padding == "valid" else 1):
+                    raise ConfigError(f"Layer notation {text!r}: the image is {h}x{w} before a convolution; "
+                                      "use padding 'same' or fewer blocks.")
+                params += (9 * channels + 1) * convs[ci]
+                channels = convs[ci]
+                if padding == "valid":
+                    h, w = h - 2, w - 2
+            elif ch == "B":
+                params += 4 * (channels if flat is None else flat)
+            elif ch == "P":
+                if min(h, w) < 2:
+                    raise ConfigError(f"Layer notation {text!r}: nothing left to pool ({h}x{w}).")
+                h, w = h // 2, w // 2
+            elif ch == "F":
+                fan_in = h * w * channels if flat is None else flat
+                seen_f += 1
+                units = num_classes if seen_f == hidden + 1 else denses[di]
+                di += 0 if seen_f == hidden + 1 else 1
+                params += (fan_in + 1) * units
+                flat = units
+        if block.kind == "conv":
+            ci += 1
+    return params
 
 
 def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: int, dropout: float = 0.25,

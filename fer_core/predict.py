@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .errors import FerError
 from .faces import Box, FaceDetector, crop_face, default_detector
-from .images import open_image
+from .images import open_image, to_face_array
 from .tta import model_crop, predict_proba
 
 #: An image no larger than this (each side) is taken to be a face crop already, like FER2013's.
@@ -100,9 +101,6 @@ def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[
 
 
 def _whole(gray: np.ndarray) -> np.ndarray:
-    from .images import to_face_array
-    from PIL import Image
-
     return to_face_array(Image.fromarray(gray, "L"))
 
 
@@ -163,7 +161,6 @@ def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0
 
 def draw(result: ImageResult, max_side: int = 1200):
     """The photo (RGB, downscaled to ``max_side``) with a numbered box and label on every face."""
-    from PIL import ImageDraw
 
     im = result.image.convert("RGB")
     scale = min(1.0, max_side / max(im.size))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .calibrate import RECORD
-from .config import runs_dir
+from . import rundir
 from .errors import FerError
-from .train import BEST, FINAL, LAST, METRICS, read_metrics
+from .infer import resolve_model
+from .models import notation_of
 from .trainconfig import TrainConfig
 
 
@@ -41,14 +40,11 @@ class RunSummary:
     @property
     def model_file(self) -> Path | None:
         """The model to evaluate or predict with: the final model, else the best checkpoint."""
-        for name in (FINAL, BEST, LAST):
-            if (self.path / name).is_file():
-                return self.path / name
-        return None
+        return rundir.model_file(self.path)
 
     def row(self) -> dict:
         """A flat table row: main hyperparameters and results."""
-        cfg, best, cal = self.config, self.best, self.info.get(RECORD) or {}
+        cfg, best, cal = self.config, self.best, self.info.get(rundir.BN_RECORD) or {}
         return {
             "run": self.name, "status": self.status,
             "arch": cfg.arch if cfg else None, "data": cfg.data if cfg else None,
@@ -65,40 +61,30 @@ class RunSummary:
 
     def study_row(self) -> dict:
         """A row of the original study's experiment table."""
-        from .models import get_spec, is_notation
-
         cfg = self.config
         if cfg is None:
             return {"run": self.name, "problem": self.error}
-        notation = cfg.arch if is_notation(cfg.arch) else (_safe(lambda: get_spec(cfg.arch).notation) or cfg.arch)
-        decay = cfg.lr_decay if cfg.schedule == "inverse-time" else None
-        return {"run": self.name, "architecture": notation, "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
+        decay = cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0
+        return {"run": self.name, "architecture": notation_of(cfg.arch), "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
                 else cfg.optimizer.capitalize(), "learning rate": cfg.learning_rate, "decay": decay,
-                "weight decay": cfg.weight_decay or None, "batch size": cfg.batch_size,
+                "weight decay": cfg.weight_decay, "batch size": cfg.batch_size,
                 "parameters": self.info.get("params"), "epochs": len(self.metrics),
                 "val accuracy": self.best.get("val_accuracy")}
-
-
-def _safe(fn):
-    try:
-        return fn()
-    except (FerError, AttributeError):
-        return None
 
 
 def summarize(path: str | Path) -> RunSummary:
     """Read a run directory; problems are recorded in ``error``, never raised."""
     run = RunSummary(Path(path))
     try:
-        run.config = TrainConfig.load(run.path / "config.json")
+        run.config = rundir.read_config(run.path)
     except FerError as exc:
         run.error = str(exc)
         return run
     try:
-        run.info = json.loads((run.path / "run.json").read_text()) if (run.path / "run.json").exists() else {}
-    except (OSError, ValueError) as exc:
-        run.error = f"{run.path / 'run.json'}: unreadable ({exc})."
-    run.metrics = read_metrics(run.path) if (run.path / METRICS).exists() else []
+        run.info = rundir.read_info(run.path)
+    except FerError as exc:
+        run.error = str(exc)
+    run.metrics = rundir.read_metrics(run.path)
     if run.info.get("status") == "finished" and run.model_file is None:
         run.error = f"{run.path}: finished, but its model file is missing."
     return run
@@ -109,14 +95,12 @@ def lineage(run: RunSummary) -> list[RunSummary]:
 
     A source that is no longer a readable run directory (or a plain ``.keras`` file) ends the chain.
     """
-    from .infer import resolve_model
-
     chain, seen = [run], {run.path.resolve()}
     while chain[0].config is not None and chain[0].config.init_from:
         spec = chain[0].config.init_from
         sibling = chain[0].path.parent / spec  # a run name means a run beside this one, wherever the data dir is now
         try:
-            src = sibling if (sibling / "config.json").is_file() else resolve_model(spec).run_dir
+            src = sibling if rundir.is_run(sibling) else resolve_model(spec).run_dir
         except FerError:
             break
         if src is None or src.resolve() in seen:
@@ -128,11 +112,7 @@ def lineage(run: RunSummary) -> list[RunSummary]:
 
 def list_runs(root: str | Path | None = None) -> list[RunSummary]:
     """Every run directory under ``root`` (default ``data/runs``), newest first."""
-    root = Path(root) if root else runs_dir()
-    if not root.is_dir():
-        return []
-    found = [summarize(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").exists()]
-    return sorted(found, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+    return [summarize(p) for p in rundir.run_dirs(root)]
 
 
 def curves(runs: list[RunSummary]) -> list[dict]:

@@ -1,14 +1,11 @@
-"""Training: a tf.data pipeline, ``model.fit`` with callbacks, run directories and resume.
+"""Training: a tf.data pipeline, ``model.fit`` with callbacks, and resume.
 
-A run directory holds ``config.json``, ``metrics.jsonl`` (one line per finished epoch),
-``last.keras`` (model and optimizer state, for resume), ``best.keras`` (best validation
-accuracy), ``model.keras`` (the final model: the best weights, no optimizer), ``classes.json``,
-``run.json`` (data source, timings, device, status, batch-norm recalibration) and ``versions.json``.
+What a run leaves on disk, and how an epoch is committed so that a crash never loses or
+duplicates one, is :mod:`fer_core.rundir`'s business; this module only calls it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -17,55 +14,13 @@ from typing import Callable
 
 import numpy as np
 
-from .calibrate import RECORD, recalibrate_if_better
-from .config import runs_dir
+from . import rundir
+from .calibrate import recalibrate_if_better
 from .data import load_dataset
 from .errors import ConfigError, FerError
+from .infer import load_model, resolve_model
+from .models import create_model
 from .trainconfig import TrainConfig
-
-LAST, BEST, FINAL = "last.keras", "best.keras", "model.keras"
-METRICS = "metrics.jsonl"
-
-
-def new_run_dir(cfg: TrainConfig) -> Path:
-    """A fresh, unique run directory under ``data/runs``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = "".join(ch if ch.isalnum() else "-" for ch in cfg.arch.lower())[:40]
-    for i in range(1000):
-        path = runs_dir() / (f"{stamp}-{base}" + (f"-{i}" if i else ""))
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise FerError("Could not create a run directory; data/runs is full of same-second runs.")
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """Return the per-epoch metrics of a run (empty when none yet)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # a half-written last line from a crash
-    return rows
-
-
-def _save_model(model, path: Path) -> None:
-    """Save atomically: a worker killed mid-save leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ input pipeline
@@ -208,7 +163,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
-               on_batch: Callable | None = None, strength=None):
+               on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None):
     import keras
 
     class Schedule(keras.callbacks.Callback):
@@ -222,9 +177,9 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
                 strength.assign(aug_strength(cfg, epoch))
 
     class Recorder(keras.callbacks.Callback):
-        """Checkpoint first, then append the metrics line, so a crash never records an epoch
-        whose checkpoint is missing (resume truncates the history to the checkpoint).
-        Also the stop hook: ``should_stop`` is polled after every batch."""
+        """Commits every finished epoch to the run directory (checkpoints and metrics in one
+        crash-consistent record, see :func:`rundir.commit_epoch`). Also the stop hook:
+        ``should_stop`` is polled after every batch."""
 
         stopped = False
 
@@ -245,14 +200,10 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
                    "lr": float(np.asarray(self.model.optimizer.learning_rate)),
                    **({"aug_strength": aug_strength(cfg, epoch)} if cfg.aug_warmup_epochs else {}),
-                   "epoch_seconds": round(time.perf_counter() - self.t0, 3)}
-            best = max([r.get("val_accuracy", -1) for r in read_metrics(run_dir)] or [-1])
-            if row.get("val_accuracy", 0) > best:
-                _save_model(self.model, run_dir / BEST)
-            _save_model(self.model, run_dir / LAST)
-            _write_json(run_dir / "state.json", {"epoch": epoch + 1})
-            with open(run_dir / METRICS, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+                   "epoch_seconds": round(time.perf_counter() - self.t0, 3), "time": round(time.time(), 3)}
+            if before_commit is not None:
+                before_commit(epoch + 1)
+            rundir.commit_epoch(run_dir, self.model, row)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs, row)
 
@@ -262,7 +213,7 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
 
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            for row in read_metrics(run_dir):  # replay; the reduced rates are in the optimizer state
+            for row in rundir.read_metrics(run_dir):  # replay; the reduced rates are in the optimizer state
                 value = row.get("val_accuracy")
                 if value is None:
                     continue
@@ -311,43 +262,78 @@ def _setup_gpu() -> None:
 
 
 def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
-          on_epoch: Callable | None = None, should_stop: Callable | None = None,
-          on_batch: Callable | None = None, verbose: int = 0) -> Path:
+          epochs: int | None = None, on_epoch: Callable | None = None, should_stop: Callable | None = None,
+          on_batch: Callable | None = None, before_commit: Callable | None = None, verbose: int = 0) -> Path:
     """Train a model and leave a complete run directory.
 
     Args:
         cfg: the configuration (read from ``run_dir/config.json`` when resuming).
         run_dir: where to write; a new folder under ``data/runs`` when None.
-        resume: continue ``run_dir`` from its last checkpoint, with the optimizer state and
-            epoch counter; the metric history continues without gaps or duplicates.
-        on_epoch: called as ``on_epoch(epoch, total, metrics)`` after every epoch.
+        resume: continue ``run_dir`` from its last committed epoch, with the optimizer state;
+            the metric history continues without gaps or duplicates.
+        epochs: with ``resume``, extend the run to this many epochs in all (see :func:`extend`).
+        on_epoch: called as ``on_epoch(epoch, total, metrics)`` after every committed epoch.
         should_stop: polled after every batch; returning True stops the run cleanly.
         on_batch: called as ``on_batch(epoch_index, step, steps)`` after every training batch.
+        before_commit: called as ``before_commit(epoch)`` just before an epoch is written; a job's
+            worker checks there that it still holds its lease (raising stops the run unwritten).
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
         The run directory.
 
     Raises:
-        FerError: bad configuration, data or checkpoint.
+        FerError: bad configuration, data or checkpoint, or another process writing the run.
     """
-    import keras
-    import tensorflow as tf
-
-    from .models import create_model
-
     if resume:
-        if run_dir is None or not (Path(run_dir) / "config.json").exists():
-            raise ConfigError(f"Cannot resume {run_dir}: it has no config.json.")
+        if run_dir is None or not rundir.is_run(run_dir):
+            raise ConfigError(f"Cannot resume {run_dir}: it is not a run directory (no config.json).")
         run_dir = Path(run_dir)
-        cfg = TrainConfig.load(run_dir / "config.json")
     else:
         cfg = (cfg or TrainConfig()).validate()
-        run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+        run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / "state.json").exists():
+        if rundir.has_started(run_dir):
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
-        cfg.save(run_dir / "config.json")
+    with rundir.lock(run_dir):
+        if resume:
+            cfg = extend(run_dir, epochs) if epochs is not None else rundir.read_config(run_dir)
+        else:
+            rundir.write_config(run_dir, cfg)
+        return _train_locked(cfg, run_dir, resume, on_epoch, should_stop, on_batch, before_commit, verbose)
+
+
+def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
+    """Raise a run's planned epochs to ``epochs`` (the run is then resumed to that many).
+
+    The schedule continues as if ``epochs`` had been planned from the start: for ``cosine``
+    the remaining epochs follow the cosine curve of an ``epochs``-long run (for a finished run
+    the rate rises again, a warm restart); ``step``, ``plateau``, ``constant`` and
+    ``inverse-time`` simply go on. The history keeps every epoch; ``run.json`` records the
+    extension under ``extended``.
+
+    Raises:
+        ConfigError: ``epochs`` is not more than the epochs already done (or out of range).
+    """
+    cfg = rundir.read_config(run_dir)
+    done = rundir.read_state(run_dir).epoch
+    if epochs == cfg.epochs:
+        return cfg
+    if epochs <= done:
+        raise ConfigError(f"{run_dir}: --epochs {epochs} is not more than the {done} epochs already done; "
+                          f"give a larger number to train on, or resume without --epochs to finish its {cfg.epochs}.")
+    new = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
+    rundir.write_config(run_dir, new)
+    info = rundir.read_info(run_dir)
+    rundir.update_info(run_dir, extended=[*info.get("extended", []), {"from": cfg.epochs, "to": epochs,
+                                                                       "at_epoch": done, "when": time.time()}])
+    return new
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, should_stop, on_batch, before_commit,
+                  verbose: int) -> Path:
+    import keras
+    import tensorflow as tf
 
     _setup_gpu()
     keras.utils.set_random_seed(cfg.seed)
@@ -355,45 +341,49 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     tr, va = ds.subset("Training"), ds.subset("PublicTest")
     if len(tr) == 0 or len(va) == 0:
         raise ConfigError(f"{cfg.data}: the Training and PublicTest splits must both have images.")
-    _write_json(run_dir / "classes.json", list(ds.class_names))
-    _write_json(run_dir / "versions.json", _versions())
+    rundir.write_classes(run_dir, ds.class_names)
+    rundir.write_versions(run_dir, _versions())
 
+    state = rundir.restore(run_dir) if resume else None
     start_epoch = 0
-    if resume and (run_dir / LAST).exists():
-        start_epoch = json.loads((run_dir / "state.json").read_text())["epoch"]
-        model = keras.saving.load_model(run_dir / LAST)
-        rows = read_metrics(run_dir)[:start_epoch]  # drop epochs recorded after the checkpoint
-        (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if state is not None and state.last:
+        start_epoch = state.epoch
+        model = rundir.load_checkpoint(run_dir / state.last)
     else:
-        (run_dir / METRICS).write_text("")
+        rundir.start_fresh(run_dir)
         model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **cfg.arch_options())
         if cfg.init_from:
             _init_weights(model, cfg.init_from)
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
-    info = {"data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
-            "params": int(model.count_params()),
-            "device": _device(), "status": "running", "started": time.time(), "start_epoch": start_epoch}
-    _write_json(run_dir / "run.json", info)
+    previous = rundir.read_info(run_dir) if resume else {}
+    info = {**{k: previous[k] for k in ("extended",) if k in previous},
+            "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
+            "params": int(model.count_params()), "device": _device(), "status": "running", "started": time.time(),
+            "start_epoch": start_epoch, "pid": os.getpid()}
+    rundir.write_info(run_dir, info)
     t0 = time.perf_counter()
     if start_epoch < cfg.epochs:
         strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
         model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength), epochs=cfg.epochs,
                   initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength), verbose=verbose,
-                  shuffle=False)
-    done = len(read_metrics(run_dir))
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit),
+                  verbose=verbose, shuffle=False)
+    done = rundir.read_state(run_dir).epoch
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":
-        best = keras.saving.load_model(run_dir / BEST) if (run_dir / BEST).exists() else model
+        best_file = rundir.checkpoint(run_dir, "best")
+        best = rundir.load_checkpoint(best_file) if best_file else model
         if cfg.recalibrate_bn:  # batch-norm statistics followed the augmented batches; the model will see clean faces
-            info[RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
-                                                    log=print if verbose else lambda *a: None), "by": "train"}
-        _save_model(best, run_dir / FINAL)
+            info[rundir.BN_RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
+                                                              log=print if verbose else lambda *a: None), "by": "train"}
+        if before_commit is not None:
+            before_commit(done)
+        rundir.save_model(best, rundir.final_model(run_dir))
     info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
                 epochs_done=done)
-    _write_json(run_dir / "run.json", info)
+    rundir.write_info(run_dir, info)
     return run_dir
 
 
@@ -403,8 +393,6 @@ def _init_weights(model, source: str) -> None:
     Raises:
         ConfigError: the source cannot be found or loaded, or its layers do not match.
     """
-    from .infer import load_model, resolve_model
-
     try:
         src = load_model(resolve_model(source))
     except FerError as exc:

@@ -6,8 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from . import notation
 from .config import IMAGE_SIZE
 from .errors import ConfigError, FerError
+from .models import get_spec, is_notation, model_names, registered
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
@@ -44,10 +46,10 @@ class TrainConfig:
     data: str = "demo"
     merge: str = ""
     arch: str = "tiny"
-    conv_widths: list[int] = field(default_factory=lambda: [32, 64])
-    dense_widths: list[int] = field(default_factory=lambda: [1024])
-    dropout: float = 0.25
-    padding: str = "valid"
+    conv_widths: list[int] = field(default_factory=lambda: list(notation.CONV_WIDTHS))
+    dense_widths: list[int] = field(default_factory=lambda: list(notation.DENSE_WIDTHS))
+    dropout: float = notation.DROPOUT
+    padding: str = notation.PADDING
     crop: int = IMAGE_SIZE
     width: int = 0
     optimizer: str = "adam"
@@ -115,16 +117,24 @@ class TrainConfig:
         need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
         need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
         if "arch" not in errors:
-            from .models import get_spec, is_notation, model_names
-            from .notation import parse_notation
-
             try:
-                spec = None if is_notation(self.arch) else get_spec(self.arch)
+                # what looks like notation (capitals and dashes) gets notation's pointed message
+                looks_notation = is_notation(self.arch) or (not registered(self.arch) and self.arch == self.arch.upper())
+                spec = None if looks_notation else get_spec(self.arch)
                 if spec is None:
-                    parse_notation(self.arch)
+                    notation.parse_notation(self.arch)
             except FerError as exc:
                 errors["arch"] = str(exc)
             else:
+                if spec is None and not errors.keys() & {"conv_widths", "dense_widths", "padding", "crop"}:
+                    try:  # widths that do not match the blocks, or an image shrunk to nothing
+                        notation.count_notation_params(self.arch, self.conv_widths, self.dense_widths,
+                                                       padding=self.padding, size=self.crop)
+                    except FerError as exc:
+                        text = str(exc)
+                        where = ("conv_widths" if "convolution block" in text else
+                                 "dense_widths" if "dense layer" in text else "arch")
+                        errors[where] = text
                 if self.width and not (spec and spec.takes("width")):
                     errors.setdefault("width", f"{self.arch} has no width option; set 0, or pick a preset that "
                                                f"has one ({', '.join(model_names(taking='width'))})")
@@ -140,8 +150,6 @@ class TrainConfig:
 
     def arch_options(self) -> dict:
         """The builder options this config gives its architecture (the layer fields for notation)."""
-        from .models import get_spec, is_notation
-
         if is_notation(self.arch):
             return {"conv_widths": self.conv_widths, "dense_widths": self.dense_widths, "dropout": self.dropout,
                     "padding": self.padding}
@@ -201,11 +209,16 @@ class TrainConfig:
 
     @classmethod
     def for_model(cls, arch: str, **overrides) -> "TrainConfig":
-        """A config with the training settings the architecture's source used, then ``overrides``."""
-        from .models import get_spec, is_notation
+        """A config with the training settings the architecture's source used, then ``overrides``.
 
-        base = {} if is_notation(arch) else {k: v for k, v in get_spec(arch).train_defaults.items()
-                                             if k in {f.name for f in fields(cls)}}
+        Raises:
+            ConfigError: an invalid value, or (a programming error) a preset whose training
+                settings name a field the config does not have.
+        """
+        base = {} if is_notation(arch) else dict(get_spec(arch).train_defaults)
+        unknown = set(base) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"Preset {arch!r} sets unknown training option(s): {', '.join(sorted(unknown))}.")
         return cls.from_dict({**base, "arch": arch, **overrides})
 
     def command(self, out: str, data: str = '"$FER2013_DIR"') -> str:

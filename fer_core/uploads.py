@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import stat
@@ -54,8 +55,6 @@ def save_upload(name: str, content: bytes) -> Path:
 
 def extract_zip(content: bytes, dest: Path, name: str = "archive") -> Path:
     """Extract a zip into ``dest``, refusing path traversal, links and zip bombs."""
-    import io
-
     try:
         zf = zipfile.ZipFile(io.BytesIO(content))
     except zipfile.BadZipFile:

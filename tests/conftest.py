@@ -86,4 +86,5 @@ SUBMITTER = (
     "    def slots(self): return [0]\n"
     "    def start(self, job): return int(os.environ['HOLDER'])\n"
     "    def alive(self, pid): return True\n"
+    "    def stop(self, job): pass\n"
 )

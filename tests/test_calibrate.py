@@ -6,8 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from fer_core import calibrate
-from fer_core.calibrate import RECORD, recalibrate_bn, recalibrate_run
+from fer_core import calibrate, rundir
+from fer_core.calibrate import recalibrate_bn, recalibrate_run
+from fer_core.rundir import BN_RECORD as RECORD
 from fer_core.cli import main
 from fer_core.errors import ConfigError
 from fer_core.runs import summarize
@@ -78,7 +79,7 @@ def test_training_recalibrates_at_the_end_by_default(tmp_path):
     rec = json.loads((run / "run.json").read_text())[RECORD]
     assert rec["by"] == "train" and rec["layers"] == 4 and rec["tta"] == "none"
     assert rec["kept"] and rec["val_accuracy_after"] > rec["val_accuracy_before"] + 0.2
-    assert not _same(run / "model.keras", run / "best.keras")
+    assert not _same(run / "model.keras", rundir.checkpoint(run, "best"))
     assert summarize(run).row()["recalibrated val_acc"] == rec["val_accuracy_after"]
 
 
@@ -101,13 +102,13 @@ def test_recalibrating_a_run_fixes_stale_statistics_and_records_it(bn_run, tmp_p
     assert rec["layers"] == 4 and rec["images"] == 2800 and rec["tta"] == "none"
     # the same weights with statistics of the clean faces: far better than the stale ones
     assert rec["kept"] and rec["val_accuracy_after"] > rec["val_accuracy_before"] + 0.2
-    assert not _same(run / "model.keras", run / "best.keras")  # the checkpoint itself is untouched
+    assert not _same(run / "model.keras", rundir.checkpoint(run, "best"))  # the checkpoint itself is untouched
 
 
 def test_a_worse_recalibration_is_not_kept(bn_run, tmp_path, monkeypatch):
     run = shutil.copytree(bn_run, tmp_path / "run")
     recalibrate_run(run, tta="none", log=lambda *a: None)
-    shutil.copy(run / "model.keras", run / "best.keras")  # a checkpoint whose statistics are already right
+    shutil.copy(run / "model.keras", rundir.checkpoint(run, "best"))  # a checkpoint whose statistics are already right
     real = calibrate.recalibrate_bn
 
     def ruin(model, images, **kw):  # statistics far off: accuracy falls
@@ -120,7 +121,7 @@ def test_a_worse_recalibration_is_not_kept(bn_run, tmp_path, monkeypatch):
     monkeypatch.setattr(calibrate, "recalibrate_bn", ruin)
     rec = recalibrate_run(run, tta="none", log=lambda *a: None)
     assert not rec["kept"] and rec["val_accuracy_after"] < rec["val_accuracy_before"]
-    assert _same(run / "model.keras", run / "best.keras")
+    assert _same(run / "model.keras", rundir.checkpoint(run, "best"))
 
     monkeypatch.setattr(calibrate, "recalibrate_bn", lambda model, images, **kw: 4)  # changes nothing: not worse
     again = recalibrate_run(run, tta="none", log=lambda *a: None)
@@ -156,6 +157,6 @@ def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
     metrics = release(run, "demo", target=tmp_path / "default_model", log=lambda *a: None)
     shipped = _weights(tmp_path / "default_model" / "model.keras")
     assert all(np.array_equal(a, b) for a, b in zip(shipped, model.get_weights()))
-    assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["recalibrate"] == calibrate.command("run")
+    assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["then"] == [calibrate.command("run")]
     card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
     assert calibrate.command("run") in card and "batch-norm statistics were then re-estimated" in card

@@ -33,8 +33,10 @@ def test_shipped_files_config_and_size(shipped):
 
     cfg = TrainConfig.load(DEFAULT_MODEL_DIR / "config.json")
     assert create_model(cfg.arch, 7, crop=cfg.crop).count_params() == model.count_params()
-    # the card's command for the last stage trains this config, whatever the recipe's defaults now are
-    assert cfg.command("RUN").split(" --out ")[0] in card
+    # the card's command for the last stage is the recipe that trains exactly this config
+    from fer_core.recipes import find_recipe
+
+    assert find_recipe(cfg).command() in card
 
 
 @pytest.mark.real_data
@@ -70,5 +72,5 @@ def test_fallback_without_runs(data_dir, capsys, shipped):
     root = Path(__file__).resolve().parent.parent
     home = AppTest.from_file(str(root / "app.py"), default_timeout=180).run()
     assert any("shipped default model" in m.value for m in home.success)
-    predict = AppTest.from_file(str(root / "pages" / "predict.py"), default_timeout=180).run()
+    predict = AppTest.from_file(str(root / "app_pages" / "predict.py"), default_timeout=180).run()
     assert predict.selectbox(key="pr_model").value == "default" and not predict.error

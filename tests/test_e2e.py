@@ -260,6 +260,7 @@ def _options(j: Journey, label: str) -> list[str]:
 def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
     """Stop the server while a job runs: the job finishes; the restarted app shows it."""
     from fer_core import jobs
+    from fer_core.rundir import read_log
 
     _need_browser()
     data = tmp_path / "data"
@@ -275,7 +276,7 @@ def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
     deadline = time.time() + 240
     while store.get(1).status == jobs.JobStatus.RUNNING and time.time() < deadline:
         time.sleep(1)
-    assert store.get(1).status == jobs.JobStatus.SUCCEEDED, jobs.read_log(store.get(1))
+    assert store.get(1).status == jobs.JobStatus.SUCCEEDED, read_log(store.get(1).run_dir)
     srv2 = Server(data, tmp_path / "server2.log").start()
     try:
         j2 = Journey(page, srv2.url)
@@ -286,3 +287,29 @@ def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
         srv2.stop()
         page.close()
     shutil.rmtree(data, ignore_errors=True)
+
+
+PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Predict"]
+
+
+@pytest.mark.parametrize("path", ["dataset", "train", "runs", "evaluate", "predict"])
+def test_deep_link_on_a_fresh_server_shows_only_the_apps_navigation(browser, tmp_path, path):
+    """A bookmarked page opened on a server that has served nothing yet: the app's own
+    navigation (its page titles), never Streamlit's list of files (``app``, ``ui``...)."""
+    srv = Server(tmp_path / "data", tmp_path / "server.log").start()
+    try:
+        page = browser.new_page()
+        page.goto(f"{srv.url}/{path}")
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.wait_for(timeout=60_000)
+        deadline = time.time() + 30
+        while True:  # the navigation is drawn in one message; wait until it holds every title
+            items = [t.strip() for t in nav.inner_text().splitlines() if t.strip() and t.strip().isascii()]
+            if items == PAGE_TITLES or time.time() > deadline:
+                break
+            page.wait_for_timeout(300)
+        assert items == PAGE_TITLES
+        assert page.get_by_test_id("stMain").get_by_text(path.capitalize()).first.is_visible()
+        page.close()
+    finally:
+        srv.stop()

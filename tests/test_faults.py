@@ -23,19 +23,34 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
 
 
-def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_dir):
+def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_dir, monkeypatch):
+    """A real ENOSPC (the checkpoint's temporary file is /dev/full) inside the worker: the job fails
+    saying the disk is full, and no temporary file is left in the run directory."""
+    from fer_core import files
+
+    class Holder:  # claims the job without starting a process: the worker runs here, in-process
+        def slots(self): return [0]
+        def start(self, job): return os.getpid()
+        def alive(self, pid): return True
+        def stop(self, job): pass
+
     store = jobs.JobStore()
-    job_id = store.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2))
+    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, Holder())
     run_dir = Path(store.get(job_id).run_dir)
-    (run_dir / "last.tmp.keras").symlink_to("/dev/full")  # every write there: ENOSPC
-    jobs.schedule(store)
-    deadline = time.time() + TIMEOUT
-    while store.get(job_id).status not in jobs.FINAL and time.time() < deadline:
-        jobs.schedule(store)
-        time.sleep(0.5)
+    real_temp = files.temp_path
+
+    def temp_on_full_disk(path):
+        tmp = real_temp(path)
+        if tmp.suffix == ".keras":
+            tmp.symlink_to("/dev/full")  # every write there: ENOSPC
+        return tmp
+
+    monkeypatch.setattr(files, "temp_path", temp_on_full_disk)
+    assert jobs.work(job_id) == 1
     job = store.get(job_id)
     assert job.status == jobs.JobStatus.FAILED
     assert "No space left on device" in job.error and "disk is full" in job.error
+    assert not [p.name for p in run_dir.iterdir() if files.TMP_MARK in p.name]
     assert [j.id for j in jobs.JobStore().list()] == [job_id]  # the store is still readable
 
 
@@ -44,10 +59,10 @@ def test_damaged_job_store_is_reported_and_pages_keep_working(data_dir):
     (data_dir / jobs.STORE_FILE).write_bytes(b"this is not a SQLite database, just junk " * 100)
     with pytest.raises(JobError, match="Cannot open the job store"):
         jobs.JobStore()
-    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "train.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("Cannot open the job store" in e.value for e in at.error)
-    runs = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    runs = AppTest.from_file(str(ROOT / "app_pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not runs.exception
 
 
@@ -56,14 +71,14 @@ def test_broken_runs_are_listed_with_the_reason(run_in_data, no_default_model):
     (runs / "bad-config").mkdir()
     (runs / "bad-config" / "config.json").write_text("{not json")
     truncated = Path(shutil.copytree(run_in_data, runs / "truncated-model"))
-    for name in ("model.keras", "best.keras", "last.keras"):
-        data = (truncated / name).read_bytes()
-        (truncated / name).write_bytes(data[: len(data) // 3])
-    page = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    for path in truncated.glob("*.keras"):  # the final model and every checkpoint
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    page = AppTest.from_file(str(ROOT / "app_pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not page.exception
     warnings = " ".join(w.value for w in page.warning)
     assert "bad-config** is broken" in warnings and "cannot read the training configuration" in warnings
-    ev = AppTest.from_file(str(ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
+    ev = AppTest.from_file(str(ROOT / "app_pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
     ev.selectbox(key="ev_model").set_value(str(truncated)).run()
     assert not ev.exception
     assert any("cannot load this model" in e.value and "truncated or corrupt" in e.value for e in ev.error)

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from fer_core import jobs
+from fer_core import rundir
+from fer_core.rundir import read_log
 from fer_core.cli import main
 from fer_core.errors import JobError
 from fer_core.jobs import JobStatus, JobStore
-from fer_core.train import read_metrics
+from fer_core.rundir import read_metrics
 from fer_core.trainconfig import TrainConfig
 
 from .conftest import SUBMITTER
@@ -49,6 +51,9 @@ class FakeRunner:
     def alive(self, pid):
         return True
 
+    def stop(self, job):
+        self.stopped = [*getattr(self, "stopped", []), job.id]
+
 
 def wait_for(store, job_id, predicate, timeout=180):
     deadline = time.time() + timeout
@@ -58,7 +63,7 @@ def wait_for(store, job_id, predicate, timeout=180):
         if predicate(job):
             return job
         time.sleep(0.5)
-    raise AssertionError(f"job {job_id} never got there: {store.get(job_id)}\n{jobs.read_log(store.get(job_id))}")
+    raise AssertionError(f"job {job_id} never got there: {store.get(job_id)}\n{read_log(store.get(job_id).run_dir)}")
 
 
 # ------------------------------------------------------------------ store only
@@ -163,7 +168,7 @@ def test_job_runs_to_success_in_its_own_process(store):
     assert "CPU" in job.device and job.metrics["val_accuracy"] >= 0
     assert [r["epoch"] for r in read_metrics(job.run_dir)] == [1, 2]
     assert (Path(job.run_dir) / "model.keras").exists()
-    log = jobs.read_log(job)
+    log = read_log(job.run_dir)
     assert "Epoch 2/2" in log and f"job {job_id}: succeeded" in log
 
 
@@ -173,7 +178,7 @@ def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(store):
     store.cancel(job_id)
     job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL, timeout=60)
     assert job.status == JobStatus.CANCELLED
-    assert (Path(job.run_dir) / "last.keras").exists() and 1 <= len(read_metrics(job.run_dir)) < 200
+    assert rundir.checkpoint(job.run_dir, "last") is not None and 1 <= len(read_metrics(job.run_dir)) < 200
 
 
 def test_killed_worker_is_interrupted_then_resumes_without_gaps(store):
@@ -189,11 +194,12 @@ def test_killed_worker_is_interrupted_then_resumes_without_gaps(store):
     assert [r["epoch"] for r in read_metrics(job.run_dir)] == [1, 2, 3, 4, 5]
 
 
-def test_failure_is_recorded_with_the_error(store):
+def test_failure_is_recorded_with_the_error(store, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", "/nonexistent")  # an allowed folder whose data set is gone by run time
     job_id = jobs.submit(tiny(epochs=1, data="/nonexistent/fer.csv"), store)
     job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
     assert job.status == JobStatus.FAILED and "/nonexistent/fer.csv" in job.error
-    assert "failed" in jobs.read_log(job)
+    assert "failed" in read_log(job.run_dir)
 
 
 def test_jobs_cli(data_dir, capsys):

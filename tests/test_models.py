@@ -72,7 +72,8 @@ def test_width_scales_the_presets_that_take_one(tmp_path):
 
     import keras
 
-    from fer_core.train import read_metrics, train
+    from fer_core.rundir import read_metrics
+    from fer_core.train import train
     from fer_core.trainconfig import TrainConfig
 
     assert create_model("fer-vgg", width=8).count_params() < create_model("fer-vgg").count_params()

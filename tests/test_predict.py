@@ -72,9 +72,18 @@ def test_detector_finds_real_faces_in_a_group_shot(real_data_dir):
 
 
 def test_crop_is_framed_like_fer2013_and_pads_past_the_border():
-    img = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
-    crop = crop_face(img, Box(80, 80, 40, 40))  # runs off the bottom-right corner
+    from fer_core.faces import FER_FRAME
+
+    img = np.tile(np.arange(100, dtype=np.uint8), (100, 1))  # each pixel holds its column number
+    crop = crop_face(img, Box(30, 30, 40, 40))
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    # a square of the box's side times FER2013's framing, centred on the box: columns 29..70
+    side = 40 * FER_FRAME
+    assert abs(int(crop[24, 0]) - (50 - side / 2)) <= 1.5 and abs(int(crop[24, -1]) - (50 + side / 2)) <= 1.5
+    assert np.all(np.diff(crop[24].astype(int)) >= 0) and (crop == crop[0]).all()  # every row the same ramp
+    edge = crop_face(img, Box(80, 80, 40, 40))  # runs off the bottom-right corner: edges replicated
+    cols = (99 - (100 - side / 2)) / side * 48  # where column 99 (the last real one) lands in the crop
+    assert (edge[:, int(cols) + 2:] == 99).all() and abs(int(edge[0, 0]) - (100 - side / 2)) <= 1.5
 
 
 # --------------------------------------------------------------- image formats

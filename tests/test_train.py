@@ -7,7 +7,9 @@ import pytest
 
 from fer_core.cli import main
 from fer_core.errors import ConfigError
-from fer_core.train import aug_strength, make_input, read_metrics, scheduled_lr, train
+from fer_core import rundir
+from fer_core.rundir import read_metrics
+from fer_core.train import aug_strength, make_input, scheduled_lr, train
 from fer_core.trainconfig import TrainConfig
 
 SMALL = "demo:30"  # 30 faces per class: 168 training, 21 validation images
@@ -18,8 +20,9 @@ def test_two_epoch_run_writes_a_complete_run_directory(tmp_path):
     seen = []
     run = train(cfg, tmp_path / "run", on_epoch=lambda e, n, m: seen.append((e, n)))
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "metrics.jsonl", "last.keras", "best.keras", "model.keras", "classes.json",
-            "run.json", "versions.json"} <= names
+    assert {"config.json", "metrics.jsonl", "state.json", "model.keras", "classes.json", "run.json",
+            "versions.json", "last-e0002.keras"} <= names
+    assert rundir.checkpoint(run, "best") is not None and not [n for n in names if ".tmp" in n]
     rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2] and seen == [(1, 2), (2, 2)]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(rows[0])

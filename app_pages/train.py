@@ -5,14 +5,14 @@ import os
 import streamlit as st
 
 from fer_core import jobs
-from fer_core.config import DEMO_SOURCE
-from fer_core.data import check_allowed, find_datasets
 from fer_core.errors import FerError
-from fer_core.infer import resolve_model
-from fer_core.models import get_spec, is_notation, model_names
-from fer_core.notation import parse_notation
+from fer_core.fmt import fmt_seconds
+from fer_core.models import get_spec, model_names
+from fer_core.notation import count_notation_params
+from fer_core.rundir import read_log
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
-from pages.ui import active_source, arch_params, model_table
+from fer_core.validation import check_config
+from ui import active_source, model_table, source_choices
 
 st.title("Train")
 NOTATION = "Layer notation…"
@@ -59,8 +59,7 @@ def field(name: str, widget, *args, **kwargs):
 left, mid, right = st.columns(3)
 with left:
     st.subheader("Data and model")
-    sources = list(dict.fromkeys([DEMO_SOURCE, active_source(), *[str(p) for p in find_datasets()],
-                                  *([os.environ["FER2013_DIR"]] if os.environ.get("FER2013_DIR") else [])]))
+    sources = source_choices()
     if st.session_state.get(KEY + "data") not in sources:
         sources.append(st.session_state[KEY + "data"])
     field("data", st.selectbox, "Data source", sources, accept_new_options=True,
@@ -133,37 +132,20 @@ raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fi
 raw["arch"] = arch
 if not takes_width:
     raw["width"] = 0  # a width typed for another preset
-cfg, problems = TrainConfig.check(raw)
-try:
-    check_allowed(raw.get("data", ""))
-except FerError as exc:
-    cfg, problems["data"] = None, str(exc)
-if choice == NOTATION:
-    try:
-        parse_notation(arch)  # points at the offending character, unlike "unknown model"
-    except FerError as exc:
-        cfg, problems["arch"] = None, str(exc)
-if cfg is not None and cfg.init_from:
-    try:
-        resolve_model(cfg.init_from)
-    except FerError as exc:
-        cfg, problems["init_from"] = None, str(exc)
-if cfg is not None and is_notation(cfg.arch):
-    try:
-        params = arch_params(cfg.arch, tuple(cfg.conv_widths), tuple(cfg.dense_widths), cfg.dropout, cfg.padding, cfg.crop)
-        errors_at["notation"].caption(f"{params:,} parameters")
-    except FerError as exc:  # e.g. widths that do not match the blocks, or an image shrunk to nothing
-        text = str(exc)
-        where = "conv_widths" if "convolution block" in text else "dense_widths" if "dense layer" in text else "arch"
-        cfg, problems = None, {where: text}
+cfg, problems = check_config(raw)  # the one validation the CLI and the job store use too
+if cfg is not None and choice == NOTATION:
+    params = count_notation_params(cfg.arch, cfg.conv_widths, cfg.dense_widths, 7, cfg.padding, cfg.crop)
+    errors_at["notation"].caption(f"{params:,} parameters")
 for name, message in problems.items():
     if name == "arch" and choice == NOTATION:
         name = "notation"
     (errors_at.get(name) or st).error(message)
 
+run_name = st.text_input("Run name (optional)", key=KEY + "run_name", placeholder="e.g. seed-1-baseline",
+                         help="The run's folder under data/runs; a time stamp when empty.")
 if st.button("Submit training job", type="primary", disabled=cfg is None):
     try:
-        job_id = jobs.submit(cfg)
+        job_id = jobs.submit(cfg, name=run_name)
         st.toast(f"Job {job_id} queued")
         st.session_state["tr_last_job"] = job_id
     except FerError as exc:
@@ -204,12 +186,14 @@ ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌"
 def job_list() -> None:
     """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
     try:
-        store = jobs.JobStore()
-        jobs.schedule(store)
-        listed = store.list()
+        with jobs.open_store() as store:
+            listed = store.list()
+            draw_jobs(store, listed)
     except FerError as exc:
         st.error(str(exc))
-        return
+
+
+def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
     st.subheader(f"Jobs ({len(listed)})")
     if not listed:
         st.info("No jobs yet: fill in the form above and submit one.")
@@ -223,7 +207,7 @@ def job_list() -> None:
                             + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
                                else "")
                             + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
-                st.caption(f"elapsed {jobs.fmt_seconds(job.elapsed)} · ETA {jobs.fmt_seconds(job.eta)} · "
+                st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
                            f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}")
             with metrics:
                 m = job.metrics
@@ -235,8 +219,7 @@ def job_list() -> None:
             job_actions(store, job)
             if job.status != jobs.JobStatus.QUEUED:
                 with st.expander("Log"):
-                    st.code(jobs.read_log(job, tail=6000) or "(empty)", language=None)
-    store.close()
+                    st.code(read_log(job.run_dir, tail=6000) or "(empty)", language=None)
 
 
 job_list()

@@ -1,25 +1,20 @@
 """Dataset page: choose a source, see its class distribution, browse faces, mean faces."""
 
-import os
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from fer_core import stats
 from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, save_settings
-from fer_core.data import find_datasets
+from fer_core.data import known_sources
 from fer_core.errors import FerError
 from fer_core.uploads import save_upload
-from pages.ui import active_source, cached_dataset
+from ui import active_source, cached_dataset
 
 st.title("Dataset")
 
 # ------------------------------------------------------------------ source choice
-known = [str(p) for p in find_datasets()]
-env_dir = os.environ.get("FER2013_DIR")
-if env_dir and os.path.isdir(env_dir) and env_dir not in known:
-    known.insert(0, env_dir)
+known = known_sources()
 current = active_source()
 
 with st.sidebar:

@@ -14,11 +14,8 @@ st.title("Runs")
 def job_statuses() -> dict[str, str]:
     """Run directory -> status of the job that writes it (jobs know better than run.json)."""
     try:
-        store = jobs.JobStore()
-        jobs.schedule(store)
-        out = {job.run_dir: job.status.value for job in store.list()}
-        store.close()
-        return out
+        with jobs.open_store() as store:
+            return {job.run_dir: job.status.value for job in store.list()}
     except FerError as exc:
         st.warning(str(exc))
         return {}

@@ -9,7 +9,7 @@ from fer_core.errors import FerError
 from fer_core.infer import resolve_model
 from fer_core.predict import analyse, draw, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from pages.ui import cached_model, example_faces, model_choices
+from ui import cached_model, example_faces, model_choices
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]

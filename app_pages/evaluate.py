@@ -9,8 +9,8 @@ from fer_core.config import SPLITS
 from fer_core.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
 from fer_core.infer import top_k
-from fer_core.tta import TTA_MODES
-from pages.ui import active_source, cached_dataset, cached_evaluation, model_choices, source_choices
+from fer_core.tta import DEFAULT_TTA, TTA_MODES
+from ui import active_source, cached_dataset, cached_evaluation, model_choices, source_choices
 
 st.title("Evaluate")
 PER_PAGE = 24
@@ -25,7 +25,8 @@ with st.sidebar:
     source = st.selectbox("Data source", source_choices(), accept_new_options=True, key="ev_source",
                           index=source_choices().index(active_source()))
     split = st.selectbox("Split", [*SPLITS, "all"], index=SPLITS.index("PrivateTest"), key="ev_split")
-    tta = st.selectbox("Test-time augmentation", TTA_MODES, key="ev_tta")
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="ev_tta",
+                       help="The default is the one the model card reports and every other surface uses.")
     other = st.selectbox("Compare with (optional)", ["", *[k for k in choices if k != model]],
                          format_func=lambda k: choices.get(k, "—"), key="ev_other")
 

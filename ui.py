@@ -1,11 +1,21 @@
 """Helpers shared by the pages: cached loaders and the active settings (UI side only)."""
-
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+
 import streamlit as st
+from PIL import Image
 
 from fer_core.config import load_settings
 from fer_core.data import Dataset, check_allowed, load_dataset
+from fer_core.data import source_choices as data_source_choices
+from fer_core.demo import make_demo_dataset
+from fer_core.evaluate import evaluate_cached
+from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
+from fer_core.models import list_models
+from fer_core.runs import list_runs
 
 
 @st.cache_data(show_spinner="Loading the data set…", max_entries=4)
@@ -25,36 +35,16 @@ def active_source() -> str:
 @st.cache_data(show_spinner="Counting parameters…")
 def model_table() -> dict[str, dict]:
     """The registry: ``{name: {"description", "params"}}`` (builds every model once)."""
-    from fer_core.models import list_models
-
     return {m["name"]: m for m in list_models()}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def arch_params(arch: str, conv_widths: tuple, dense_widths: tuple, dropout: float, padding: str, crop: int) -> int:
-    """Parameter count of a notation network (raises ConfigError when it cannot be built)."""
-    from fer_core.models import create_model
-
-    return int(create_model(arch, 7, crop=crop, conv_widths=list(conv_widths), dense_widths=list(dense_widths),
-                            dropout=dropout, padding=padding).count_params())
-
-
 def source_choices() -> list[str]:
-    """Data sources to offer: the demo, the active one, those under data/datasets, FER2013_DIR."""
-    import os
-
-    from fer_core.config import DEMO_SOURCE
-    from fer_core.data import find_datasets
-
-    env = [os.environ["FER2013_DIR"]] if os.environ.get("FER2013_DIR") else []
-    return list(dict.fromkeys([DEMO_SOURCE, active_source(), *[str(p) for p in find_datasets()], *env]))
+    """Data sources to offer: the demo, the active one, then the data sets the app knows of."""
+    return data_source_choices(active_source())
 
 
 def model_choices() -> dict[str, str]:
     """Models to offer, ``{spec for resolve_model: label}``: the shipped default, then finished runs."""
-    from fer_core.infer import DEFAULT_MODEL, default_model
-    from fer_core.runs import list_runs
-
     out = {}
     if default_model() is not None:
         out[DEFAULT_MODEL] = "Shipped default model"
@@ -69,23 +59,17 @@ def model_choices() -> dict[str, str]:
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def cached_model(path: str, stamp: str):
     """A loaded model, kept across reruns and sessions until its file changes (``stamp``)."""
-    from fer_core.infer import load_model, resolve_model
-
     return load_model(resolve_model(path))
 
 
 def cached_evaluation(model: str, source: str, split: str, tta: str):
     """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
-    from fer_core.infer import resolve_model
-
     ref = resolve_model(model)
     return _evaluation(model, ref.stamp, source, split, tta)
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating…")
 def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
-    from fer_core.evaluate import evaluate_cached
-    from fer_core.infer import resolve_model
 
     ref = resolve_model(model)
     ds = cached_dataset(source, ref.merge)
@@ -98,13 +82,8 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
 def example_faces() -> dict[str, bytes]:
     """Faces to try on the Predict page: demo faces drawn by our code, and two FER2013 faces
     read from ``FER2013_DIR`` when it is set up (never copied into the repo)."""
-    import io
-    import os
-    from pathlib import Path
 
-    from PIL import Image
 
-    from fer_core.demo import make_demo_dataset
 
     demo = make_demo_dataset(per_class=1, seed=7)
     out = {}

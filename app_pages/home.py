@@ -33,8 +33,8 @@ with col2:
         st.info(str(exc))
 
 st.subheader("Pages")
-st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
-st.page_link("pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
-st.page_link("pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
-st.page_link("pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")
-st.page_link("pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")
+st.page_link("app_pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
+st.page_link("app_pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
+st.page_link("app_pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
+st.page_link("app_pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")
+st.page_link("app_pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")

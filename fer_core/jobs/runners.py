@@ -1,0 +1,113 @@
+"""Where jobs run: the runner interface and the local runner (detached processes on this machine).
+
+A runner gives the scheduler its slots, starts a claimed job's worker, tells whether a worker
+is alive and stops one. A second backend (a cluster) is one more class with these methods.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Protocol
+
+from .. import rundir
+from ..config import PROJECT_ROOT, data_dir
+from .store import Job
+
+
+class Runner(Protocol):
+    """Where jobs run. The local one starts processes; a cluster engine could submit them."""
+
+    def slots(self) -> list[int]: ...
+
+    def start(self, job: Job) -> int: ...
+
+    def alive(self, pid: int) -> bool: ...
+
+    def stop(self, job: Job) -> None: ...
+
+
+def visible_gpus() -> int:
+    """Number of NVIDIA GPUs this machine shows, without importing TensorFlow (0 if none)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def worker_command(job_id: int) -> list[str]:
+    """The command line of a job's worker process."""
+    return [sys.executable, "-m", "fer_core", "jobs", "work", str(job_id)]
+
+
+class LocalRunner:
+    """Detached worker processes on this machine: one per GPU (pinned with CUDA_VISIBLE_DEVICES),
+    or ``FER_MAX_JOBS`` (default 1) on a CPU-only machine."""
+
+    def __init__(self, max_jobs: int | None = None):
+        self.gpus = visible_gpus()
+        env_max = os.environ.get("FER_MAX_JOBS", "")
+        self.max_jobs = max_jobs or (int(env_max) if env_max.isdigit() and int(env_max) > 0 else None)
+
+    def slots(self) -> list[int]:
+        return list(range(self.max_jobs or max(self.gpus, 1)))
+
+    def start(self, job: Job) -> int:
+        env = dict(os.environ)
+        if self.gpus:
+            ids = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(self.gpus)))).split(",")
+            env["CUDA_VISIBLE_DEVICES"] = ids[job.slot % len(ids)].strip()
+        root = str(PROJECT_ROOT)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("FER_DATA_DIR", str(data_dir()))
+        env["PYTHONUNBUFFERED"] = "1"
+        Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+        with open(rundir.log_path(job.run_dir), "ab") as log:
+            proc = subprocess.Popen(worker_command(job.id), cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # outlives the Streamlit server
+        return proc.pid
+
+    def alive(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # a finished child that its parent has not waited for yet is a zombie: dead
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
+
+    def stop(self, job: Job) -> None:
+        """Kill a job's worker (and its process group) if it is this job's worker on this machine.
+
+        The command line is checked first, so a pid reused by another program is never touched.
+        A stopped (SIGSTOP) process dies of SIGKILL too.
+        """
+        if job.pid is None or not self.alive(job.pid):
+            return
+        try:
+            cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return
+        if [c.decode(errors="replace") for c in cmdline[-4:] if c] != worker_command(job.id)[-4:]:
+            return
+        try:
+            os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session and process group
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(job.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -1,0 +1,419 @@
+"""The job store: one SQLite file (``data/jobs.sqlite3``) that every process reads and writes.
+
+WAL mode lets the Streamlit server, the CLI and every worker use it at the same time. Each
+claim of a job starts a new **attempt** (a lease with a fencing token): a worker writes only
+while the row still carries its attempt number, so a worker that was declared dead and
+replaced can never write over its successor.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import shutil
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .. import rundir
+from ..config import data_dir, runs_dir
+from ..errors import JobError
+from ..trainconfig import TrainConfig
+from ..validation import validate_config
+
+STORE_FILE = "jobs.sqlite3"
+BUSY_TIMEOUT_S = 30  # how long a writer waits for another process before giving up
+HEARTBEAT_SECONDS = 2.0
+STALE_SECONDS = 30.0  # no heartbeat for this long: the worker is gone (or hung)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    pid INTEGER,
+    slot INTEGER,
+    device TEXT,
+    run_dir TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    total_epochs INTEGER NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    steps INTEGER NOT NULL DEFAULT 0,
+    metrics TEXT,
+    heartbeat REAL,
+    error TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    resume INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
+"""
+#: Columns added after the first release, with their definitions (added to older stores on open).
+ADDED_COLUMNS = {"attempt": "INTEGER NOT NULL DEFAULT 0"}
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class LeaseLost(JobError):
+    """A worker's attempt no longer holds its job: it must stop without writing anything more."""
+
+    def __init__(self, job_id: int, attempt: int):
+        super().__init__(f"Job {job_id}: attempt {attempt} lost its lease (declared dead and reclaimed); "
+                         "this worker stops without writing.")
+
+
+FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
+RESUMABLE = {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
+
+
+@dataclass
+class Job:
+    """One row of the job store."""
+
+    id: int
+    config: dict
+    status: JobStatus
+    created: float
+    started: float | None
+    finished: float | None
+    pid: int | None
+    slot: int | None
+    device: str | None
+    run_dir: str
+    epoch: int
+    total_epochs: int
+    step: int
+    steps: int
+    metrics: dict
+    heartbeat: float | None
+    error: str | None
+    cancel_requested: bool
+    resume: bool
+    attempt: int = 0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Job":
+        values = dict(row)
+        values["config"] = json.loads(values["config"])
+        values["metrics"] = json.loads(values["metrics"] or "{}")
+        values["status"] = JobStatus(values["status"])
+        values["cancel_requested"] = bool(values["cancel_requested"])
+        values["resume"] = bool(values["resume"])
+        return cls(**values)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the epochs done, counting the current epoch's batches."""
+        part = self.step / self.steps if self.steps and self.status == JobStatus.RUNNING else 0.0
+        return min((self.epoch + part) / max(self.total_epochs, 1), 1.0)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, from the last epoch's duration (None until one is known)."""
+        if self.status != JobStatus.RUNNING:
+            return None
+        per_epoch = self.metrics.get("epoch_seconds")
+        if not per_epoch:
+            return None
+        left = self.total_epochs - self.epoch - (self.step / self.steps if self.steps else 0)
+        return max(left, 0.0) * per_epoch
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["status"] = self.status.value
+        out.update(progress=round(self.progress, 4), elapsed=self.elapsed, eta=self.eta)
+        return out
+
+
+# ------------------------------------------------------------------------- storage
+def store_path() -> Path:
+    return data_dir() / STORE_FILE
+
+
+def connect(path: str | Path | None = None) -> sqlite3.Connection:
+    """Open the job store (created if missing): WAL mode, a busy timeout, rows as dicts.
+
+    Raises:
+        JobError: the file or its folder cannot be opened or written.
+    """
+    path = Path(path) if path else store_path()
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        conn = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA)
+            have = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+            for column, definition in ADDED_COLUMNS.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+            return conn
+        except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()
+            # Switching a new file to WAL, and WAL recovery, can answer "locked" at once without
+            # waiting on the busy handler when two processes open the store together: retry.
+            if _is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.02, 0.2))
+                continue
+            raise JobError(f"Cannot open the job store {path}: {exc}. Check that the folder exists, "
+                           "is writable and the disk is not full.") from None
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at once (BEGIN IMMEDIATE) so read-then-write is atomic."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise JobError(f"The job store is not writable: {exc}.") from None
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise JobError(f"The job store could not record the change: {explain_sqlite(exc)}.") from None
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends some on its own (a full disk, I/O errors)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable; the caller's error already says why
+
+
+def explain_sqlite(exc: BaseException) -> str:
+    """What an SQLite error means for the user, with what to do next."""
+    text = str(exc)
+    if "full" in text.lower():
+        return f"{text}: the disk is full; free some space, then try again"
+    if "malformed" in text or "not a database" in text:
+        return (f"{text}: the job store file is damaged; run 'python -m fer_core jobs repair' to rebuild it from "
+                "the run directories (a backup of the damaged file is kept)")
+    return f"{text}; check that data/ is writable and the disk is not full"
+
+
+class JobStore:
+    """Every read and state change of the job table."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else store_path()
+        self.conn = connect(self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "JobStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+    def get(self, job_id: int) -> Job:
+        row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        if row is None:
+            raise JobError(f"There is no job {job_id}; 'python -m fer_core jobs list' shows them.")
+        return Job.from_row(row)
+
+    def list(self, status: JobStatus | None = None) -> list[Job]:
+        """All jobs, newest first (optionally of one status)."""
+        if status is None:
+            rows = self.conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+        else:
+            rows = self.conn.execute("SELECT * FROM jobs WHERE status = ? ORDER BY id DESC",
+                                     (JobStatus(status).value,)).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    # ----------------------------------------------------------------- changes
+    def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "") -> int:
+        """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
+
+        Its run directory is created now so its log has a home, and removed again if the job
+        cannot be recorded.
+        """
+        cfg = validate_config(cfg)
+        created = run_dir is None
+        path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            with transaction(self.conn) as c:
+                cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
+                                (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value, time.time(), str(path), cfg.epochs))
+                return int(cur.lastrowid)
+        except BaseException:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def claim(self, slots: list[int]) -> list[Job]:
+        """Mark the oldest queued jobs running, one per free slot, atomically; return them."""
+        with transaction(self.conn) as c:
+            used = {r["slot"] for r in c.execute("SELECT slot FROM jobs WHERE status = ?", (JobStatus.RUNNING.value,))}
+            free = [s for s in slots if s not in used]
+            queued = c.execute("SELECT id FROM jobs WHERE status = ? ORDER BY id LIMIT ?",
+                               (JobStatus.QUEUED.value, len(free))).fetchall()
+            now = time.time()
+            for slot, row in zip(free, queued):
+                c.execute("UPDATE jobs SET status = ?, slot = ?, pid = NULL, started = ?, finished = NULL, heartbeat = ?,"
+                          " step = 0, steps = 0, cancel_requested = 0, error = NULL, attempt = attempt + 1 WHERE id = ?",
+                          (JobStatus.RUNNING.value, slot, now, now, row["id"]))
+            ids = [row["id"] for row in queued]
+        return [self.get(i) for i in ids]
+
+    def set_pid(self, job_id: int, pid: int, device: str | None = None, attempt: int | None = None) -> bool:
+        """Record the worker's pid (and device); False when ``attempt`` no longer holds the job."""
+        with transaction(self.conn) as c:
+            cur = c.execute("UPDATE jobs SET pid = ?, device = COALESCE(?, device), heartbeat = ? WHERE id = ?"
+                            " AND (? IS NULL OR (attempt = ? AND status = ?))",
+                            (pid, device, time.time(), job_id, attempt, attempt, JobStatus.RUNNING.value))
+        return cur.rowcount == 1
+
+    def holds(self, job_id: int, attempt: int) -> bool:
+        """True while ``attempt`` is the job's current, running attempt (the lease is held)."""
+        row = self.conn.execute("SELECT status, attempt FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        return bool(row) and row["status"] == JobStatus.RUNNING.value and row["attempt"] == attempt
+
+    def beat(self, job_id: int, step: int = 0, steps: int = 0, attempt: int | None = None) -> bool:
+        """Record a heartbeat (and the batch within the epoch); return True if cancel was asked.
+
+        Raises:
+            LeaseLost: ``attempt`` no longer holds the job (it was declared dead and reclaimed).
+        """
+        with transaction(self.conn) as c:
+            cur = c.execute("UPDATE jobs SET heartbeat = ?, step = ?, steps = ? WHERE id = ? AND status = ?"
+                            " AND (? IS NULL OR attempt = ?)",
+                            (time.time(), step, steps, job_id, JobStatus.RUNNING.value, attempt, attempt))
+            row = c.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if attempt is not None and cur.rowcount != 1:
+            raise LeaseLost(job_id, attempt)
+        return bool(row and row["cancel_requested"])
+
+    def record_epoch(self, job_id: int, epoch: int, total: int, metrics: dict, attempt: int | None = None) -> None:
+        """Record a finished epoch's progress (only while ``attempt`` holds the job)."""
+        with transaction(self.conn) as c:
+            cur = c.execute("UPDATE jobs SET epoch = ?, total_epochs = ?, metrics = ?, step = 0, heartbeat = ? WHERE id = ?"
+                            " AND (? IS NULL OR (attempt = ? AND status = ?))",
+                            (epoch, total, json.dumps(metrics), time.time(), job_id, attempt, attempt,
+                             JobStatus.RUNNING.value))
+        if attempt is not None and cur.rowcount != 1:
+            raise LeaseLost(job_id, attempt)
+
+    def finish(self, job_id: int, status: JobStatus, error: str | None = None, attempt: int | None = None) -> bool:
+        """Record how a worker ended; False when ``attempt`` no longer holds the job (nothing written)."""
+        with transaction(self.conn) as c:
+            cur = c.execute("UPDATE jobs SET status = ?, error = ?, finished = ?, step = 0 WHERE id = ? AND status = ?"
+                            " AND (? IS NULL OR attempt = ?)",
+                            (JobStatus(status).value, error, time.time(), job_id, JobStatus.RUNNING.value,
+                             attempt, attempt))
+        return cur.rowcount == 1
+
+    def cancel(self, job_id: int) -> JobStatus:
+        """Cancel a queued job at once, or ask a running one to stop at its next batch."""
+        with transaction(self.conn) as c:
+            job = self.get(job_id)
+            if job.status == JobStatus.QUEUED:
+                c.execute("UPDATE jobs SET status = ?, finished = ? WHERE id = ?",
+                          (JobStatus.CANCELLED.value, time.time(), job_id))
+                return JobStatus.CANCELLED
+            if job.status == JobStatus.RUNNING:
+                c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                return JobStatus.RUNNING
+        raise JobError(f"Job {job_id} is {job.status.value}; only queued or running jobs can be cancelled.")
+
+    def resume(self, job_id: int, epochs: int | None = None) -> None:
+        """Queue a cancelled, failed or interrupted job again; it continues from its last checkpoint.
+
+        ``epochs``: extend the run to that many epochs in all (also a succeeded job); see
+        :func:`fer_core.train.extend` for the schedule.
+
+        Raises:
+            JobError: the job cannot be resumed, or ``epochs`` is not more than the epochs done.
+        """
+        with transaction(self.conn) as c:
+            job = self.get(job_id)
+            resumable = RESUMABLE | ({JobStatus.SUCCEEDED} if epochs is not None else set())
+            if job.status not in resumable:
+                raise JobError(f"Job {job_id} is {job.status.value}; only cancelled, failed or interrupted jobs "
+                               "can be resumed (a succeeded one only with more epochs).")
+            config, total = job.config, job.total_epochs
+            if epochs is not None:
+                done = rundir.read_state(job.run_dir).epoch
+                if not isinstance(epochs, int) or epochs <= done or epochs > 10_000:
+                    raise JobError(f"Job {job_id}: --epochs {epochs} must be more than the {done} epochs already done "
+                                   "(and at most 10000).")
+                config, total = {**job.config, "epochs": epochs}, epochs
+            c.execute("UPDATE jobs SET status = ?, resume = 1, error = NULL, finished = NULL, cancel_requested = 0,"
+                      " pid = NULL, config = ?, total_epochs = ? WHERE id = ?",
+                      (JobStatus.QUEUED.value, json.dumps(config), total, job_id))
+
+    def delete(self, job_id: int, remove_files: bool = True) -> None:
+        """Forget a job that is not running and remove its run directory."""
+        with transaction(self.conn) as c:
+            job = self.get(job_id)
+            if job.status == JobStatus.RUNNING:
+                raise JobError(f"Job {job_id} is running; cancel it first, then delete it.")
+            c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        run = Path(job.run_dir)
+        if remove_files and run.is_dir() and run.resolve().is_relative_to(runs_dir().resolve()):
+            shutil.rmtree(run, ignore_errors=True)
+
+    def reap(self, alive, stop=None) -> list[int]:
+        """Mark running jobs whose worker is gone (dead pid or stale heartbeat) ``interrupted``.
+
+        A worker that is silent but still alive (stopped, hung, a laptop lid closed) loses its
+        lease here: the attempt number fences it off, and ``stop(job)`` (the runner's) ends it.
+        """
+        now = time.time()
+        gone = []
+        for job in self.list(JobStatus.RUNNING):
+            dead = job.pid is not None and not alive(job.pid)
+            if not dead and (job.heartbeat or 0) >= now - STALE_SECONDS:
+                continue
+            why = ("The worker process stopped without a word (killed, out of memory or machine restart)."
+                   if dead else f"The worker sent no heartbeat for {STALE_SECONDS:.0f} s (hung, stopped or asleep); "
+                                "it was stopped so that it can never write this run again.")
+            with transaction(self.conn) as c:
+                cur = c.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?"
+                                " AND attempt = ?",
+                                (JobStatus.INTERRUPTED.value, now, why + " Resume the job to continue from its last "
+                                 "checkpoint.", job.id, JobStatus.RUNNING.value, job.attempt))
+            if cur.rowcount == 1:
+                gone.append(job.id)
+                if not dead and stop is not None:
+                    stop(job)
+        return gone

@@ -1,0 +1,120 @@
+"""The worker: runs one claimed job in its own process (``python -m fer_core jobs work ID``).
+
+It holds the job's lease (its attempt number) and checks it on every heartbeat and before
+every write to the store and the run directory; once the lease is lost (the scheduler found
+the worker silent and gave the job up) it stops without writing anything more. The run
+directory's lock keeps any second process from writing the run at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from pathlib import Path
+
+from .. import rundir
+from ..errors import FerError
+from ..train import train
+from ..trainconfig import TrainConfig
+from .runners import visible_gpus
+from .scheduler import schedule
+from .store import HEARTBEAT_SECONDS, JobStatus, JobStore, LeaseLost
+
+
+def work(job_id: int, store_file: str | Path | None = None) -> int:
+    """Run one claimed job in this process; return a process exit status.
+
+    A heartbeat thread records liveness and batch progress and picks up cancel requests; the
+    training loop stops at the next batch when one arrives or when the lease is lost.
+    """
+    store = JobStore(store_file)
+    job = store.get(job_id)
+    attempt = job.attempt
+    if job.status != JobStatus.RUNNING or not store.set_pid(job_id, os.getpid(), _device_name(), attempt):
+        print(f"job {job_id} is {job.status.value}, not claimed to run by this attempt; nothing to do")
+        store.close()
+        return 1
+    cancel, done, lost = threading.Event(), threading.Event(), threading.Event()
+    where = {"step": 0, "steps": 0}
+
+    def heartbeat():
+        with JobStore(store.path) as beats:  # SQLite connections are not shared across threads
+            while not done.wait(HEARTBEAT_SECONDS):
+                try:
+                    if beats.beat(job_id, where["step"], where["steps"], attempt):
+                        cancel.set()
+                except LeaseLost:
+                    lost.set()
+                    cancel.set()
+                    return
+                except FerError as exc:
+                    print(f"heartbeat not recorded: {exc}", flush=True)
+
+    def on_batch(epoch, step, steps):
+        where.update(step=step, steps=steps)
+
+    def before_commit(epoch):
+        if lost.is_set() or not store.holds(job_id, attempt):
+            lost.set()
+            raise LeaseLost(job_id, attempt)
+
+    def on_epoch(epoch, total, row):
+        store.record_epoch(job_id, epoch, total, row, attempt)
+
+    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beat.start()
+    run_dir = Path(job.run_dir)
+    status, error = JobStatus.FAILED, None
+    try:
+        resume = job.resume and rundir.has_started(run_dir)
+        cfg = None if resume else TrainConfig.from_dict(job.config)
+        print(f"job {job_id}: {'resuming' if resume else 'starting'} {job.config.get('arch')} in {run_dir} "
+              f"(attempt {attempt})", flush=True)
+        if not run_dir.is_dir():
+            raise FerError(f"The run directory {run_dir} cannot be seen from this machine; FER_DATA_DIR must be "
+                           "the same shared folder on every machine that runs jobs.")
+        train(cfg, run_dir, resume=resume, epochs=job.total_epochs if resume else None, on_epoch=on_epoch,
+              on_batch=on_batch, should_stop=cancel.is_set, before_commit=before_commit, verbose=2)
+        finished = rundir.read_info(run_dir).get("status") == "finished"
+        status = JobStatus.SUCCEEDED if finished else JobStatus.CANCELLED
+    except LeaseLost as exc:
+        lost.set()
+        error = str(exc)
+    except Exception as exc:  # a failed job must say why, whatever went wrong
+        traceback.print_exc()
+        error = explain(exc)
+    finally:
+        done.set()
+        beat.join(timeout=HEARTBEAT_SECONDS * 2)
+    if lost.is_set():
+        print(f"job {job_id}: attempt {attempt} lost its lease; stopping without writing", flush=True)
+        store.close()
+        return 1
+    print(f"job {job_id}: {status.value}" + (f": {error}" if error else ""), flush=True)
+    try:
+        store.finish(job_id, status, error, attempt)
+        schedule(store)  # start the next queued job even when no browser is open
+    except FerError as exc:  # the next look at the store will find this worker gone
+        print(f"job {job_id}: could not record the end of the job: {exc}", flush=True)
+        return 1
+    finally:
+        store.close()
+    return 0 if status != JobStatus.FAILED else 1
+
+
+def explain(exc: BaseException) -> str:
+    """A failed job's error for the user, with what to do next."""
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FerError) else str(exc)
+    if isinstance(exc, OSError) and exc.errno == 28:
+        text += " The disk is full: free some space, then resume the job."
+    elif isinstance(exc, PermissionError):
+        text += " A file or folder is not writable: fix its permissions, then resume the job."
+    return text
+
+
+def _device_name() -> str:
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible_gpus() and gpus not in (None, "", "-1"):
+        return f"GPU {gpus}"
+    return f"CPU ({os.cpu_count()} cores)"

@@ -1,0 +1,186 @@
+"""Code structure: one owner per contract, no import cycles, one validation, one default TTA."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from fer_core import registry
+from fer_core.trainconfig import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "fer_core"
+# imported inside functions to keep start-up fast (pyarrow: the CSV parser, needed only to read a CSV)
+HEAVY = {"tensorflow", "keras", "cv2", "sklearn", "pyarrow"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in CORE.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]):
+    """Yield (imported fer_core module, at function level?, imported names) for every import in a module."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for n in ast.walk(f) if n is not f}
+    for node in ast.walk(tree):
+        inner = id(node) in nested
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, inner, []
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                yield (full if full in modules else base), inner, [alias.name]
+
+
+def test_no_import_cycles_in_fer_core():
+    modules = _modules()
+    graph = {m: {dep for dep, _, _ in _imports(m, p, modules) if dep in modules and dep != m
+                 and not m.startswith(dep + ".")}  # a submodule's parent package is not a dependency
+             for m, p in modules.items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for dep in sorted(graph[m]):
+            visit(dep)
+        stack.pop()
+
+    for m in sorted(graph):
+        visit(m)
+    assert not cycles, cycles
+
+
+def test_function_level_imports_are_only_for_heavy_libraries_and_no_private_names_cross_modules():
+    modules = _modules()
+    bad, private = [], []
+    for name, path in modules.items():
+        for dep, inner, names in _imports(name, path, modules):
+            if inner and dep.split(".")[0] not in HEAVY:
+                bad.append(f"{name}: {dep}")
+            if dep.startswith("fer_core") and any(n.startswith("_") for n in names):
+                private.append(f"{name}: {dep} {names}")
+    assert not bad, bad
+    assert not private, private
+
+
+RUN_FILES = ("config.json", "run.json", "state.json", "classes.json", "metrics.jsonl", "last.keras", "best.keras",
+             "model.keras", "versions.json", "log.txt", "metrics.json", "MODEL_CARD.md")
+
+
+def test_run_directory_file_names_are_spelled_only_by_their_owner():
+    sources = [*CORE.rglob("*.py"), *(ROOT / "app_pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
+    found = [f"{p.relative_to(ROOT)}: {name}" for p in sources if p.name != "rundir.py"
+             for name in RUN_FILES if re.search(rf"[\"'/]{re.escape(name)}[\"']", p.read_text())]
+    assert not found, found
+
+
+def test_every_preset_names_only_config_fields_and_builder_options():
+    from fer_core import models  # noqa: F401  (registers the presets)
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    for name in registry.names():
+        spec = registry.get_spec(name)
+        assert set(spec.train_defaults) <= fields, (name, set(spec.train_defaults) - fields)
+        assert set(TrainConfig.for_model(name).arch_options()) <= set(spec.options()), name
+    with pytest.raises(Exception, match="unknown training option"):
+        registry.register_model("bogus-preset", "test", colour="red")(lambda x, n: x)
+        TrainConfig.for_model("bogus-preset")
+    registry.REGISTRY.pop("bogus-preset", None)
+
+
+def test_one_validation_keyed_by_field_for_every_surface(data_dir, capsys):
+    from fer_core import jobs
+    from fer_core.cli import main
+    from fer_core.errors import ConfigError
+    from fer_core.validation import check_config
+
+    cfg, problems = check_config({"arch": "CBCBPD-CBCBPD-CBCBPD-FBDF", "data": "/etc", "init_from": "no-such-run",
+                                  "conv_widths": "32, 64", "epochs": "ten"})
+    assert cfg is None
+    assert set(problems) == {"data", "init_from", "conv_widths", "epochs"}
+    assert "outside the folders FER Studio may read" in problems["data"]
+    assert "no such model file" in problems["init_from"] and "3 convolution block" in problems["conv_widths"]
+    # the CLI and the job store refuse the same way, and a refused submit leaves no run folder behind
+    assert main(["jobs", "submit", "--arch", "tiny", "--data", "/etc", "--epochs", "1"]) == 2
+    assert "data: /etc: outside the folders" in capsys.readouterr().err
+    assert main(["train", "--arch", "tiny", "--data", "demo", "--init-from", "nope", "--epochs", "1"]) == 2
+    assert "init_from: nope: no such model file" in capsys.readouterr().err
+    with jobs.JobStore() as store, pytest.raises(ConfigError, match="init_from"):
+        store.submit(TrainConfig.for_model("tiny", init_from="nope"))
+    runs = data_dir / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_one_default_tta_everywhere():
+    from fer_core.cli import build_parser
+    from fer_core.rundir import read_model_metrics
+    from fer_core.infer import DEFAULT_MODEL_DIR
+    from fer_core.tta import DEFAULT_TTA
+
+    parser = build_parser()
+    for argv in (["evaluate"], ["predict", "x.jpg"], ["recalibrate", "RUN"]):
+        assert parser.parse_args(argv).tta == DEFAULT_TTA, argv
+    evaluate_page = (ROOT / "app_pages" / "evaluate.py").read_text()
+    predict_page = (ROOT / "app_pages" / "predict.py").read_text()
+    assert "TTA_MODES.index(DEFAULT_TTA)" in evaluate_page and "TTA_MODES.index(DEFAULT_TTA)" in predict_page
+    metrics = read_model_metrics(DEFAULT_MODEL_DIR)
+    assert metrics["default_tta"] == DEFAULT_TTA
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    headline = metrics["results"][f"PrivateTest/{DEFAULT_TTA}"]["accuracy"]
+    assert f"**{DEFAULT_TTA}**" in card and f"{headline * 100:.2f}%" in card
+
+
+def test_recipes_spell_out_every_stage_of_the_shipped_model():
+    from fer_core.infer import DEFAULT_MODEL_DIR
+    from fer_core.recipes import find_recipe, get_recipe, list_recipes
+    from fer_core.rundir import read_config, read_model_metrics
+
+    recipes = {r.name: r for r in list_recipes()}
+    shipped = read_config(DEFAULT_MODEL_DIR)
+    last = find_recipe(shipped)
+    assert last is not None and last.name == "default-v1-stage5"
+    # each stage starts from the run of the stage before it, by that recipe's run name
+    chain = [get_recipe(f"default-v1-stage{i}") for i in range(1, 6)]
+    assert chain[0].config["init_from"] == ""
+    assert [r.config["init_from"] for r in chain[1:]] == [r.run for r in chain[:-1]]
+    assert [st["recipe"] for st in read_model_metrics(DEFAULT_MODEL_DIR)["stages"]] == [r.name for r in chain]
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for recipe in chain:
+        assert recipe.command() in card and recipe.command() in readme
+    assert "fer-vgg-v2" in recipes and "--set" not in readme.split("## Training the shipped model")[1].split("##")[0]
+
+
+def test_model_card_describes_any_architecture():
+    from fer_core.card import describe_network
+    from fer_core.models import create_model
+
+    study_b = describe_network(create_model("study-b", 7))
+    assert study_b.startswith("4 convolution layers (3x3, 32-64 filters)") and "1 hidden dense layer of 1024 units" in study_b
+    tiny = describe_network(create_model("tiny", 7))
+    assert "3 convolution layers" in tiny and "batch-norm" not in tiny and "dense layer" not in tiny
+    resnet = describe_network(create_model("resnet18", 7))
+    assert "residual connections" in resnet and "global average pooling" in resnet
