@@ -124,7 +124,7 @@ def mini_xception(x, num_classes):
 # ------------------------------------------------------------ our default recipe
 @register_model("fer-vgg", "Our default: VGG-style net with batch norm (Khaireddin & Chen 2021; "
                 "Pramerdorfer & Kampel 2016), whole 48x48 faces, augmentation ramped in",
-                optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                notation="CBCBP-CBCBP-CBCBP-CBCBP-FBDFBDF", optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
                 batch_size=64, schedule="cosine", warmup_epochs=1, crop=48,
                 dropout=0.25, flip=True, rotation=10.0, translate=0.1, zoom=0.1, erase=0.5, aug_warmup_epochs=30)
 def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 0.25):
@@ -161,7 +161,7 @@ def fer_vgg(x, num_classes, width: int = 32, dense: int = 512, dropout: float = 
 
 
 # A tiny network for tests and quick demos: trains in seconds on the demo set.
-@register_model("tiny", "Tiny CNN for tests and quick demos (seconds per epoch on CPU)",
+@register_model("tiny", "Tiny CNN for tests and quick demos (seconds per epoch on CPU)", notation="CP-CP-CP-F",
                 optimizer="adam", learning_rate=0.003)
 def tiny(x, num_classes):
     from keras import layers

@@ -115,6 +115,11 @@ def _train(args: argparse.Namespace) -> int:
 def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "work":
         return jobs.work(args.id)
+    if args.jobs_command == "repair":
+        backup, ids = jobs.repair()
+        print((f"the damaged store is kept as {backup}; " if backup else "") +
+              f"rebuilt {len(ids)} job(s) from the run directories under {runs_dir()}")
+        return 0
     if args.jobs_command == "submit":
         with jobs.JobStore() as store:
             job_id = jobs.submit(_config_from_args(args), store, name=args.name or "")
@@ -347,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("work", "run a claimed job in this process (used by the runner)")):
         jobs.add_parser(name, help=text).add_argument("id", type=int)
     jobs.choices["resume"].add_argument("--epochs", type=int, help="extend the run to N epochs in all")
+    jobs.add_parser("repair", help="rebuild a damaged job store from the run directories (keeps a backup)")
     logs = jobs.add_parser("logs", help="the end of a job's log")
     logs.add_argument("id", type=int)
     logs.add_argument("--tail", type=int, default=20_000, help="bytes from the end (default 20000)")

@@ -78,13 +78,7 @@ def count_notation_params(text: str, conv_widths, dense_widths, num_classes: int
     Raises:
         ConfigError: as :func:`build_from_notation`.
     """
-    blocks = parse_notation(text)
-    n_conv = sum(b.kind == "conv" for b in blocks)
-    hidden = sum(b.layers.count("F") for b in blocks) - 1
-    convs = _widths(conv_widths, n_conv, "convolution block", text)
-    denses = _widths(dense_widths, hidden, "hidden dense layer", text)
-    if padding not in ("valid", "same"):
-        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+    blocks, convs, denses, hidden = _plan(text, conv_widths, dense_widths, padding)
     h = w = size
     channels, params, ci, di, seen_f, flat = 1, 0, 0, 0, 0, None
     for block in blocks:
@@ -129,13 +123,9 @@ def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: in
     """
     from keras import layers
 
-    blocks = parse_notation(text)
-    n_conv = sum(b.kind == "conv" for b in blocks)
-    hidden = sum(b.layers.count("F") for b in blocks) - 1
-    conv_widths = _widths(conv_widths, n_conv, "convolution block", text)
-    dense_widths = _widths(dense_widths, hidden, "hidden dense layer", text)
-    if padding not in ("valid", "same"):
-        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+    # every check (widths, padding, an image shrunk to nothing) before any layer is built
+    count_notation_params(text, conv_widths, dense_widths, num_classes, padding, size=int(x.shape[1]))
+    blocks, conv_widths, dense_widths, hidden = _plan(text, conv_widths, dense_widths, padding)
     ci = di = 0
     flat = False
     total_f = hidden + 1
@@ -144,9 +134,6 @@ def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: in
         for i, ch in enumerate(block.layers):
             nxt = block.layers[i + 1] if i + 1 < len(block.layers) else ""
             if ch == "C":
-                if min(x.shape[1], x.shape[2]) < (3 if padding == "valid" else 1):
-                    raise ConfigError(f"Layer notation {text!r}: the image is {x.shape[1]}x{x.shape[2]} before a "
-                                      "convolution; use padding 'same' or fewer blocks.")
                 x = layers.Conv2D(conv_widths[ci], 3, padding=padding, activation=None if nxt == "B" else "relu")(x)
             elif ch == "B":
                 x = layers.BatchNormalization()(x)
@@ -154,8 +141,6 @@ def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: in
                 if prev == "C" or (prev == "F" and seen_f < total_f):
                     x = layers.Activation("relu")(x)
             elif ch == "P":
-                if min(x.shape[1], x.shape[2]) < 2:
-                    raise ConfigError(f"Layer notation {text!r}: nothing left to pool ({x.shape[1]}x{x.shape[2]}).")
                 x = layers.MaxPooling2D(2)(x)
             elif ch == "D":
                 x = layers.Dropout(dropout)(x)
@@ -171,6 +156,18 @@ def build_from_notation(x, text: str, conv_widths, dense_widths, num_classes: in
         if block.kind == "conv":
             ci += 1
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def _plan(text: str, conv_widths, dense_widths, padding: str):
+    """Parse a notation and check its options: ``(blocks, conv widths, dense widths, hidden dense layers)``."""
+    blocks = parse_notation(text)
+    n_conv = sum(b.kind == "conv" for b in blocks)
+    hidden = sum(b.layers.count("F") for b in blocks) - 1
+    convs = _widths(conv_widths, n_conv, "convolution block", text)
+    denses = _widths(dense_widths, hidden, "hidden dense layer", text)
+    if padding not in ("valid", "same"):
+        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+    return blocks, convs, denses, hidden
 
 
 def _widths(values, n: int, what: str, text: str) -> list[int]:

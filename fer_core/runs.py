@@ -65,7 +65,7 @@ class RunSummary:
         if cfg is None:
             return {"run": self.name, "problem": self.error}
         decay = cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0
-        return {"run": self.name, "architecture": notation_of(cfg.arch), "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
+        return {"run": self.name, "preset": cfg.arch, "architecture": notation_of(cfg.arch), "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
                 else cfg.optimizer.capitalize(), "learning rate": cfg.learning_rate, "decay": decay,
                 "weight decay": cfg.weight_decay, "batch size": cfg.batch_size,
                 "parameters": self.info.get("params"), "epochs": len(self.metrics),

@@ -184,3 +184,16 @@ def test_model_card_describes_any_architecture():
     assert "3 convolution layers" in tiny and "batch-norm" not in tiny and "dense layer" not in tiny
     resnet = describe_network(create_model("resnet18", 7))
     assert "residual connections" in resnet and "global average pooling" in resnet
+
+
+def test_study_table_shows_the_layer_notation_of_a_study_preset(tmp_path):
+    from fer_core import rundir
+    from fer_core.runs import summarize
+
+    for arch, notation in (("study-b", "CBCBPD-CBCBPD-FBDF"), ("cbcbpd-cbcbpd-fbdf", "CBCBPD-CBCBPD-FBDF"), ("tiny", "CP-CP-CP-F"), ("resnet18", "")):
+        run = tmp_path / arch
+        run.mkdir()
+        rundir.write_config(run, TrainConfig.for_model(arch))
+        row = summarize(run).study_row()
+        assert row["architecture"] == notation, (arch, row)
+        assert row["decay"] is not None and row["weight decay"] is not None  # numbers, never "None"

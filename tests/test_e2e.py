@@ -309,7 +309,8 @@ def test_deep_link_on_a_fresh_server_shows_only_the_apps_navigation(browser, tmp
                 break
             page.wait_for_timeout(300)
         assert items == PAGE_TITLES
-        assert page.get_by_test_id("stMain").get_by_text(path.capitalize()).first.is_visible()
+        # and the page itself, drawn inside the app's frame
+        page.get_by_test_id("stMain").get_by_role("heading", name=path.capitalize()).first.wait_for(timeout=90_000)
         page.close()
     finally:
         srv.stop()

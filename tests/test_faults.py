@@ -4,6 +4,7 @@ two sessions submitting and cancelling at once."""
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,3 +134,64 @@ def test_two_sessions_submitting_and_cancelling_at_once(data_dir):
             assert not listed[job_id].cancel_requested
     assert sum(j.status == jobs.JobStatus.RUNNING for j in listed.values()) == 1
     assert json.loads(json.dumps([j.to_dict() for j in listed.values()]))  # all rows readable
+
+
+def test_a_damaged_page_of_the_store_is_a_clear_error_and_repair_rebuilds_it(run_in_data, data_dir, capsys):
+    """A page of jobs.sqlite3 overwritten: every command and page says which file and how back."""
+    from fer_core.cli import main
+
+    with jobs.JobStore() as store:
+        for _ in range(40):  # enough rows for the table to span several pages
+            store.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1, seed=0))
+    path = data_dir / jobs.STORE_FILE
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    with open(path, "r+b") as fh:  # overwrite the table's second page with junk
+        fh.seek(page)
+        fh.write(b"\xde\xad\xbe\xef" * (page // 4))
+    assert main(["jobs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "jobs repair" in err and "Traceback" not in err
+    for name in ("train.py", "runs.py"):
+        at = AppTest.from_file(str(ROOT / "app_pages" / name), default_timeout=TIMEOUT).run()
+        assert not at.exception, name
+    assert main(["jobs", "repair"]) == 0
+    assert "damaged store is kept" in capsys.readouterr().out
+    assert list(data_dir.glob(f"{jobs.STORE_FILE}.damaged-*"))
+    with jobs.JobStore() as store:
+        rebuilt = {Path(j.run_dir).name: j for j in store.list()}
+    # every run directory is a job again: the finished run succeeded, the queued ones can be resumed
+    assert rebuilt[run_in_data.name].status == jobs.JobStatus.SUCCEEDED
+    assert len(rebuilt) == len([p for p in (data_dir / "runs").iterdir() if (p / "config.json").exists()])
+
+
+def test_a_full_disk_in_the_store_is_reported_as_such_and_rolls_back_cleanly(data_dir):
+    """SQLite rolls a transaction back by itself when the disk is full: no 'cannot rollback'."""
+    with jobs.JobStore() as store:
+        store.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1))
+        store.conn.execute("PRAGMA max_page_count = %d" % store.conn.execute("PRAGMA page_count").fetchone()[0])
+        with pytest.raises(JobError, match="disk is full"):
+            with jobs.transaction(store.conn) as c:
+                c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
+                          ("x" * 200_000, "queued", 0.0, "nowhere", 1))
+        assert not store.conn.in_transaction and len(store.list()) == 1  # still usable, nothing half-written
+
+
+def test_a_dataset_cache_that_cannot_be_written_leaves_no_temporary_file(data_dir, monkeypatch):
+    from fer_core import files
+    from fer_core.config import cache_dir
+    from fer_core.data import load_dataset
+
+    real_temp = files.temp_path
+
+    def on_full_disk(path):
+        tmp = real_temp(path)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.symlink_to("/dev/full")  # every write: ENOSPC
+        return tmp
+
+    monkeypatch.setattr(files, "temp_path", on_full_disk)
+    ds = load_dataset("demo:5")  # the cache is not written, the data set still loads
+    assert len(ds) == 35
+    assert not [p.name for p in cache_dir().rglob("*") if files.TMP_MARK in p.name]

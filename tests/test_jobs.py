@@ -110,7 +110,59 @@ def test_dead_or_silent_workers_become_interrupted(store):
     store.resume(a)
     jobs.schedule(store, runner)
     store.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time() - jobs.STALE_SECONDS - 1, a))
-    assert store.reap(lambda pid: True) == [a]  # alive pid, but no heartbeat for too long
+    assert store.reap(lambda pid: True, runner.stop) == [a]  # alive pid, but no heartbeat for too long
+    assert runner.stopped == [a]  # a silent worker that is still alive is stopped, not left running
+
+
+def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
+    """The old worker of a job declared dead can no longer beat, record an epoch or finish it."""
+    runner = FakeRunner()
+    job_id = store.submit(tiny())
+    jobs.schedule(store, runner)
+    first = store.get(job_id).attempt
+    assert store.beat(job_id, attempt=first) is False and store.holds(job_id, first)
+    store.conn.execute("UPDATE jobs SET heartbeat = 0 WHERE id = ?", (job_id,))
+    assert store.reap(lambda pid: True, runner.stop) == [job_id]
+    store.resume(job_id)
+    jobs.schedule(store, runner)
+    second = store.get(job_id).attempt
+    assert second == first + 1 and store.holds(job_id, second) and not store.holds(job_id, first)
+    with pytest.raises(jobs.LeaseLost):
+        store.beat(job_id, attempt=first)
+    with pytest.raises(jobs.LeaseLost):
+        store.record_epoch(job_id, 5, 12, {"val_accuracy": 0.5}, attempt=first)
+    assert store.finish(job_id, JobStatus.FAILED, "stale", attempt=first) is False
+    assert store.get(job_id).status == JobStatus.RUNNING and store.get(job_id).epoch == 0
+    assert store.finish(job_id, JobStatus.SUCCEEDED, attempt=second)
+
+
+def test_a_stalled_worker_is_stopped_and_the_resumed_job_writes_a_gap_free_history(data_dir, monkeypatch):
+    """The reported defect: SIGSTOP a worker after epoch 3, wait past the stale limit, resume,
+    SIGCONT the old worker. Only one worker ever writes the run; it finishes with 12 epochs."""
+    monkeypatch.setenv("FER_STALE_SECONDS", "6")
+    with JobStore() as store:
+        job_id = jobs.submit(tiny(epochs=12), store)
+        job = wait_for(store, job_id, lambda j: j.epoch >= 3 and j.pid)
+        old = job.pid
+        os.kill(old, signal.SIGSTOP)
+        try:
+            wait_for(store, job_id, lambda j: j.status == JobStatus.INTERRUPTED, timeout=60)
+            assert "no heartbeat" in store.get(job_id).error
+            deadline = time.time() + 30
+            while jobs.LocalRunner().alive(old) and time.time() < deadline:  # the stale worker was killed
+                time.sleep(0.2)
+            assert not jobs.LocalRunner().alive(old)
+            store.resume(job_id)
+        finally:
+            try:
+                os.kill(old, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL, timeout=240)
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        assert [r["epoch"] for r in read_metrics(job.run_dir)] == list(range(1, 13))
+        lines = (Path(job.run_dir) / rundir.METRICS).read_text().splitlines()
+        assert len(lines) == 12 and job.attempt == 2
 
 
 def test_unwritable_store_gives_a_clear_error(tmp_path):

@@ -10,8 +10,8 @@ Workers are detached OS processes that never touch Streamlit; pages only poll th
 
 from .runners import LocalRunner, Runner, visible_gpus
 from .scheduler import open_store, schedule, submit
-from .store import FINAL, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, store_path, transaction
+from .store import FINAL, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, repair, store_path, transaction
 from .worker import work
 
 __all__ = ["FINAL", "RESUMABLE", "STALE_SECONDS", "STORE_FILE", "Job", "JobStatus", "JobStore", "LeaseLost", "LocalRunner",
-           "Runner", "connect", "open_store", "schedule", "store_path", "submit", "transaction", "visible_gpus", "work"]
+           "Runner", "connect", "open_store", "repair", "schedule", "store_path", "submit", "transaction", "visible_gpus", "work"]

@@ -102,7 +102,7 @@ class LocalRunner:
             cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return
-        if [c.decode(errors="replace") for c in cmdline[-4:] if c] != worker_command(job.id)[-4:]:
+        if [c.decode(errors="replace") for c in cmdline if c][-4:] != worker_command(job.id)[-4:]:
             return
         try:
             os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session and process group

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -21,14 +22,24 @@ from typing import Iterator
 
 from .. import rundir
 from ..config import data_dir, runs_dir
-from ..errors import JobError
+from ..errors import FerError, JobError
 from ..trainconfig import TrainConfig
 from ..validation import validate_config
 
 STORE_FILE = "jobs.sqlite3"
 BUSY_TIMEOUT_S = 30  # how long a writer waits for another process before giving up
 HEARTBEAT_SECONDS = 2.0
-STALE_SECONDS = 30.0  # no heartbeat for this long: the worker is gone (or hung)
+#: No heartbeat for this long: the worker is gone, hung or asleep (``FER_STALE_SECONDS`` changes it).
+STALE_SECONDS = 30.0
+
+
+def stale_seconds() -> float:
+    """How long a worker may stay silent before it loses its job (at least 3 heartbeats)."""
+    try:
+        value = float(os.environ.get("FER_STALE_SECONDS", STALE_SECONDS))
+    except ValueError:
+        value = STALE_SECONDS
+    return max(value, 3 * HEARTBEAT_SECONDS)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -181,6 +192,8 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
             if _is_busy(exc) and time.monotonic() < deadline:
                 time.sleep(random.uniform(0.02, 0.2))
                 continue
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+                raise JobError(f"Cannot open the job store {path}: {explain_sqlite(exc)}.") from None
             raise JobError(f"Cannot open the job store {path}: {exc}. Check that the folder exists, "
                            "is writable and the disk is not full.") from None
 
@@ -190,18 +203,22 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken at once (BEGIN IMMEDIATE) so read-then-write is atomic."""
+def transaction(conn: sqlite3.Connection, path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at once (BEGIN IMMEDIATE) so read-then-write is atomic.
+
+    ``path`` (the store's file) goes into error messages.
+    """
+    where = f" {path}" if path else ""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise JobError(f"The job store is not writable: {exc}.") from None
+        raise JobError(f"The job store{where} is not writable: {explain_sqlite(exc)}.") from None
     try:
         yield conn
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         _rollback(conn)
-        raise JobError(f"The job store could not record the change: {explain_sqlite(exc)}.") from None
+        raise JobError(f"The job store{where} could not record the change: {explain_sqlite(exc)}.") from None
     except BaseException:
         _rollback(conn)
         raise
@@ -244,8 +261,16 @@ class JobStore:
         self.close()
 
     # ----------------------------------------------------------------- reading
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """Run a read; a damaged or unreadable file is a JobError that names it and the way back."""
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise JobError(f"The job store {self.path} cannot be read: {explain_sqlite(exc)}.") from None
+
     def get(self, job_id: int) -> Job:
-        row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (int(job_id),))
+        row = rows[0] if rows else None
         if row is None:
             raise JobError(f"There is no job {job_id}; 'python -m fer_core jobs list' shows them.")
         return Job.from_row(row)
@@ -253,10 +278,9 @@ class JobStore:
     def list(self, status: JobStatus | None = None) -> list[Job]:
         """All jobs, newest first (optionally of one status)."""
         if status is None:
-            rows = self.conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+            rows = self._rows("SELECT * FROM jobs ORDER BY id DESC")
         else:
-            rows = self.conn.execute("SELECT * FROM jobs WHERE status = ? ORDER BY id DESC",
-                                     (JobStatus(status).value,)).fetchall()
+            rows = self._rows("SELECT * FROM jobs WHERE status = ? ORDER BY id DESC", (JobStatus(status).value,))
         return [Job.from_row(r) for r in rows]
 
     # ----------------------------------------------------------------- changes
@@ -271,7 +295,7 @@ class JobStore:
         path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
         path.mkdir(parents=True, exist_ok=True)
         try:
-            with transaction(self.conn) as c:
+            with transaction(self.conn, self.path) as c:
                 cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
                                 (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value, time.time(), str(path), cfg.epochs))
                 return int(cur.lastrowid)
@@ -282,7 +306,7 @@ class JobStore:
 
     def claim(self, slots: list[int]) -> list[Job]:
         """Mark the oldest queued jobs running, one per free slot, atomically; return them."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             used = {r["slot"] for r in c.execute("SELECT slot FROM jobs WHERE status = ?", (JobStatus.RUNNING.value,))}
             free = [s for s in slots if s not in used]
             queued = c.execute("SELECT id FROM jobs WHERE status = ? ORDER BY id LIMIT ?",
@@ -297,7 +321,7 @@ class JobStore:
 
     def set_pid(self, job_id: int, pid: int, device: str | None = None, attempt: int | None = None) -> bool:
         """Record the worker's pid (and device); False when ``attempt`` no longer holds the job."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             cur = c.execute("UPDATE jobs SET pid = ?, device = COALESCE(?, device), heartbeat = ? WHERE id = ?"
                             " AND (? IS NULL OR (attempt = ? AND status = ?))",
                             (pid, device, time.time(), job_id, attempt, attempt, JobStatus.RUNNING.value))
@@ -305,7 +329,8 @@ class JobStore:
 
     def holds(self, job_id: int, attempt: int) -> bool:
         """True while ``attempt`` is the job's current, running attempt (the lease is held)."""
-        row = self.conn.execute("SELECT status, attempt FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        rows = self._rows("SELECT status, attempt FROM jobs WHERE id = ?", (int(job_id),))
+        row = rows[0] if rows else None
         return bool(row) and row["status"] == JobStatus.RUNNING.value and row["attempt"] == attempt
 
     def beat(self, job_id: int, step: int = 0, steps: int = 0, attempt: int | None = None) -> bool:
@@ -314,7 +339,7 @@ class JobStore:
         Raises:
             LeaseLost: ``attempt`` no longer holds the job (it was declared dead and reclaimed).
         """
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             cur = c.execute("UPDATE jobs SET heartbeat = ?, step = ?, steps = ? WHERE id = ? AND status = ?"
                             " AND (? IS NULL OR attempt = ?)",
                             (time.time(), step, steps, job_id, JobStatus.RUNNING.value, attempt, attempt))
@@ -325,7 +350,7 @@ class JobStore:
 
     def record_epoch(self, job_id: int, epoch: int, total: int, metrics: dict, attempt: int | None = None) -> None:
         """Record a finished epoch's progress (only while ``attempt`` holds the job)."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             cur = c.execute("UPDATE jobs SET epoch = ?, total_epochs = ?, metrics = ?, step = 0, heartbeat = ? WHERE id = ?"
                             " AND (? IS NULL OR (attempt = ? AND status = ?))",
                             (epoch, total, json.dumps(metrics), time.time(), job_id, attempt, attempt,
@@ -335,7 +360,7 @@ class JobStore:
 
     def finish(self, job_id: int, status: JobStatus, error: str | None = None, attempt: int | None = None) -> bool:
         """Record how a worker ended; False when ``attempt`` no longer holds the job (nothing written)."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             cur = c.execute("UPDATE jobs SET status = ?, error = ?, finished = ?, step = 0 WHERE id = ? AND status = ?"
                             " AND (? IS NULL OR attempt = ?)",
                             (JobStatus(status).value, error, time.time(), job_id, JobStatus.RUNNING.value,
@@ -344,7 +369,7 @@ class JobStore:
 
     def cancel(self, job_id: int) -> JobStatus:
         """Cancel a queued job at once, or ask a running one to stop at its next batch."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             job = self.get(job_id)
             if job.status == JobStatus.QUEUED:
                 c.execute("UPDATE jobs SET status = ?, finished = ? WHERE id = ?",
@@ -364,7 +389,7 @@ class JobStore:
         Raises:
             JobError: the job cannot be resumed, or ``epochs`` is not more than the epochs done.
         """
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             job = self.get(job_id)
             resumable = RESUMABLE | ({JobStatus.SUCCEEDED} if epochs is not None else set())
             if job.status not in resumable:
@@ -383,7 +408,7 @@ class JobStore:
 
     def delete(self, job_id: int, remove_files: bool = True) -> None:
         """Forget a job that is not running and remove its run directory."""
-        with transaction(self.conn) as c:
+        with transaction(self.conn, self.path) as c:
             job = self.get(job_id)
             if job.status == JobStatus.RUNNING:
                 raise JobError(f"Job {job_id} is running; cancel it first, then delete it.")
@@ -398,16 +423,16 @@ class JobStore:
         A worker that is silent but still alive (stopped, hung, a laptop lid closed) loses its
         lease here: the attempt number fences it off, and ``stop(job)`` (the runner's) ends it.
         """
-        now = time.time()
+        now, stale = time.time(), stale_seconds()
         gone = []
         for job in self.list(JobStatus.RUNNING):
             dead = job.pid is not None and not alive(job.pid)
-            if not dead and (job.heartbeat or 0) >= now - STALE_SECONDS:
+            if not dead and (job.heartbeat or 0) >= now - stale:
                 continue
             why = ("The worker process stopped without a word (killed, out of memory or machine restart)."
-                   if dead else f"The worker sent no heartbeat for {STALE_SECONDS:.0f} s (hung, stopped or asleep); "
+                   if dead else f"The worker sent no heartbeat for {stale:.0f} s (hung, stopped or asleep); "
                                 "it was stopped so that it can never write this run again.")
-            with transaction(self.conn) as c:
+            with transaction(self.conn, self.path) as c:
                 cur = c.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?"
                                 " AND attempt = ?",
                                 (JobStatus.INTERRUPTED.value, now, why + " Resume the job to continue from its last "
@@ -417,3 +442,40 @@ class JobStore:
                 if not dead and stop is not None:
                     stop(job)
         return gone
+
+
+def repair(path: str | Path | None = None) -> tuple[Path | None, list[int]]:
+    """Rebuild a damaged job store from the run directories; keep the damaged file as a backup.
+
+    Every run directory under ``data/runs`` becomes a job again: ``succeeded`` when it finished,
+    else ``interrupted`` (resumable from its last checkpoint). Returns ``(backup, new job ids)``;
+    backup is None when there was no store file.
+    """
+    path = Path(path) if path else store_path()
+    backup = None
+    if path.exists():
+        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(backup)
+    for suffix in ("-wal", "-shm"):  # the damaged file's journal must not be replayed into the new one
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(Path(f"{backup or path}{suffix}"))
+    ids = []
+    with JobStore(path) as store:
+        for run in reversed(rundir.run_dirs()):  # oldest first, so ids keep their order
+            try:
+                cfg, info = rundir.read_config(run), rundir.read_info(run)
+            except FerError:  # a broken run is left out, not the whole repair
+                continue
+            done = rundir.read_state(run).epoch
+            finished = info.get("status") == "finished"
+            status = JobStatus.SUCCEEDED if finished else JobStatus.INTERRUPTED
+            with transaction(store.conn, store.path) as c:
+                cur = c.execute("INSERT INTO jobs (config, status, created, started, finished, run_dir, epoch, "
+                                "total_epochs, resume, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                                (json.dumps(cfg.to_dict()), status.value, info.get("started") or time.time(),
+                                 info.get("started"), info.get("finished") or time.time(), str(run), done, cfg.epochs,
+                                 None if finished else "Rebuilt from its run directory by 'jobs repair'; resume it "
+                                 "to continue from its last checkpoint."))
+                ids.append(int(cur.lastrowid))
+    return backup, ids
