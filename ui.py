@@ -15,6 +15,7 @@ from fer_core.demo import make_demo_dataset
 from fer_core.evaluate import evaluate_cached
 from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
 from fer_core.models import list_models
+from fer_core.predict import ImageResult, analyse
 from fer_core.runs import list_runs
 
 
@@ -99,3 +100,16 @@ def example_faces() -> dict[str, bytes]:
         for f in files:
             out[f"FER2013 {cls} face"] = f.read_bytes()
     return out
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
+                    explain: bool) -> ImageResult:
+    """One photo's faces and predictions, computed once per (content, model, settings).
+
+    A widget change that does not touch these settings, or the same photo uploaded again, costs
+    nothing; photos are decoded at most at ``PHOTO_SIDE`` pixels, so an entry stays small.
+    """
+    ref = resolve_model(model)
+    return analyse([(name, data)], cached_model(model, stamp), ref.classes, detect=detect, tta=tta,
+                   explain=explain)[0]

@@ -7,12 +7,11 @@ import streamlit as st
 
 from fer_core.errors import FerError
 from fer_core.infer import resolve_model
-from fer_core.predict import analyse, draw, overlay
+from fer_core.predict import PHOTO_TYPES, draw, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from ui import cached_model, example_faces, model_choices
+from ui import cached_analysis, cached_model, example_faces, model_choices
 
 st.title("Predict")
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 DETECT = {"auto": "Find the faces (small images are taken as one face)", "always": "Always run the face detector",
           "never": "The whole image is the face"}
 
@@ -35,9 +34,15 @@ except FerError as exc:
     st.error(str(exc))
     st.stop()
 
-uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True, key="pr_upload",
-                           help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF; phone photos are turned upright.")
-images = [(u.name, u.getvalue()) for u in uploads or []]
+uploads = st.file_uploader("Photos", type=list(PHOTO_TYPES), accept_multiple_files=True, key="pr_upload",
+                           help="JPEG (also .jfif), PNG, WebP, BMP, GIF (first frame) or TIFF; phone photos are turned "
+                                f"upright. At most {max_photos()} photos at a time.")
+uploads = list(uploads or [])
+if len(uploads) > max_photos():
+    st.warning(f"{len(uploads)} photos uploaded: only the first {max_photos()} are analysed "
+               "(FER_MAX_PHOTOS sets the limit). Upload the others in another batch.")
+    uploads = uploads[:max_photos()]
+images = [(u.name, u.getvalue()) for u in uploads]
 if st.toggle("Use the camera", key="pr_camera_on"):
     shot = st.camera_input("Take a picture", key="pr_camera")
     if shot is not None:
@@ -56,7 +61,7 @@ if not images:
 if not images:
     st.stop()
 
-results = analyse(images, model, ref.classes, detect=detect, tta=tta, explain=explain)
+results = [cached_analysis(name, data, str(ref.path), ref.stamp, detect, tta, explain) for name, data in images]
 st.caption(f"Model: {choices.get(spec, ref.name) if spec else ref.name} · {len(ref.classes)} classes · TTA {tta}")
 for res in results:
     st.subheader(res.file)
@@ -85,7 +90,7 @@ for res in results:
             if face.cam is not None:
                 right.image(overlay(face.crop, face.cam), caption=f"Grad-CAM for '{face.label}'", width=144)
             elif explain:
-                right.caption("This model has no spatial feature map to explain.")
+                right.caption(face.cam_note or "No heat map for this face.")
 if len(results) > 1:
     table = [{"file": r.file, "face": i, "label": f.label, "confidence": float(np.max(f.proba))}
              for r in results for i, f in enumerate(r.faces, 1)]

@@ -212,9 +212,9 @@ def _predict(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model)
     model = load_model(ref)
     results = analyse([(f, f) for f in args.images], model, ref.classes,
-                      detect="never" if args.no_detect else "auto", tta=args.tta)
+                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain)
     if args.json:
-        print(json.dumps([r.to_json(ref.classes) for r in results], indent=2))
+        print(json.dumps([r.to_json(ref.classes, explain=args.explain) for r in results], indent=2))
     else:
         print(f"model: {ref.name}  TTA: {args.tta}")
         for r in results:
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model_options(pr, DEFAULT_TTA, f"default {DEFAULT_TTA}, as in the app")
     pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
+    pr.add_argument("--explain", action="store_true", help="with --json: each face's Grad-CAM map (48x48, 0-1) "
+                    "under 'gradcam', or null and the reason under 'gradcam_note'")
     pr.set_defaults(func=_predict)
 
     rel = sub.add_parser("release", help="ship a run as the default model: copy, evaluate, write the model card")

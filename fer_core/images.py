@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 
@@ -20,15 +20,19 @@ from .errors import DataError
 MAX_PIXELS = 60_000_000
 
 
-def open_image(src: str | Path | bytes, name: str | None = None) -> Image.Image:
+def open_image(src: str | Path | bytes, name: str | None = None, max_side: int | None = None) -> Image.Image:
     """Open and fully decode an image, upright, as 8-bit grayscale or RGB.
 
     Args:
         src: a path or the file's bytes.
         name: how to call the file in error messages (defaults to the path).
+        max_side: decode no larger than this (longest side): JPEGs are decoded at a reduced
+            scale by the decoder itself (a 7600x7600 photo never exists at full size in
+            memory), other formats are reduced right after decoding, before any conversion.
 
     Returns:
-        A PIL image in mode ``"L"`` or ``"RGB"`` with its EXIF orientation applied.
+        A PIL image in mode ``"L"`` or ``"RGB"`` with its EXIF orientation applied; its
+        ``info["original_size"]`` is the upright size of the full image.
 
     Raises:
         DataError: the file is empty, truncated, not an image, or too large.
@@ -53,8 +57,28 @@ def open_image(src: str | Path | bytes, name: str | None = None) -> Image.Image:
                         f"(limit {MAX_PIXELS // 1_000_000} megapixels); downscale it first."
                     )
                 im.seek(0)  # first frame of a GIF/WebP animation
-                im.load()
-                return _normalise_mode(ImageOps.exif_transpose(im))
+                full, orientation = im.size, im.getexif().get(0x0112, 1)
+                if max_side and max(full) > max_side:
+                    k = max_side / max(full)
+                    if im.format == "JPEG":
+                        im.draft(im.mode if im.mode in ("L", "RGB") else "RGB",
+                                 (max(1, round(full[0] * k)), max(1, round(full[1] * k))))
+                    im.load()
+                    factor = max(1, int(max(im.size) // max_side))
+                    if factor > 1:
+                        try:
+                            im = im.reduce(factor)
+                        except (ValueError, NotImplementedError):
+                            pass  # modes reduce() does not take are converted at full size below
+                else:
+                    im.load()
+                upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
+                out = _normalise_mode(upright)
+                if max_side and max(out.size) > max_side:
+                    out.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+                turned = orientation in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+                out.info["original_size"] = (full[1], full[0]) if turned else full
+                return out
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -63,6 +87,13 @@ def open_image(src: str | Path | bytes, name: str | None = None) -> Image.Image:
         raise DataError(f"{label}: not an image file PIL can read (JPEG, PNG, WebP, BMP, GIF...).") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{label}: cannot decode the image ({exc}); the file may be truncated.") from None
+
+
+#: How to turn an image upright for each EXIF orientation (what ImageOps.exif_transpose does),
+#: applied after any reduction, which drops the EXIF data.
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 
 
 def _normalise_mode(im: Image.Image) -> Image.Image:

@@ -118,7 +118,8 @@ def load_model(ref: ModelRef):
     """Load a model for inference (safe mode, not compiled) and check it fits its classes.
 
     Raises:
-        ModelError: the file is unreadable, corrupt, unsafe, or does not take 48x48 faces.
+        ModelError: the file is unreadable, corrupt or unsafe, does not take 48x48 grayscale faces,
+            does not give one output per class, or gives scores that are not probabilities.
     """
     import keras
 
@@ -133,9 +134,16 @@ def load_model(ref: ModelRef):
                          "The file may be truncated or corrupt: choose another model or retrain.") from None
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else ()
     outputs = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
-    if shape[:2] != (48, 48) or outputs != len(ref.classes):
-        raise ModelError(f"{ref.path}: expects input {shape} and gives {outputs} outputs; FER Studio needs "
-                         f"48x48 faces and {len(ref.classes)} classes ({', '.join(ref.classes)}).")
+    if shape not in ((48, 48, 1), (48, 48)):
+        raise ModelError(f"{ref.path}: the model takes input of shape {shape}; FER Studio gives it 48x48 grayscale "
+                         "faces, shape (48, 48, 1). Choose a model trained in FER Studio or on FER2013's faces.")
+    if outputs != len(ref.classes):
+        raise ModelError(f"{ref.path}: the model gives {outputs} outputs; FER Studio expects {len(ref.classes)}, one per "
+                         f"class ({', '.join(ref.classes)}).")
+    probe = np.asarray(model(np.stack([np.zeros((48, 48, 1)), np.full((48, 48, 1), 128.0)]), training=False))
+    if not (np.all(probe >= -1e-6) and np.all(probe <= 1 + 1e-6) and np.allclose(probe.sum(axis=1), 1, atol=1e-3)):
+        raise ModelError(f"{ref.path}: the model's outputs are not probabilities (they do not add up to 1: its last "
+                         "layer has no softmax). Add a softmax activation to its output layer and save it again.")
     return model
 
 

@@ -195,3 +195,27 @@ def test_a_dataset_cache_that_cannot_be_written_leaves_no_temporary_file(data_di
     ds = load_dataset("demo:5")  # the cache is not written, the data set still loads
     assert len(ds) == 35
     assert not [p.name for p in cache_dir().rglob("*") if files.TMP_MARK in p.name]
+
+
+def test_models_of_the_wrong_shape_or_without_softmax_are_refused_at_load(tmp_path):
+    """A colour model, one with the wrong number of outputs and one that gives raw scores: each is
+    refused when loaded, naming what was expected and what was found, never later in a page."""
+    import keras
+
+    from fer_core.config import CLASS_NAMES
+    from fer_core.infer import ModelRef
+
+    def save(name, shape, units, activation):
+        inputs = keras.Input(shape)
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        path = tmp_path / f"{name}.keras"
+        keras.Model(inputs, keras.layers.Dense(units, activation=activation)(x)).save(path)
+        return ModelRef(path, name, CLASS_NAMES)
+
+    with pytest.raises(ModelError, match=r"input of shape \(48, 48, 3\).*\(48, 48, 1\)"):
+        load_model(save("colour", (48, 48, 3), 7, "softmax"))
+    with pytest.raises(ModelError, match="gives 5 outputs; FER Studio expects 7"):
+        load_model(save("five", (48, 48, 1), 5, "softmax"))
+    with pytest.raises(ModelError, match="not probabilities"):
+        load_model(save("logits", (48, 48, 1), 7, None))
+    assert load_model(save("good", (48, 48, 1), 7, "softmax")).output_shape == (None, 7)
