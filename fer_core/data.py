@@ -129,6 +129,9 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
     path = Path(text).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder. Give a FER2013 CSV, an image folder, or 'demo'.")
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"{path}: neither a regular file nor a folder (a device or a pipe). Give a FER2013 CSV, "
+                        "an image folder, or 'demo'.")
     if path.is_file():
         if path.name.lower().endswith(_CSV_SUFFIXES):
             return "csv", path
@@ -230,7 +233,7 @@ def _check_problems(where: str, problems: list[str], skip_bad: bool, kind: str) 
     if not problems or skip_bad:
         return
     what = "rows" if kind == "csv" else "files"
-    listed = "; ".join(problems[:MAX_LISTED])
+    listed = "; ".join(p if len(p) <= 300 else p[:300] + "..." for p in problems[:MAX_LISTED])
     more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
     raise DataError(
         f"{where}: {len(problems)} bad {what}: {listed}{more}. Fix them, or load with "

@@ -47,6 +47,9 @@ def open_image(src: str | Path | bytes, name: str | None = None, max_side: int |
                     raise DataError(f"{label}: the file is empty.")
                 im = Image.open(io.BytesIO(src))
             else:
+                if not Path(src).is_file():
+                    raise DataError(f"{label}: no such file." if not Path(src).exists() else
+                                    f"{label}: not a regular file (a folder or a device).")
                 if Path(src).stat().st_size == 0:
                     raise DataError(f"{label}: the file is empty.")
                 im = Image.open(src)

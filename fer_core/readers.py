@@ -54,6 +54,11 @@ class RawData:
 
 
 # --------------------------------------------------------------------------- CSV
+def shown(value: str, limit: int = 40) -> str:
+    """A field's value as it goes into an error message: quoted, and cut to ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value):,} characters)"
+
+
 def parse_pixel_rows(rows) -> tuple[np.ndarray, dict[int, str]]:
     """Parse space-separated pixel strings into a (R, 2304) uint8 array, vectorised.
 
@@ -100,8 +105,11 @@ def _parse_well_formed(buf, digit, is_digit, offsets, nulls) -> np.ndarray | Non
     np.greater(is_digit[1:], is_digit[:-1], out=first[1:])
     first[offsets[:-1]] = True
     starts = np.flatnonzero(first)
-    # Only digits and single spaces: digits + (tokens - rows) separators fill the buffer.
-    if np.count_nonzero(is_digit) + len(starts) - n_rows != len(buf) or not is_digit[offsets[1:] - 1].all():
+    # Only digits and single spaces: digits + (tokens - rows) spaces fill the buffer. (Counting any
+    # non-digit as a separator accepted 'x' or '.' here while the general parser refuses them.)
+    separators = len(starts) - n_rows
+    if (np.count_nonzero(is_digit) + separators != len(buf) or np.count_nonzero(buf == 32) != separators
+            or not is_digit[offsets[1:] - 1].all()):
         return None
     row_first = np.searchsorted(starts, offsets)
     if not (np.diff(row_first) == NUM_PIXELS).all():
@@ -262,13 +270,13 @@ def read_csv(path: Path) -> RawData:
         if e.isdigit() and int(e) < len(CLASS_NAMES):
             labels[i] = int(e)
         else:
-            bad[i] = f"field 'emotion' is {e!r}, expected an integer 0..{len(CLASS_NAMES) - 1}"
+            bad[i] = f"field 'emotion' is {shown(e)}, expected an integer 0..{len(CLASS_NAMES) - 1}"
     splits: list = [None] * n
     if "usage" in names:
         for i, u in enumerate(text("usage")):
             splits[i] = _USAGE.get(u.lower())
             if splits[i] is None:
-                bad.setdefault(i, f"field 'Usage' is {u!r}, expected one of {', '.join(SPLITS)}")
+                bad.setdefault(i, f"field 'Usage' is {shown(u)}, expected one of {', '.join(SPLITS)}")
 
     pixels, pix_bad = parse_pixel_rows(table["pixels"])
     pix_ok = np.ones(n, bool)

@@ -7,8 +7,10 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 
+from . import files
 from .config import datasets_dir
 from .errors import DataError
 
@@ -43,22 +45,39 @@ def save_upload(name: str, content: bytes) -> Path:
     target_dir = datasets_dir() / "uploads"
     target_dir.mkdir(parents=True, exist_ok=True)
     if lower.endswith((".csv", ".csv.gz", ".gz")):
-        path = target_dir / base
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(content)
-        tmp.replace(path)
-        return path
+        try:
+            return files.atomic_write(target_dir / base, lambda tmp: tmp.write_bytes(content))
+        except OSError as exc:
+            raise DataError(f"{name}: cannot be stored under {target_dir} ({exc.strerror or exc}); "
+                            "free some disk space or check the folder's permissions.") from None
     if lower.endswith(".zip"):
         return extract_zip(content, target_dir / base[:-4], name)
     raise DataError(f"{name}: upload a FER2013 CSV (.csv or .csv.gz) or a zip of image folders.")
+
+
+def archive_problem(exc: BaseException) -> str | None:
+    """What an exception raised while reading a zip means for the user (None: not an archive problem)."""
+    if isinstance(exc, DataError):
+        return str(exc).split(": ", 1)[-1]
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and "encrypted" in text:
+        return "the zip is encrypted (password-protected); upload an unencrypted zip."
+    if isinstance(exc, NotImplementedError):
+        return (f"the zip uses a compression method that cannot be read here ({text}: e.g. Deflate64 or AES); "
+                "make it again with ordinary compression (e.g. 'zip -r data.zip folder').")
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError, ValueError)):
+        return f"the zip is damaged ({type(exc).__name__}: {text[:200]}); download or make it again."
+    if isinstance(exc, OSError):
+        return f"cannot extract the zip ({exc.strerror or text}); free some disk space or check the folder."
+    return None
 
 
 def extract_zip(content: bytes, dest: Path, name: str = "archive") -> Path:
     """Extract a zip into ``dest``, refusing path traversal, links and zip bombs."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(content))
-    except zipfile.BadZipFile:
-        raise DataError(f"{name}: not a valid zip file.") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{name}: not a valid zip file ({exc}).") from None
     with zf:
         members = zf.infolist()
         if len(members) > MAX_MEMBERS:
@@ -88,12 +107,12 @@ def extract_zip(content: bytes, dest: Path, name: str = "archive") -> Path:
                         if written > m.file_size:  # the header lied about the size
                             raise DataError(f"{name}: entry {m.filename!r} is larger than its header says.")
                         dst.write(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"{name}: cannot extract the zip ({exc}).") from None
-        except DataError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-extracted is left, whatever went wrong
+            problem = archive_problem(exc)
+            if problem is None:
+                raise
+            raise DataError(f"{name}: {problem}") from None
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

@@ -197,3 +197,11 @@ def test_study_table_shows_the_layer_notation_of_a_study_preset(tmp_path):
         row = summarize(run).study_row()
         assert row["architecture"] == notation, (arch, row)
         assert row["decay"] is not None and row["weight decay"] is not None  # numbers, never "None"
+
+
+def test_the_server_listens_on_loopback_by_default():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] in ("127.0.0.1", "localhost", "::1")
+    assert "Serving a class safely" in (ROOT / "README.md").read_text()

@@ -289,3 +289,35 @@ def test_check_allowed_keeps_typed_paths_inside_the_configured_folders(data_dir,
     assert check_allowed(str(tmp_path / "other" / "fer.csv"))
     monkeypatch.setenv("FER2013_DIR", "/srv/fer2013")
     assert check_allowed("/srv/fer2013/train")
+
+
+def test_both_pixel_parsers_agree_on_separators_other_than_spaces():
+    """The fast path once took any single non-digit as a separator ('x', the '.' of floats)."""
+    from fer_core.readers import parse_pixel_rows
+
+    good = " ".join(["7"] * 2304)
+    rows = [good, "x".join(["7"] * 2304), " ".join(["7.5"] * 1152), good]
+    pixels, bad = parse_pixel_rows(rows)
+    assert len(pixels) == 2 and set(bad) == {1, 2}
+    assert all("other than digits and spaces" in why for why in bad.values())
+    assert parse_pixel_rows(["x".join(["7"] * 2304)] * 3)[1].keys() == {0, 1, 2}  # alone in a chunk too
+
+
+def test_garbage_fields_give_a_short_message_naming_the_first_bad_row(tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"emotion,pixels,Usage\n" + b"\0" * 262_144 + b",1 2,Training\n")
+    with pytest.raises(DataError, match="row 1") as err:
+        load_dataset(path, use_cache=False)
+    assert len(str(err.value)) < 2000
+
+
+def test_devices_and_missing_files_are_one_line_errors(capsys, data_dir, tmp_path):
+    from fer_core.cli import main
+
+    assert main(["data", "summary", "/dev/zero"]) == 2
+    assert "neither a regular file nor a folder" in capsys.readouterr().err
+    assert main(["jobs", "show", "99999999999999999999"]) == 2
+    assert "There is no job 99999999999999999999" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--no-detect"]) == 1
+    out = capsys.readouterr().out
+    assert "missing.jpg: error:" in out and "no such file" in out and "truncated" not in out

@@ -58,3 +58,50 @@ def test_bad_uploads(data_dir):
 
 def test_safe_name():
     assert safe_name("C:\\x\\..\\fer 2013.csv") == "fer_2013.csv" and safe_name("...") == "upload"
+
+
+def _patched(archive: bytes, *, flags: int | None = None, method: int | None = None) -> bytes:
+    """The same zip with its central directory claiming encryption (flag bit 0) or another
+    compression method (9 is Deflate64, 99 AES), as archivers other than Python's write them."""
+    data = bytearray(archive)
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        if flags is not None:
+            data[at + 8:at + 10] = (int.from_bytes(data[at + 8:at + 10], "little") | flags).to_bytes(2, "little")
+        if method is not None:
+            data[at + 10:at + 12] = method.to_bytes(2, "little")
+        at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
+
+
+def _deflated(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("encrypted", "encrypted"), ("deflate64", "compression method"), ("aes", "compression method"),
+    ("corrupt", "damaged"), ("truncated", "not a valid zip")])
+def test_every_broken_archive_is_a_clear_error_and_leaves_nothing_behind(data_dir, kind, expected):
+    good = _deflated({f"train/happy/Training_{i}.png": _png() + bytes(200) for i in range(3)})
+    if kind == "encrypted":
+        archive = _patched(good, flags=0x1)
+    elif kind == "deflate64":
+        archive = _patched(good, method=9)
+    elif kind == "aes":
+        archive = _patched(good, method=99)
+    elif kind == "corrupt":
+        data = bytearray(good)
+        start = data.find(b"PK\x03\x04") + 30 + len("train/happy/Training_0.png")
+        data[start:start + 40] = b"\xff" * 40  # the first entry's deflate stream
+        archive = bytes(data)
+    else:
+        archive = good[: len(good) // 2]
+    with pytest.raises(DataError, match=expected) as err:
+        save_upload("faces.zip", archive)
+    assert str(err.value).startswith("faces.zip: ")
+    uploads = data_dir / "datasets" / "uploads"
+    assert not list(uploads.glob("*.part")) and not (uploads / "faces").exists()
