@@ -143,6 +143,14 @@ class Journey:
         self.page.wait_for_timeout(1000)
         self.page.get_by_role("button", name="Submit training job").click()
 
+    def settle(self, locator, expected: int, timeout: float = 120) -> None:
+        """Wait until ``locator`` matches exactly ``expected`` elements (charts render one by one:
+        a count taken once can see the first before the second)."""
+        deadline = time.time() + timeout
+        while locator.count() != expected:
+            assert time.time() < deadline, f"{locator} matched {locator.count()}, expected {expected}"
+            self.page.wait_for_timeout(250)
+
     def selectbox(self, label: str):
         """The selectbox whose label is exactly ``label``."""
         return self.page.get_by_test_id("stSelectbox").filter(
@@ -190,8 +198,8 @@ def test_teacher_journey(browser, server):
     j.see("Demo data set")
     j.see("Predict: upload a photo")  # the last page link
     for name in ("Dataset", "Train", "Runs", "Evaluate", "Predict"):
-        assert page.get_by_role("link", name=name).count() >= 1  # the sidebar
-        assert page.get_by_role("link", name=f"{name}: ").count() == 1  # the page list
+        page.get_by_role("link", name=name).first.wait_for()  # the sidebar
+        j.settle(page.get_by_role("link", name=f"{name}: "), 1)  # the page list
     j.shot("home")
 
     # 2. the Dataset page, filtered to one class
@@ -216,8 +224,7 @@ def test_teacher_journey(browser, server):
     # 4. its curves on the Runs page
     j.open("runs")
     j.see("All runs (1)")
-    page.get_by_test_id("stVegaLiteChart").first.wait_for()
-    assert page.get_by_test_id("stVegaLiteChart").count() == 2  # loss and accuracy
+    j.settle(page.get_by_test_id("stVegaLiteChart"), 2)  # loss and accuracy
     j.shot("runs-curves")
 
     # 5. its confusion matrix and a misclassified image on the Evaluate page

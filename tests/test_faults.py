@@ -176,6 +176,11 @@ def test_a_full_disk_in_the_store_is_reported_as_such_and_rolls_back_cleanly(dat
                 c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
                           ("x" * 200_000, "queued", 0.0, "nowhere", 1))
         assert not store.conn.in_transaction and len(store.list()) == 1  # still usable, nothing half-written
+        before = sorted((data_dir / "runs").iterdir())
+        store.conn.execute("PRAGMA query_only = 1")  # the store refuses every write from now on
+        with pytest.raises(JobError, match="could not record the change|not writable"):
+            store.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), name="refused")
+        assert sorted((data_dir / "runs").iterdir()) == before  # the failed submit left no run folder
 
 
 def test_a_dataset_cache_that_cannot_be_written_leaves_no_temporary_file(data_dir, monkeypatch):
