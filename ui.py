@@ -15,7 +15,7 @@ from fer_core.demo import make_demo_dataset
 from fer_core.evaluate import evaluate_cached
 from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
 from fer_core.models import list_models
-from fer_core.predict import ImageResult, analyse
+from fer_core.predict import ImageResult, analyse, draw
 from fer_core.runs import list_runs
 
 
@@ -102,14 +102,23 @@ def example_faces() -> dict[str, bytes]:
     return out
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
+@st.cache_data(max_entries=32, show_spinner=False)
 def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
-                    explain: bool) -> ImageResult:
-    """One photo's faces and predictions, computed once per (content, model, settings).
+                    explain: bool, detector: str) -> tuple[ImageResult, bytes]:
+    """One photo's faces and predictions, and the photo with its boxes drawn (JPEG bytes),
+    computed once per (content, model, settings).
 
     A widget change that does not touch these settings, or the same photo uploaded again, costs
-    nothing; photos are decoded at most at ``PHOTO_SIDE`` pixels, so an entry stays small.
+    nothing. An entry holds no decoded photo, only the drawn one, compressed (a few hundred KB),
+    so many large photos do not pile up in the server's memory.
     """
     ref = resolve_model(model)
-    return analyse([(name, data)], cached_model(model, stamp), ref.classes, detect=detect, tta=tta,
-                   explain=explain)[0]
+    res = analyse([(name, data)], cached_model(model, stamp), ref.classes, detect=detect, tta=tta,
+                  explain=explain, detector=detector)[0]
+    drawn = b""
+    if res.image is not None:
+        buf = io.BytesIO()
+        draw(res).save(buf, "JPEG", quality=85)
+        drawn = buf.getvalue()
+    res.image = None
+    return res, drawn

@@ -6,12 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.errors import FerError
+from fer_core.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.infer import resolve_model
-from fer_core.predict import PHOTO_TYPES, draw, max_photos, overlay
+from fer_core.predict import PHOTO_TYPES, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
 from ui import cached_analysis, cached_model, example_faces, model_choices
 
 st.title("Predict")
+DETECTOR_NAMES = {"yunet": "YuNet", "haar": "Haar cascades"}
 DETECT = {"auto": "Find the faces (small images are taken as one face)", "always": "Always run the face detector",
           "never": "The whole image is the face"}
 
@@ -25,6 +27,10 @@ with st.sidebar:
     tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
                        help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
     detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")
+    detector = st.radio("Face detector", DETECTORS, index=DETECTORS.index(DEFAULT_DETECTOR), key="pr_detector",
+                        format_func=DETECTOR_NAMES.get, horizontal=True,
+                        help="YuNet (a small CNN) finds turned, tilted, small and large faces and turns each one "
+                             "upright before the model sees it; Haar is OpenCV's classic cascade detector.")
     explain = st.checkbox("Show what the model looked at (Grad-CAM)", value=True, key="pr_explain")
 
 try:
@@ -61,7 +67,10 @@ if not images:
 if not images:
     st.stop()
 
-results = [cached_analysis(name, data, str(ref.path), ref.stamp, detect, tta, explain) for name, data in images]
+analysed = [cached_analysis(name, data, str(ref.path), ref.stamp, detect, tta, explain, detector)
+            for name, data in images]
+results = [res for res, _ in analysed]
+drawn = {id(res): picture for res, picture in analysed}
 st.caption(f"Model: {choices.get(spec, ref.name) if spec else ref.name} · {len(ref.classes)} classes · TTA {tta}")
 for res in results:
     st.subheader(res.file)
@@ -71,16 +80,18 @@ for res in results:
     if not res.faces:
         st.warning(f"No face found in {res.file} ({res.size[0]}x{res.size[1]}). If the photo is a face crop, choose "
                    "'The whole image is the face' in the sidebar; otherwise try a larger, more frontal face.")
-        st.image(res.image, width=400)
+        st.image(drawn[id(res)], width=400)
         continue
-    st.image(draw(res), caption=f"{len(res.faces)} face(s)" + ("" if res.detected else " (the whole image)"),
+    st.image(drawn[id(res)], caption=f"{len(res.faces)} face(s)" + (f", found by {DETECTOR_NAMES[res.detector]}"
+                                                                     if res.detected else " (the whole image)"),
              width=min(res.size[0], 800) if res.size[0] > 48 else 192)
     for i, face in enumerate(res.faces, 1):
         with st.container(border=True):
             left, mid, right = st.columns([1, 3, 1])
             left.image(face.crop, caption=f"face {i}: what the model saw (48x48)", width=144)
             probs = pd.DataFrame({"class": list(ref.classes), "probability": face.proba})
-            mid.markdown(f"**Face {i}: {face.label}** ({face.proba.max():.0%}) · box {face.box.as_list()}")
+            mid.markdown(f"**Face {i}: {face.label}** ({face.proba.max():.0%}) · box {face.box.as_list()}"
+                         + (f" · turned {face.angle:+.0f}° upright" if abs(face.angle) >= 1 else ""))
             mid.altair_chart(alt.Chart(probs).mark_bar().encode(
                 x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
                 y=alt.Y("class:N", sort=list(ref.classes), title=None),

@@ -21,7 +21,6 @@ Usage: python benchmarks/bench_train.py [--arch study-g] [--rounds 3] [--demo]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -94,9 +93,10 @@ def demo(arch: str, epochs: int) -> None:
 
 
 def real(root: str, epochs: int, limit: int | None, models: list[str], out: str | None) -> None:
-    from fer_core.calibrate import RECORD, recalibrate_run
+    from fer_core import rundir
+    from fer_core.calibrate import recalibrate_run
     from fer_core.data import load_dataset, write_csv
-    from fer_core.train import read_metrics, train
+    from fer_core.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(out or tmp)
@@ -117,15 +117,16 @@ def real(root: str, epochs: int, limit: int | None, models: list[str], out: str 
         for name in models:
             cfg = TrainConfig.for_model(name, data=data, epochs=epochs)
             run_dir = base / f"{name}-{limit or 'full'}-{epochs}"
-            done = read_metrics(run_dir) if (run_dir / "state.json").exists() else []
+            started = rundir.has_started(run_dir)
+            done = rundir.read_metrics(run_dir) if started else []
             t0 = time.perf_counter()
             if len(done) < epochs:
-                train(cfg, run_dir, resume=(run_dir / "state.json").exists())
-            rows = read_metrics(run_dir)
+                train(cfg, run_dir, resume=started)
+            rows = rundir.read_metrics(run_dir)
             minutes = sum(r.get("epoch_seconds", 0) for r in rows) / 60
             # the recipe's last step: batch-norm statistics of the best checkpoint on clean faces
-            info = json.loads((run_dir / "run.json").read_text())
-            cal = info.get(RECORD) or recalibrate_run(run_dir, data, tta="none", log=lambda *a: None)
+            info = rundir.read_info(run_dir)
+            cal = info.get(rundir.BN_RECORD) or recalibrate_run(run_dir, data, tta="none", log=lambda *a: None)
             after = f"{cal['val_accuracy_after']:.4f}" if cal["layers"] else "  none"
             print(f"  {name:10s} last {rows[-1]['val_accuracy']:.4f}  best {max(r['val_accuracy'] for r in rows):.4f}"
                   f"  recalibrated {after}  ({minutes:5.1f} min of training, {time.perf_counter() - t0:6.0f} s this call)",

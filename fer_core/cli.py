@@ -18,6 +18,7 @@ from .config import load_settings, runs_dir
 from .data import load_dataset
 from .errors import FerError
 from .evaluate import evaluate_cached
+from .faces import DEFAULT_DETECTOR, DETECTORS
 from .fmt import fmt_seconds
 from .infer import DEFAULT_MODEL_DIR, load_model, resolve_model
 from .models import list_models
@@ -212,11 +213,12 @@ def _predict(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model)
     model = load_model(ref)
     results = analyse([(f, f) for f in args.images], model, ref.classes,
-                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain)
+                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
+                      detector=args.detector)
     if args.json:
         print(json.dumps([r.to_json(ref.classes, explain=args.explain) for r in results], indent=2))
     else:
-        print(f"model: {ref.name}  TTA: {args.tta}")
+        print(f"model: {ref.name}  TTA: {args.tta}  detector: {args.detector}")
         for r in results:
             if r.error:
                 print(f"{r.file}: error: {r.error}")
@@ -315,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model_options(pr, DEFAULT_TTA, f"default {DEFAULT_TTA}, as in the app")
     pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
+    pr.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                    help=f"the face detector (default {DEFAULT_DETECTOR}: finds turned and tilted faces and turns "
+                         "them upright; haar: OpenCV's cascades)")
     pr.add_argument("--explain", action="store_true", help="with --json: each face's Grad-CAM map (48x48, 0-1) "
                     "under 'gradcam', or null and the reason under 'gradcam_note'")
     pr.set_defaults(func=_predict)

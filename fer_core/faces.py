@@ -1,18 +1,29 @@
 """Face detection behind a small interface, and cropping faces the way FER2013 framed them.
 
-The detector is OpenCV's Haar cascades, shipped inside ``opencv-python-headless`` 4.x (no
-download at run time): the frontal cascade, plus the profile cascade on the image and its mirror
-image for heads turned either way. Any object with ``detect(gray) -> list[Box]`` can replace it.
+Two detectors, both run by OpenCV (``opencv-python-headless`` 4.x), neither downloaded at run time:
+
+- ``yunet`` (the default): the YuNet CNN (Wu, Peng, Yu 2023; Apache-2.0, shipped in
+  ``fer_core/assets/yunet/`` with its licence and checked against its SHA-256 when loaded). It
+  finds turned, tilted, small and large faces and gives five landmarks (eyes, nose, mouth
+  corners), which align each face upright before it is cropped;
+- ``haar``: the Haar cascades inside the OpenCV wheel (frontal, plus profile on the image and
+  its mirror image).
+
+Any object with ``detect(gray) -> list[Box]``, ``name`` and ``frame`` can take their place.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 
 #: FER2013's faces are framed almost exactly like the frontal cascade's box: measured on 300
 #: PublicTest faces pasted into larger images, the box is 0.958 of the crop (median) and centred.
@@ -34,14 +45,32 @@ class Box:
     y: int
     w: int
     h: int
-    score: float = 1.0  # the cascade's level weight
+    score: float = 1.0  # the cascade's level weight, or YuNet's confidence (0-1)
     frontal: bool = True
+    #: YuNet's five landmarks, (x, y) each: right eye, left eye (the person's), nose tip, right
+    #: and left mouth corner; empty for the Haar cascades.
+    landmarks: tuple = ()
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 
+    def scaled(self, k: float) -> "Box":
+        """The same box in an image ``k`` times as large."""
+        return Box(round(self.x * k), round(self.y * k), round(self.w * k), round(self.h * k), self.score,
+                   self.frontal, tuple((x * k, y * k) for x, y in self.landmarks))
+
+    def eye_angle(self) -> float:
+        """Degrees by which the line through the eyes is tilted (0 without landmarks)."""
+        if len(self.landmarks) < 2:
+            return 0.0
+        (rx, ry), (lx, ly) = self.landmarks[:2]
+        return math.degrees(math.atan2(ly - ry, lx - rx))
+
 
 class FaceDetector(Protocol):
+    name: str
+    frame: float  # the FER2013 crop is the box's longer side times this
+
     def detect(self, gray: np.ndarray) -> list[Box]: ...
 
 
@@ -78,6 +107,8 @@ class HaarDetector:
         scale_factor: step between the detector's scales (1.15: half the work of 1.1, same faces
             in our checks).
     """
+
+    name, frame = "haar", FER_FRAME
 
     def __init__(self, profile: str = "auto", min_face: float = 0.05, scale_factor: float = 1.15,
                  neighbours: int = 5):
@@ -125,22 +156,137 @@ class HaarDetector:
                 or b.frontal and b.score >= MIN_SCORE and (b.w >= WEAK_SIZE * largest or b.score >= WEAK_SCORE)]
 
 
-_DETECTOR: HaarDetector | None = None
+YUNET_FILE = Path(__file__).resolve().parent / "assets" / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+#: YuNet's box is about as tall as FER2013's crop: on 300 PublicTest faces (scaled to 160 px and
+#: pasted into a larger image), the crop was 1.065 times the box's longer side (median; box
+#: centred on the crop within 1% of its side).
+YUNET_FRAME = 1.065
+YUNET_MIN_SIDE, YUNET_LARGE_SIDE = 640, 320  # see YuNetDetector.detect
+ROTATIONS = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)  # extra views of a face when looking for its upright angle
 
 
-def default_detector() -> HaarDetector:
-    """One shared detector (the cascades are loaded once per process)."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        _DETECTOR = HaarDetector()
-    return _DETECTOR
+class YuNetDetector:
+    """YuNet through ``cv2.FaceDetectorYN``: boxes with five landmarks and a confidence.
+
+    Args:
+        score: the least confidence kept (0.7: YuNet's true faces score 0.8-0.95, texture below 0.6).
+        nms: overlap above which the weaker of two boxes is dropped.
+    """
+
+    name, frame = "yunet", YUNET_FRAME
+
+    def __init__(self, score: float = 0.7, nms: float = 0.3, path: Path = YUNET_FILE):
+        import cv2
+
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ModelError(f"The face detector {path} is missing ({exc.strerror}); reinstall FER Studio, or "
+                             "use --detector haar.") from None
+        if digest != YUNET_SHA256:
+            raise ModelError(f"The face detector {path} is damaged or replaced (its SHA-256 is {digest}, expected "
+                             f"{YUNET_SHA256}); reinstall FER Studio, or use --detector haar.")
+        self.cv2 = cv2
+        self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms, 5000)
+
+    def _run(self, img: np.ndarray):
+        self.net.setInputSize((img.shape[1], img.shape[0]))
+        return self.net.detect(self.cv2.cvtColor(img, self.cv2.COLOR_GRAY2BGR))[1]
+
+    def upright_angle(self, gray: np.ndarray, box: Box) -> float:
+        """Degrees to turn a face (counter-clockwise) so that it stands upright.
+
+        YuNet's landmarks follow the eyes well only for faces within about 10 degrees of
+        upright: on a face turned by 30 degrees they still lie level. So the face's surroundings
+        are also looked at turned by 10, 20 and 30 degrees either way; the view where YuNet is most
+        confident wins, and the eye landmarks seen there refine its angle.
+        """
+        cv2 = self.cv2
+        side = int(round(2 * max(box.w, box.h)))
+        cx, cy = box.x + box.w / 2, box.y + box.h / 2
+        best = (-1.0, 0.0, box.eye_angle())
+        for turn in (0.0, *ROTATIONS):  # every view scored alike: the same patch size and scale
+            m = cv2.getRotationMatrix2D((cx, cy), turn, 1.0)
+            m[:, 2] += (side / 2 - cx, side / 2 - cy)
+            view = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            found = self._run(view)
+            for row in found if found is not None else []:
+                near = abs(row[0] + row[2] / 2 - side / 2) < side / 4 and abs(row[1] + row[3] / 2 - side / 2) < side / 4
+                if near and row[14] > best[0]:
+                    eyes = math.degrees(math.atan2(row[7] - row[5], row[6] - row[4]))
+                    best = (float(row[14]), float(turn), eyes)
+        return best[1] + best[2]
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """Faces in a uint8 grayscale image, in its own pixel coordinates, left to right.
+
+        The image is looked at with its longer side between 640 and 1024 px (a small picture is
+        enlarged, so a 24-px face is still found); when that finds nothing, once more at 320 px,
+        where a face that fills the whole frame fits YuNet's largest anchors.
+        """
+        h, w = gray.shape
+        boxes = self._detect_at(gray, min(max(max(h, w), YUNET_MIN_SIDE), DETECT_SIDE) / max(h, w))
+        if not boxes and max(h, w) > YUNET_LARGE_SIDE * 1.2:
+            boxes = self._detect_at(gray, YUNET_LARGE_SIDE / max(h, w))
+        return sorted(boxes, key=lambda b: (b.x, b.y))
+
+    def _detect_at(self, gray: np.ndarray, scale: float) -> list[Box]:
+        cv2 = self.cv2
+        h, w = gray.shape
+        if scale == 1:
+            small = gray
+        else:
+            small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        found = self._run(small)
+        boxes = []
+        for row in found if found is not None else []:
+            x, y, bw, bh = row[:4]
+            x0, y0 = max(0.0, x), max(0.0, y)
+            bw, bh = min(bw - (x0 - x), small.shape[1] - x0), min(bh - (y0 - y), small.shape[0] - y0)
+            if bw < 4 or bh < 4:
+                continue
+            marks = tuple((float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5))
+            boxes.append(Box(int(round(x0)), int(round(y0)), int(round(bw)), int(round(bh)), float(row[14]), True,
+                             marks).scaled(1 / scale))
+        return boxes
 
 
-def crop_face(gray: np.ndarray, box: Box, size: int = 48, frame: float = FER_FRAME) -> np.ndarray:
+DETECTORS = ("yunet", "haar")
+DEFAULT_DETECTOR = "yunet"
+
+
+@cache
+def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
+    """One shared detector of each kind (its model is loaded once per process).
+
+    Raises:
+        ConfigError: an unknown name. ModelError: the detector's model is missing or damaged.
+    """
+    if name == "yunet":
+        return YuNetDetector()
+    if name == "haar":
+        return HaarDetector()
+    raise ConfigError(f"Face detector {name!r}: use one of {', '.join(DETECTORS)}.")
+
+
+def default_detector() -> FaceDetector:
+    """The detector used unless one is chosen (YuNet)."""
+    return get_detector(DEFAULT_DETECTOR)
+
+
+def crop_face(gray: np.ndarray, box: Box, size: int = 48, frame: float = FER_FRAME, angle: float = 0.0) -> np.ndarray:
     """Cut a square around ``box`` framed like FER2013 (edges replicated past the border),
-    resized to ``size`` x ``size``."""
+    resized to ``size`` x ``size``.
+
+    ``angle``: first turn the face this many degrees counter-clockwise about the box's centre
+    (see :meth:`YuNetDetector.upright_angle`), so that it stands upright as FER2013's faces do.
+    """
     import cv2
 
+    if abs(angle) >= 1.0:
+        return _aligned_crop(gray, box, size, frame, angle)
     side = max(box.w, box.h) * frame
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
@@ -151,3 +297,16 @@ def crop_face(gray: np.ndarray, box: Box, size: int = 48, frame: float = FER_FRA
     patch = src[y0 + pad:y0 + pad + s, x0 + pad:x0 + pad + s]
     interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
     return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def _aligned_crop(gray: np.ndarray, box: Box, size: int, frame: float, angle: float) -> np.ndarray:
+    """The FER2013 crop of a face turned by ``angle`` degrees about the box's centre: only the
+    crop's own pixels are resampled (not the whole photo), then scaled down by area."""
+    import cv2
+
+    s = max(int(round(max(box.w, box.h) * frame)), 1)
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    m[:, 2] += (s / 2 - cx, s / 2 - cy)  # the box centre lands in the middle of an s x s patch
+    patch = cv2.warpAffine(gray, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)

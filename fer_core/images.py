@@ -71,8 +71,8 @@ def open_image(src: str | Path | bytes, name: str | None = None, max_side: int |
                     if factor > 1:
                         try:
                             im = im.reduce(factor)
-                        except (ValueError, NotImplementedError):
-                            pass  # modes reduce() does not take are converted at full size below
+                        except (ValueError, NotImplementedError):  # 16-bit and float modes: every f-th pixel
+                            im = Image.fromarray(np.ascontiguousarray(np.asarray(im)[::factor, ::factor]))
                 else:
                     im.load()
                 upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im

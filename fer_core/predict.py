@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import FerError
-from .faces import Box, FaceDetector, crop_face, default_detector
+from .faces import DEFAULT_DETECTOR, Box, FaceDetector, crop_face, get_detector
 from .images import open_image, to_face_array
 from .tta import model_crop, predict_proba
 
@@ -39,6 +39,7 @@ class Face:
     label: str
     cam: np.ndarray | None = None  # Grad-CAM heat map, 48x48 in [0, 1]
     cam_note: str | None = None  # why there is no heat map, when there is none
+    angle: float = 0.0  # degrees the face was turned to stand upright before it was cropped
 
 
 @dataclass
@@ -49,13 +50,14 @@ class ImageResult:
     size: tuple[int, int] | None = None  # (width, height) of the full photo after EXIF rotation
     detected: bool = True  # False: the whole image was taken as the face
     image: object | None = None  # the decoded PIL image (at most PHOTO_SIDE), for drawing
+    detector: str = ""  # the face detector that found the faces ("" when none ran)
 
     def to_json(self, classes: tuple[str, ...], explain: bool = False) -> dict:
         """The result as JSON; with ``explain``, each face's Grad-CAM map (48x48 values in 0-1)
         under ``gradcam``, or null and the reason under ``gradcam_note``."""
-        out = {"file": self.file, "faces": []}
+        out = {"file": self.file, "detector": self.detector or None, "faces": []}
         for f in self.faces:
-            face = {"box": f.box.as_list(), "label": f.label,
+            face = {"box": f.box.as_list(), "angle": round(f.angle, 1), "label": f.label,
                     "probabilities": {c: round(float(p), 6) for c, p in zip(classes, f.proba)}}
             if explain:
                 face["gradcam"] = None if f.cam is None else np.round(f.cam, 3).tolist()
@@ -77,11 +79,12 @@ def find_faces(gray: np.ndarray, detect: str = "auto", detector: FaceDetector | 
     whole = [Box(0, 0, w, h)]
     if detect == "never" or (detect == "auto" and max(h, w) <= FACE_CROP_SIDE):
         return whole, False
-    return (detector or default_detector()).detect(gray), True
+    return (detector or get_detector()).detect(gray), True
 
 
 def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[str, ...], *, detect: str = "auto",
-            tta: str = "none", explain: bool = False, detector: FaceDetector | None = None) -> list[ImageResult]:
+            tta: str = "none", explain: bool = False, detector: str | FaceDetector = DEFAULT_DETECTOR,
+            align: bool = True) -> list[ImageResult]:
     """Decode each image, find its faces and classify all faces of all images in one batch.
 
     Args:
@@ -91,25 +94,29 @@ def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[
         detect: see :func:`find_faces`.
         tta: test-time augmentation, "none", "flip" or "tencrop".
         explain: also compute a Grad-CAM heat map per face.
+        detector: "yunet" (the default), "haar", or a detector object.
+        align: turn each face upright before cropping it (detectors that can tell the angle).
 
     Returns:
         One result per image, in order; an image that cannot be read has ``error`` set, and one
         with no face has an empty ``faces`` list. Never raises for bad files.
     """
     results, crops, owners = [], [], []
+    finder = get_detector(detector) if isinstance(detector, str) else detector
     for name, src in images:
         res = ImageResult(str(name))
         try:
             im = open_image(src, name=str(name), max_side=PHOTO_SIDE)
             res.image, res.size = im, im.info.get("original_size", im.size)
             gray = np.asarray(im.convert("L"), dtype=np.uint8)
-            boxes, res.detected = find_faces(gray, detect, detector)
+            boxes, res.detected = find_faces(gray, detect, finder)
+            res.detector = finder.name if res.detected else ""
             scale = res.size[0] / im.size[0]
             for box in boxes:
-                crop = crop_face(gray, box) if res.detected else _whole(gray)
-                full = Box(round(box.x * scale), round(box.y * scale), round(box.w * scale), round(box.h * scale),
-                           box.score, box.frontal) if scale != 1 else box
-                res.faces.append(Face(full, crop, np.zeros(len(classes)), ""))
+                turn = finder.upright_angle(gray, box) if res.detected and align and hasattr(finder, "upright_angle") else 0.0
+                crop = crop_face(gray, box, frame=finder.frame, angle=turn) if res.detected else _whole(gray)
+                res.faces.append(Face(box.scaled(scale) if scale != 1 else box, crop, np.zeros(len(classes)), "",
+                                      angle=turn))
                 crops.append(crop)
                 owners.append(res)
         except FerError as exc:

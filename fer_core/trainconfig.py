@@ -243,9 +243,6 @@ class TrainConfig:
                 sets.append(f"--set {key}={text}")
         return " ".join([*parts, *sets, f"--out {out}"])
 
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
