@@ -163,7 +163,10 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 #: centred on the crop within 1% of its side).
 YUNET_FRAME = 1.065
 YUNET_MIN_SIDE, YUNET_LARGE_SIDE = 640, 320  # see YuNetDetector.detect
-ROTATIONS = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)  # extra views of a face when looking for its upright angle
+ROTATIONS = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)
+VIEW_SIDE = 160
+MIN_TURN = 10.0  # degrees: smaller tilts are left as they are (see YuNetDetector.upright_angle)
+SCORE_SOFTNESS = 0.005  # of the soft arg-max over YuNet's confidence in the turned views  # extra views of a face when looking for its upright angle
 
 
 class YuNetDetector:
@@ -189,34 +192,51 @@ class YuNetDetector:
                              f"{YUNET_SHA256}); reinstall FER Studio, or use --detector haar.")
         self.cv2 = cv2
         self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms, 5000)
+        self.size = (320, 320)
+        # a second network for the turned views of one face, always of the same input size:
+        # changing a network's input size costs more than running it on a small image
+        self.view_net = cv2.FaceDetectorYN.create(str(path), "", (VIEW_SIDE, VIEW_SIDE), 0.3, nms, 50)
 
     def _run(self, img: np.ndarray):
-        self.net.setInputSize((img.shape[1], img.shape[0]))
+        size = (img.shape[1], img.shape[0])
+        if size != self.size:
+            self.net.setInputSize(size)
+            self.size = size
         return self.net.detect(self.cv2.cvtColor(img, self.cv2.COLOR_GRAY2BGR))[1]
 
     def upright_angle(self, gray: np.ndarray, box: Box) -> float:
         """Degrees to turn a face (counter-clockwise) so that it stands upright.
 
-        YuNet's landmarks follow the eyes well only for faces within about 10 degrees of
-        upright: on a face turned by 30 degrees they still lie level. So the face's surroundings
-        are also looked at turned by 10, 20 and 30 degrees either way; the view where YuNet is most
-        confident wins, and the eye landmarks seen there refine its angle.
+        YuNet's eye landmarks do not follow a turned face (on a face turned by 30 degrees they
+        still lie level), but its confidence does: it is highest when the face is upright. So
+        the face's surroundings are looked at as they are and turned by 10, 20 and 30 degrees
+        either way, and the turns are averaged, weighted by how much more confident YuNet is in
+        each view (a soft arg-max). Turns under 10 degrees are left alone: FER2013's own faces
+        tilt that much (``benchmarks/bench_faces.py`` measures what turning buys).
         """
+        views = [self._view(gray, box, turn) for turn in (0.0, *ROTATIONS)]
+        scores = np.array([v[0] for v in views])
+        if scores.max() <= 0:
+            return 0.0
+        weights = np.exp((scores - scores.max()) / SCORE_SOFTNESS)
+        angle = float((weights * np.array([v[1] for v in views])).sum() / weights.sum())
+        return angle if abs(angle) >= MIN_TURN else 0.0
+
+    def _view(self, gray: np.ndarray, box: Box, turn: float) -> tuple[float, float, float]:
+        """(YuNet's confidence, ``turn``, eye angle) of the face in its surroundings turned by ``turn``."""
         cv2 = self.cv2
-        side = int(round(2 * max(box.w, box.h)))
+        side = VIEW_SIDE  # the face's surroundings (twice its box) scaled to this square
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
-        best = (-1.0, 0.0, box.eye_angle())
-        for turn in (0.0, *ROTATIONS):  # every view scored alike: the same patch size and scale
-            m = cv2.getRotationMatrix2D((cx, cy), turn, 1.0)
-            m[:, 2] += (side / 2 - cx, side / 2 - cy)
-            view = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            found = self._run(view)
-            for row in found if found is not None else []:
-                near = abs(row[0] + row[2] / 2 - side / 2) < side / 4 and abs(row[1] + row[3] / 2 - side / 2) < side / 4
-                if near and row[14] > best[0]:
-                    eyes = math.degrees(math.atan2(row[7] - row[5], row[6] - row[4]))
-                    best = (float(row[14]), float(turn), eyes)
-        return best[1] + best[2]
+        m = cv2.getRotationMatrix2D((cx, cy), turn, side / (2 * max(box.w, box.h)))
+        m[:, 2] += (side / 2 - cx, side / 2 - cy)
+        view = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        best = (0.0, turn, 0.0)
+        found = self.view_net.detect(cv2.cvtColor(view, cv2.COLOR_GRAY2BGR))[1]
+        for row in found if found is not None else []:
+            near = abs(row[0] + row[2] / 2 - side / 2) < side / 4 and abs(row[1] + row[3] / 2 - side / 2) < side / 4
+            if near and row[14] > best[0]:
+                best = (float(row[14]), turn, math.degrees(math.atan2(row[7] - row[5], row[6] - row[4])))
+        return best
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         """Faces in a uint8 grayscale image, in its own pixel coordinates, left to right.
