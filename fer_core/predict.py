@@ -191,8 +191,8 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
             out_maps.append((None, EMPTY_CAM))
             continue
         full = np.zeros(faces.shape[1:3], np.float32)
-        resized = tf.image.resize(cam[..., None] / top, (crop, crop), method="bicubic").numpy()[..., 0]
-        full[off:off + crop, off:off + crop] = np.clip(resized, 0, 1)
+        resized = np.clip(tf.image.resize(cam[..., None] / top, (crop, crop), method="bicubic").numpy()[..., 0], 0, None)
+        full[off:off + crop, off:off + crop] = resized / resized.max()  # smooth, and its peak is 1
         out_maps.append((full, None))
     return out_maps
 

@@ -240,7 +240,7 @@ def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, no_default
     assert len(faces) == 1 and "box [17" in faces[0]
     assert len(at.get("vega_lite_chart")) == 1  # the probability bars
     captions = [i.proto.imgs[0].caption for i in at.get("image")]
-    assert captions[0] == "1 face(s)" and captions[1].startswith("face 1: what the model saw")
+    assert captions[0] == "1 face(s), found by YuNet" and captions[1].startswith("face 1: what the model saw")
     assert captions[2].startswith("Grad-CAM for")  # the saliency overlay
     at.checkbox(key="pr_explain").uncheck().run()
     assert len(at.get("image")) == 2
