@@ -14,7 +14,14 @@ class DataError(FerError):
 
 
 class ConfigError(FerError):
-    """A configuration value (training option, layer notation, setting) is invalid."""
+    """A configuration value (training option, layer notation, setting) is invalid.
+
+    ``field``: the configuration field at fault, when one is (a form shows the message there).
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class ModelError(FerError):

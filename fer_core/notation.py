@@ -163,14 +163,14 @@ def _plan(text: str, conv_widths, dense_widths, padding: str):
     blocks = parse_notation(text)
     n_conv = sum(b.kind == "conv" for b in blocks)
     hidden = sum(b.layers.count("F") for b in blocks) - 1
-    convs = _widths(conv_widths, n_conv, "convolution block", text)
-    denses = _widths(dense_widths, hidden, "hidden dense layer", text)
+    convs = _widths(conv_widths, n_conv, "convolution block", text, "conv_widths")
+    denses = _widths(dense_widths, hidden, "hidden dense layer", text, "dense_widths")
     if padding not in ("valid", "same"):
-        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.")
+        raise ConfigError(f"Padding {padding!r}: use 'valid' or 'same'.", field="padding")
     return blocks, convs, denses, hidden
 
 
-def _widths(values, n: int, what: str, text: str) -> list[int]:
+def _widths(values, n: int, what: str, text: str, field: str | None = None) -> list[int]:
     vals = [int(v) for v in ([values] if isinstance(values, int) else list(values or []))]
     if n == 0:
         return []
@@ -178,5 +178,5 @@ def _widths(values, n: int, what: str, text: str) -> list[int]:
         vals = vals * n
     if len(vals) != n or any(v < 1 for v in vals):
         raise ConfigError(f"Layer notation {text!r} has {n} {what}(s); give {n} positive width(s) "
-                          f"(or one for all), not {vals}.")
+                          f"(or one for all), not {vals}.", field=field)
     return vals

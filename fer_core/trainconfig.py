@@ -130,11 +130,8 @@ class TrainConfig:
                     try:  # widths that do not match the blocks, or an image shrunk to nothing
                         notation.count_notation_params(self.arch, self.conv_widths, self.dense_widths,
                                                        padding=self.padding, size=self.crop)
-                    except FerError as exc:
-                        text = str(exc)
-                        where = ("conv_widths" if "convolution block" in text else
-                                 "dense_widths" if "dense layer" in text else "arch")
-                        errors[where] = text
+                    except ConfigError as exc:
+                        errors[exc.field or "arch"] = str(exc)
                 if self.width and not (spec and spec.takes("width")):
                     errors.setdefault("width", f"{self.arch} has no width option; set 0, or pick a preset that "
                                                f"has one ({', '.join(model_names(taking='width'))})")

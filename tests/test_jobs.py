@@ -271,3 +271,21 @@ def test_jobs_cli(data_dir, capsys):
     assert main(["jobs", "resume", "999"]) == 2
     assert main(["jobs", "delete", str(job_id)]) == 0
     assert store.list() == []
+
+
+def test_jobs_resume_with_more_epochs_extends_a_finished_job(store, capsys):
+    runner = FakeRunner()
+    job_id = store.submit(tiny(epochs=2))
+    jobs.schedule(store, runner)
+    assert store.finish(job_id, JobStatus.SUCCEEDED)
+    with pytest.raises(JobError, match="only cancelled, failed or interrupted jobs"):
+        store.resume(job_id)  # a finished job continues only with more epochs
+    store.resume(job_id, epochs=5)
+    job = store.get(job_id)
+    assert job.status == JobStatus.QUEUED and job.total_epochs == 5 and job.config["epochs"] == 5 and job.resume
+    with pytest.raises(JobError, match="only cancelled, failed or interrupted"):
+        store.resume(job_id, epochs=6)  # queued: nothing to resume
+    jobs.schedule(store, runner)
+    store.finish(job_id, JobStatus.CANCELLED)
+    with pytest.raises(JobError, match="must be more than the 0 epochs already done"):
+        store.resume(job_id, epochs=0)

@@ -33,7 +33,7 @@ def test_release_writes_model_metrics_and_card(trained_run, tmp_path):
 
 
 def test_release_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(FerError):
+    with pytest.raises(FerError, match="not a run directory|cannot read the training configuration"):
         release(tmp_path, "demo", target=tmp_path / "out", log=lambda *a: None)
 
 
