@@ -16,6 +16,7 @@ from . import jobs
 from .calibrate import recalibrate_run
 from .config import load_settings, runs_dir
 from .data import load_dataset
+from .device import device_line, quiet_tensorflow
 from .errors import FerError
 from .evaluate import evaluate_cached
 from .faces import DEFAULT_DETECTOR, DETECTORS
@@ -368,10 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in TF_COMMANDS or getattr(args, "jobs_command", None) == "work":
+            quiet_tensorflow()
+        if args.command == "train":
+            print(device_line(), flush=True)
         return args.func(args)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)

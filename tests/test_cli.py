@@ -27,3 +27,21 @@ def test_bad_source_is_one_line_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "missing column(s) 'emotion', 'pixels'" in proc.stderr
+
+
+def test_commands_print_one_device_line_instead_of_tensorflows_start_up_noise(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    env.update(FER_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-m", "fer_core", "train", "--data", "demo:10", "--arch", "tiny",
+                           "--epochs", "1", "--out", str(tmp_path / "run")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("training on CPU (")
+    for noise in ("cuInit", "CUDA", "rebuild TensorFlow", "absl", "oneDNN"):
+        assert noise not in proc.stderr, proc.stderr

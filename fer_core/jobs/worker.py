@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from .. import rundir
+from ..device import device_line
 from ..errors import FerError
 from ..train import train
 from ..trainconfig import TrainConfig
@@ -70,7 +71,7 @@ def work(job_id: int, store_file: str | Path | None = None) -> int:
         resume = job.resume and rundir.has_started(run_dir)
         cfg = None if resume else TrainConfig.from_dict(job.config)
         print(f"job {job_id}: {'resuming' if resume else 'starting'} {job.config.get('arch')} in {run_dir} "
-              f"(attempt {attempt})", flush=True)
+              f"(attempt {attempt}); {device_line()}", flush=True)
         if not run_dir.is_dir():
             raise FerError(f"The run directory {run_dir} cannot be seen from this machine; FER_DATA_DIR must be "
                            "the same shared folder on every machine that runs jobs.")

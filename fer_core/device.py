@@ -1,0 +1,52 @@
+"""TensorFlow imported quietly, and the one line that says where training runs.
+
+On a machine without a GPU, importing TensorFlow prints CUDA probing errors ("failed call to
+cuInit") and build notes ("rebuild TensorFlow with the appropriate compiler flags") that read
+like failures. The command line and the job workers import it through :func:`quiet_tensorflow`
+and print one line instead: ``training on CPU (2 cores)`` or ``training on GPU 0: <name>``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def quiet_tensorflow():
+    """Import TensorFlow and Keras with their start-up messages on stderr silenced; return ``tensorflow``.
+
+    TensorFlow's C++ logging writes to file descriptor 2 before it reads any setting, so the
+    descriptor itself points at /dev/null during the import (and the first device query);
+    ``TF_CPP_MIN_LOG_LEVEL=3`` keeps the later messages quiet. Real errors still raise.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
+def device_line() -> str:
+    """``training on CPU (N cores)`` or ``training on GPU 0: <name>, GPU 1: ...``."""
+    tf = quiet_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"training on CPU ({os.cpu_count()} cores)"
+    names = []
+    for i, gpu in enumerate(gpus):
+        try:
+            names.append(f"GPU {i}: {tf.config.experimental.get_device_details(gpu).get('device_name', gpu.name)}")
+        except (RuntimeError, ValueError):
+            names.append(f"GPU {i}: {gpu.name}")
+    return "training on " + ", ".join(names)
