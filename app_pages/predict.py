@@ -17,6 +17,23 @@ DETECTOR_NAMES = {"yunet": "YuNet", "haar": "Haar cascades"}
 DETECT = {"auto": "Find the faces (small images are taken as one face)", "always": "Always run the face detector",
           "never": "The whole image is the face"}
 
+def probability_chart(probs: pd.DataFrame, winner: str) -> alt.LayerChart:
+    """One bar per class with every class name shown (Vega would drop overlapping labels: each
+    row gets room, and labels never overlap-hide), the winner in red and labelled with its share."""
+    base = alt.Chart(probs).encode(
+        y=alt.Y("class:N", sort=list(probs["class"]), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=300, labelFontSize=13)))
+    bars = base.mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+        color=alt.condition(alt.datum["class"] == winner, alt.value("#e45756"), alt.value("#4c78a8")),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".1%")])
+    text = base.mark_text(align="left", dx=4, fontWeight="bold").encode(
+        x="probability:Q", text=alt.Text("probability:Q", format=".0%")).transform_filter(
+        alt.datum["class"] == winner)
+    return (bars + text).properties(height=PROBABILITY_ROW * len(probs))
+
+
+PROBABILITY_ROW = 26  # px per class in the probability chart: room for every label at any width
 choices = model_choices()
 with st.sidebar:
     st.header("Model")
@@ -92,12 +109,7 @@ for res in results:
             probs = pd.DataFrame({"class": list(ref.classes), "probability": face.proba})
             mid.markdown(f"**Face {i}: {face.label}** ({face.proba.max():.0%}) · box {face.box.as_list()}"
                          + (f" · turned {face.angle:+.0f}° upright" if abs(face.angle) >= 1 else ""))
-            mid.altair_chart(alt.Chart(probs).mark_bar().encode(
-                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-                y=alt.Y("class:N", sort=list(ref.classes), title=None),
-                color=alt.condition(alt.datum["class"] == face.label, alt.value("#e45756"), alt.value("#4c78a8")),
-                tooltip=["class", alt.Tooltip("probability:Q", format=".1%")]).properties(height=180),
-                width="stretch")
+            mid.altair_chart(probability_chart(probs, face.label), width="stretch")
             if face.cam is not None:
                 right.image(overlay(face.crop, face.cam), caption=f"Grad-CAM for '{face.label}'", width=144)
             elif explain:

@@ -239,6 +239,13 @@ def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, no_default
     faces = [m.value for m in at.markdown if m.value.startswith("**Face")]
     assert len(faces) == 1 and "box [17" in faces[0]
     assert len(at.get("vega_lite_chart")) == 1  # the probability bars
+    import json
+
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    layers = spec["layer"]
+    axis = layers[0]["encoding"]["y"]["axis"]
+    assert axis["labelOverlap"] is False and spec["height"] >= 7 * 20  # every class name has room to show
+    assert layers[1]["mark"]["type"] == "text"  # the winner's share is written on its bar
     captions = [i.proto.imgs[0].caption for i in at.get("image")]
     assert captions[0] == "1 face(s), found by YuNet" and captions[1].startswith("face 1: what the model saw")
     assert captions[2].startswith("Grad-CAM for")  # the saliency overlay
