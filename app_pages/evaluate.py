@@ -8,7 +8,7 @@ import streamlit as st
 from fer_core.config import SPLITS
 from fer_core.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
-from fer_core.infer import top_k
+from fer_core.infer import data_mismatch, resolve_model, top_k
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
 from ui import active_source, cached_dataset, cached_evaluation, model_choices, source_choices
 
@@ -139,6 +139,9 @@ if other:
     except FerError as exc:
         st.error(str(exc))
         st.stop()
+    mismatch = data_mismatch(resolve_model(model), resolve_model(other))
+    if mismatch:
+        st.warning(mismatch)
     a, b = st.columns(2)
     for col, r, key in ((a, res, model), (b, res2, other)):
         col.metric(choices[key], f"{r.metrics['accuracy']:.2%}")

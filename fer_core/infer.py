@@ -6,6 +6,7 @@ Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbit
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,25 @@ def load_model(ref: ModelRef):
         raise ModelError(f"{ref.path}: the model's outputs are not probabilities (they do not add up to 1: its last "
                          "layer has no softmax). Add a softmax activation to its output layer and save it again.")
     return model
+
+
+def trained_on(ref: ModelRef) -> str:
+    """The data source a model was trained on, as its config records it ('' when unknown)."""
+    folder = ref.run_dir or ref.path.parent
+    try:
+        return rundir.read_config(folder).data
+    except FerError:
+        return ""
+
+
+def data_mismatch(a: ModelRef, b: ModelRef) -> str | None:
+    """A warning when two models were trained on different data sets (their numbers then measure
+    different things: a model trained on the demo cartoons says nothing about FER2013), else None."""
+    da, db = trained_on(a), trained_on(b)
+    if not da or not db or os.path.normpath(da) == os.path.normpath(db):
+        return None
+    return (f"These models were trained on different data: {a.name} on {da!r}, {b.name} on {db!r}. Their "
+            "validation accuracies are not comparable; only the numbers measured here, on the same faces, are.")
 
 
 def top_k(proba: np.ndarray, classes: tuple[str, ...], k: int = 3) -> list[list[tuple[str, float]]]:

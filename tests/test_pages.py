@@ -259,3 +259,18 @@ def test_predict_page_example_faces(demo_app, no_default_model, run_in_data):
     assert not at.exception and not at.error
     faces = [m.value for m in at.markdown if m.value.startswith("**Face")]
     assert len(faces) == 1 and "box [0, 0, 48, 48]" in faces[0]  # a face crop: no detection
+
+
+def test_comparing_models_trained_on_different_data_says_so(demo_app, run_in_data):
+    """A run trained on the demo cartoons beside the shipped model (FER2013): a warning, since
+    their validation accuracies measure different things; two runs on the same data: none."""
+    import shutil
+
+    at = AppTest.from_file(EVALUATE, default_timeout=TIMEOUT).run()
+    at.selectbox(key="ev_model").set_value(str(run_in_data)).run()
+    at.selectbox(key="ev_other").set_value("default").run()
+    assert not at.exception and not at.error
+    assert any("trained on different data" in w.value and "'demo'" in w.value for w in at.warning)
+    shutil.copytree(run_in_data, run_in_data.parent / "same-data")
+    at.selectbox(key="ev_other").set_value(str(run_in_data.parent / "same-data")).run()
+    assert not any("trained on different data" in w.value for w in at.warning)
