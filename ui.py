@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
 from fer_core.config import load_settings
@@ -17,6 +19,20 @@ from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_mod
 from fer_core.models import list_models
 from fer_core.predict import ImageResult, analyse, draw
 from fer_core.runs import list_runs
+
+
+def use_app_navigation() -> None:
+    """Call first on every page: make sure the app's own navigation (``app.py``) drives it.
+
+    With a ``pages/`` folder beside ``app.py``, Streamlit serves a fresh server's first request
+    through its older folder discovery until some session runs ``st.navigation``: a bookmarked
+    page (``/predict``) then runs alone, under a sidebar that lists the folder's files. That
+    switch is Streamlit's own flag; turning it off and rerunning lets ``app.py`` route the same
+    URL to the same page.
+    """
+    if PagesManager.uses_pages_directory and Path(sys.argv[0]).name == "app.py":
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 @st.cache_data(show_spinner="Loading the data set…", max_entries=4)

@@ -91,7 +91,7 @@ RUN_FILES = ("config.json", "run.json", "state.json", "classes.json", "metrics.j
 
 
 def test_run_directory_file_names_are_spelled_only_by_their_owner():
-    sources = [*CORE.rglob("*.py"), *(ROOT / "app_pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
+    sources = [*CORE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
     found = [f"{p.relative_to(ROOT)}: {name}" for p in sources if p.name != "rundir.py"
              for name in RUN_FILES if re.search(rf"[\"'/]{re.escape(name)}[\"']", p.read_text())]
     assert not found, found
@@ -143,8 +143,8 @@ def test_one_default_tta_everywhere():
     parser = build_parser()
     for argv in (["evaluate"], ["predict", "x.jpg"], ["recalibrate", "RUN"]):
         assert parser.parse_args(argv).tta == DEFAULT_TTA, argv
-    evaluate_page = (ROOT / "app_pages" / "evaluate.py").read_text()
-    predict_page = (ROOT / "app_pages" / "predict.py").read_text()
+    evaluate_page = (ROOT / "pages" / "evaluate.py").read_text()
+    predict_page = (ROOT / "pages" / "predict.py").read_text()
     assert "TTA_MODES.index(DEFAULT_TTA)" in evaluate_page and "TTA_MODES.index(DEFAULT_TTA)" in predict_page
     metrics = read_model_metrics(DEFAULT_MODEL_DIR)
     assert metrics["default_tta"] == DEFAULT_TTA

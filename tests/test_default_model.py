@@ -72,5 +72,5 @@ def test_fallback_without_runs(data_dir, capsys, shipped):
     root = Path(__file__).resolve().parent.parent
     home = AppTest.from_file(str(root / "app.py"), default_timeout=180).run()
     assert any("shipped default model" in m.value for m in home.success)
-    predict = AppTest.from_file(str(root / "app_pages" / "predict.py"), default_timeout=180).run()
+    predict = AppTest.from_file(str(root / "pages" / "predict.py"), default_timeout=180).run()
     assert predict.selectbox(key="pr_model").value == "default" and not predict.error

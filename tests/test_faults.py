@@ -60,10 +60,10 @@ def test_damaged_job_store_is_reported_and_pages_keep_working(data_dir):
     (data_dir / jobs.STORE_FILE).write_bytes(b"this is not a SQLite database, just junk " * 100)
     with pytest.raises(JobError, match="Cannot open the job store"):
         jobs.JobStore()
-    at = AppTest.from_file(str(ROOT / "app_pages" / "train.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("Cannot open the job store" in e.value for e in at.error)
-    runs = AppTest.from_file(str(ROOT / "app_pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    runs = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not runs.exception
 
 
@@ -75,11 +75,11 @@ def test_broken_runs_are_listed_with_the_reason(run_in_data, no_default_model):
     for path in truncated.glob("*.keras"):  # the final model and every checkpoint
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])
-    page = AppTest.from_file(str(ROOT / "app_pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    page = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not page.exception
     warnings = " ".join(w.value for w in page.warning)
     assert "bad-config** is broken" in warnings and "cannot read the training configuration" in warnings
-    ev = AppTest.from_file(str(ROOT / "app_pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
+    ev = AppTest.from_file(str(ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
     ev.selectbox(key="ev_model").set_value(str(truncated)).run()
     assert not ev.exception
     assert any("cannot load this model" in e.value and "truncated or corrupt" in e.value for e in ev.error)
@@ -154,7 +154,7 @@ def test_a_damaged_page_of_the_store_is_a_clear_error_and_repair_rebuilds_it(run
     err = capsys.readouterr().err
     assert str(path) in err and "jobs repair" in err and "Traceback" not in err
     for name in ("train.py", "runs.py"):
-        at = AppTest.from_file(str(ROOT / "app_pages" / name), default_timeout=TIMEOUT).run()
+        at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT).run()
         assert not at.exception, name
     assert main(["jobs", "repair"]) == 0
     assert "damaged store is kept" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from fer_core.config import Settings, save_settings
 TIMEOUT = 180
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-DATASET = str(ROOT / "app_pages" / "dataset.py")
+DATASET = str(ROOT / "pages" / "dataset.py")
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_home_page_says_what_is_active(demo_app, no_default_model):
 
 def test_home_page_links_to_the_dataset_page(demo_app):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page("app_pages/dataset.py").run()
+    at.switch_page("pages/dataset.py").run()
     assert not at.exception
     assert at.title[0].value == "Dataset"
 
@@ -104,8 +104,8 @@ def test_dataset_page_with_real_fer2013(real_data_dir, data_dir, monkeypatch):
     assert not at.exception
 
 
-TRAIN = str(ROOT / "app_pages" / "train.py")
-RUNS = str(ROOT / "app_pages" / "runs.py")
+TRAIN = str(ROOT / "pages" / "train.py")
+RUNS = str(ROOT / "pages" / "runs.py")
 
 
 def test_train_page_catches_bad_values_next_to_the_field(demo_app):
@@ -166,7 +166,7 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert any("metrics (CSV)" in b for b in labels) and any("model.keras" in b for b in labels)
 
 
-EVALUATE = str(ROOT / "app_pages" / "evaluate.py")
+EVALUATE = str(ROOT / "pages" / "evaluate.py")
 
 
 def _count(at) -> int:
@@ -219,7 +219,7 @@ def test_evaluate_page_compares_two_runs(demo_app, no_default_model, run_in_data
     assert any("They disagree on **0** images" in m.value for m in at.markdown)  # the same weights
 
 
-PREDICT = str(ROOT / "app_pages" / "predict.py")
+PREDICT = str(ROOT / "pages" / "predict.py")
 
 
 def test_predict_page_with_an_uploaded_photo_and_a_bad_file(demo_app, no_default_model, run_in_data):

@@ -10,8 +10,9 @@ from fer_core.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.infer import resolve_model
 from fer_core.predict import PHOTO_TYPES, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from ui import cached_analysis, cached_model, example_faces, model_choices
+from ui import cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
 
+use_app_navigation()
 st.title("Predict")
 DETECTOR_NAMES = {"yunet": "YuNet", "haar": "Haar cascades"}
 DETECT = {"auto": "Find the faces (small images are taken as one face)", "always": "Always run the face detector",

@@ -7,7 +7,9 @@ import streamlit as st
 from fer_core import jobs
 from fer_core.errors import FerError
 from fer_core.runs import curves, list_runs, summarize
+from ui import use_app_navigation
 
+use_app_navigation()
 st.title("Runs")
 
 

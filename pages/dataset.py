@@ -9,8 +9,9 @@ from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, save_s
 from fer_core.data import known_sources
 from fer_core.errors import FerError
 from fer_core.uploads import save_upload
-from ui import active_source, cached_dataset
+from ui import active_source, cached_dataset, use_app_navigation
 
+use_app_navigation()
 st.title("Dataset")
 
 # ------------------------------------------------------------------ source choice

@@ -5,8 +5,10 @@ import streamlit as st
 from fer_core.config import CLASS_NAMES, load_settings
 from fer_core.errors import FerError
 from fer_core.infer import DEFAULT_MODEL, resolve_model
+from ui import use_app_navigation
 
 settings = load_settings()
+use_app_navigation()
 st.title("FER Studio")
 st.write(
     "Explore how a convolutional network learns to read emotions from faces: browse FER2013 "
@@ -33,8 +35,8 @@ with col2:
         st.info(str(exc))
 
 st.subheader("Pages")
-st.page_link("app_pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
-st.page_link("app_pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
-st.page_link("app_pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
-st.page_link("app_pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")
-st.page_link("app_pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")
+st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and split", icon="🗂️")
+st.page_link("pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
+st.page_link("pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
+st.page_link("pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")
+st.page_link("pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")

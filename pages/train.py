@@ -12,8 +12,9 @@ from fer_core.notation import count_notation_params
 from fer_core.rundir import read_log
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.validation import check_config
-from ui import active_source, model_table, source_choices
+from ui import active_source, model_table, source_choices, use_app_navigation
 
+use_app_navigation()
 st.title("Train")
 NOTATION = "Layer notation…"
 KEY = "tr_"  # prefix of every form widget's key: the widget of field f is KEY + f

@@ -10,8 +10,10 @@ from fer_core.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
 from fer_core.infer import data_mismatch, resolve_model, top_k
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from ui import active_source, cached_dataset, cached_evaluation, model_choices, source_choices
+from ui import (active_source, cached_dataset, cached_evaluation, model_choices, source_choices,
+                use_app_navigation)
 
+use_app_navigation()
 st.title("Evaluate")
 PER_PAGE = 24
 
