@@ -17,7 +17,7 @@ from .calibrate import recalibrate_run
 from .config import load_settings, runs_dir
 from .data import load_dataset
 from .device import device_line, quiet_tensorflow
-from .errors import FerError
+from .errors import ConfigError, DataError, FerError
 from .evaluate import evaluate_cached
 from .faces import DEFAULT_DETECTOR, DETECTORS
 from .fmt import fmt_seconds
@@ -31,6 +31,7 @@ from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
 from .validation import validate_config
+from .video import DEFAULT_FPS, VIDEO_TYPES, VideoResult, analyse_video, check_fps, is_video
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -211,25 +212,68 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    videos = [f for f in args.images if is_video(f)]
+    if args.out and len(videos) != 1:
+        raise ConfigError(f"--out names one annotated video, but {len(videos)} videos were given: "
+                          "run predict once per video.", field="out")
+    check_fps(args.fps)
     ref = resolve_model(args.model)
     model = load_model(ref)
-    results = analyse([(f, f) for f in args.images], model, ref.classes,
-                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
-                      detector=args.detector)
+    photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
+                     detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
+                     detector=args.detector)
+    clips = {f: _predict_video(f, model, ref.classes, args) for f in videos}
+    results = [clips[f] if f in clips else photos.pop(0) for f in args.images]
+    failed = any(getattr(r, "error", None) for r in results)
     if args.json:
-        print(json.dumps([r.to_json(ref.classes, explain=args.explain) for r in results], indent=2))
-    else:
-        print(f"model: {ref.name}  TTA: {args.tta}  detector: {args.detector}")
-        for r in results:
-            if r.error:
-                print(f"{r.file}: error: {r.error}")
-            elif not r.faces:
+        docs = [r.to_json() if isinstance(r, VideoResult) else r.to_json(ref.classes, explain=args.explain)
+                for r in results]
+        print(json.dumps(docs[0] if len(args.images) == 1 and videos else docs, indent=2))
+        return 1 if failed else 0
+    print(f"model: {ref.name}  TTA: {args.tta}  detector: {args.detector}")
+    for r in results:
+        if r.error:
+            print(f"{r.file}: error: {r.error}")
+        elif isinstance(r, VideoResult):
+            _print_video(r, args.out)
+        else:
+            if not r.faces:
                 print(f"{r.file}: no face found (try --no-detect if the image is a face crop)")
             for i, f in enumerate(r.faces, 1):
                 top = sorted(zip(ref.classes, f.proba), key=lambda t: -t[1])[:3]
                 print(f"{r.file}: face {i} at {f.box.as_list()}: {f.label} "
                       f"({', '.join(f'{c} {p:.0%}' for c, p in top)})")
-    return 0 if all(r.error is None for r in results) else 1
+    return 1 if failed else 0
+
+
+def _predict_video(path: str, model, classes, args: argparse.Namespace) -> VideoResult:
+    """The video's result; one with ``error`` set when it cannot be read (like a bad image)."""
+    def progress(done: float, total: float | None) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{path}: {done:.0f} s" + (f" of {total:.0f} s" if total else "") + " analysed",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        result = analyse_video(path, model, classes, fps=args.fps, tta=args.tta, detector=args.detector,
+                               out=args.out, progress=progress)
+    except DataError as exc:
+        return VideoResult(path, classes, args.fps, args.detector, error=str(exc))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return result
+
+
+def _print_video(r: VideoResult, out: str | None) -> None:
+    span = r.frames[-1].t if r.frames else 0.0
+    tracks = r.tracks()
+    print(f"{r.file}: {r.size[0]}x{r.size[1]}, {len(r.frames)} frames analysed over {span:.1f} s "
+          f"({r.fps:g} per second), {len(tracks)} face track(s)")
+    for tr in tracks:
+        shares = sorted(tr["share"].items(), key=lambda kv: -kv[1])
+        print(f"  track {tr['track']}: {tr['first']:.1f}-{tr['last']:.1f} s, {tr['frames']} frames: mostly "
+              f"{tr['dominant']} ({', '.join(f'{c} {v:.0%}' for c, v in shares if v > 0)})")
+    if out:
+        print(f"  annotated video: {out}")
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -314,8 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
     ev.set_defaults(func=_evaluate)
 
-    pr = sub.add_parser("predict", help="find the faces in photos and classify each one")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr = sub.add_parser("predict", help="find the faces in photos and videos and classify each one")
+    pr.add_argument("images", nargs="+", metavar="IMAGE|VIDEO",
+                    help=f"photos, and videos ({', '.join(VIDEO_TYPES)}): faces followed as tracks over time")
     _add_model_options(pr, DEFAULT_TTA, f"default {DEFAULT_TTA}, as in the app")
     pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
     pr.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
@@ -323,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "them upright; haar: OpenCV's cascades)")
     pr.add_argument("--explain", action="store_true", help="with --json: each face's Grad-CAM map (48x48, 0-1) "
                     "under 'gradcam', or null and the reason under 'gradcam_note'")
+    pr.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                    help=f"videos: frames analysed per second of video (default {DEFAULT_FPS:g})")
+    pr.add_argument("--out", metavar="ANNOTATED.webm", help="one video: also write it with every face boxed and "
+                    "labelled (WebM, VP8)")
     pr.set_defaults(func=_predict)
 
     rel = sub.add_parser("release", help="ship a run as the default model: copy, evaluate, write the model card")

@@ -10,6 +10,23 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def quiet_stderr():
+    """Point file descriptor 2 at /dev/null for the block: native libraries (TensorFlow's C++
+    logging, OpenCV's FFmpeg) write there directly, past ``sys.stderr``. Keep blocks short: the
+    whole process's stderr is silenced meanwhile."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def quiet_tensorflow():
@@ -22,18 +39,11 @@ def quiet_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with quiet_stderr():
         import keras  # noqa: F401
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return tf
 
 

@@ -1,5 +1,10 @@
 """Predict page: upload photos or use the camera; every face found, classified and explained."""
 
+import hashlib
+import json
+import time
+from pathlib import Path
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -7,9 +12,11 @@ import streamlit as st
 
 from fer_core.errors import FerError
 from fer_core.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_core.fmt import fmt_seconds
 from fer_core.infer import resolve_model
 from fer_core.predict import PHOTO_TYPES, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
+from fer_core.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes
 from ui import cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
 
 use_app_navigation()
@@ -56,6 +63,92 @@ try:
     model = cached_model(str(ref.path), ref.stamp)
 except FerError as exc:
     st.error(str(exc))
+    st.stop()
+
+
+
+def track_chart(rows: list[dict]) -> alt.Chart:
+    """Each class's probability over time for one track (one line per class)."""
+    return alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=alt.X("t:Q", title="time (s)"),
+        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+        color=alt.Color("class:N", sort=list(ref.classes), legend=alt.Legend(orient="right", title=None)),
+        tooltip=[alt.Tooltip("t:Q", title="time (s)", format=".2f"), "class",
+                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=220)
+
+
+def video_section() -> None:
+    """Upload a video, analyse it with a progress bar (and a Cancel button), then show the
+    annotated video, a summary per track and each track's emotion timeline."""
+    up = st.file_uploader("Video", type=list(VIDEO_TYPES), key="pr_video",
+                          help="MP4, WebM, MOV, AVI or MKV. Frames are analysed at the rate below, faces followed "
+                               "from frame to frame as tracks.")
+    fps = st.select_slider("Frames analysed per second of video", FPS_CHOICES, value=DEFAULT_FPS, key="pr_fps")
+    if up is None:
+        st.caption("Each face is boxed and numbered in an annotated copy of the video, with its emotion over time.")
+        return
+    data = up.getvalue()
+    key = (hashlib.sha1(data).hexdigest(), up.name, fps, str(ref.path), ref.stamp, tta, detector)
+    done = st.session_state.get("pr_video_done")
+    if done is None or done["key"] != key:
+        controls = st.empty()  # the buttons and the progress bar, cleared when the analysis is done
+        with controls.container():
+            if st.session_state.pop("pr_video_cancelled", False):
+                st.info("Analysis cancelled: nothing was kept. Press the button to start again.")
+            if not st.button("Analyse the video", type="primary", key="pr_video_go"):
+                return
+            # a click reruns the page, which stops this run at its next progress update
+            st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(pr_video_cancelled=True))
+            bar, started = st.progress(0.0, text="Reading the video…"), time.monotonic()
+
+        def progress(seconds: float, total: float | None) -> None:
+            frac = min(seconds / total, 1.0) if total else 0.0
+            left = (time.monotonic() - started) * (1 - frac) / frac if frac > 0 else None
+            bar.progress(frac, text=f"{seconds:.0f} s" + (f" of {total:.0f} s" if total else "")
+                         + f" of video analysed · about {fmt_seconds(left)} left")
+
+        try:
+            result, webm = analyse_video_bytes(data, up.name, model, ref.classes, fps=fps, tta=tta,
+                                               detector=detector, progress=progress, annotated=True)
+        except FerError as exc:
+            controls.empty()
+            st.error(str(exc))
+            return
+        controls.empty()
+        done = st.session_state["pr_video_done"] = {"key": key, "result": result, "webm": webm}
+    result, webm = done["result"], done["webm"]
+    tracks = result.tracks()
+    span = result.frames[-1].t if result.frames else 0.0
+    st.caption(f"{up.name}: {result.size[0]}x{result.size[1]}, {len(result.frames)} frames analysed over {span:.1f} s "
+               f"({result.fps:g} per second) · {len(tracks)} face track(s), found by {DETECTOR_NAMES[result.detector]}"
+               f" · TTA {tta}")
+    left, right = st.columns([3, 2])
+    left.video(webm, format="video/webm")
+    right.download_button("Annotated video (WebM)", webm, file_name=Path(up.name).stem + "-annotated.webm",
+                          mime="video/webm", key="pr_video_dl")
+    right.download_button("Results (JSON)", json.dumps(result.to_json(), indent=2),
+                          file_name=Path(up.name).stem + ".json", mime="application/json", key="pr_video_json")
+    if not tracks:
+        st.warning("No face found in the analysed frames. Try more frames per second, or a video with larger, more "
+                   "frontal faces.")
+        return
+    table = pd.DataFrame([{"track": tr["track"], "seen (s)": f"{tr['first']:.1f}-{tr['last']:.1f}",
+                           "frames": tr["frames"], "mostly": tr["dominant"], **tr["share"]} for tr in tracks])
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="percent")
+                                                        for c in ref.classes})
+    longest = sorted(tracks, key=lambda tr: -tr["frames"])[:MAX_TIMELINES]
+    for tr in sorted(longest, key=lambda tr: tr["track"]):
+        with st.expander(f"Track {tr['track']}: mostly {tr['dominant']} "
+                         f"({tr['share'][tr['dominant']]:.0%} of {tr['frames']} frames)", expanded=tr is longest[0]):
+            st.altair_chart(track_chart(result.timeline(tr["track"])), width="stretch")
+    if len(tracks) > MAX_TIMELINES:
+        st.caption(f"Timelines of the {MAX_TIMELINES} longest tracks; every track is in the table and the JSON.")
+
+
+FPS_CHOICES = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0]
+MAX_TIMELINES = 8  # timelines drawn (the longest tracks); short flickers stay in the table
+if st.radio("Analyse", ["Photos", "A video"], horizontal=True, key="pr_mode", label_visibility="collapsed") == "A video":
+    video_section()
     st.stop()
 
 uploads = st.file_uploader("Photos", type=list(PHOTO_TYPES), accept_multiple_files=True, key="pr_upload",

@@ -274,3 +274,36 @@ def test_comparing_models_trained_on_different_data_says_so(demo_app, run_in_dat
     shutil.copytree(run_in_data, run_in_data.parent / "same-data")
     at.selectbox(key="ev_other").set_value(str(run_in_data.parent / "same-data")).run()
     assert not any("trained on different data" in w.value for w in at.warning)
+
+
+def test_predict_page_analyses_an_uploaded_video(demo_app, no_default_model, run_in_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    skimage_data = pytest.importorskip("skimage.data")
+    frame = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (320, 240))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(10):
+        writer.write(np.roll(frame, i, axis=1))
+    writer.release()
+    at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
+    at.radio(key="pr_mode").set_value("A video").run()
+    at.file_uploader(key="pr_video").set_value(("broken.mp4", b"no video here" * 20, "video/mp4")).run()
+    at.button(key="pr_video_go").click().run()
+    assert not at.exception and "broken.mp4: cannot be read as a video" in at.error[0].value
+    at.file_uploader(key="pr_video").set_value(("clip.avi", clip.read_bytes(), "video/x-msvideo"))
+    at.select_slider(key="pr_fps").set_value(5.0).run()
+    at.button(key="pr_video_go").click().run()
+    assert not at.exception and not at.error
+    assert len(at.get("video")) == 1  # the annotated WebM
+    assert any("5 frames analysed over 0.8 s (5 per second) · 1 face track(s), found by YuNet" in c.value
+               for c in at.caption)
+    (table,) = at.dataframe
+    assert list(table.value["track"]) == [1] and table.value["frames"][0] == 5
+    assert len(at.get("vega_lite_chart")) == 1  # the track's timeline
+    assert {b.label for b in at.get("download_button")} == {"Annotated video (WebM)", "Results (JSON)"}
+    at.checkbox(key="pr_explain").uncheck().run()  # any rerun shows the kept result: no second analysis
+    assert len(at.get("video")) == 1 and "pr_video_go" not in [b.key for b in at.button]
+    at.select_slider(key="pr_fps").set_value(10.0).run()  # another rate: analyse again when asked
+    assert len(at.get("video")) == 0 and "pr_video_go" in [b.key for b in at.button]

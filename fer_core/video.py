@@ -1,0 +1,408 @@
+"""Emotions in a video: frames sampled at a chosen rate, faces followed as tracks, a timeline
+and a summary per track, and an annotated WebM.
+
+The video is streamed (OpenCV's bundled FFmpeg reads one frame at a time): at most
+:data:`BATCH` sampled frames are held at once, their faces are classified in one batch, and
+only the numbers per face are kept, so memory stays flat however long the video is. Faces are
+found and cropped exactly as in a photo (:mod:`fer_core.faces`), so a face gets the same
+prediction in a photo and in a video made from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .device import quiet_stderr
+from .errors import ConfigError, DataError
+from .faces import DEFAULT_DETECTOR, Box, FaceDetector, crop_face, get_detector, iou
+from .files import atomic_write
+from .tta import predict_proba
+
+#: Containers OpenCV's bundled FFmpeg reads (what an uploader should accept).
+VIDEO_TYPES = ("mp4", "webm", "mov", "avi", "mkv", "m4v")
+DEFAULT_FPS = 5.0  # frames analysed per second of video unless asked otherwise
+MAX_FPS = 60.0
+#: Sampled frames analysed together: their faces are classified in one batch.
+BATCH = 8
+#: A face belongs to a track when its box overlaps the track's last box this much (IoU), or
+#: failing that when its centre is within half a face width of it and its size is similar.
+TRACK_IOU, TRACK_NEAR = 0.3, 0.5
+#: A track ends when its face has not been seen for this many seconds.
+TRACK_GAP = 1.0
+#: A track's upright angle (see ``YuNetDetector.upright_angle``) is measured again at most
+#: once per this many seconds: heads turn slowly, and measuring costs about as much as detecting.
+ALIGN_EVERY = 1.0
+#: The annotated video: VP8 in WebM (OpenCV writes it and browsers play it), longer side at most this.
+OUT_SUFFIX, OUT_CODEC, OUT_SIDE = ".webm", "VP80", 960
+#: Box colours (BGR), one per track in turn.
+PALETTE = ((0, 215, 255), (255, 128, 0), (80, 200, 60), (200, 60, 220), (60, 60, 230), (200, 200, 0))
+
+
+def is_video(name: str | os.PathLike) -> bool:
+    """Whether a file name has a video extension (:data:`VIDEO_TYPES`)."""
+    return Path(name).suffix.lower().lstrip(".") in VIDEO_TYPES
+
+
+@dataclass
+class VideoFace:
+    box: Box  # in the video's pixels
+    track: int
+    proba: np.ndarray | None = None
+    label: str = ""
+    angle: float = 0.0  # degrees the face was turned upright before it was cropped
+
+
+@dataclass
+class VideoFrame:
+    t: float  # seconds from the start of the video
+    faces: list[VideoFace] = field(default_factory=list)
+
+
+@dataclass
+class VideoResult:
+    """What :func:`analyse_video` found; ``cancelled`` when it was stopped part-way (what was
+    analysed until then is kept)."""
+
+    file: str
+    classes: tuple[str, ...]
+    fps: float  # frames analysed per second of video
+    detector: str
+    size: tuple[int, int] | None = None  # (width, height)
+    duration: float | None = None  # seconds, as the container states it (None: not stated)
+    frames: list[VideoFrame] = field(default_factory=list)
+    cancelled: bool = False
+    error: str | None = None  # why the video could not be analysed (set by callers that go on)
+
+    def tracks(self) -> list[dict]:
+        """One summary per track, in order of appearance: first and last time seen, the number
+        of frames, the share of those frames given to each class, and the dominant class (the
+        largest share; ties go to the higher mean probability)."""
+        seen: dict[int, list[VideoFace]] = {}
+        times: dict[int, list[float]] = {}
+        for frame in self.frames:
+            for face in frame.faces:
+                seen.setdefault(face.track, []).append(face)
+                times.setdefault(face.track, []).append(frame.t)
+        out = []
+        for track, faces in seen.items():
+            counts = np.bincount([self.classes.index(f.label) for f in faces], minlength=len(self.classes))
+            mean = np.mean([f.proba for f in faces], axis=0)
+            dominant = max(range(len(self.classes)), key=lambda i: (counts[i], mean[i]))
+            out.append({"track": track, "first": times[track][0], "last": times[track][-1], "frames": len(faces),
+                        "dominant": self.classes[dominant],
+                        "share": {c: round(n / len(faces), 4) for c, n in zip(self.classes, counts.tolist())}})
+        return out
+
+    def timeline(self, track: int) -> list[dict]:
+        """Rows ``{"t", "class", "probability"}``: each class's probability over time for one track."""
+        return [{"t": frame.t, "class": c, "probability": float(p)}
+                for frame in self.frames for face in frame.faces if face.track == track
+                for c, p in zip(self.classes, face.proba)]
+
+    def to_json(self) -> dict:
+        """The JSON of ``predict VIDEO --json``."""
+        if self.error:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "fps": self.fps, "detector": self.detector,
+                "size": list(self.size) if self.size else None, "duration": self.duration,
+                "frames": [{"t": f.t, "faces": [
+                    {"box": face.box.as_list(), "track": face.track, "angle": round(face.angle, 1),
+                     "label": face.label,
+                     "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, face.proba)}}
+                    for face in f.faces]} for f in self.frames],
+                "tracks": self.tracks()}
+
+
+class Tracker:
+    """Links each frame's faces to the faces of earlier frames: greedy matching, best overlap first."""
+
+    def __init__(self, gap: float = TRACK_GAP):
+        self.gap = gap
+        self.last: dict[int, tuple[Box, float]] = {}  # track -> (last box, last time seen)
+        self.next_id = 1
+
+    @staticmethod
+    def closeness(a: Box, b: Box) -> float:
+        """How well box ``b`` continues box ``a``: their IoU when at least TRACK_IOU; otherwise a
+        value below it when their centres are near and sizes similar (a fast move between two
+        sampled frames); 0 when they are not the same face."""
+        overlap = iou(a, b)
+        if overlap >= TRACK_IOU:
+            return overlap
+        size = max(a.w, a.h, b.w, b.h)
+        dist = math.hypot(a.x + a.w / 2 - b.x - b.w / 2, a.y + a.h / 2 - b.y - b.h / 2) / size
+        similar = max(a.w, b.w) <= 1.5 * min(a.w, b.w)
+        return TRACK_IOU * (1 - dist / TRACK_NEAR) * 0.99 if dist < TRACK_NEAR and similar else 0.0
+
+    def assign(self, t: float, boxes: list[Box]) -> list[int]:
+        """The track of each box at time ``t`` (new tracks numbered from 1 in order of appearance)."""
+        self.last = {k: v for k, v in self.last.items() if t - v[1] <= self.gap}
+        pairs = sorted(((self.closeness(old, box), i, k) for i, box in enumerate(boxes)
+                        for k, (old, _) in self.last.items()), key=lambda p: -p[0])
+        ids, taken = [0] * len(boxes), set()
+        for score, i, k in pairs:
+            if score > 0 and not ids[i] and k not in taken:
+                ids[i] = k
+                taken.add(k)
+        for i, box in enumerate(boxes):
+            if not ids[i]:
+                ids[i], self.next_id = self.next_id, self.next_id + 1
+            self.last[ids[i]] = (box, t)
+        return ids
+
+
+def open_video(path: str | os.PathLike, name: str | None = None):
+    """An opened ``cv2.VideoCapture``.
+
+    Raises:
+        DataError: no such file, or FFmpeg cannot read it as a video.
+    """
+    import cv2
+
+    label = name or str(path)
+    if not Path(path).is_file():
+        raise DataError(f"{label}: no such file." if not Path(path).exists() else
+                        f"{label}: not a regular file (a folder or a device).")
+    if Path(path).stat().st_size == 0:
+        raise DataError(f"{label}: the file is empty.")
+    with quiet_stderr():  # FFmpeg's own complaints ("moov atom not found") go to fd 2
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise DataError(f"{label}: cannot be read as a video (not a video, damaged, or in a format OpenCV's "
+                        f"FFmpeg does not read). Use {', '.join(VIDEO_TYPES[:4]).upper()} (H.264, VP8/VP9, MJPEG).")
+    return cap
+
+
+def sampled_frames(cap, fps: float):
+    """``(t, BGR frame)`` for the frames at 0, 1/fps, 2/fps... seconds (the first frame at or
+    after each time), decoded one at a time. Times come from the frame index and the stated
+    frame rate, or from the container's timestamps when no rate is stated."""
+    import cv2
+
+    rate = cap.get(cv2.CAP_PROP_FPS)
+    rate = rate if 0 < rate <= 1000 else 0.0
+    index, due = 0, 0.0
+    while cap.grab():
+        t = index / rate if rate else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        index += 1
+        if t + 1e-6 < due:
+            continue
+        ok, frame = cap.retrieve()
+        if not ok:
+            break
+        while due <= t + 1e-6:
+            due += 1 / fps
+        yield t, frame
+
+
+def check_fps(fps: float) -> float:
+    """``fps`` when it is a usable sampling rate, else ConfigError."""
+    if not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS):
+        raise ConfigError(f"Frames per second {fps!r}: use a number above 0 and at most {MAX_FPS:g} "
+                          f"(default {DEFAULT_FPS:g}).", field="fps")
+    return float(fps)
+
+
+def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, name: str | None = None,
+                  fps: float = DEFAULT_FPS, tta: str = "none", detector: str | FaceDetector = DEFAULT_DETECTOR,
+                  align: bool = True, out: str | os.PathLike | None = None,
+                  progress: Callable[[float, float | None], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> VideoResult:
+    """Find, follow and classify every face of a video.
+
+    Args:
+        src: the video file.
+        model, classes: a loaded model and its class names (see :func:`fer_core.infer.load_model`).
+        name: how to call the file in the result and in messages (default: the path).
+        fps: frames analysed per second of video (every frame when the video has fewer).
+        tta: test-time augmentation of the classifier.
+        detector: "yunet" (the default), "haar" or a detector object.
+        align: turn faces upright before cropping them (detectors that can tell the angle).
+        out: also write the video with a numbered box and label on every face, as a WebM of the
+            analysed frames (written to a temporary file, renamed when complete).
+        progress: called after each batch with (seconds of video analysed, the video's duration
+            or None).
+        cancel: called after each frame; when it returns True the analysis stops, the result is
+            marked ``cancelled`` and ``out`` is not written.
+
+    Raises:
+        DataError: the file is missing, not a video, or holds no frame that can be decoded.
+        ConfigError: ``fps`` out of range, or ``out`` not a ``.webm`` file.
+    """
+    fps = check_fps(fps)
+    if out is not None and Path(out).suffix.lower() != OUT_SUFFIX:
+        raise ConfigError(f"{out}: the annotated video is written as WebM (VP8, which browsers play); "
+                          f"give a file name ending in {OUT_SUFFIX}.", field="out")
+    finder = get_detector(detector) if isinstance(detector, str) else detector
+    label = name or str(src)
+    result = VideoResult(label, tuple(classes), fps, finder.name)
+    cap = open_video(src, label)
+
+    def work(tmp: Path | None) -> None:
+        _run(cap, result, model, finder, tta, align, tmp, progress, cancel)
+        if not result.frames and not result.cancelled:
+            raise DataError(f"{label}: no video frame could be decoded (the file is truncated, empty, holds only "
+                            "audio, or uses a codec OpenCV's FFmpeg lacks).")
+        if result.cancelled and tmp is not None:
+            raise _Cancelled  # a partial annotated video is not kept
+
+    try:
+        if out is None:
+            work(None)
+        else:
+            try:
+                atomic_write(out, work)
+            except _Cancelled:
+                pass
+    finally:
+        cap.release()
+    return result
+
+
+def analyse_video_bytes(data: bytes, name: str, model, classes: tuple[str, ...], *, annotated: bool = False,
+                        **options) -> tuple[VideoResult, bytes | None]:
+    """:func:`analyse_video` for an uploaded file, which is written to a temporary file first
+    (FFmpeg reads files) and removed afterwards; with ``annotated``, also the annotated WebM's
+    bytes (None when cancelled)."""
+    suffix = Path(name).suffix.lower() if is_video(name) else ".mp4"
+    with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
+        src, out = Path(tmp) / f"upload{suffix}", Path(tmp) / f"annotated{OUT_SUFFIX}"
+        src.write_bytes(data)
+        result = analyse_video(src, model, classes, name=name, out=out if annotated else None, **options)
+        return result, out.read_bytes() if annotated and out.exists() else None
+
+
+class _Cancelled(Exception):
+    """Raised inside an atomic write so that a cancelled video is not kept."""
+
+
+def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress, cancel) -> None:
+    import cv2
+
+    rate, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    result.duration = round(count / rate, 3) if rate > 0 and count > 0 else None
+    tracker, angles = Tracker(), {}  # angles: track -> (degrees, time measured)
+    can_align = align and hasattr(finder, "upright_angle")
+    writer, pending = None, []  # pending: (VideoFrame, crops, BGR frame for the output or None)
+    try:
+        for t, frame in sampled_frames(cap, result.fps):
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if result.size is None:
+                result.size = (gray.shape[1], gray.shape[0])
+                if out_path is not None:
+                    writer = _Writer(out_path, result.size, result.fps)
+            boxes = finder.detect(gray)
+            vf, crops = VideoFrame(round(t, 3)), []
+            for box, track in zip(boxes, tracker.assign(t, boxes)):
+                angle = 0.0
+                if can_align:
+                    if track not in angles or t - angles[track][1] >= ALIGN_EVERY:
+                        angles[track] = (finder.upright_angle(gray, box), t)
+                    angle = angles[track][0]
+                crops.append(crop_face(gray, box, frame=finder.frame, angle=angle))
+                vf.faces.append(VideoFace(box, track, angle=angle))
+            pending.append((vf, crops, frame if writer is not None else None))
+            stop = cancel is not None and cancel()
+            if len(pending) >= BATCH or stop:
+                _classify(pending, result, model, tta, writer)
+                pending = []
+                if progress:
+                    progress(result.frames[-1].t, result.duration)
+            if stop:
+                result.cancelled = True
+                return
+        _classify(pending, result, model, tta, writer)
+        if progress and result.frames:
+            progress(result.duration or result.frames[-1].t, result.duration)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+class _Writer:
+    """Writes annotated frames to a WebM on a thread of its own: VP8 encoding costs about as much
+    as detecting faces, and OpenCV releases the GIL while it encodes, so the two overlap. The
+    queue is bounded, so a slow encoder holds at most QUEUE frames, never the video."""
+
+    QUEUE = 2 * BATCH
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float):
+        import cv2
+
+        w, h = _out_size(size)
+        with quiet_stderr():  # FFmpeg notes that the VP80 tag is not WebM's own, then writes VP8 anyway
+            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*OUT_CODEC), fps, (w, h))
+        if not self.writer.isOpened():
+            raise DataError(f"{path}: cannot write a WebM video here (OpenCV's FFmpeg has no VP8 encoder, or the "
+                            "folder is not writable).")
+        self.queue: queue.Queue = queue.Queue(self.QUEUE)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="fer-video-writer", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write(annotate(*item))
+                except BaseException as exc:  # handed to the analysing thread by write()/close()
+                    self.error = exc
+
+    def write(self, frame: np.ndarray, vf: VideoFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((frame, vf))
+
+    def close(self) -> None:
+        """Finish writing (waits for the queued frames) and close the file."""
+        self.queue.put(None)
+        self.thread.join()
+        self.writer.release()
+        if self.error is not None:
+            raise self.error
+
+
+def _out_size(size: tuple[int, int]) -> tuple[int, int]:
+    k = min(1.0, OUT_SIDE / max(size))
+    return max(2, round(size[0] * k / 2) * 2), max(2, round(size[1] * k / 2) * 2)  # VP8 wants even sides
+
+
+def _classify(pending, result: VideoResult, model, tta, writer) -> None:
+    crops = [c for _, frame_crops, _ in pending for c in frame_crops]
+    proba = predict_proba(model, np.stack(crops), tta) if crops else np.zeros((0, len(result.classes)))
+    faces = [face for vf, _, _ in pending for face in vf.faces]
+    for face, p in zip(faces, proba):
+        face.proba, face.label = p, result.classes[int(p.argmax())]
+    for vf, _, frame in pending:
+        result.frames.append(vf)
+        if writer is not None:
+            writer.write(frame, vf)
+
+
+def annotate(frame: np.ndarray, vf: VideoFrame) -> np.ndarray:
+    """A BGR frame (at the output size) with each face's box, track number and label drawn on it."""
+    import cv2
+
+    w, h = _out_size((frame.shape[1], frame.shape[0]))
+    k = w / frame.shape[1]
+    img = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != frame.shape[1::-1] else frame.copy()
+    thick = max(2, round(max(w, h) / 400))
+    for face in vf.faces:
+        b = face.box.scaled(k)
+        colour = PALETTE[(face.track - 1) % len(PALETTE)]
+        cv2.rectangle(img, (b.x, b.y), (b.x + b.w, b.y + b.h), colour, thick)
+        text = f"{face.track}: {face.label} {float(np.max(face.proba)):.0%}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        y = max(b.y - th - base - 2, 0)
+        cv2.rectangle(img, (b.x, y), (b.x + tw + 6, y + th + base + 2), colour, -1)
+        cv2.putText(img, text, (b.x + 3, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return img

@@ -1,0 +1,172 @@
+"""Video: sampled frames, tracks, timelines, the annotated WebM, bad files, and agreement with photos.
+
+Every clip is made here with OpenCV from scikit-image's public-domain astronaut photo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skimage_data
+
+from fer_core.cli import main
+from fer_core.errors import ConfigError, DataError
+from fer_core.faces import Box, iou
+from fer_core.infer import load_model, resolve_model
+from fer_core.predict import analyse
+from fer_core.video import TRACK_GAP, Tracker, analyse_video, analyse_video_bytes, open_video, sampled_frames
+
+W, H = 640, 480
+
+
+def photo_bgr() -> np.ndarray:
+    """The astronaut (one face, about 110 px) in a 640x480 frame."""
+    return cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (W, H))
+
+
+def two_faces(t: float) -> np.ndarray:
+    """Two astronaut heads on a grey background, drifting apart as ``t`` (seconds) grows."""
+    head = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)[30:230, 140:310], (136, 160))
+    frame = np.full((H, W, 3), 110, np.uint8)
+    for x, y in ((60 - round(10 * t), 150), (420 + round(10 * t), 130)):
+        frame[y:y + 160, x:x + 136] = head
+    return frame
+
+
+def make_clip(path: Path, frames, fps: float = 10, codec: str = "MJPG") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (W, H))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ref = resolve_model("default")
+    return load_model(ref), ref.classes
+
+
+def test_frames_are_sampled_at_the_chosen_rate_and_streamed(tmp_path):
+    clip = make_clip(tmp_path / "count.avi", (np.full((H, W, 3), i * 4, np.uint8) for i in range(30)), fps=30)
+    cap = open_video(clip)
+    times = [round(t, 3) for t, _ in sampled_frames(cap, 5)]
+    assert times == [0.0, 0.2, 0.4, 0.6, 0.8]
+    cap = open_video(clip)
+    assert len(list(sampled_frames(cap, 60))) == 30  # never more frames than the video has
+
+
+def test_predict_video_json_has_frames_tracks_and_summaries(tmp_path, capsys, shipped):
+    clip = make_clip(tmp_path / "two.avi", (two_faces(i / 10) for i in range(20)), fps=10)
+    out = tmp_path / "annotated.webm"
+    assert main(["predict", str(clip), "--fps", "5", "--json", "--tta", "none", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["file"] == str(clip) and doc["fps"] == 5 and doc["size"] == [W, H] and doc["duration"] == 2.0
+    assert [f["t"] for f in doc["frames"]] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8]
+    for frame in doc["frames"]:
+        left, right = sorted(frame["faces"], key=lambda f: f["box"][0])
+        assert (left["track"], right["track"]) == (1, 2)  # each face keeps its track as it moves
+        for face in (left, right):
+            assert set(face) == {"box", "track", "angle", "label", "probabilities"}
+            assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
+            assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    assert [(t["track"], t["first"], t["last"]) for t in doc["tracks"]] == [(1, 0.0, 1.8), (2, 0.0, 1.8)]
+    for track in doc["tracks"]:
+        labels = [f["label"] for fr in doc["frames"] for f in fr["faces"] if f["track"] == track["track"]]
+        assert track["share"] == {c: round(labels.count(c) / len(labels), 4) for c in shipped[1]}
+        assert track["dominant"] == max(labels, key=labels.count)
+    video = cv2.VideoCapture(str(out))  # the annotated video: WebM, VP8, one frame per analysed frame
+    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    assert int(video.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"VP80"
+    ok, first = video.read()
+    assert ok and first.shape == (H, W, 3)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("codec,suffix", [("FFV1", ".mkv"), ("MJPG", ".avi"), ("VP80", ".webm")])
+def test_a_face_gets_the_same_box_and_label_in_a_photo_and_in_a_video_of_it(tmp_path, shipped, codec, suffix):
+    model, classes = shipped
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), photo_bgr())
+    (still,) = analyse([(photo.name, photo)], model, classes, tta="none")
+    (face,) = still.faces
+    clip = make_clip(tmp_path / f"still{suffix}", [photo_bgr()] * 6, fps=6, codec=codec)
+    result = analyse_video(clip, model, classes, fps=6, tta="none")
+    assert len(result.frames) == 6
+    for frame in result.frames:
+        (seen,) = frame.faces
+        assert seen.track == 1 and iou(seen.box, face.box) > 0.85
+        assert seen.label == face.label and np.abs(seen.proba - face.proba).max() < (0.02 if codec == "FFV1" else 0.1)
+
+
+def test_tracks_end_after_a_gap_and_survive_a_fast_move():
+    tracker = Tracker()
+    a, b = Box(100, 100, 80, 80), Box(400, 100, 80, 80)
+    assert tracker.assign(0.0, [a, b]) == [1, 2]
+    assert tracker.assign(0.2, [Box(430, 100, 80, 80), Box(105, 102, 80, 80)]) == [2, 1]  # order does not matter
+    assert tracker.assign(0.4, [Box(140, 100, 80, 80)]) == [1]  # 35 px in one step: near, not overlapping enough
+    assert tracker.assign(0.4 + TRACK_GAP + 0.2, [Box(140, 100, 80, 80)]) == [3]  # unseen too long: a new face
+    assert tracker.assign(1.8, [Box(140, 100, 200, 200)]) == [4]  # same place, another size: not the same face
+
+
+@pytest.mark.parametrize("name,content,why", [
+    ("garbage.mp4", b"not a video at all " * 40, "cannot be read as a video"),
+    ("empty.webm", b"", "the file is empty"),
+])
+def test_a_bad_video_gives_a_clear_error_and_exit_status_1(tmp_path, capsys, name, content, why):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert main(["predict", str(bad)]) == 1
+    assert f"{bad}: error: {bad}: {why}" in capsys.readouterr().out
+    assert main(["predict", str(bad), "--json"]) == 1
+    assert why in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_a_truncated_video_keeps_its_readable_frames_or_says_why(tmp_path, shipped):
+    clip = make_clip(tmp_path / "whole.webm", [photo_bgr()] * 20, fps=10, codec="VP80")
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    try:
+        result = analyse_video(cut, *shipped, fps=10, tta="none")
+    except DataError as exc:
+        assert "cut.webm" in str(exc)
+    else:
+        assert 0 < len(result.frames) < 20 and all(len(f.faces) == 1 for f in result.frames)
+
+
+def test_wrong_options_are_refused_before_any_work(tmp_path, capsys, shipped):
+    clip = make_clip(tmp_path / "c.avi", [photo_bgr()] * 3)
+    with pytest.raises(ConfigError, match="ending in .webm"):
+        analyse_video(clip, *shipped, out=tmp_path / "x.mp4")
+    with pytest.raises(ConfigError, match="above 0"):
+        analyse_video(clip, *shipped, fps=0)
+    assert main(["predict", str(clip), str(clip), "--out", str(tmp_path / "x.webm")]) == 2
+    assert "--out names one annotated video" in capsys.readouterr().err
+
+
+def test_cancel_keeps_what_was_analysed_and_writes_no_video(tmp_path, shipped):
+    clip = make_clip(tmp_path / "long.avi", [photo_bgr()] * 40, fps=10)
+    out = tmp_path / "never.webm"
+    asked, seen = [], []
+
+    def cancel() -> bool:  # a user pressing Cancel while the 12th frame is analysed
+        asked.append(1)
+        return len(asked) >= 12
+
+    result = analyse_video(clip, *shipped, fps=10, tta="none", out=out, progress=lambda d, t: seen.append((d, t)),
+                           cancel=cancel)
+    assert result.cancelled and len(result.frames) == 12 and all(f.faces[0].label for f in result.frames)
+    assert not list(tmp_path.glob("never*")) and seen[-1] == (1.1, 4.0)
+
+
+def test_an_uploaded_video_is_analysed_from_bytes_and_its_annotated_copy_returned(tmp_path, shipped):
+    clip = make_clip(tmp_path / "up.avi", [photo_bgr()] * 5, fps=5)
+    result, webm = analyse_video_bytes(clip.read_bytes(), "my clip.avi", *shipped, fps=5, tta="none", annotated=True)
+    assert result.file == "my clip.avi" and len(result.frames) == 5 and webm[:4] == b"\x1a\x45\xdf\xa3"  # EBML
+    rows = result.timeline(1)
+    assert len(rows) == 5 * len(shipped[1]) and {r["t"] for r in rows} == {0.0, 0.2, 0.4, 0.6, 0.8}
