@@ -5,8 +5,10 @@ import io
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
@@ -33,6 +35,18 @@ def use_app_navigation() -> None:
     if PagesManager.uses_pages_directory and Path(sys.argv[0]).name == "app.py":
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def link_to(page: str, label: str, **params) -> None:
+    """A link to another page of the app (``pages/runs.py``) with query parameters.
+
+    When the page runs on its own (``AppTest`` on one file: no ``st.navigation`` to link
+    through), a plain link to the same address.
+    """
+    try:
+        st.page_link(page, label=label, query_params=params)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"[{label}](./{Path(page).stem}?{urlencode(params)})")
 
 
 @st.cache_data(show_spinner="Loading the data set…", max_entries=4)

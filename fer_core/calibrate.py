@@ -88,6 +88,7 @@ def recalibrate_if_better(model, train_images: np.ndarray, val_images: np.ndarra
     """
     record = {"kept": False, "layers": 0, "images": int(len(train_images)), "tta": tta}
     if not _layers(model, "BatchNormalization"):
+        log("batch-norm recalibration: the model has no batch-norm layer, nothing to do")
         return record
 
     def accuracy() -> float:
@@ -100,7 +101,7 @@ def recalibrate_if_better(model, train_images: np.ndarray, val_images: np.ndarra
     kept = layers > 0 and after >= before
     if not kept:
         model.set_weights(saved)
-    log(f"batch-norm statistics of {layers} layers re-estimated on {len(train_images):,} clean Training faces: "
+    log(f"batch-norm recalibration: statistics of {layers} layers re-estimated on {len(train_images):,} clean Training faces: "
         f"validation accuracy ({tta}) {before:.4f} -> {after:.4f}, "
         + ("kept" if kept else "not better, the checkpoint's statistics are kept"))
     return {**record, "kept": kept, "layers": layers, "val_accuracy_before": round(before, 4),

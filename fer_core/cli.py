@@ -26,7 +26,7 @@ from .models import list_models
 from .predict import analyse
 from .recipes import get_recipe, list_recipes
 from .release import release, rewrite_card
-from .rundir import MODEL_CARD, read_log, read_metrics
+from .rundir import MODEL_CARD, NOTE, read_info, read_log, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
@@ -125,7 +125,7 @@ def _jobs(args: argparse.Namespace) -> int:
         return 0
     if args.jobs_command == "submit":
         with jobs.JobStore() as store:
-            job_id = jobs.submit(_config_from_args(args), store, name=args.name or "")
+            job_id = jobs.submit(_config_from_args(args), store, name=args.name or "", note=args.note or "")
             job = store.get(job_id)
         print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json else f"{job_id}")
         return 0
@@ -144,10 +144,11 @@ def _jobs(args: argparse.Namespace) -> int:
             return 0
         job = store.get(_job_id(args.id))
         if args.jobs_command == "show":
+            shown = {**job.to_dict(), "note": _run_note(job.run_dir)}
             if args.json:
-                print(json.dumps(job.to_dict(), indent=2))
+                print(json.dumps(shown, indent=2))
             else:
-                for key, value in job.to_dict().items():
+                for key, value in shown.items():
                     if key != "config":
                         print(f"{key:>16}: {value}")
             return 0
@@ -169,6 +170,14 @@ def _jobs(args: argparse.Namespace) -> int:
             print(read_log(job.run_dir, tail=args.tail), end="")
             return 0
     return 2
+
+
+def _run_note(run_dir: str) -> str:
+    """The note given when the job was submitted ("" when none or when run.json is unreadable)."""
+    try:
+        return str(read_info(run_dir).get(NOTE, ""))
+    except FerError:
+        return ""
 
 
 def _job_id(value: int) -> int:
@@ -397,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit = jobs.add_parser("submit", help="queue a training job; prints its id")
     _add_train_options(submit)
     submit.add_argument("--name", help="the run's name (its folder under data/runs; default: a time stamp)")
+    submit.add_argument("--note", help="a note kept with the run (what this run tries), shown on the Runs page")
     submit.add_argument("--json", action="store_true", help="print JSON")
     listing = jobs.add_parser("list", help="all jobs, newest first")
     listing.add_argument("--json", action="store_true", help="print JSON")

@@ -52,6 +52,8 @@ LEGACY_LAST, LEGACY_BEST = "last.keras", "best.keras"
 MODEL_METRICS = "metrics.json"  # a released model's measurements
 MODEL_CARD = "MODEL_CARD.md"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
+#: Keys of ``run.json`` set when a job is submitted (the user's note, the job's id), kept by training.
+NOTE, JOB = "note", "job"
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
 

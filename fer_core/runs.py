@@ -46,7 +46,8 @@ class RunSummary:
         """A flat table row: main hyperparameters and results."""
         cfg, best, cal = self.config, self.best, self.info.get(rundir.BN_RECORD) or {}
         return {
-            "run": self.name, "status": self.status,
+            "run": self.name, "status": self.status, "note": self.info.get(rundir.NOTE, ""),
+            "job": self.info.get(rundir.JOB),
             "arch": cfg.arch if cfg else None, "data": cfg.data if cfg else None,
             "optimizer": cfg.optimizer if cfg else None, "lr": cfg.learning_rate if cfg else None,
             "schedule": cfg.schedule if cfg else None, "batch": cfg.batch_size if cfg else None,

@@ -356,8 +356,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
             _init_weights(model, cfg.init_from)
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
-    previous = rundir.read_info(run_dir) if resume else {}
-    info = {**{k: previous[k] for k in ("extended",) if k in previous},
+    previous = rundir.read_info(run_dir)
+    kept = (rundir.NOTE, rundir.JOB, "extended") if resume else (rundir.NOTE, rundir.JOB)
+    info = {**{k: previous[k] for k in kept if k in previous},
             "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
             "params": int(model.count_params()), "device": _device(), "status": "running", "started": time.time(),
             "start_epoch": start_epoch, "pid": os.getpid()}
@@ -378,6 +379,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
         if cfg.recalibrate_bn:  # batch-norm statistics followed the augmented batches; the model will see clean faces
             info[rundir.BN_RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
                                                               log=print if verbose else lambda *a: None), "by": "train"}
+        elif verbose:
+            print("batch-norm recalibration: off (recalibrate_bn is false); the checkpoint's statistics are kept")
         if before_commit is not None:
             before_commit(done)
         rundir.save_model(best, rundir.final_model(run_dir))

@@ -7,7 +7,7 @@ import streamlit as st
 from fer_core import jobs
 from fer_core.errors import FerError
 from fer_core.runs import curves, list_runs, summarize
-from ui import use_app_navigation
+from ui import link_to, use_app_navigation
 
 use_app_navigation()
 st.title("Runs")
@@ -33,7 +33,9 @@ table["status"] = [statuses.get(str(r.path), r.status) for r in runs]
 
 st.subheader(f"All runs ({len(runs)})")
 st.dataframe(table.drop(columns=["problem"]), hide_index=True, width="stretch",
-             column_config={"best val_acc": st.column_config.NumberColumn(format="%.4f"),
+             column_config={"note": st.column_config.TextColumn(width="medium"),
+                            "job": st.column_config.NumberColumn(format="%d"),
+                            "best val_acc": st.column_config.NumberColumn(format="%.4f"),
                             "recalibrated val_acc": st.column_config.NumberColumn(
                                 format="%.4f", help="the selected checkpoint once its batch-norm statistics were "
                                 "re-estimated on clean Training faces (at the end of training, or by "
@@ -44,8 +46,19 @@ for run in runs:
         st.warning(f"**{run.name}** is broken: {run.error}")
 
 readable = [r.name for r in runs if not r.error]
-chosen = st.multiselect("Runs to show and compare", readable, default=readable[:1], key="runs_chosen")
+linked = st.query_params.get("run")  # a job's "curves" link names its run
+chosen = st.multiselect("Runs to show and compare", readable, key="runs_chosen",
+                        default=[linked] if linked in readable else readable[:1])
 by_name = {r.name: r for r in runs}
+for name in chosen:
+    run = by_name[name]
+    job, note = run.info.get("job"), run.info.get("note")
+    if job or note:
+        left, right = st.columns([4, 1])
+        left.markdown(f"**{name}**" + (f": {note}" if note else ""))
+        if job:
+            with right:
+                link_to("pages/train.py", f"Job {job} on the Train page", job=job)
 live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in chosen)
 
 curves_tab, study_tab, download_tab = st.tabs(["Curves", "Study table", "Downloads"])

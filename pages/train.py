@@ -12,7 +12,7 @@ from fer_core.notation import count_notation_params
 from fer_core.rundir import read_log
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.validation import check_config
-from ui import active_source, model_table, source_choices, use_app_navigation
+from ui import active_source, link_to, model_table, source_choices, use_app_navigation
 
 use_app_navigation()
 st.title("Train")
@@ -142,11 +142,14 @@ for name, message in problems.items():
         name = "notation"
     (errors_at.get(name) or st).error(message)
 
-run_name = st.text_input("Run name (optional)", key=KEY + "run_name", placeholder="e.g. seed-1-baseline",
-                         help="The run's folder under data/runs; a time stamp when empty.")
+name_col, note_col = st.columns([1, 2])
+run_name = name_col.text_input("Run name (optional)", key=KEY + "run_name", placeholder="e.g. seed-1-baseline",
+                               help="The run's folder under data/runs; a time stamp when empty.")
+note = note_col.text_input("Note (optional)", key=KEY + "note", placeholder="e.g. label smoothing 0.1, seed 1",
+                           help="Kept with the run and shown on the Runs page.")
 if st.button("Submit training job", type="primary", disabled=cfg is None):
     try:
-        job_id = jobs.submit(cfg, name=run_name)
+        job_id = jobs.submit(cfg, name=run_name, note=note)
         st.toast(f"Job {job_id} queued")
         st.session_state["tr_last_job"] = job_id
     except FerError as exc:
@@ -198,6 +201,8 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
     st.subheader(f"Jobs ({len(listed)})")
     if not listed:
         st.info("No jobs yet: fill in the form above and submit one.")
+    linked = st.query_params.get("job")  # a run's link on the Runs page names its job: show it first, log open
+    listed = sorted(listed, key=lambda j: str(j.id) != linked)
     for job in listed:
         with st.container(border=True):
             head, metrics = st.columns([3, 2])
@@ -210,6 +215,9 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
                             + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
                 st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
                            f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}")
+                if job.status != jobs.JobStatus.QUEUED:
+                    link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
+                            run=os.path.basename(job.run_dir))
             with metrics:
                 m = job.metrics
                 if m:
@@ -219,7 +227,7 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
                     st.error(job.error)
             job_actions(store, job)
             if job.status != jobs.JobStatus.QUEUED:
-                with st.expander("Log"):
+                with st.expander("Log", expanded=str(job.id) == linked):
                     st.code(read_log(job.run_dir, tail=6000) or "(empty)", language=None)
 
 

@@ -12,11 +12,10 @@ import pytest
 
 from fer_core import jobs
 from fer_core import rundir
-from fer_core.rundir import read_log
+from fer_core.rundir import read_info, read_log, read_metrics
 from fer_core.cli import main
 from fer_core.errors import JobError
 from fer_core.jobs import JobStatus, JobStore
-from fer_core.rundir import read_metrics
 from fer_core.trainconfig import TrainConfig
 
 from .conftest import SUBMITTER
@@ -222,6 +221,7 @@ def test_job_runs_to_success_in_its_own_process(store):
     assert (Path(job.run_dir) / "model.keras").exists()
     log = read_log(job.run_dir)
     assert "Epoch 2/2" in log and f"job {job_id}: succeeded" in log
+    assert "batch-norm recalibration: " in log  # whether it ran and what it changed (lecturer issue, point 7)
 
 
 def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(store):
@@ -255,7 +255,8 @@ def test_failure_is_recorded_with_the_error(store, monkeypatch):
 
 
 def test_jobs_cli(data_dir, capsys):
-    assert main(["jobs", "submit", "--arch", "tiny", "--data", "demo:30", "--epochs", "1", "--json"]) == 0
+    assert main(["jobs", "submit", "--arch", "tiny", "--data", "demo:30", "--epochs", "1", "--json",
+                 "--note", "a first look"]) == 0
     job_id = json.loads(capsys.readouterr().out)["id"]
     store = JobStore()
     wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
@@ -263,7 +264,9 @@ def test_jobs_cli(data_dir, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert [(j["id"], j["status"]) for j in listed] == [(job_id, "succeeded")]
     assert main(["jobs", "show", str(job_id), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["config"]["arch"] == "tiny"
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["arch"] == "tiny" and shown["note"] == "a first look"  # kept through training
+    assert read_info(shown["run_dir"])["job"] == job_id  # the run names its job
     assert main(["jobs", "logs", str(job_id)]) == 0
     assert "succeeded" in capsys.readouterr().out
     assert main(["jobs", "cancel", str(job_id)]) == 2

@@ -145,6 +145,8 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     at = AppTest.from_file(TRAIN, default_timeout=TIMEOUT).run()
     at.selectbox(key="tr_data").set_value("demo").run()
     at.number_input(key="tr_epochs").set_value(2).run()
+    at.text_input(key="tr_run_name").set_value("first-try")
+    at.text_input(key="tr_note").set_value("two epochs to see the curves").run()
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert any("**Job 1**" in m.value for m in at.markdown)  # shown at once
@@ -156,10 +158,17 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert store.get(1).status == jobs.JobStatus.SUCCEEDED, read_log(store.get(1).run_dir)
     at.run()
     assert any("`succeeded`" in m.value for m in at.markdown)
+    assert any("[Curves of run first-try](./runs?run=first-try)" in m.value for m in at.markdown)  # job -> run
 
-    runs = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    runs = AppTest.from_file(RUNS, default_timeout=TIMEOUT)
+    runs.query_params["run"] = "first-try"
+    runs.run()
     assert not runs.exception and not runs.warning
+    assert runs.multiselect(key="runs_chosen").value == ["first-try"]
     assert runs.dataframe[0].value.loc[0, "status"] == "succeeded"
+    assert runs.dataframe[0].value.loc[0, "note"] == "two epochs to see the curves"
+    assert any(m.value == "**first-try**: two epochs to see the curves" for m in runs.markdown)
+    assert any("[Job 1 on the Train page](./train?job=1)" in m.value for m in runs.markdown)  # run -> job
     assert len(runs.get("vega_lite_chart")) == 2  # loss and accuracy
     assert runs.dataframe[1].value.loc[0, "epochs"] == 2
     labels = [b.label for b in runs.get("download_button")]

@@ -46,11 +46,12 @@ def open_store(runner: Runner | None = None) -> Iterator[JobStore]:
         yield store
 
 
-def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "") -> int:
+def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
+           note: str = "") -> int:
     """Queue a job and start it if a slot is free; return its id."""
     if store is None:
         with JobStore() as own:
-            return submit(cfg, own, runner, name)
-    job_id = store.submit(cfg, name=name)
+            return submit(cfg, own, runner, name, note)
+    job_id = store.submit(cfg, name=name, note=note)
     schedule(store, runner)
     return job_id

@@ -284,11 +284,12 @@ class JobStore:
         return [Job.from_row(r) for r in rows]
 
     # ----------------------------------------------------------------- changes
-    def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "") -> int:
+    def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "") -> int:
         """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
-        cannot be recorded.
+        cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
+        leads back to its job as the job leads to its run.
         """
         cfg = validate_config(cfg)
         created = run_dir is None
@@ -298,7 +299,9 @@ class JobStore:
             with transaction(self.conn, self.path) as c:
                 cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
                                 (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value, time.time(), str(path), cfg.epochs))
-                return int(cur.lastrowid)
+                job_id = int(cur.lastrowid)
+                rundir.update_info(path, **{rundir.JOB: job_id}, **({rundir.NOTE: note.strip()} if note.strip() else {}))
+                return job_id
         except BaseException:
             if created:
                 shutil.rmtree(path, ignore_errors=True)
