@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import rundir
 from .errors import FerError
-from .infer import resolve_model
+from .infer import DEFAULT_MODEL_DIR, resolve_model
 from .models import notation_of
 from .trainconfig import TrainConfig
 
@@ -61,16 +61,59 @@ class RunSummary:
         }
 
     def study_row(self) -> dict:
-        """A row of the original study's experiment table."""
-        cfg = self.config
-        if cfg is None:
-            return {"run": self.name, "problem": self.error}
-        decay = cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0
-        return {"run": self.name, "preset": cfg.arch, "architecture": notation_of(cfg.arch), "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd"
-                else cfg.optimizer.capitalize(), "learning rate": cfg.learning_rate, "decay": decay,
-                "weight decay": cfg.weight_decay, "batch size": cfg.batch_size,
-                "parameters": self.info.get("params"), "epochs": len(self.metrics),
-                "val accuracy": self.best.get("val_accuracy")}
+        """A row of the original study's experiment table (see :data:`STUDY_COLUMNS`)."""
+        return _study_row("your run", self.name, self.config, self.info.get("params"), len(self.metrics),
+                          self.best.get("val_accuracy"), None)
+
+
+#: The study table's columns. "val accuracy" is the best PublicTest accuracy during training (no
+#: TTA); "test accuracy" is PrivateTest, reported for the reference points only.
+STUDY_COLUMNS = ("kind", "run", "preset", "architecture", "optimizer", "learning rate", "decay", "weight decay",
+                 "batch size", "parameters", "epochs", "val accuracy", "test accuracy")
+#: Published reference points, PrivateTest accuracy as their authors report it. The VGG of
+#: Pramerdorfer and Kampel is the one the fer-vgg preset re-implements (its notation).
+PUBLISHED = (
+    {"run": "Pramerdorfer & Kampel 2016, VGG (their paper)", "preset": "fer-vgg", "test accuracy": 0.727},
+    {"run": "Kaggle FER2013 challenge winner (Tang 2013, CNN + L2-SVM)", "test accuracy": 0.7116},
+)
+
+
+def _study_row(kind: str, name: str, cfg: TrainConfig | None, params, epochs, val, test) -> dict:
+    row = dict.fromkeys(STUDY_COLUMNS)
+    row.update(kind=kind, run=name, parameters=params, epochs=epochs, **{"val accuracy": val, "test accuracy": test})
+    if cfg is not None:
+        row.update({"preset": cfg.arch, "architecture": notation_of(cfg.arch),
+                    "optimizer": cfg.optimizer.upper() if cfg.optimizer == "sgd" else cfg.optimizer.capitalize(),
+                    "learning rate": cfg.learning_rate,
+                    # Keras 2's per-iteration decay is the inverse-time schedule; other schedules have none
+                    "decay": cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0,
+                    "weight decay": cfg.weight_decay, "batch size": cfg.batch_size})
+    return row
+
+
+def reference_rows(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[dict]:
+    """The study table's reference points: the published results, then the shipped model
+    (PrivateTest with its default TTA, from its ``metrics.json``) when it is there."""
+    rows = []
+    for ref in PUBLISHED:
+        row = dict.fromkeys(STUDY_COLUMNS)
+        row.update(kind="published", **ref)
+        if ref.get("preset"):
+            row["architecture"] = notation_of(ref["preset"])
+        rows.append(row)
+    metrics = rundir.read_model_metrics(model_dir)
+    if metrics:
+        try:
+            cfg = rundir.read_config(model_dir)
+        except FerError:
+            cfg = None
+        tta = metrics.get("default_tta", "none")
+        results = metrics.get("results", {})
+        rows.append(_study_row(
+            "shipped model", f"FER Studio's shipped model (TTA {tta})", cfg, metrics.get("params"),
+            metrics.get("epochs_trained"), results.get(f"PublicTest/{tta}", {}).get("accuracy"),
+            results.get(f"PrivateTest/{tta}", {}).get("accuracy")))
+    return rows
 
 
 def summarize(path: str | Path) -> RunSummary:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.errors import FerError
-from fer_core.runs import curves, list_runs, summarize
+from fer_core.runs import STUDY_COLUMNS, curves, list_runs, reference_rows, summarize
 from ui import link_to, use_app_navigation
 
 use_app_navigation()
@@ -23,6 +23,11 @@ def job_statuses() -> dict[str, str]:
         return {}
 
 
+#: The runs table's columns, most telling first (the run's name stays pinned when it scrolls sideways).
+RUN_COLUMNS = ["run", "status", "note", "best val_acc", "best epoch", "epochs", "arch", "data", "params", "minutes",
+               "recalibrated val_acc", "optimizer", "lr", "schedule", "batch", "job"]
+
+
 runs = list_runs()
 if not runs:
     st.info("No runs yet. Train a model on the Train page (or with `python -m fer_core train`).")
@@ -32,8 +37,9 @@ table = pd.DataFrame([r.row() for r in runs])
 table["status"] = [statuses.get(str(r.path), r.status) for r in runs]
 
 st.subheader(f"All runs ({len(runs)})")
-st.dataframe(table.drop(columns=["problem"]), hide_index=True, width="stretch",
-             column_config={"note": st.column_config.TextColumn(width="medium"),
+st.dataframe(table, hide_index=True, width="stretch", column_order=RUN_COLUMNS,
+             column_config={"run": st.column_config.TextColumn(pinned=True),
+                            "note": st.column_config.TextColumn(width="medium"),
                             "job": st.column_config.NumberColumn(format="%d"),
                             "best val_acc": st.column_config.NumberColumn(format="%.4f"),
                             "recalibrated val_acc": st.column_config.NumberColumn(
@@ -64,6 +70,22 @@ live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in 
 curves_tab, study_tab, download_tab = st.tabs(["Curves", "Study table", "Downloads"])
 
 
+def curve_chart(part: pd.DataFrame, metric: str) -> alt.LayerChart:
+    """Training (solid) against validation (dashed) per run; the legend draws the two dashes
+    (points on the lines would turn its symbols into two identical dots, so they are a layer
+    of their own, outside the legend)."""
+    base = alt.Chart(part).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title="run"),
+        tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])
+    lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
+        "split:N", title="split", sort=["training", "validation"],
+        legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolSize=400, symbolStrokeColor="#555")))
+    points = base.mark_point(filled=True, size=25).encode(detail="split:N")
+    return (lines + points).properties(title=metric.capitalize(), height=280)
+
+
 @st.fragment(run_every=3.0 if live else None)
 def draw_curves(names: list[str]) -> None:
     """Loss and accuracy per epoch, training against validation; re-read while jobs run."""
@@ -73,15 +95,7 @@ def draw_curves(names: list[str]) -> None:
         st.info("No finished epoch yet." if names else "Choose one or more runs above.")
         return
     for metric in ("loss", "accuracy"):
-        part = frame[frame["metric"] == metric]
-        chart = alt.Chart(part).mark_line(point=True).encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
-            color=alt.Color("run:N", title="run"),
-            strokeDash=alt.StrokeDash("split:N", title="split", sort=["training", "validation"]),
-            tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
-        ).properties(title=metric.capitalize(), height=280)
-        st.altair_chart(chart, width="stretch")
+        st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
     best = pd.DataFrame([{"run": r.name, "epochs": len(r.metrics), "best val_accuracy": r.best.get("val_accuracy"),
                           "at epoch": r.best.get("epoch")} for r in fresh])
     st.dataframe(best, hide_index=True)
@@ -94,9 +108,19 @@ with study_tab:
     st.caption("The original study's experiment table: architecture notation, optimizer, learning rate, "
                "decay (Keras 2's per-iteration decay), batch size, parameters and the best validation accuracy.")
     scope = st.radio("Rows", ["chosen runs", "all runs"], horizontal=True, key="study_scope")
-    rows = [r.study_row() for r in runs if not r.error and (scope == "all runs" or r.name in chosen)]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
+    rows = reference_rows() + [r.study_row() for r in runs if not r.error and (scope == "all runs" or r.name in chosen)]
+    st.dataframe(pd.DataFrame(rows, columns=STUDY_COLUMNS), hide_index=True, width="stretch",
+                 column_config={"run": st.column_config.TextColumn(pinned=True),
+                                "val accuracy": st.column_config.NumberColumn(
+                                    format="%.4f", help="best PublicTest accuracy during training (no TTA); the "
+                                    "shipped model's with its default TTA"),
+                                "test accuracy": st.column_config.NumberColumn(
+                                    format="%.4f", help="PrivateTest, reported for the reference points"),
+                                "parameters": st.column_config.NumberColumn(format="localized")})
+    st.caption("Reference points: Pramerdorfer & Kampel, *Facial Expression Recognition using Convolutional Neural "
+               "Networks: State of the Art* (2016), single VGG; Tang, *Deep Learning using Linear Support Vector "
+               "Machines* (2013), winner of the Kaggle FER2013 challenge; FER Studio's shipped model as measured "
+               "in its model card.")
 
 with download_tab:
     if not chosen:

@@ -205,3 +205,22 @@ def test_the_server_listens_on_loopback_by_default():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] in ("127.0.0.1", "localhost", "::1")
     assert "Serving a class safely" in (ROOT / "README.md").read_text()
+
+
+def test_study_table_reference_points_beside_the_runs(tmp_path):
+    from fer_core.infer import DEFAULT_MODEL_DIR
+    from fer_core.rundir import read_model_metrics
+    from fer_core.runs import STUDY_COLUMNS, reference_rows
+
+    rows = reference_rows()
+    assert all(tuple(r) == STUDY_COLUMNS for r in rows)  # every row has every column
+    published = {r["run"].split(",")[0]: r for r in rows if r["kind"] == "published"}
+    assert published["Pramerdorfer & Kampel 2016"]["test accuracy"] == 0.727
+    assert published["Pramerdorfer & Kampel 2016"]["architecture"] == "CBCBP-CBCBP-CBCBP-CBCBP-FBDFBDF"
+    assert published["Kaggle FER2013 challenge winner (Tang 2013"]["test accuracy"] == 0.7116
+    (shipped,) = [r for r in rows if r["kind"] == "shipped model"]
+    metrics = read_model_metrics(DEFAULT_MODEL_DIR)
+    tta = metrics["default_tta"]
+    assert shipped["test accuracy"] == metrics["results"][f"PrivateTest/{tta}"]["accuracy"]  # read, not typed in
+    assert shipped["architecture"] and shipped["parameters"] == metrics["params"]
+    assert [r["kind"] for r in reference_rows(tmp_path)] == ["published", "published"]  # no shipped model there

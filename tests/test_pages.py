@@ -170,6 +170,16 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert any(m.value == "**first-try**: two epochs to see the curves" for m in runs.markdown)
     assert any("[Job 1 on the Train page](./train?job=1)" in m.value for m in runs.markdown)  # run -> job
     assert len(runs.get("vega_lite_chart")) == 2  # loss and accuracy
+    import json
+
+    lines = json.loads(runs.get("vega_lite_chart")[0].proto.spec)["layer"][0]
+    assert lines["mark"]["type"] == "line"  # the legend of training/validation draws their dashes, not dots
+    assert lines["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"
+    table = runs.dataframe[0]
+    assert list(table.proto.column_order)[:3] == ["run", "status", "note"]  # the telling columns first
+    (study,) = [d.value for d in runs.dataframe if "kind" in d.value.columns]
+    assert list(study["kind"]) == ["published", "published", "shipped model", "your run"]
+    assert study["architecture"][3] == "CP-CP-CP-F" and study["test accuracy"][0] == 0.727
     assert runs.dataframe[1].value.loc[0, "epochs"] == 2
     labels = [b.label for b in runs.get("download_button")]
     assert any("metrics (CSV)" in b for b in labels) and any("model.keras" in b for b in labels)
