@@ -124,7 +124,7 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     seconds = {t: r[f"PrivateTest/{t}"].get("seconds") for t in TTA_MODES}
     values = dict(
         title="FER Studio's default model", arch=arch, arch_source=arch_source, network=network,
-        params=f"{m['params']:,}", size_mb=m["size_mb"], preprocessing=preprocessing, num_classes=len(classes),
+        params=f"{m['params']:,}", crop=crop, size_mb=m["size_mb"], preprocessing=preprocessing, num_classes=len(classes),
         classes=", ".join(classes), tta=tta, tta_views=TTA_VIEWS.get(tta, tta), selected=selected, interim=interim,
         num_train=f" ({m['num_train']:,} faces)" if m.get("num_train") else "",
         num_val=f"{r['PublicTest/none']['num_images']:,}",

@@ -59,8 +59,11 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
+    print(f"{'name':<15} {'parameters':>12}  {'input':>5}  description")
     for m in models:
-        print(f"{m['name']:<15} {m['params']:>12,}  {m['description']}")
+        print(f"{m['name']:<15} {m['params']:>12,}  {m['crop']:>2}x{m['crop']:<2}  {m['description']}")
+    print("\nParameters are for each preset's own configuration: its input crop (the dense layers grow with it) "
+          "and default width. A run's own count is in its run.json and on the Runs page.")
     return 0
 
 
@@ -429,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
-TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card"}
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,9 +71,9 @@ class RunSummary:
 STUDY_COLUMNS = ("kind", "run", "preset", "architecture", "optimizer", "learning rate", "decay", "weight decay",
                  "batch size", "parameters", "epochs", "val accuracy", "test accuracy")
 #: Published reference points, PrivateTest accuracy as their authors report it. The VGG of
-#: Pramerdorfer and Kampel is the one the fer-vgg preset re-implements (its notation).
+#: Pramerdorfer and Kampel is the one the pk-vgg preset re-implements (its notation).
 PUBLISHED = (
-    {"run": "Pramerdorfer & Kampel 2016, VGG (their paper)", "preset": "fer-vgg", "test accuracy": 0.727},
+    {"run": "Pramerdorfer & Kampel 2016, VGG (their paper)", "preset": "pk-vgg", "test accuracy": 0.727},
     {"run": "Kaggle FER2013 challenge winner (Tang 2013, CNN + L2-SVM)", "test accuracy": 0.7116},
 )
 

@@ -216,7 +216,7 @@ def test_study_table_reference_points_beside_the_runs(tmp_path):
     assert all(tuple(r) == STUDY_COLUMNS for r in rows)  # every row has every column
     published = {r["run"].split(",")[0]: r for r in rows if r["kind"] == "published"}
     assert published["Pramerdorfer & Kampel 2016"]["test accuracy"] == 0.727
-    assert published["Pramerdorfer & Kampel 2016"]["architecture"] == "CBCBP-CBCBP-CBCBP-CBCBP-FBDFBDF"
+    assert published["Pramerdorfer & Kampel 2016"]["architecture"] == "CBCBPD-CBCBPD-CBCBPD-CBCBPD-FBDFB"
     assert published["Kaggle FER2013 challenge winner (Tang 2013"]["test accuracy"] == 0.7116
     (shipped,) = [r for r in rows if r["kind"] == "shipped model"]
     metrics = read_model_metrics(DEFAULT_MODEL_DIR)

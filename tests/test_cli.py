@@ -45,3 +45,15 @@ def test_commands_print_one_device_line_instead_of_tensorflows_start_up_noise(tm
     assert proc.stdout.splitlines()[0].startswith("training on CPU (")
     for noise in ("cuInit", "CUDA", "rebuild TensorFlow", "absl", "oneDNN"):
         assert noise not in proc.stderr, proc.stderr
+
+
+def test_models_table_has_a_header_and_says_which_configuration_it_counts(capsys):
+    from fer_core.models import count_params
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "parameters", "input", "description"]
+    (vgg,) = [line for line in out if line.startswith("fer-vgg ")]
+    assert vgg.split()[1:3] == [f"{count_params('fer-vgg', crop=48):,}", "48x48"]
+    assert count_params("fer-vgg", crop=40) < count_params("fer-vgg", crop=48)  # the count depends on the crop
+    assert any("own configuration" in line for line in out)
