@@ -208,21 +208,37 @@ def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0
     return (base * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 
+#: Small photos are drawn at least this large, so that a label does not dwarf the face.
+DRAW_MIN_SIDE = 240
+LABEL_HEIGHT = 14  # px of a label's band
+
+
 def draw(result: ImageResult, max_side: int = 1200):
-    """The photo (RGB, downscaled to ``max_side``) with a numbered box and label on every face."""
+    """The photo (RGB, scaled to ``max_side`` at most and DRAW_MIN_SIDE at least) with a numbered
+    box and label on every face. A label goes above its box; where the box touches the top of
+    the photo (a face crop, a face at the edge) a band is added above the photo for it, so no
+    label ever covers a face."""
     im = result.image.convert("RGB")
-    shrink = min(1.0, max_side / max(im.size))
-    if shrink < 1:
-        im = im.resize((round(im.width * shrink), round(im.height * shrink)))
+    k = min(max_side / max(im.size), max(1.0, DRAW_MIN_SIDE / max(im.size)))
+    if k != 1:
+        im = im.resize((round(im.width * k), round(im.height * k)),
+                       Image.Resampling.BICUBIC if k > 1 else Image.Resampling.BILINEAR)
     scale = im.width / result.size[0]  # boxes are in the full photo's pixels
+    band = LABEL_HEIGHT if any(f.box.y * scale < LABEL_HEIGHT for f in result.faces) else 0
+    if band:
+        framed = Image.new("RGB", (im.width, im.height + band), (255, 255, 255))
+        framed.paste(im, (0, band))
+        im = framed
     pen = ImageDraw.Draw(im)
     width = max(2, round(max(im.size) / 300))
     for i, face in enumerate(result.faces, 1):
         b = face.box
-        x0, y0, x1, y1 = b.x * scale, b.y * scale, (b.x + b.w) * scale, (b.y + b.h) * scale
+        x0, y0, x1, y1 = b.x * scale, b.y * scale + band, (b.x + b.w) * scale, (b.y + b.h) * scale + band
         pen.rectangle([x0, y0, x1, y1], outline=(255, 215, 0), width=width)
         text = f"{i}: {face.label} {face.proba.max():.0%}"
         tw = pen.textlength(text)
-        pen.rectangle([x0, max(y0 - 14, 0), x0 + tw + 6, max(y0 - 14, 0) + 14], fill=(255, 215, 0))
-        pen.text((x0 + 3, max(y0 - 14, 0) + 1), text, fill=(0, 0, 0))
+        top = max(y0 - LABEL_HEIGHT, 0)
+        left = min(x0, max(im.width - tw - 6, 0))  # inside the picture on the right too
+        pen.rectangle([left, top, left + tw + 6, top + LABEL_HEIGHT], fill=(255, 215, 0))
+        pen.text((left + 3, top + 1), text, fill=(0, 0, 0))
     return im

@@ -16,6 +16,7 @@ from ui import (active_source, cached_dataset, cached_evaluation, model_choices,
 use_app_navigation()
 st.title("Evaluate")
 PER_PAGE = 24
+GALLERY_COLUMNS = 8
 
 choices = model_choices()
 if not choices:
@@ -97,9 +98,14 @@ def gallery(positions: np.ndarray, key: str, result=None) -> None:
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
     shown = positions[(page - 1) * PER_PAGE:page * PER_PAGE]
     tops = top_k(result.proba[shown], result.classes)
-    captions = [f"true {result.classes[result.y_true[p]]}\n" + " · ".join(f"{c} {v:.0%}" for c, v in t)
-                for p, t in zip(shown, tops)]
-    st.image([ds.images[result.index[p]] for p in shown], caption=captions, width=110)
+    for row in range(0, len(shown), GALLERY_COLUMNS):
+        for col, p, top in zip(st.columns(GALLERY_COLUMNS), shown[row:row + GALLERY_COLUMNS],
+                               tops[row:row + GALLERY_COLUMNS]):
+            col.image(ds.images[result.index[p]], width=110)
+            # one fact per line: the true class, the prediction, the runners-up
+            (first, p1), rest = top[0], top[1:]
+            col.caption(f"true **{result.classes[result.y_true[p]]}**  \npredicted **{first}** {p1:.0%}  \n"
+                        + " · ".join(f"{c} {v:.0%}" for c, v in rest))
     st.caption(f"{len(positions):,} images; showing {len(shown)}.")
 
 

@@ -235,10 +235,11 @@ def test_teacher_journey(browser, server):
     j.choose("View", "most confident mistakes")
     page.wait_for_timeout(2000)
     j.see("images; showing")
-    wrong = [c for c in page.get_by_test_id("stImageCaption").all_inner_texts() if c.startswith("true ")]
+    wrong = [c for c in page.get_by_test_id("stCaptionContainer").all_inner_texts() if c.startswith("true ")]
     assert wrong, "no misclassified image shown"
-    words = wrong[0].split()  # "true <class> <top class> <p>% · ..."
-    assert words[2] != words[1], wrong[0]  # the most confident mistake: its top class is not the true one
+    lines = wrong[0].splitlines()  # "true <class>", "predicted <top class> <p>%", the runners-up: one per line
+    assert len(lines) == 3 and lines[1].startswith("predicted "), wrong[0]
+    assert lines[1].split()[1] != lines[0].split()[1], wrong[0]  # a mistake: its top class is not the true one
     j.shot("evaluate-mistakes")
 
     # 6. upload a photo on the Predict page and read the label

@@ -214,3 +214,19 @@ def test_gradcam_of_the_shipped_model_is_informative_on_real_faces(real_data_dir
     inner[10:42, 8:40] = True  # 44% of the face
     share = np.mean([m[inner].sum() / m.sum() for m in informative])
     assert share > 0.6, share
+
+
+def test_labels_are_drawn_outside_small_face_crops(model_and_classes):
+    """A 96x96 face crop: its whole image is the face, so the label gets a band above the photo
+    instead of covering the forehead (the old drawing painted it over the face's top rows)."""
+    model, classes = model_and_classes
+    face = np.random.default_rng(0).integers(60, 200, (96, 96), dtype=np.uint8)
+    (res,) = analyse([("crop.png", encode(Image.fromarray(face), "PNG"))], model, classes, tta="none")
+    assert not res.detected and len(res.faces) == 1
+    picture = np.asarray(draw(res).convert("L"))
+    k = 240 / 96  # drawn at least 240 px wide
+    band = picture.shape[0] - round(96 * k)
+    assert picture.shape[1] == 240 and band > 0
+    inner = picture[band + 4:-4, 4:-4]  # the face inside its box outline
+    expected = np.asarray(Image.fromarray(face).resize((240, 240), Image.Resampling.BICUBIC))[4:-4, 4:-4]
+    assert np.abs(inner.astype(int) - expected).max() <= 2  # not one pixel of the face painted over
