@@ -4,6 +4,9 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,6 +20,7 @@ from fer_core.data import Dataset, check_allowed, load_dataset
 from fer_core.data import source_choices as data_source_choices
 from fer_core.demo import make_demo_dataset
 from fer_core.evaluate import evaluate_cached
+from fer_core.fmt import fmt_seconds
 from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
 from fer_core.models import list_models
 from fer_core.predict import ImageResult, analyse, draw
@@ -49,13 +53,40 @@ def link_to(page: str, label: str, **params) -> None:
         st.markdown(f"[{label}](./{Path(page).stem}?{urlencode(params)})")
 
 
-@st.cache_data(show_spinner="Loading the data set…", max_entries=4)
-def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Dataset:
-    """Load a data set once per (source, merge, skip_bad), for every session.
+_DATASETS: OrderedDict = OrderedDict()  # (source, merge, skip_bad) -> Dataset, newest last
+_DATASETS_LOCK = threading.Lock()
+MAX_DATASETS = 4
 
-    Only folders the app may read are loaded: a typed path elsewhere is a DataError.
+
+def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Dataset:
+    """Load a data set once per (source, merge, skip_bad), for every session of this server.
+
+    Not ``st.cache_data``: that hands every caller a copy (82 MB of faces for FER2013, copied
+    on every rerun), and its replay cannot show the progress of a first load. The data set is
+    shared and read-only; an image folder's first load shows files done and time left. Only
+    folders the app may read are loaded: a typed path elsewhere is a DataError.
     """
-    return load_dataset(check_allowed(source), merge=merge, skip_bad=skip_bad)
+    key = (source, merge, skip_bad)
+    with _DATASETS_LOCK:
+        if key in _DATASETS:
+            _DATASETS.move_to_end(key)
+            return _DATASETS[key]
+    bar, started = st.empty(), time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.monotonic() - started) * (total - done) / done
+        bar.progress(done / total, text=f"Reading {total:,} image files: {done:,} done, about {fmt_seconds(left)} left")
+
+    try:
+        with st.spinner("Loading the data set…"):
+            ds = load_dataset(check_allowed(source), merge=merge, skip_bad=skip_bad, progress=progress)
+    finally:
+        bar.empty()
+    with _DATASETS_LOCK:
+        _DATASETS[key] = ds
+        while len(_DATASETS) > MAX_DATASETS:
+            _DATASETS.popitem(last=False)
+    return ds
 
 
 def active_source() -> str:

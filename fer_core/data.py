@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -31,6 +32,7 @@ CACHE_VERSION = 1
 #: How many problems an error message lists before it just counts the rest.
 MAX_LISTED = 5
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
+DEMO_PER_CLASS = 500  # faces per class of the demo data set unless "demo:N" says otherwise
 
 
 def _fill_missing_splits(raw: readers.RawData, seed: int = 0) -> np.ndarray:
@@ -242,7 +244,8 @@ def _check_problems(where: str, problems: list[str], skip_bad: bool, kind: str) 
 
 
 def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", skip_bad: bool = False,
-                 use_cache: bool = True, demo_per_class: int = 500, demo_seed: int = 0) -> Dataset:
+                 use_cache: bool = True, demo_per_class: int = DEMO_PER_CLASS, demo_seed: int = 0,
+                 progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Load a FER2013 data set from any supported source.
 
     Args:
@@ -253,6 +256,7 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
         use_cache: read and write the parsed data set under ``data/cache``.
         demo_per_class: images per class of the demo set.
         demo_seed: seed of the demo set.
+        progress: called with (files read, files in all) while an image folder is read.
 
     Returns:
         A :class:`Dataset`.
@@ -273,7 +277,7 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
     if kind == DEMO_SOURCE:
         ds = make_demo_dataset(per_class=demo_per_class, seed=demo_seed)
     else:
-        raw = readers.read_csv(path) if kind == "csv" else readers.read_folder(path)
+        raw = readers.read_csv(path) if kind == "csv" else readers.read_folder(path, progress)
         _check_problems(str(path), raw.problems, skip_bad, kind)
         ds = Dataset(raw.images, raw.labels, _fill_missing_splits(raw), CLASS_NAMES, str(path),
                      np.asarray(raw.origins, dtype=str), len(raw.problems), raw.problems[:MAX_LISTED])
@@ -303,6 +307,30 @@ def known_sources() -> list[str]:
     """The data sets the app knows of: ``FER2013_DIR`` (when it is a folder), then those under ``data/datasets``."""
     env = os.environ.get("FER2013_DIR", "").strip()
     return list(dict.fromkeys([*([env] if env and os.path.isdir(env) else []), *map(str, find_datasets())]))
+
+
+def describe_source(source: str) -> str:
+    """A short name for a data source and how many images it holds, without loading it:
+    ``"fer2013 · 35,887 images"`` (files in its class folders, or rows of its CSV), ``"demo ·
+    3,500 images"``; only the name when it cannot be read (loading it says why)."""
+    try:
+        kind, path = resolve_source(source)
+    except DataError:
+        return Path(str(source)).name or str(source)
+    if kind == DEMO_SOURCE:
+        per_class = _demo_size(str(source).strip()) or DEMO_PER_CLASS
+        return f"demo · {per_class * len(CLASS_NAMES):,} images"
+    name = path.name if path.name.lower() not in readers.SPLIT_DIRS else f"{path.parent.name}/{path.name}"
+    try:
+        if kind == "folder":
+            count = len(readers.list_image_files(path))
+        else:
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rb") as fh:
+                count = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1  # the header
+    except (OSError, EOFError, DataError):
+        return name
+    return f"{name} · {count:,} images"
 
 
 def source_choices(active: str) -> list[str]:

@@ -6,13 +6,19 @@ import streamlit as st
 
 from fer_core import stats
 from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, save_settings
-from fer_core.data import known_sources
+from fer_core.data import describe_source, known_sources
 from fer_core.errors import FerError
 from fer_core.uploads import save_upload
 from ui import active_source, cached_dataset, use_app_navigation
 
 use_app_navigation()
 st.title("Dataset")
+
+@st.cache_data(show_spinner=False, ttl=300)
+def source_label(source: str) -> str:
+    """"fer2013 · 35,887 images": a short name and a count (files are counted, not decoded)."""
+    return describe_source(source)
+
 
 # ------------------------------------------------------------------ source choice
 known = known_sources()
@@ -28,7 +34,9 @@ with st.sidebar:
         source = DEMO_SOURCE
     elif kind == "Found data sets":
         if known:
-            source = st.selectbox("Data set", known, index=known.index(current) if current in known else 0)
+            source = st.selectbox("Data set", known, index=known.index(current) if current in known else 0,
+                                  format_func=source_label, help="Data sets in data/datasets and FER2013_DIR.")
+            st.caption(source)  # the full path, under its short name
         else:
             st.caption("Nothing under data/datasets yet: upload one, or type a path.")
     elif kind == "Path":
@@ -90,7 +98,19 @@ with tab_dist:
     table.loc["total"] = table.sum(axis=0)
     st.dataframe(table, width="stretch")
 
-with tab_samples:
+@st.dialog("Face", width="large")
+def show_face(i: int) -> None:
+    """One face, large, with where it comes from."""
+    big, info = st.columns([1, 1])
+    big.image(ds.images[i], width=288, clamp=True)
+    info.markdown(f"**Index** {i}  \n**Label** {ds.class_names[ds.labels[i]]} ({ds.labels[i]})  \n"
+                  f"**Split** {ds.splits[i]}  \n**From** {ds.origins[i]}  \n"
+                  f"**Mean intensity** {ds.images[i].mean():.1f}")
+
+
+@st.fragment
+def samples() -> None:
+    """The sample grid: its filters rerun only this part of the page."""
     c1, c2, c3 = st.columns(3)
     split = c1.selectbox("Split", ["all", *SPLITS], key="grid_split")
     cls = c2.selectbox("Class", ["all", *ds.class_names], key="grid_class")
@@ -102,30 +122,41 @@ with tab_samples:
     idx, _ = stats.page_indices(ds, split_arg, cls_arg, int(page), per_page)
     if len(idx) == 0:
         st.info("No images match this filter.")
-    else:
-        cols = st.columns(12)
-        for k, i in enumerate(idx):
-            cols[k % 12].image(ds.images[i], caption=f"#{i} {ds.class_names[ds.labels[i]]}", width="stretch")
-        chosen = st.selectbox("Inspect image", [int(i) for i in idx],
-                              format_func=lambda i: f"#{i} · {ds.class_names[ds.labels[i]]}", key="inspect")
-        big, info = st.columns([1, 2])
-        big.image(ds.images[chosen], width=240, clamp=True)
-        info.markdown(
-            f"**Index** {chosen}  \n**Label** {ds.class_names[ds.labels[chosen]]} ({ds.labels[chosen]})  \n"
-            f"**Split** {ds.splits[chosen]}  \n**From** {ds.origins[chosen]}  \n"
-            f"**Mean intensity** {ds.images[chosen].mean():.1f}"
-        )
+        return
+    st.caption("Click a face's label to see it large.")
+    cols = st.columns(GRID_COLUMNS)
+    for k, i in enumerate(idx):
+        col = cols[k % GRID_COLUMNS]
+        col.image(ds.images[i], width="stretch")
+        if col.button(f"#{i} {ds.class_names[ds.labels[i]]}", key=f"face{i}", type="tertiary"):
+            show_face(int(i))
 
-with tab_mean:
+
+@st.cache_data(show_spinner="Averaging the faces…", max_entries=16)
+def class_means(key: tuple, split: str, _ds) -> tuple[dict, list[dict]]:
+    """Mean face per class and the pixel histogram of one split (``key`` names the data set)."""
+    sub = _ds if split == "all" else _ds.subset(split)
+    hist = stats.pixel_histogram(sub) if len(sub) else []
+    return stats.mean_faces(sub), hist
+
+
+@st.fragment
+def means() -> None:
+    """Mean faces and the histogram: the split choice reruns only this part."""
     msplit = st.selectbox("Split", ["all", *SPLITS], key="mean_split")
-    sub = ds if msplit == "all" else ds.subset(msplit)
-    faces = stats.mean_faces(sub)
+    faces, hist = class_means((source, merge, skip_bad), msplit, ds)
     if faces:
         cols = st.columns(len(faces))
         for col, (name, face) in zip(cols, faces.items()):
             col.image(face, caption=name, width="stretch")
-    hist = pd.DataFrame(stats.pixel_histogram(sub)) if len(sub) else pd.DataFrame(columns=["intensity", "fraction"])
-    st.altair_chart(alt.Chart(hist).mark_bar().encode(
+    st.altair_chart(alt.Chart(pd.DataFrame(hist, columns=["intensity", "fraction"])).mark_bar().encode(
         x=alt.X("intensity:Q", bin=alt.Bin(step=8), title="pixel intensity"),
         y=alt.Y("fraction:Q", title="fraction of pixels"),
     ), width="stretch")
+
+
+GRID_COLUMNS = 12
+with tab_samples:
+    samples()
+with tab_mean:
+    means()

@@ -207,12 +207,16 @@ def test_teacher_journey(browser, server):
     j.see("3,500 images")
     page.get_by_role("tab", name="Samples").click()
     j.choose("Class", "surprise")
-    j.see("#", timeout=60)
-    page.wait_for_timeout(1500)
-    captions = page.get_by_test_id("stImageCaption").all_inner_texts()
-    grid = [c for c in captions if c.startswith("#")]
-    assert grid and all("surprise" in c for c in grid), captions[:10]
+    j.see("Click a face's label", timeout=60)
+    j.idle()
+    grid = [t for t in page.get_by_role("button").all_inner_texts() if t.startswith("#")]
+    assert grid and all(t.endswith(" surprise") for t in grid), grid[:10]
     j.shot("dataset-surprise")
+    page.get_by_role("button", name=grid[0]).click()  # a thumbnail's label opens the face large
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Index {grid[0].split()[0][1:]}").wait_for()
+    j.shot("dataset-face-large")
+    page.keyboard.press("Escape")
 
     # 3. a 2-epoch job of the tiny preset, watched to the end without reloading
     j.submit_tiny_job(epochs=2)

@@ -41,17 +41,39 @@ def test_dataset_page_demo_distribution_and_grid(demo_app):
     assert "3,500 images" in at.caption[0].value
     table = at.dataframe[0].value
     assert int(table.loc["total", "total"]) == 3500 and int(table.loc["happy", "Training"]) == 400
-    # grid (48 per page) + the inspected image + 7 mean faces
-    assert len(at.get("image")) == 48 + 1 + 7
+    # grid (48 per page) + 7 mean faces
+    assert len(at.get("image")) == 48 + 7
     at.selectbox(key="grid_class").set_value("surprise").run()
     at.selectbox(key="grid_split").set_value("PublicTest").run()
     assert not at.exception
-    options = at.selectbox(key="inspect").options
-    assert len(options) == 48 and all("surprise" in o for o in options)
+    labels = [b.label for b in at.button if b.key and b.key.startswith("face")]
+    assert len(labels) == 48 and all(label.endswith(" surprise") for label in labels)
     assert at.number_input(key="grid_page").label == "Page (of 2)"  # 50 surprise faces in PublicTest
     at.number_input(key="grid_page").set_value(2).run()
-    assert len(at.selectbox(key="inspect").options) == 2
-    assert "**Split** PublicTest" in at.markdown[0].value
+    faces = [b for b in at.button if b.key and b.key.startswith("face")]
+    assert len(faces) == 2
+    faces[1].click().run()  # a thumbnail's label opens it large
+    assert not at.exception
+    index = faces[1].label.split()[0][1:]
+    assert any(f"**Index** {index}" in m.value and "**Split** PublicTest" in m.value for m in at.markdown)
+    assert len(at.get("image")) == 2 + 7 + 1  # the page of two, the mean faces, and the large one
+
+
+def test_dataset_choice_shows_a_short_name_and_the_image_count(demo_app, tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = tmp_path / "my-faces"
+    for split, cls, n in (("train", "happy", 3), ("test", "sad", 2)):
+        (root / split / cls).mkdir(parents=True)
+        for k in range(n):
+            Image.new("L", (48, 48), 40 * k).save(root / split / cls / f"{k}.png")
+    monkeypatch.setenv("FER2013_DIR", str(root))
+    save_settings(Settings(data_source=str(root)))
+    at = AppTest.from_file(DATASET, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    (box,) = [b for b in at.sidebar.selectbox if b.label == "Data set"]
+    assert box.options == ["my-faces · 5 images"] and box.value == str(root)
+    assert str(root) in [c.value for c in at.sidebar.caption]  # the full path under the short name
 
 
 def test_dataset_page_use_as_active(demo_app):
