@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from fer_core.demo import make_demo_dataset
 from fer_core.evaluate import evaluate_cached
 from fer_core.fmt import fmt_seconds
 from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
-from fer_core.models import list_models
+from fer_core.models import create_model, list_models
 from fer_core.predict import ImageResult, analyse, draw
 from fer_core.runs import list_runs
 
@@ -94,10 +95,17 @@ def active_source() -> str:
     return load_settings().active_source()
 
 
-@st.cache_data(show_spinner="Counting parameters…")
+@st.cache_data(show_spinner=False)
 def model_table() -> dict[str, dict]:
-    """The registry: ``{name: {"description", "params"}}`` (builds every model once)."""
-    return {m["name"]: m for m in list_models()}
+    """The registry: ``{name: {"description", "crop"}}``, without building a model (no TensorFlow)."""
+    return {m["name"]: m for m in list_models(with_params=False)}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def param_count(arch: str, crop: int, options: str) -> int:
+    """Parameters of ``arch`` at ``crop`` with its builder ``options`` (JSON): the form's own
+    configuration, not the preset's. Builds the model once per combination."""
+    return int(create_model(arch, 7, crop=crop, **json.loads(options)).count_params())
 
 
 def source_choices() -> list[str]:

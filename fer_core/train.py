@@ -156,6 +156,40 @@ def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
     return None
 
 
+def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: int = 7, steps: int = 4) -> dict:
+    """Measure how long one epoch of ``cfg`` will take here, before any job starts.
+
+    The configured network and optimizer run a few real training steps (augmentation
+    included) on random faces of the configured batch size, after two warm-up steps; an epoch
+    is ``num_train / batch_size`` such steps plus the validation pass (``num_val`` faces,
+    forward only, measured too). Measured now, on this machine: jobs that run meanwhile slow it.
+
+    Returns:
+        ``{"epoch_seconds", "step_seconds", "steps_per_epoch", "val_seconds", "total_seconds"}``
+        (``total_seconds`` for ``cfg.epochs`` epochs).
+    """
+    import keras
+
+    _setup_gpu()
+    model = create_model(cfg.arch, num_classes, crop=cfg.crop, **cfg.arch_options())
+    model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    n = cfg.batch_size * (steps + 2)
+    faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
+    data = make_input(faces, labels, cfg, num_classes, training=True)
+    model.fit(data.take(2), verbose=0)  # builds the graph
+    t0 = time.perf_counter()
+    model.fit(data.skip(2), verbose=0)
+    step = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
+    val = (time.perf_counter() - t0) / n * num_val
+    per_epoch = -(-num_train // cfg.batch_size)
+    epoch = step * per_epoch + val
+    return {"epoch_seconds": round(epoch, 1), "step_seconds": round(step, 4), "steps_per_epoch": per_epoch,
+            "val_seconds": round(val, 1), "total_seconds": round(epoch * cfg.epochs)}
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """'balanced' weights n / (k * n_c), as scikit-learn computes them."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)

@@ -1,18 +1,22 @@
 """Train page: a training form with the study's presets, and the live list of background jobs."""
 
+import json
 import os
 
 import streamlit as st
 
 from fer_core import jobs
+from fer_core.device import device_line
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_seconds
 from fer_core.models import get_spec, model_names
 from fer_core.notation import count_notation_params
 from fer_core.rundir import read_log
+from fer_core.train import estimate_epoch
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.validation import check_config
-from ui import active_source, link_to, model_table, source_choices, use_app_navigation
+from ui import (active_source, cached_dataset, link_to, model_table, param_count, source_choices,
+                use_app_navigation)
 
 use_app_navigation()
 st.title("Train")
@@ -66,8 +70,7 @@ with left:
     field("data", st.selectbox, "Data source", sources, accept_new_options=True,
           help="'demo', a FER2013 CSV or an image folder; type a path to add one.")
     field("merge", st.text_input, "Class merging", placeholder="e.g. disgust=angry")
-    choice = st.selectbox("Architecture", [*model_names(), NOTATION], key=KEY + "arch_choice",
-                          format_func=lambda n: n if n == NOTATION else f"{n} ({models[n]['params']:,} parameters)")
+    choice = st.selectbox("Architecture", [*model_names(), NOTATION], key=KEY + "arch_choice")
     takes_width = choice in model_names(taking="width")
     if choice == NOTATION:
         notation = field("notation", st.text_input, "Layers", help="C conv 3x3, B batch norm, P 2x2 max pooling, "
@@ -79,6 +82,7 @@ with left:
         arch = notation
     else:
         st.caption(models[choice]["description"])
+        params_slot = st.empty()  # filled last: counting builds the network (TensorFlow), the form comes first
         arch = choice
         if takes_width:
             field("width", st.number_input, "Width (first-stage filters; 0: the preset's own)", min_value=0,
@@ -142,12 +146,50 @@ for name, message in problems.items():
         name = "notation"
     (errors_at.get(name) or st).error(message)
 
+
+
+@st.fragment
+def estimate(cfg: TrainConfig | None) -> None:
+    """Measure, on request, how long an epoch of this form's configuration will take here."""
+    if cfg is None:
+        return
+    key = json.dumps(cfg.to_dict(), sort_keys=True)
+    if st.button("Estimate the time per epoch", key=KEY + "estimate",
+                 help="Runs a few real training steps of this network on this machine (about 10-30 s)."):
+        try:
+            ds = cached_dataset(cfg.data, cfg.merge)
+            with st.spinner("Timing a few training steps…"):
+                est = estimate_epoch(cfg, len(ds.subset("Training")), len(ds.subset("PublicTest")), ds.num_classes)
+            st.session_state[KEY + "estimated"] = (key, est, device_line(), running_jobs())
+        except FerError as exc:
+            st.error(str(exc))
+    done = st.session_state.get(KEY + "estimated")
+    if done and done[0] == key:
+        _, est, device, busy = done
+        st.info(f"About **{fmt_seconds(est['epoch_seconds'])} per epoch**, {device.removeprefix('training on ')}: "
+                f"{est['steps_per_epoch']:,} steps of {cfg.batch_size} faces at {est['step_seconds']:.2f} s, plus "
+                f"{est['val_seconds']:.0f} s of validation. **{cfg.epochs} epochs: about "
+                f"{fmt_seconds(est['total_seconds'])}** (h:mm:ss)."
+                + (f" Measured while {busy} other job(s) ran: alone it would be faster." if busy else ""))
+    elif done:
+        st.caption("The form changed since the last estimate.")
+
+
+def running_jobs() -> int:
+    try:
+        with jobs.open_store() as store:
+            return sum(j.status == jobs.JobStatus.RUNNING for j in store.list())
+    except FerError:
+        return 0
+
+
+estimate(cfg)
 name_col, note_col = st.columns([1, 2])
 run_name = name_col.text_input("Run name (optional)", key=KEY + "run_name", placeholder="e.g. seed-1-baseline",
                                help="The run's folder under data/runs; a time stamp when empty.")
 note = note_col.text_input("Note (optional)", key=KEY + "note", placeholder="e.g. label smoothing 0.1, seed 1",
                            help="Kept with the run and shown on the Runs page.")
-if st.button("Submit training job", type="primary", disabled=cfg is None):
+if st.button("Submit training job", type="primary", disabled=cfg is None, key=KEY + "submit"):
     try:
         job_id = jobs.submit(cfg, name=run_name, note=note)
         st.toast(f"Job {job_id} queued")
@@ -232,3 +274,6 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
 
 
 job_list()
+if cfg is not None and choice != NOTATION:
+    params_slot.caption(f"{param_count(cfg.arch, cfg.crop, json.dumps(cfg.arch_options())):,} parameters at this "
+                        f"{cfg.crop}x{cfg.crop} crop")

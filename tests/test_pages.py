@@ -141,21 +141,21 @@ def test_train_page_catches_bad_values_next_to_the_field(demo_app):
     at.selectbox(key="tr_arch_choice").set_value("fer-vgg").run()
     at.number_input(key="tr_width").set_value(48).run()
     at.slider(key="tr_dropout").set_value(0.5).run()
-    assert not at.error and not at.button[0].disabled
+    assert not at.error and not at.button(key="tr_submit").disabled
     at.selectbox(key="tr_arch_choice").set_value("Layer notation…").run()
     at.text_input(key="tr_notation").input("CBXP-F").run()
     assert "unknown letter 'X' at character 3" in at.error[0].value
-    assert at.button[0].disabled
+    assert at.button(key="tr_submit").disabled
     at.text_input(key="tr_notation").input("CCP-CCP-FF").run()
     at.text_input(key="tr_conv_widths").input("8, 8, 8").run()
     assert "2 convolution block" in at.error[0].value
     at.text_input(key="tr_conv_widths").input("8, 8").run()
-    assert not at.error and not at.button[0].disabled
+    assert not at.error and not at.button(key="tr_submit").disabled
     at.number_input(key="tr_learning_rate").set_value(0.0).run()
-    assert "(0, 10]" in at.error[0].value and at.button[0].disabled
+    assert "(0, 10]" in at.error[0].value and at.button(key="tr_submit").disabled
     at.number_input(key="tr_learning_rate").set_value(0.01).run()
     at.text_input(key="tr_init_from").input("no-such-run").run()
-    assert "no-such-run: no such model file, run directory or run name" in at.error[0].value and at.button[0].disabled
+    assert "no-such-run: no such model file, run directory or run name" in at.error[0].value and at.button(key="tr_submit").disabled
 
 
 def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
@@ -169,7 +169,7 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     at.number_input(key="tr_epochs").set_value(2).run()
     at.text_input(key="tr_run_name").set_value("first-try")
     at.text_input(key="tr_note").set_value("two epochs to see the curves").run()
-    at.button[0].click().run()
+    at.button(key="tr_submit").click().run()
     assert not at.exception and not at.error
     assert any("**Job 1**" in m.value for m in at.markdown)  # shown at once
     store = jobs.JobStore()
@@ -348,3 +348,22 @@ def test_predict_page_analyses_an_uploaded_video(demo_app, no_default_model, run
     assert len(at.get("video")) == 1 and "pr_video_go" not in [b.key for b in at.button]
     at.select_slider(key="pr_fps").set_value(10.0).run()  # another rate: analyse again when asked
     assert len(at.get("video")) == 0 and "pr_video_go" in [b.key for b in at.button]
+
+
+def test_train_page_estimates_the_time_per_epoch_and_counts_the_forms_parameters(demo_app):
+    from fer_core.models import create_model
+
+    at = AppTest.from_file(TRAIN, default_timeout=TIMEOUT).run()
+    at.selectbox(key="tr_data").set_value("demo").run()
+    at.slider(key="tr_crop").set_value(40).run()
+    expected = create_model("tiny", 7, crop=40).count_params()
+    assert f"{expected:,} parameters at this 40x40 crop" in [c.value for c in at.caption]  # the form's own
+    at.button(key="tr_estimate").click().run()
+    assert not at.exception and not at.error
+    (info,) = [i for i in at.info if "per epoch" in i.value]
+    batch = at.number_input(key="tr_batch_size").value
+    steps = -(-2800 // batch)  # the demo set's 2,800 Training faces
+    assert "per epoch**" in info.value and f"{steps:,} steps of {batch} faces" in info.value
+    at.number_input(key="tr_epochs").set_value(3).run()
+    assert not [i for i in at.info if "per epoch" in i.value]
+    assert "The form changed since the last estimate." in [c.value for c in at.caption]
