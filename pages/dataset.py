@@ -132,19 +132,22 @@ def samples() -> None:
             show_face(int(i))
 
 
-@st.cache_data(show_spinner="Averaging the faces…", max_entries=16)
-def class_means(key: tuple, split: str, _ds) -> tuple[dict, list[dict]]:
-    """Mean face per class and the pixel histogram of one split (``key`` names the data set)."""
-    sub = _ds if split == "all" else _ds.subset(split)
-    hist = stats.pixel_histogram(sub) if len(sub) else []
-    return stats.mean_faces(sub), hist
+@st.cache_data(show_spinner="Averaging the faces…", max_entries=4)
+def class_means(key: tuple, _ds) -> dict[str, tuple[dict, list[dict]]]:
+    """Per split (and "all"): the mean face of each class and the pixel histogram, all at once,
+    so that switching splits costs nothing (``key`` names the data set)."""
+    out = {}
+    for split in ("all", *SPLITS):
+        sub = _ds if split == "all" else _ds.subset(split)
+        out[split] = stats.mean_faces(sub), stats.pixel_histogram(sub) if len(sub) else []
+    return out
 
 
 @st.fragment
 def means() -> None:
     """Mean faces and the histogram: the split choice reruns only this part."""
     msplit = st.selectbox("Split", ["all", *SPLITS], key="mean_split")
-    faces, hist = class_means((source, merge, skip_bad), msplit, ds)
+    faces, hist = class_means((source, merge, skip_bad), ds)[msplit]
     if faces:
         cols = st.columns(len(faces))
         for col, (name, face) in zip(cols, faces.items()):

@@ -120,23 +120,29 @@ cell_pred = c2.selectbox("Predicted class", classes, key="ev_cell_pred",
 gallery(select_predictions(res, true=[cell_true], predicted=[cell_pred]), "cell")
 
 # --------------------------------------------------------------------- all predictions
-st.subheader("Per-image predictions")
-f1, f2, f3, f4 = st.columns(4)
-view = f1.selectbox("View", VIEWS, key="ev_view")
-true = f2.multiselect("True class", classes, key="ev_true")
-pred = f3.multiselect("Predicted class", classes, key="ev_pred")
-outcome = f4.radio("Outcome", ["all", "correct", "wrong"], horizontal=True, key="ev_outcome",
-                   disabled=view != "all")
-g1, g2 = st.columns(2)
-low, high = g1.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="ev_conf")
-order = g2.radio("Sort by confidence", ["highest first", "lowest first"], horizontal=True, key="ev_sort",
-                 disabled=view != "all")
-chosen = select_predictions(res, true=true, predicted=pred, correct={"all": None, "correct": True, "wrong": False}[outcome],
-                            confidence=(low, high), view=view, descending=order == "highest first")
-gallery(chosen, "all")
-table = pd.DataFrame(res.predictions_table(ds.origins))
-st.download_button("Download the predictions (CSV)", table.to_csv(index=False).encode(),
-                   file_name=f"predictions-{model.replace('/', '_')}-{split}.csv", mime="text/csv")
+@st.fragment
+def all_predictions() -> None:
+    """The filtered gallery: its filters rerun only this part of the page."""
+    st.subheader("Per-image predictions")
+    f1, f2, f3, f4 = st.columns(4)
+    view = f1.selectbox("View", VIEWS, key="ev_view")
+    true = f2.multiselect("True class", classes, key="ev_true")
+    pred = f3.multiselect("Predicted class", classes, key="ev_pred")
+    outcome = f4.radio("Outcome", ["all", "correct", "wrong"], horizontal=True, key="ev_outcome",
+                       disabled=view != "all")
+    g1, g2 = st.columns(2)
+    low, high = g1.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="ev_conf")
+    order = g2.radio("Sort by confidence", ["highest first", "lowest first"], horizontal=True, key="ev_sort",
+                     disabled=view != "all")
+    chosen = select_predictions(res, true=true, predicted=pred, correct={"all": None, "correct": True, "wrong": False}[outcome],
+                                confidence=(low, high), view=view, descending=order == "highest first")
+    gallery(chosen, "all")
+    table = pd.DataFrame(res.predictions_table(ds.origins))
+    st.download_button("Download the predictions (CSV)", table.to_csv(index=False).encode(),
+                       file_name=f"predictions-{model.replace('/', '_')}-{split}.csv", mime="text/csv")
+
+
+all_predictions()
 
 # ------------------------------------------------------------------------ comparison
 if other:
