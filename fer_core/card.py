@@ -15,6 +15,8 @@ from .trainconfig import TrainConfig
 from .tta import TTA_MODES
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+ENSEMBLE_TEMPLATE = TEMPLATE.with_name("ensemble_card.md")
+USE_TEMPLATE = TEMPLATE.with_name("model_card_use.md")  # limitations and intended use, in every card
 #: FER Studio's aim for the shipped model: PrivateTest accuracy with the default TTA.
 TARGET = 0.70
 TTA_VIEWS = {"none": "the face as it is", "flip": "the face and its mirror image, averaged",
@@ -92,7 +94,7 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
                f"\n**Interim release**: training had run {m['epochs_trained']} of its {cfg['epochs']} planned epochs "
                "(it continues with `--resume`; the final model replaces this one).\n")
     gap = d["accuracy"] - TARGET
-    verdict = f"meets it by {gap * 100:.1f} points" if gap >= 0 else f"falls {-gap * 100:.1f} points short of it"
+    verdict = _verdict(d["accuracy"])
     if gap < 0 and history:
         last = history[-1]
         fit = last["accuracy"] - last["val_accuracy"]
@@ -120,19 +122,33 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     compute = "; ".join(f"`{st['run']}` {st['epochs']} epochs, {st['train_minutes']} minutes" for st in stages)
     crop = cfg.get("crop", 48)
     preprocessing = ("Rescaling" + (f" and the {crop}-px centre crop are" if crop < 48 else " is") + " inside the model.")
+    values = dict(
+        _measured(m), arch=arch, arch_source=arch_source, network=network, crop=crop, preprocessing=preprocessing,
+        selected=selected, interim=interim, num_train=f" ({m['num_train']:,} faces)" if m.get("num_train") else "",
+        recipes_line=recipes_line, commands=commands, run=m["run"], device=m["device"],
+        train_minutes=m["train_minutes"], compute=compute, options=options, verdict=verdict)
+    return Template(TEMPLATE.read_text()).substitute(values)
+
+
+def _verdict(accuracy: float) -> str:
+    gap = accuracy - TARGET
+    return f"meets it by {gap * 100:.1f} points" if gap >= 0 else f"falls {-gap * 100:.1f} points short of it"
+
+
+def _measured(m: dict) -> dict:
+    """The template values every card shares: results, per-class table, confusion matrix, speed."""
+    r, tta = m["results"], m["default_tta"]
+    d = r[f"PrivateTest/{tta}"]
+    classes = d["classes"]
     s = m["speed"]
     seconds = {t: r[f"PrivateTest/{t}"].get("seconds") for t in TTA_MODES}
-    values = dict(
-        title="FER Studio's default model", arch=arch, arch_source=arch_source, network=network,
-        params=f"{m['params']:,}", crop=crop, size_mb=m["size_mb"], preprocessing=preprocessing, num_classes=len(classes),
-        classes=", ".join(classes), tta=tta, tta_views=TTA_VIEWS.get(tta, tta), selected=selected, interim=interim,
-        num_train=f" ({m['num_train']:,} faces)" if m.get("num_train") else "",
+    return dict(
+        title="FER Studio's default model", params=f"{m['params']:,}", size_mb=m["size_mb"],
+        num_classes=len(classes), classes=", ".join(classes), tta=tta, tta_views=TTA_VIEWS.get(tta, tta),
         num_val=f"{r['PublicTest/none']['num_images']:,}",
-        recipes_line=recipes_line, commands=commands, run=m["run"], device=m["device"],
-        train_minutes=m["train_minutes"], compute=compute, options=options,
         results="\n".join(f"| {split} | " + " | ".join(_pct(r[split + "/" + t]["accuracy"]) for t in TTA_MODES)
                           + " | %.4f |" % r[split + "/" + tta]["macro_f1"] for split in ("PublicTest", "PrivateTest")),
-        target=_pct(TARGET), verdict=verdict,
+        target=_pct(TARGET),
         per_class="\n".join(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                             for c, v in d["per_class"].items()),
         class_header=" | ".join(classes), class_rule="---|" * len(classes),
@@ -141,5 +157,29 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
         machine=s["machine"], latency_none=s["latency_ms_none"], latency_tta=s.get(f"latency_ms_{tta}", "-"),
         throughput=f"{s['throughput_faces_per_s']:,}",
         eval_seconds=", ".join(f"{seconds[t]} s with {t}" for t in TTA_MODES if seconds[t] is not None),
-    )
-    return Template(TEMPLATE.read_text()).substitute(values)
+        use=USE_TEMPLATE.read_text())
+
+
+def render_ensemble(m: dict) -> str:
+    """The card of an ensemble (``metrics.json`` with ``"kind": "ensemble"``): its members, how
+    each was trained, what each scores alone and what averaging bought."""
+    tta = m["default_tta"]
+    rows, commands = [], []
+    for i, mem in enumerate(m["members"], 1):
+        cfg = mem["config"]
+        notation = notation_of(cfg["arch"])
+        rows.append(f"| {i} | `{mem['name']}` | `{cfg['arch']}`" + (f" (`{notation}`)" if notation else "")
+                    + f" | {cfg.get('crop', 48)} | {mem['params']:,} | {_pct(mem['results']['PublicTest'])} | "
+                    f"{_pct(mem['results']['PrivateTest'])} |")
+        commands.append(f"    # member {i}: {mem['name']}")
+        commands += [f"    {c}" for st in mem["stages"] for c in (st["command"], *st.get("then", []),
+                                                                   st.get("recalibrate")) if c]
+    ensemble = m["results"][f"PrivateTest/{tta}"]["accuracy"]
+    best = max(mem["results"]["PrivateTest"] for mem in m["members"])
+    compute = "; ".join(f"`{st['run']}` {st['epochs']} epochs, {st['train_minutes']} minutes"
+                        for mem in m["members"] for st in mem["stages"])
+    values = dict(_measured(m), num_members=len(m["members"]), members="\n".join(rows), commands="\n".join(commands),
+                  release_args=" ".join(mem["source"] for mem in m["members"]), train_minutes=m["train_minutes"],
+                  compute=compute, verdict=_verdict(ensemble), best_member=_pct(best),
+                  ensemble_score=f"{_pct(ensemble)} ({(ensemble - best) * 100:+.2f} points)")
+    return Template(ENSEMBLE_TEMPLATE.read_text()).substitute(values)

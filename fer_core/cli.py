@@ -25,7 +25,7 @@ from .infer import DEFAULT_MODEL_DIR, load_model, resolve_model
 from .models import list_models
 from .predict import analyse
 from .recipes import get_recipe, list_recipes
-from .release import release, rewrite_card
+from .release import release, release_ensemble, rewrite_card
 from .rundir import MODEL_CARD, NOTE, read_info, read_log, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -289,8 +289,12 @@ def _print_video(r: VideoResult, out: str | None) -> None:
 
 
 def _release(args: argparse.Namespace) -> int:
-    metrics = release(args.run_dir, args.data)
-    print(f"released {args.run_dir} as the default model ({metrics['size_mb']} MB); see {DEFAULT_MODEL_DIR / MODEL_CARD}")
+    if len(args.run_dirs) == 1:
+        metrics = release(args.run_dirs[0], args.data)
+    else:
+        metrics = release_ensemble(args.run_dirs, args.data)
+    print(f"released {' + '.join(args.run_dirs)} as the default model ({metrics['size_mb']} MB); "
+          f"see {DEFAULT_MODEL_DIR / MODEL_CARD}")
     return 0
 
 
@@ -386,8 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "labelled (WebM, VP8)")
     pr.set_defaults(func=_predict)
 
-    rel = sub.add_parser("release", help="ship a run as the default model: copy, evaluate, write the model card")
-    rel.add_argument("run_dir")
+    rel = sub.add_parser("release", help="ship a run (or several, averaged as one ensemble) as the default model: "
+                         "copy, evaluate, write the model card")
+    rel.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                     help="a run directory; several: an ensemble of them (a released model's folder may be one)")
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
     rel.set_defaults(func=_release)
 

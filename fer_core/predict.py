@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .ensemble import members as ensemble_members
 from .errors import FerError
 from .faces import DEFAULT_DETECTOR, Box, FaceDetector, crop_face, get_detector
 from .images import open_image, to_face_array
@@ -166,11 +167,16 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
     """Grad-CAM (Selvaraju et al. 2017), one ``(map, note)`` per face: a smooth 48x48 map in [0, 1],
     or None with a sentence saying why there is none (no convolution, or an empty map).
 
-    The map covers the centre crop the model sees (the rest of the 48x48 face stays 0).
+    The map covers the centre crop the model sees (the rest of the 48x48 face stays 0). For an
+    ensemble (see :mod:`fer_core.ensemble`), each member explains the ensemble's class and the
+    members' maps are averaged.
     """
     import keras
     import tensorflow as tf
 
+    parts = ensemble_members(model)
+    if parts:
+        return _mean_maps([gradcam(m, faces, targets) for m in parts])
     layer = explanation_layer(model)
     if layer is None:
         return [(None, NO_CONV)] * len(faces)
@@ -195,6 +201,19 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
         full[off:off + crop, off:off + crop] = resized / resized.max()  # smooth, and its peak is 1
         out_maps.append((full, None))
     return out_maps
+
+
+def _mean_maps(per_member: list[list[tuple]]) -> list[tuple[np.ndarray | None, str | None]]:
+    """Average the members' maps face by face (members with no map for a face are left out)."""
+    out = []
+    for maps in zip(*per_member):
+        valid = [m for m, _ in maps if m is not None]
+        if not valid:
+            out.append((None, maps[0][1]))
+            continue
+        mean = np.mean(valid, axis=0)
+        out.append((mean / mean.max(), None))
+    return out
 
 
 def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0.45) -> np.ndarray:

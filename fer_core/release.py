@@ -19,11 +19,13 @@ from . import card, files, rundir
 from .calibrate import command as calibration_command
 from .data import load_dataset
 from .demo import make_demo_dataset
+from .ensemble import build_ensemble
 from .errors import ModelError
 from .evaluate import evaluate
 from .infer import DEFAULT_MODEL_DIR, ModelRef, load_model
 from .recipes import find_recipe, list_recipes
 from .runs import lineage, summarize
+from .trainconfig import TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES, predict_proba
 
 MAX_MB = 25
@@ -104,6 +106,89 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
     return metrics
 
 
+def _member(source: str | Path) -> tuple[object, dict]:
+    """A member of an ensemble and what the card says of it: a run directory (its released
+    model: the recalibrated one when kept, else the selected checkpoint) or a released model
+    folder (one with a metrics.json, e.g. a copy of an earlier default model)."""
+    path = Path(source)
+    metrics = rundir.read_model_metrics(path)
+    if metrics.get("results") and metrics.get("kind") != "ensemble":
+        model = load_model(ModelRef(rundir.final_model(path), path.name, rundir.read_classes(path) or ()))
+        config = rundir.read_config(path)
+        return model, {"name": metrics["run"], "source": str(source), "config": config.to_dict(),
+                       "params": int(model.count_params()), "stages": metrics.get("stages", []),
+                       "train_minutes": metrics.get("train_minutes", 0), "history": []}
+    run = summarize(path)
+    if run.error or run.config is None:
+        raise ModelError(f"{source}: {run.error or 'neither a run directory nor a released model folder'}")
+    recalibrated = run.info.get(rundir.BN_RECORD, {}).get("kept", False)
+    best = rundir.checkpoint(run.path, "best")
+    file = run.model_file if recalibrated or best is None else best
+    if file is None:
+        raise ModelError(f"{source}: no checkpoint to release yet.")
+    model = load_model(ModelRef(file, run.name, rundir.read_classes(run.path)))
+    stages = [stage(r) for r in lineage(run)]
+    return model, {"name": run.name, "source": str(source), "config": run.config.to_dict(),
+                   "params": int(model.count_params()), "stages": stages,
+                   "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "history": run.metrics}
+
+
+def release_ensemble(sources: list, data: str, target: Path = DEFAULT_MODEL_DIR, log=print) -> dict:
+    """Ship several runs or released models averaged as one model (see :mod:`fer_core.ensemble`).
+
+    Every member is loaded before anything in ``target`` is replaced, so an earlier default
+    model can be a member (give a copy of its folder). Each member is evaluated alone on
+    PublicTest and PrivateTest with the default TTA (what averaging buys), the ensemble with
+    every TTA. Members' per-epoch histories are shipped under ``history/``.
+    """
+    loaded = [_member(s) for s in sources]
+    classes = {tuple(m.output_shape[-1:]) for m, _ in loaded}
+    if len(classes) != 1:
+        raise ModelError("The members predict different numbers of classes; an ensemble needs the same classes.")
+    first_cfg = TrainConfig.from_dict(loaded[-1][1]["config"])
+    ds = load_dataset(data, merge=first_cfg.merge)
+    infos = []
+    for model, info in loaded:
+        info["results"] = {split: round(evaluate(model, ds, split, DEFAULT_TTA, name=info["name"]).metrics["accuracy"], 6)
+                           for split in ("PublicTest", "PrivateTest")}
+        log(f"member {info['name']}: PublicTest {info['results']['PublicTest']:.4f}, PrivateTest "
+            f"{info['results']['PrivateTest']:.4f} ({DEFAULT_TTA})")
+        infos.append(info)
+    ensemble = build_ensemble([m for m, _ in loaded])
+    target.mkdir(parents=True, exist_ok=True)
+
+    def save_small(tmp: Path) -> None:
+        ensemble.save(tmp)
+        if tmp.stat().st_size / 1e6 > MAX_MB:
+            raise ModelError(f"the ensemble is {tmp.stat().st_size / 1e6:.1f} MB, over the {MAX_MB} MB limit for the "
+                             "shipped model: fewer or smaller members.")
+
+    size_mb = files.atomic_write(rundir.final_model(target), save_small).stat().st_size / 1e6
+    rundir.write_config(target, first_cfg)  # data and class merging, which every member shares
+    rundir.write_classes(target, ds.class_names)
+    for info in infos:
+        history = info.pop("history")
+        if history:
+            rundir.write_history(target, info["name"], history)
+    metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
+               "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
+               "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), "results": {}}
+    for split in ("PublicTest", "PrivateTest"):
+        for tta in TTA_MODES:
+            t0 = time.perf_counter()
+            res = evaluate(ensemble, ds, split, tta, name="default")
+            seconds = time.perf_counter() - t0
+            metrics["results"][f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
+            log(f"{split:11s} TTA {tta:8s} accuracy {res.metrics['accuracy']:.4f}  macro F1 "
+                f"{res.metrics['macro_f1']:.4f}  ({seconds:.1f} s)")
+    metrics["speed"] = measure_speed(ensemble, ds.subset("PrivateTest").images)
+    log(f"speed: {metrics['speed']}")
+    files.write_json(target / rundir.MODEL_METRICS, metrics)
+    files.write_text(target / rundir.MODEL_CARD, card.render_ensemble(metrics))
+    return metrics
+
+
 def stage(run) -> dict:
     """What the card says of one training stage: its recipe (when it is one), command and compute."""
     recipe = find_recipe(run.config) if run.config else None
@@ -143,5 +228,7 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print) -> dict:
     metrics["speed"] = measure_speed(model, make_demo_dataset(per_class=300, seed=3).images)
     log(f"speed: {metrics['speed']}")
     files.write_json(target / rundir.MODEL_METRICS, metrics)
-    files.write_text(target / rundir.MODEL_CARD, card.render(metrics, cfg.to_dict(), [], card.describe_network(model)))
+    text = (card.render_ensemble(metrics) if metrics.get("kind") == "ensemble" else
+            card.render(metrics, cfg.to_dict(), [], card.describe_network(model)))
+    files.write_text(target / rundir.MODEL_CARD, text)
     return metrics

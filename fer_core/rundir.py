@@ -50,6 +50,7 @@ LOCK = ".lock"
 FINAL = "model.keras"
 LEGACY_LAST, LEGACY_BEST = "last.keras", "best.keras"
 MODEL_METRICS = "metrics.json"  # a released model's measurements
+HISTORY = "history"  # a released model's per-epoch histories, one JSON-lines file per training run
 MODEL_CARD = "MODEL_CARD.md"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
 #: Keys of ``run.json`` set when a job is submitted (the user's note, the job's id), kept by training.
@@ -179,6 +180,27 @@ def read_merge(folder: str | os.PathLike) -> str:
 
 def write_versions(run_dir: str | os.PathLike, versions: dict) -> None:
     files.write_json(Path(run_dir) / VERSIONS, versions)
+
+
+def write_history(folder: str | os.PathLike, name: str, rows: list[dict]) -> Path:
+    """A released model's per-epoch history of one training run, ``history/<name>.jsonl``."""
+    path = Path(folder) / HISTORY / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return files.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_histories(folder: str | os.PathLike) -> dict[str, list[dict]]:
+    """``{run name: per-epoch rows}`` shipped with a released model ({} when none)."""
+    out = {}
+    for path in sorted((Path(folder) / HISTORY).glob("*.jsonl")):
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a damaged line is skipped, the rest is shown
+        out[path.stem] = rows
+    return out
 
 
 def read_model_metrics(folder: str | os.PathLike) -> dict:

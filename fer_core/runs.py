@@ -109,11 +109,22 @@ def reference_rows(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[dict]:
             cfg = None
         tta = metrics.get("default_tta", "none")
         results = metrics.get("results", {})
-        rows.append(_study_row(
+        row = _study_row(
             "shipped model", f"FER Studio's shipped model (TTA {tta})", cfg, metrics.get("params"),
             metrics.get("epochs_trained"), results.get(f"PublicTest/{tta}", {}).get("accuracy"),
-            results.get(f"PrivateTest/{tta}", {}).get("accuracy")))
+            results.get(f"PrivateTest/{tta}", {}).get("accuracy"))
+        if metrics.get("kind") == "ensemble":  # its members' architectures, not one config's
+            archs = [m["config"]["arch"] for m in metrics["members"]]
+            row.update({"preset": f"ensemble of {len(archs)}: " + " + ".join(archs),
+                        "architecture": " + ".join(notation_of(a) or a for a in archs),
+                        "epochs": sum(st["epochs"] for m in metrics["members"] for st in m["stages"])})
+        rows.append(row)
     return rows
+
+
+def shipped_histories(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[RunSummary]:
+    """The per-epoch histories shipped with the default model, as runs the curves can draw."""
+    return [RunSummary(Path(name), metrics=rows) for name, rows in rundir.read_histories(model_dir).items()]
 
 
 def summarize(path: str | Path) -> RunSummary:

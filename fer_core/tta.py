@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ensemble import members as ensemble_members
 from .errors import ConfigError
 
 TTA_MODES = ("none", "flip", "tencrop")
@@ -43,7 +44,10 @@ def views(images: np.ndarray, mode: str, crop: int = 48) -> list[np.ndarray]:
 
 
 def model_crop(model) -> int:
-    """The centre-crop size built into a model (48 when it has none)."""
+    """The centre-crop size built into a model (48 when it has none; an ensemble's smallest)."""
+    parts = ensemble_members(model)
+    if parts:
+        return min(model_crop(m) for m in parts)
     for layer in model.layers:
         if layer.name == "center_crop":
             return int(layer.output.shape[1])

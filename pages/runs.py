@@ -6,7 +6,7 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.errors import FerError
-from fer_core.runs import STUDY_COLUMNS, curves, list_runs, reference_rows, summarize
+from fer_core.runs import STUDY_COLUMNS, curves, list_runs, reference_rows, shipped_histories, summarize
 from ui import link_to, use_app_navigation
 
 use_app_navigation()
@@ -67,7 +67,8 @@ for name in chosen:
                 link_to("pages/train.py", f"Job {job} on the Train page", job=job)
 live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in chosen)
 
-curves_tab, study_tab, download_tab = st.tabs(["Curves", "Study table", "Downloads"])
+curves_tab, study_tab, shipped_tab, download_tab = st.tabs(["Curves", "Study table", "How the shipped model learned",
+                                                             "Downloads"])
 
 
 def curve_chart(part: pd.DataFrame, metric: str) -> alt.LayerChart:
@@ -121,6 +122,17 @@ with study_tab:
                "Networks: State of the Art* (2016), single VGG; Tang, *Deep Learning using Linear Support Vector "
                "Machines* (2013), winner of the Kaggle FER2013 challenge; FER Studio's shipped model as measured "
                "in its model card.")
+
+with shipped_tab:
+    history = shipped_histories()
+    if not history:
+        st.info("The shipped model came without its training history.")
+    else:
+        st.caption("The per-epoch history of each training run behind the shipped model (shipped with it in "
+                   "`fer_core/default_model/history/`); its model card says how the runs were combined.")
+        frame = pd.DataFrame(curves(history))
+        for metric in ("loss", "accuracy"):
+            st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
 
 with download_tab:
     if not chosen:

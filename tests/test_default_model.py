@@ -28,14 +28,23 @@ def test_shipped_files_config_and_size(shipped):
     assert metrics["params"] == model.count_params()
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     assert "## Limitations" in card and "## Intended use" in card and "PrivateTest" in card
-    # the saved config rebuilds the same network
+    from fer_core.ensemble import members
     from fer_core.models import create_model
+    from fer_core.recipes import find_recipe
 
+    if metrics.get("kind") == "ensemble":
+        # each member's saved config rebuilds that member; every stage's command is in the card
+        parts = members(model)
+        assert len(parts) == len(metrics["members"]) >= 2
+        for part, member in zip(parts, metrics["members"]):
+            cfg = TrainConfig.from_dict(member["config"])
+            assert create_model(cfg.arch, 7, crop=cfg.crop, **cfg.arch_options()).count_params() == part.count_params()
+            assert all(st["command"] in card for st in member["stages"])
+        return
+    # the saved config rebuilds the same network
     cfg = TrainConfig.load(DEFAULT_MODEL_DIR / "config.json")
     assert create_model(cfg.arch, 7, crop=cfg.crop).count_params() == model.count_params()
     # the card's command for the last stage is the recipe that trains exactly this config
-    from fer_core.recipes import find_recipe
-
     assert find_recipe(cfg).command() in card
 
 

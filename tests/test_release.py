@@ -1,6 +1,7 @@
 """Releasing a run as the default model: files, measured metrics and a card that tells the truth."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,32 @@ def test_release_finds_a_stage_named_by_run_name_beside_it_whatever_the_data_dir
     metrics = release(second, "demo", target=tmp_path / "default_model", log=lambda *a: None)
 
     assert [s["run"] for s in metrics["stages"]] == [run_in_data.name, "second-stage"]
+
+
+def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(trained_run, tmp_path):
+    import shutil
+
+    from fer_core.ensemble import members
+    from fer_core.release import release_ensemble, rewrite_card
+    from fer_core.rundir import read_histories, read_metrics
+
+    earlier = tmp_path / "earlier_model"  # a released model folder can be a member
+    release(trained_run, "demo", target=earlier, log=lambda *a: None)
+    second = Path(shutil.copytree(trained_run, tmp_path / "runs" / "second-run"))
+    target = tmp_path / "default_model"
+    metrics = release_ensemble([earlier, second], "demo", target=target, log=lambda *a: None)
+    assert metrics["kind"] == "ensemble" and [m["source"] for m in metrics["members"]] == [str(earlier), str(second)]
+    classes = tuple(json.loads((target / "classes.json").read_text()))
+    shipped = load_model(ModelRef(target / "model.keras", "default", classes))
+    assert len(members(shipped)) == 2 and shipped.count_params() == metrics["params"]
+    # the per-epoch history of each member trained as a run ships with the model
+    assert read_histories(target) == {"second-run": json.loads(json.dumps(read_metrics(second)))}
+    card = (target / "MODEL_CARD.md").read_text()
+    acc = metrics["results"][f"PrivateTest/{DEFAULT_TTA}"]["accuracy"]
+    assert f"{acc * 100:.2f}%" in card and "ensemble of 2" in card and "## Intended use" in card
+    for m in metrics["members"]:
+        assert f"{m['results']['PrivateTest'] * 100:.2f}%" in card  # each member alone
+    assert f"python -m fer_core release {earlier} {second}" in card
+    before = card
+    rewrite_card(target, log=lambda *a: None)  # the card command knows ensembles too
+    assert (target / "MODEL_CARD.md").read_text().split("## Inference speed")[0] == before.split("## Inference speed")[0]
