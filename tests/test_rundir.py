@@ -102,3 +102,17 @@ def test_resume_with_more_epochs_extends_the_run_without_gaps(tmp_path, capsys):
     assert main(["train", "--resume", str(run_dir), "--epochs", "4"]) == 0  # the same count: nothing to add
     assert main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 2
     assert "not more than the 4 epochs" in capsys.readouterr().err
+
+
+def test_a_released_models_histories_round_trip_and_a_damaged_line_is_skipped(tmp_path):
+    from fer_core.runs import curves, shipped_histories
+
+    rows = [{"epoch": 1, "accuracy": 0.4, "val_accuracy": 0.45, "loss": 1.5, "val_loss": 1.4},
+            {"epoch": 2, "accuracy": 0.5, "val_accuracy": 0.52, "loss": 1.3, "val_loss": 1.2}]
+    path = rundir.write_history(tmp_path, "member-run", rows)
+    assert rundir.read_histories(tmp_path) == {"member-run": rows}
+    path.write_text(path.read_text() + "{not json\n")
+    (run,) = shipped_histories(tmp_path)
+    assert run.name == "member-run" and run.metrics == rows
+    assert len(curves([run])) == 8  # 2 epochs x (loss, accuracy) x (training, validation)
+    assert rundir.read_histories(tmp_path / "none") == {}
