@@ -7,6 +7,7 @@ lineage, the numbers from ``metrics.json``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from string import Template
 
@@ -17,8 +18,9 @@ from .tta import TTA_MODES
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 ENSEMBLE_TEMPLATE = TEMPLATE.with_name("ensemble_card.md")
 USE_TEMPLATE = TEMPLATE.with_name("model_card_use.md")  # limitations and intended use, in every card
-#: FER Studio's aim for the shipped model: PrivateTest accuracy with the default TTA.
-TARGET = 0.70
+#: FER Studio's aim for the shipped model: PrivateTest accuracy with the default TTA (70% for v1;
+#: 72% since the ensemble issue).
+TARGET = 0.72
 TTA_VIEWS = {"none": "the face as it is", "flip": "the face and its mirror image, averaged",
              "tencrop": "ten shifted and mirrored crops, averaged"}
 
@@ -94,7 +96,7 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
                f"\n**Interim release**: training had run {m['epochs_trained']} of its {cfg['epochs']} planned epochs "
                "(it continues with `--resume`; the final model replaces this one).\n")
     gap = d["accuracy"] - TARGET
-    verdict = _verdict(d["accuracy"])
+    verdict = _verdict(d["accuracy"], d.get("num_images"))
     if gap < 0 and history:
         last = history[-1]
         fit = last["accuracy"] - last["val_accuracy"]
@@ -130,9 +132,17 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     return Template(TEMPLATE.read_text()).substitute(values)
 
 
-def _verdict(accuracy: float) -> str:
+def _verdict(accuracy: float, faces: int | None = None) -> str:
+    """How the accuracy compares with TARGET; within half a point, in faces too (72.00% printed
+    for 71.998% would hide that one face is missing)."""
     gap = accuracy - TARGET
-    return f"meets it by {gap * 100:.1f} points" if gap >= 0 else f"falls {-gap * 100:.1f} points short of it"
+    text = f"meets it by {gap * 100:.1f} points" if gap >= 0 else f"falls {-gap * 100:.1f} points short of it"
+    if faces and abs(gap) < 0.005:
+        right, needed = round(accuracy * faces), math.ceil(TARGET * faces - 1e-9)
+        text += (f" ({right:,} of {faces:,} faces right; {_pct(TARGET)} takes {needed:,}, so "
+                 + (f"{right - needed:,} to spare)" if right >= needed else
+                    f"{needed - right:,} more face{'s' if needed - right > 1 else ''} would meet it)"))
+    return text
 
 
 def _measured(m: dict) -> dict:
@@ -180,6 +190,7 @@ def render_ensemble(m: dict) -> str:
                         for mem in m["members"] for st in mem["stages"])
     values = dict(_measured(m), num_members=len(m["members"]), members="\n".join(rows), commands="\n".join(commands),
                   release_args=" ".join(mem["source"] for mem in m["members"]), train_minutes=m["train_minutes"],
-                  compute=compute, verdict=_verdict(ensemble), best_member=_pct(best),
-                  ensemble_score=f"{_pct(ensemble)} ({(ensemble - best) * 100:+.2f} points)")
+                  compute=compute, verdict=_verdict(ensemble, m["results"][f"PrivateTest/{tta}"].get("num_images")),
+                  best_member=_pct(best),
+                  ensemble_score=f"{ensemble * 100:.3f}% ({(ensemble - best) * 100:+.2f} points)")
     return Template(ENSEMBLE_TEMPLATE.read_text()).substitute(values)

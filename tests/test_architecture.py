@@ -154,22 +154,28 @@ def test_one_default_tta_everywhere():
 
 
 def test_recipes_spell_out_every_stage_of_the_shipped_model():
+    """Every member of the shipped ensemble, every stage of each, is a named recipe whose
+    command is in the card and in README."""
     from fer_core.infer import DEFAULT_MODEL_DIR
     from fer_core.recipes import find_recipe, get_recipe, list_recipes
-    from fer_core.rundir import read_config, read_model_metrics
+    from fer_core.rundir import read_model_metrics
+    from fer_core.trainconfig import TrainConfig
 
     recipes = {r.name: r for r in list_recipes()}
-    shipped = read_config(DEFAULT_MODEL_DIR)
-    last = find_recipe(shipped)
-    assert last is not None and last.name == "default-v1-stage5"
-    # each stage starts from the run of the stage before it, by that recipe's run name
+    metrics = read_model_metrics(DEFAULT_MODEL_DIR)
+    first, second = metrics["members"]
+    # member 1: each stage starts from the run of the stage before it, by that recipe's run name
     chain = [get_recipe(f"default-v1-stage{i}") for i in range(1, 6)]
+    assert find_recipe(TrainConfig.from_dict(first["config"])).name == "default-v1-stage5"
     assert chain[0].config["init_from"] == ""
     assert [r.config["init_from"] for r in chain[1:]] == [r.run for r in chain[:-1]]
-    assert [st["recipe"] for st in read_model_metrics(DEFAULT_MODEL_DIR)["stages"]] == [r.name for r in chain]
+    assert [st["recipe"] for st in first["stages"]] == [r.name for r in chain]
+    # member 2: one run of its own recipe
+    assert find_recipe(TrainConfig.from_dict(second["config"])).name == "default-v2-member2"
+    assert [st["recipe"] for st in second["stages"]] == ["default-v2-member2"]
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     readme = (ROOT / "README.md").read_text()
-    for recipe in chain:
+    for recipe in [*chain, recipes["default-v2-member2"]]:
         assert recipe.command() in card and recipe.command() in readme
     assert "fer-vgg-v2" in recipes and "--set" not in readme.split("## Training the shipped model")[1].split("##")[0]
 

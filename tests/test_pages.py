@@ -191,7 +191,7 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert runs.dataframe[0].value.loc[0, "note"] == "two epochs to see the curves"
     assert any(m.value == "**first-try**: two epochs to see the curves" for m in runs.markdown)
     assert any("[Job 1 on the Train page](./train?job=1)" in m.value for m in runs.markdown)  # run -> job
-    assert len(runs.get("vega_lite_chart")) == 2  # loss and accuracy
+    assert len(runs.get("vega_lite_chart")) == 4  # loss and accuracy of the run, then of the shipped model
     import json
 
     lines = json.loads(runs.get("vega_lite_chart")[0].proto.spec)["layer"][0]
@@ -367,3 +367,14 @@ def test_train_page_estimates_the_time_per_epoch_and_counts_the_forms_parameters
     at.number_input(key="tr_epochs").set_value(3).run()
     assert not [i for i in at.info if "per epoch" in i.value]
     assert "The form changed since the last estimate." in [c.value for c in at.caption]
+
+
+def test_runs_page_shows_how_the_shipped_model_learned(demo_app, run_in_data):
+    from fer_core.runs import shipped_histories
+
+    history = shipped_histories()
+    assert history and all(len(run.metrics) >= 10 for run in history)  # the member trained for this release
+    at = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("How the shipped model learned" in t.label for t in at.tabs)
+    assert len(at.get("vega_lite_chart")) == 4  # the chosen run's loss and accuracy, then the shipped model's
