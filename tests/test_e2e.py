@@ -228,7 +228,7 @@ def test_teacher_journey(browser, server):
     # 4. its curves on the Runs page
     j.open("runs")
     j.see("All runs (1)")
-    j.settle(page.get_by_test_id("stVegaLiteChart"), 2)  # loss and accuracy
+    j.settle(page.get_by_test_id("stVegaLiteChart"), 4)  # loss and accuracy: of the run, then of the shipped model
     j.shot("runs-curves")
 
     # 5. its confusion matrix and a misclassified image on the Evaluate page
