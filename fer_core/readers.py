@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import CLASS_NAMES, IMAGE_SIZE, SPLITS
 from .errors import DataError
-from .images import read_face, read_plain_face
+from .images import read_face
 
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 _CHUNK_ROWS = 1024
@@ -343,15 +343,12 @@ PROGRESS_EVERY = 2000
 
 def _decode(root: Path, paths: list[Path], progress=None) -> list[tuple[np.ndarray | None, str | None]]:
     out = []
+    prefix = len(str(root)) + 1  # every file lies under root: its name relative to root, cheaply
     for k, path in enumerate(paths, 1):
-        face = read_plain_face(path)  # FER2013's own files: 48x48 grayscale, decoded directly
-        if face is not None:
-            out.append((face, None))
-        else:
-            try:
-                out.append((read_face(path, name=str(path.relative_to(root))), None))
-            except DataError as exc:
-                out.append((None, str(exc)))
+        try:
+            out.append((read_face(path, name=str(path)[prefix:]), None))
+        except DataError as exc:
+            out.append((None, str(exc)))
         if progress is not None and (k % PROGRESS_EVERY == 0 or k == len(paths)):
             progress(k, len(paths))
     return out
@@ -373,8 +370,8 @@ def read_folder(root: Path, progress=None) -> RawData:
 
     paths = [f for f, _, _ in files]
     # One process, no pool: worker processes break inside a Streamlit server, and threads only
-    # add GIL contention; FER2013's plain 48x48 files skip the general decoder instead (about
-    # 10x faster, see images.read_plain_face).
+    # add GIL contention; FER2013's plain 48x48 files skip the general decoder instead (see
+    # images.read_face).
     decoded = _decode(root, paths, progress)
     prefix = len(str(root)) + 1  # every file lies under root: its name relative to root, cheaply
 

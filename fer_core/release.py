@@ -62,22 +62,11 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
     if run.error or run.config is None:
         raise ModelError(f"{run_dir}: {run.error or 'not a run directory'}")
     recalibrated = run.info.get(rundir.BN_RECORD, {}).get("kept", False)
-    # the recalibrated model (model.keras) when one was kept, else the selected checkpoint
-    best = rundir.checkpoint(run.path, "best")
-    source = run.model_file if recalibrated or best is None else best
-    if source is None:
-        raise ModelError(f"{run_dir}: no checkpoint to release yet.")
+    source = _released_file(run, run_dir)
     target.mkdir(parents=True, exist_ok=True)
     classes = rundir.read_classes(run.path)
     model = load_model(ModelRef(source, run.name, classes))
-
-    def save_small(tmp: Path) -> None:
-        model.save(tmp)  # loaded without its optimizer: the shipped file holds the weights only
-        if tmp.stat().st_size / 1e6 > MAX_MB:
-            raise ModelError(f"{source}: {tmp.stat().st_size / 1e6:.1f} MB is over the {MAX_MB} MB limit for the "
-                             "shipped model.")
-
-    size_mb = files.atomic_write(rundir.final_model(target), save_small).stat().st_size / 1e6
+    size_mb = _save_shipped(model, target, f"{source}: ")
     rundir.write_config(target, run.config)
     rundir.write_classes(target, classes)
 
@@ -89,21 +78,51 @@ def release(run_dir: str | Path, data: str, target: Path = DEFAULT_MODEL_DIR, lo
                "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
                "device": run.info.get("device"), "num_train": run.info.get("num_train"),
                "bn_recalibration": run.info.get(rundir.BN_RECORD) if recalibrated else None,
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), "results": {}}
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **_measure(model, ds, log)}
+    files.write_json(target / rundir.MODEL_METRICS, metrics)
+    files.write_text(target / rundir.MODEL_CARD, card.render(metrics, run.config.to_dict(), run.metrics,
+                                                             card.describe_network(model)))
+    return metrics
+
+
+def _released_file(run, where) -> Path:
+    """The model file a run releases: the recalibrated model (model.keras) when one was kept,
+    else the checkpoint selected on PublicTest."""
+    recalibrated = run.info.get(rundir.BN_RECORD, {}).get("kept", False)
+    best = rundir.checkpoint(run.path, "best")
+    file = run.model_file if recalibrated or best is None else best
+    if file is None:
+        raise ModelError(f"{where}: no checkpoint to release yet.")
+    return file
+
+
+def _save_shipped(model, target: Path, what: str) -> float:
+    """Save ``model`` as ``target``'s model file (atomically, weights only: loaded without its
+    optimizer); its size in MB. ``what`` starts the error message when it is over MAX_MB."""
+    def save_small(tmp: Path) -> None:
+        model.save(tmp)
+        if tmp.stat().st_size / 1e6 > MAX_MB:
+            raise ModelError(f"{what}{tmp.stat().st_size / 1e6:.1f} MB is over the {MAX_MB} MB limit for the "
+                             "shipped model.")
+
+    return files.atomic_write(rundir.final_model(target), save_small).stat().st_size / 1e6
+
+
+def _measure(model, ds, log) -> dict:
+    """``{"results", "speed"}`` of a model to ship: PublicTest and PrivateTest with every TTA
+    (timed), then its speed."""
+    results = {}
     for split in ("PublicTest", "PrivateTest"):
         for tta in TTA_MODES:
             t0 = time.perf_counter()
             res = evaluate(model, ds, split, tta, name="default")
             seconds = time.perf_counter() - t0
-            metrics["results"][f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
+            results[f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
             log(f"{split:11s} TTA {tta:8s} accuracy {res.metrics['accuracy']:.4f}  macro F1 "
                 f"{res.metrics['macro_f1']:.4f}  ({seconds:.1f} s)")
-    metrics["speed"] = measure_speed(model, ds.subset("PrivateTest").images)
-    log(f"speed: {metrics['speed']}")
-    files.write_json(target / rundir.MODEL_METRICS, metrics)
-    files.write_text(target / rundir.MODEL_CARD, card.render(metrics, run.config.to_dict(), run.metrics,
-                                                             card.describe_network(model)))
-    return metrics
+    speed = measure_speed(model, ds.subset("PrivateTest").images)
+    log(f"speed: {speed}")
+    return {"results": results, "speed": speed}
 
 
 def _member(source: str | Path) -> tuple[object, dict]:
@@ -121,12 +140,7 @@ def _member(source: str | Path) -> tuple[object, dict]:
     run = summarize(path)
     if run.error or run.config is None:
         raise ModelError(f"{source}: {run.error or 'neither a run directory nor a released model folder'}")
-    recalibrated = run.info.get(rundir.BN_RECORD, {}).get("kept", False)
-    best = rundir.checkpoint(run.path, "best")
-    file = run.model_file if recalibrated or best is None else best
-    if file is None:
-        raise ModelError(f"{source}: no checkpoint to release yet.")
-    model = load_model(ModelRef(file, run.name, rundir.read_classes(run.path)))
+    model = load_model(ModelRef(_released_file(run, source), run.name, rundir.read_classes(run.path)))
     stages = [stage(r) for r in lineage(run)]
     return model, {"name": run.name, "source": str(source), "config": run.config.to_dict(),
                    "params": int(model.count_params()), "stages": stages,
@@ -156,14 +170,7 @@ def release_ensemble(sources: list, data: str, target: Path = DEFAULT_MODEL_DIR,
         infos.append(info)
     ensemble = build_ensemble([m for m, _ in loaded])
     target.mkdir(parents=True, exist_ok=True)
-
-    def save_small(tmp: Path) -> None:
-        ensemble.save(tmp)
-        if tmp.stat().st_size / 1e6 > MAX_MB:
-            raise ModelError(f"the ensemble is {tmp.stat().st_size / 1e6:.1f} MB, over the {MAX_MB} MB limit for the "
-                             "shipped model: fewer or smaller members.")
-
-    size_mb = files.atomic_write(rundir.final_model(target), save_small).stat().st_size / 1e6
+    size_mb = _save_shipped(ensemble, target, "the ensemble (fewer or smaller members): ")
     rundir.write_config(target, first_cfg)  # data and class merging, which every member shares
     rundir.write_classes(target, ds.class_names)
     for info in infos:
@@ -173,17 +180,7 @@ def release_ensemble(sources: list, data: str, target: Path = DEFAULT_MODEL_DIR,
     metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), "results": {}}
-    for split in ("PublicTest", "PrivateTest"):
-        for tta in TTA_MODES:
-            t0 = time.perf_counter()
-            res = evaluate(ensemble, ds, split, tta, name="default")
-            seconds = time.perf_counter() - t0
-            metrics["results"][f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
-            log(f"{split:11s} TTA {tta:8s} accuracy {res.metrics['accuracy']:.4f}  macro F1 "
-                f"{res.metrics['macro_f1']:.4f}  ({seconds:.1f} s)")
-    metrics["speed"] = measure_speed(ensemble, ds.subset("PrivateTest").images)
-    log(f"speed: {metrics['speed']}")
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **_measure(ensemble, ds, log)}
     files.write_json(target / rundir.MODEL_METRICS, metrics)
     files.write_text(target / rundir.MODEL_CARD, card.render_ensemble(metrics))
     return metrics

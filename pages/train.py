@@ -147,7 +147,6 @@ for name, message in problems.items():
     (errors_at.get(name) or st).error(message)
 
 
-
 @st.fragment
 def estimate(cfg: TrainConfig | None) -> None:
     """Measure, on request, how long an epoch of this form's configuration will take here."""
