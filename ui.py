@@ -21,6 +21,7 @@ from fer_core.data import Dataset, check_allowed, load_dataset
 from fer_core.data import source_choices as data_source_choices
 from fer_core.demo import make_demo_dataset
 from fer_core.evaluate import evaluate_cached
+from fer_core.export import export_zip
 from fer_core.fmt import fmt_seconds
 from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
 from fer_core.models import create_model, list_models
@@ -146,6 +147,17 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
     res, _ = evaluate_cached(ref, ds, None if split == "all" else split, tta,
                              load=lambda r: cached_model(str(r.path), stamp))
     return res, ref.merge
+
+
+def cached_export(model: str, fmt: str, quantize: str) -> tuple[str, bytes]:
+    """``(file name, zip bytes)`` of a model's export (see :func:`fer_core.export.export_zip`),
+    made once per model file, format and quantization."""
+    return _export(model, resolve_model(model).stamp, fmt, quantize)
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def _export(model: str, stamp: str, fmt: str, quantize: str) -> tuple[str, bytes]:
+    return export_zip(model, fmt, quantize)
 
 
 @st.cache_data(show_spinner=False)

@@ -19,6 +19,7 @@ from .data import load_dataset
 from .device import device_line, quiet_tensorflow
 from .errors import ConfigError, DataError, FerError
 from .evaluate import evaluate_cached
+from .export import FORMATS, QUANTIZE, export_model
 from .faces import DEFAULT_DETECTOR, DETECTORS
 from .fmt import fmt_seconds
 from .infer import DEFAULT_MODEL_DIR, load_model, resolve_model
@@ -26,7 +27,7 @@ from .models import list_models
 from .predict import analyse
 from .recipes import get_recipe, list_recipes
 from .release import release, release_ensemble, rewrite_card
-from .rundir import MODEL_CARD, NOTE, read_info, read_log, read_metrics
+from .rundir import MODEL_CARD, NOTE, TAGS, read_info, read_log, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
@@ -128,7 +129,8 @@ def _jobs(args: argparse.Namespace) -> int:
         return 0
     if args.jobs_command == "submit":
         with jobs.JobStore() as store:
-            job_id = jobs.submit(_config_from_args(args), store, name=args.name or "", note=args.note or "")
+            job_id = jobs.submit(_config_from_args(args), store, name=args.name or "", note=args.note or "",
+                                 tags=args.tag)
             job = store.get(job_id)
         print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json else f"{job_id}")
         return 0
@@ -147,7 +149,7 @@ def _jobs(args: argparse.Namespace) -> int:
             return 0
         job = store.get(_job_id(args.id))
         if args.jobs_command == "show":
-            shown = {**job.to_dict(), "note": _run_note(job.run_dir)}
+            shown = {**job.to_dict(), **_run_labels(job.run_dir)}
             if args.json:
                 print(json.dumps(shown, indent=2))
             else:
@@ -175,12 +177,13 @@ def _jobs(args: argparse.Namespace) -> int:
     return 2
 
 
-def _run_note(run_dir: str) -> str:
-    """The note given when the job was submitted ("" when none or when run.json is unreadable)."""
+def _run_labels(run_dir: str) -> dict:
+    """The note and tags given when the job was submitted (empty when none or when run.json is unreadable)."""
     try:
-        return str(read_info(run_dir).get(NOTE, ""))
+        info = read_info(run_dir)
     except FerError:
-        return ""
+        info = {}
+    return {"note": str(info.get(NOTE, "")), "tags": list(info.get(TAGS, []))}
 
 
 def _job_id(value: int) -> int:
@@ -298,6 +301,14 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    result = export_model(args.model, args.format, args.out, args.quantize, log=lambda line: print(line, flush=True))
+    print(f"wrote {result.folder}: {result.graph.name} ({result.size_bytes / 1e6:.2f} MB), classes.json, "
+          f"export.json in {fmt_seconds(result.seconds)}; input 'faces' uint8 (N, 48, 48, 1), output "
+          "'probabilities' (N, classes)")
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
     rewrite_card(folder)
@@ -397,6 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
     rel.set_defaults(func=_release)
 
+    exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "
+                         "probabilities out, preprocessing inside)")
+    exp.add_argument("model", metavar="RUN|default", help="a run directory or name, a .keras file, or 'default'")
+    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--quantize", default="none", choices=QUANTIZE,
+                     help="dynamic: int8 weights; float16: half-float weights (ONNX and TFLite; default none)")
+    exp.add_argument("--out", metavar="FOLDER", help="the export folder (default: MODEL-FORMAT[-QUANTIZE] here)")
+    exp.set_defaults(func=_export)
+
     crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
                          "change of the default TTA or of the card template; nothing is evaluated again)")
     crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
@@ -416,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(submit)
     submit.add_argument("--name", help="the run's name (its folder under data/runs; default: a time stamp)")
     submit.add_argument("--note", help="a note kept with the run (what this run tries), shown on the Runs page")
+    submit.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="a tag to group runs by on the Runs page (repeat, or separate with commas)")
     submit.add_argument("--json", action="store_true", help="print JSON")
     listing = jobs.add_parser("list", help="all jobs, newest first")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -438,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
-TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models"}
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ A training run lives in one folder (under ``data/runs`` unless told otherwise):
   validation accuracy so far); runs made before the commit record have ``last.keras`` and
   ``best.keras``;
 - ``model.keras``: the final model (the selected checkpoint, no optimizer);
-- ``classes.json``, ``versions.json``, ``log.txt`` (a background job's output) and ``.lock``.
+- ``classes.json``, ``versions.json``, ``log.txt`` (a background job's output) and ``.lock``;
+- ``tensorboard/``: TensorBoard event logs, when TensorBoard is installed (see ``tblog``).
 
 A shipped model folder (``fer_core/default_model``) holds ``model.keras``, ``config.json`` and
 ``classes.json`` of the same format, with ``metrics.json`` and ``MODEL_CARD.md``.
@@ -53,8 +54,11 @@ MODEL_METRICS = "metrics.json"  # a released model's measurements
 HISTORY = "history"  # a released model's per-epoch histories, one JSON-lines file per training run
 MODEL_CARD = "MODEL_CARD.md"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
-#: Keys of ``run.json`` set when a job is submitted (the user's note, the job's id), kept by training.
-NOTE, JOB = "note", "job"
+TENSORBOARD = "tensorboard"  # TensorBoard event logs inside a run (see fer_core.tblog)
+#: Keys of ``run.json`` set when a job is submitted: the user's note, the job's id, the user's
+#: tags (a list of strings) and the sweep the job belongs to (its id). Training keeps them.
+NOTE, JOB, TAGS, SWEEP = "note", "job", "tags", "sweep"
+SUBMITTED = (NOTE, JOB, TAGS, SWEEP)
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
 
@@ -211,6 +215,10 @@ def read_model_metrics(folder: str | os.PathLike) -> dict:
 
 def eval_cache_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / EVAL_CACHE
+
+
+def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / TENSORBOARD
 
 
 # --------------------------------------------------------------------- models

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,14 +171,160 @@ def list_runs(root: str | Path | None = None) -> list[RunSummary]:
     return [summarize(p) for p in rundir.run_dirs(root)]
 
 
-def curves(runs: list[RunSummary]) -> list[dict]:
-    """Long-format rows (run, epoch, metric, split, value) for loss and accuracy curves."""
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average with weight ``weight`` (0 leaves the
+    values as they are, 0.99 nearly flattens them), debiased so the first points are not pulled
+    towards zero. A value that is not finite passes through and does not enter the average."""
+    if not 0 <= weight < 1:
+        raise ValueError("smoothing weight must be in [0, 1)")
+    out, last, n = [], 0.0, 0
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        last, n = last * weight + (1 - weight) * v, n + 1
+        out.append(last / (1 - weight ** n))
+    return out
+
+
+def elapsed_minutes(rows: list[dict]) -> list[float | None]:
+    """Wall-clock minutes of training at the end of each epoch (the epochs' own durations added
+    up, so time spent stopped between a cancel and a resume does not count); None when a row
+    lacks its duration."""
+    out, total = [], 0.0
+    for r in rows:
+        seconds = r.get("epoch_seconds")
+        if not isinstance(seconds, (int, float)):
+            out.extend([None] * (len(rows) - len(out)))
+            break
+        total += seconds
+        out.append(round(total / 60, 3))
+    return out
+
+
+def curves(runs: list[RunSummary], smoothing: float = 0.0) -> list[dict]:
+    """Long-format rows for loss and accuracy curves: run, epoch, minutes (see
+    :func:`elapsed_minutes`), metric, split, ``value`` (smoothed with weight ``smoothing``, see
+    :func:`smooth`) and ``raw``."""
     rows = []
     for run in runs:
-        for r in run.metrics:
-            for metric in ("loss", "accuracy"):
-                for split, key in (("training", metric), ("validation", f"val_{metric}")):
-                    if key in r:
-                        rows.append({"run": run.name, "epoch": r["epoch"], "metric": metric, "split": split,
-                                     "value": r[key]})
+        minutes = elapsed_minutes(run.metrics)
+        for metric in ("loss", "accuracy"):
+            for split, key in (("training", metric), ("validation", f"val_{metric}")):
+                points = [(r, m) for r, m in zip(run.metrics, minutes) if key in r]
+                values = smooth([float(r[key]) for r, _ in points], smoothing)
+                rows += [{"run": run.name, "epoch": r["epoch"], "minutes": m, "metric": metric, "split": split,
+                          "value": v, "raw": r[key]} for (r, m), v in zip(points, values)]
+    return rows
+
+
+def lr_curve(runs: list[RunSummary]) -> list[dict]:
+    """Rows (run, epoch, minutes, lr): the learning rate each epoch trained with."""
+    rows = []
+    for run in runs:
+        for r, m in zip(run.metrics, elapsed_minutes(run.metrics)):
+            if isinstance(r.get("lr"), (int, float)):
+                rows.append({"run": run.name, "epoch": r["epoch"], "minutes": m, "lr": r["lr"]})
+    return rows
+
+
+#: Metrics summarised per run, and whether their best value is the largest or the smallest.
+SUMMARY_METRICS = (("val_accuracy", max), ("accuracy", max), ("val_loss", min), ("loss", min))
+
+
+def metric_summary(runs: list[RunSummary]) -> list[dict]:
+    """Per run and metric: the best value and its epoch, and the last value and its epoch."""
+    rows = []
+    for run in runs:
+        for key, pick in SUMMARY_METRICS:
+            points = [(r["epoch"], r[key]) for r in run.metrics if isinstance(r.get(key), (int, float))]
+            if not points:
+                continue
+            best = pick(points, key=lambda p: p[1])
+            rows.append({"run": run.name, "metric": key, "best": best[1], "best epoch": best[0], "last": points[-1][1],
+                         "last epoch": points[-1][0]})
+    return rows
+
+
+def config_table(runs: list[RunSummary], only_differences: bool = False) -> list[dict]:
+    """The configurations side by side: one row per setting, one column per run (values as text;
+    "-" for a run whose configuration is unreadable). With ``only_differences`` and two runs or
+    more, only the settings whose values differ between them."""
+    configs = {run.name: (run.config.to_dict() if run.config else {}) for run in runs}
+    keys = list(dict.fromkeys(k for cfg in configs.values() for k in cfg))
+    rows = []
+    for key in keys:
+        values = {name: _shown(cfg[key]) if key in cfg else "-" for name, cfg in configs.items()}
+        if only_differences and len(runs) > 1 and len(set(values.values())) < 2:
+            continue
+        rows.append({"setting": key, **values})
+    return rows
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+#: How runs can be grouped: the sweep they were submitted in, their architecture, their tags.
+GROUP_BY = ("sweep", "architecture", "tag")
+UNGROUPED = {"sweep": "(not in a sweep)", "architecture": "(unknown)", "tag": "(untagged)"}
+
+
+def groups_of(run: RunSummary, by: str) -> list[str]:
+    """The groups ``run`` belongs to (a run with two tags is in both)."""
+    if by not in GROUP_BY:
+        raise ValueError(f"group by one of {GROUP_BY}")
+    if by == "sweep":
+        found = [f"sweep {run.info[rundir.SWEEP]}"] if run.info.get(rundir.SWEEP) else []
+    elif by == "architecture":
+        found = [run.config.arch] if run.config else []
+    else:
+        found = [str(t) for t in run.info.get(rundir.TAGS) or []]
+    return found or [UNGROUPED[by]]
+
+
+def grouped(runs: list[RunSummary], by: str) -> dict[str, list[RunSummary]]:
+    """``{group: its runs}``, groups in order of first appearance."""
+    out: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        for g in groups_of(run, by):
+            out.setdefault(g, []).append(run)
+    return out
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
+
+
+def group_table(runs: list[RunSummary], by: str) -> list[dict]:
+    """One row per group: its runs, and the mean, standard deviation (over runs, n-1), lowest
+    and highest of their best validation accuracies (runs without a finished epoch do not count)."""
+    rows = []
+    for g, members in grouped(runs, by).items():
+        best = [float(r.best["val_accuracy"]) for r in members if r.best]
+        s = _spread(best)
+        rows.append({"group": g, "runs": len(members), "with results": len(best),
+                     "best val_acc mean": s["mean"], "± std": s["std"], "min": s["min"], "max": s["max"],
+                     "members": ", ".join(r.name for r in members)})
+    return rows
+
+
+def group_curves(runs: list[RunSummary], by: str, smoothing: float = 0.0) -> list[dict]:
+    """Per group, epoch, metric and split: the mean over the group's runs that reached that epoch,
+    with the lowest and highest (a band), from :func:`curves` (smoothed the same way)."""
+    rows = []
+    for g, members in grouped(runs, by).items():
+        points: dict[tuple, list[float]] = {}
+        for row in curves(members, smoothing):
+            points.setdefault((row["epoch"], row["metric"], row["split"]), []).append(row["value"])
+        for (epoch, metric, split), values in sorted(points.items()):
+            s = _spread(values)
+            rows.append({"group": g, "epoch": epoch, "metric": metric, "split": split, "mean": s["mean"],
+                         "low": s["min"], "high": s["max"], "runs": len(values)})
     return rows

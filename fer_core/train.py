@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import rundir
+from . import rundir, tblog
 from .calibrate import recalibrate_if_better
 from .data import load_dataset
 from .errors import ConfigError, FerError
@@ -217,6 +217,13 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
 
         stopped = False
 
+        def on_train_begin(self, logs=None):
+            self.events = tblog.EpochLog(run_dir) if tblog.enabled() else None
+
+        def on_train_end(self, logs=None):
+            if self.events is not None:
+                self.events.close()
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0, self.epoch = time.perf_counter(), epoch
 
@@ -238,6 +245,8 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
             if before_commit is not None:
                 before_commit(epoch + 1)
             rundir.commit_epoch(run_dir, self.model, row)
+            if self.events is not None:
+                self.events.write(row)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs, row)
 
@@ -391,7 +400,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
         model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     previous = rundir.read_info(run_dir)
-    kept = (rundir.NOTE, rundir.JOB, "extended") if resume else (rundir.NOTE, rundir.JOB)
+    kept = (*rundir.SUBMITTED, "extended") if resume else rundir.SUBMITTED
     info = {**{k: previous[k] for k in kept if k in previous},
             "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
             "params": int(model.count_params()), "device": _device(), "status": "running", "started": time.time(),

@@ -47,3 +47,26 @@ def validate_config(cfg: dict | TrainConfig) -> TrainConfig:
             raise ConfigError(problems["unknown"])
         raise ConfigError("Invalid training configuration: " + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
     return good
+
+
+#: A tag: letters, digits and ``- _ . : +``, at most this long (it is shown in tables and legends).
+MAX_TAG = 40
+_TAG_CHARS = set("-_.:+")
+
+
+def clean_tags(tags: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Tags as a list without blanks or repeats, from a list or a comma-separated string.
+
+    Raises:
+        ConfigError: a tag is too long or holds other characters (field ``tags``).
+    """
+    items = tags.split(",") if isinstance(tags, str) else [t for tag in tags for t in str(tag).split(",")]
+    out: list[str] = []
+    for tag in (t.strip() for t in items):
+        if not tag or tag in out:
+            continue
+        if len(tag) > MAX_TAG or not all(ch.isalnum() or ch in _TAG_CHARS for ch in tag):
+            raise ConfigError(f"tag {tag[:60]!r}: use at most {MAX_TAG} letters, digits and - _ . : + (no spaces); "
+                              "separate tags with commas.", field="tags")
+        out.append(tag)
+    return out

@@ -6,8 +6,11 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.errors import FerError
-from fer_core.runs import STUDY_COLUMNS, curves, list_runs, reference_rows, shipped_histories, summarize
-from ui import link_to, use_app_navigation
+from fer_core.export import FORMATS, QUANTIZE, missing_runtime
+from fer_core.infer import DEFAULT_MODEL, default_model
+from fer_core.runs import (GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs,
+                           lr_curve, metric_summary, reference_rows, shipped_histories, summarize)
+from ui import cached_export, link_to, use_app_navigation
 
 use_app_navigation()
 st.title("Runs")
@@ -67,43 +70,129 @@ for name in chosen:
                 link_to("pages/train.py", f"Job {job} on the Train page", job=job)
 live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in chosen)
 
-curves_tab, study_tab, shipped_tab, download_tab = st.tabs(["Curves", "Study table", "How the shipped model learned",
-                                                             "Downloads"])
+curves_tab, groups_tab, study_tab, shipped_tab, download_tab = st.tabs(
+    ["Curves", "Groups", "Study table", "How the shipped model learned", "Downloads"])
+
+#: The curves' x axes: the column of curves()/lr_curve() rows, and its title.
+X_AXES = {"epoch": "epoch", "wall-clock time": "minutes"}
+X_TITLES = {"epoch": "epoch", "minutes": "minutes of training"}
 
 
-def curve_chart(part: pd.DataFrame, metric: str) -> alt.LayerChart:
+def x_encoding(x: str) -> alt.X:
+    return alt.X(f"{x}:Q", title=X_TITLES[x], axis=alt.Axis(tickMinStep=1) if x == "epoch" else alt.Axis())
+
+
+def curve_chart(part: pd.DataFrame, metric: str, x: str = "epoch", smoothed: bool = False) -> alt.LayerChart:
     """Training (solid) against validation (dashed) per run; the legend draws the two dashes
     (points on the lines would turn its symbols into two identical dots, so they are a layer
-    of their own, outside the legend)."""
+    of their own, outside the legend). Smoothed curves keep the raw values as faint lines."""
     base = alt.Chart(part).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        x=x_encoding(x), color=alt.Color("run:N", title="run"),
+        tooltip=["run", "split", "epoch", alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("raw:Q", format=".4f")]
+        + ([alt.Tooltip("value:Q", title="smoothed", format=".4f")] if smoothed else []))
+    dash = alt.StrokeDash("split:N", title="split", sort=["training", "validation"],
+                          legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolSize=400,
+                                            symbolStrokeColor="#555"))
+    y = alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False))
+    lines = base.mark_line().encode(y=y, strokeDash=dash)
+    points = base.mark_point(filled=True, size=25).encode(y=y, detail="split:N")
+    layers = [lines, points]
+    if smoothed:
+        layers.insert(0, base.mark_line(opacity=0.25).encode(y=alt.Y("raw:Q"), detail="split:N",
+                                                             strokeDash=alt.StrokeDash("split:N", legend=None)))
+    return alt.layer(*layers).properties(title=metric.capitalize(), height=280)
+
+
+def lr_chart(frame: pd.DataFrame, x: str) -> alt.Chart:
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=x_encoding(x), y=alt.Y("lr:Q", title="learning rate", scale=alt.Scale(type="log")),
         color=alt.Color("run:N", title="run"),
-        tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])
-    lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
-        "split:N", title="split", sort=["training", "validation"],
-        legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolSize=400, symbolStrokeColor="#555")))
-    points = base.mark_point(filled=True, size=25).encode(detail="split:N")
-    return (lines + points).properties(title=metric.capitalize(), height=280)
+        tooltip=["run", "epoch", alt.Tooltip("lr:Q", format=".2e")]).properties(title="Learning rate", height=220)
+
+
+def curve_controls(key: str) -> tuple[str, float]:
+    """The x axis and the smoothing weight, as trackers offer them."""
+    left, right = st.columns([1, 2])
+    x = X_AXES[left.radio("x axis", list(X_AXES), horizontal=True, key=f"{key}_x")]
+    smoothing = right.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smooth",
+                             help="an exponential moving average, as in TensorBoard: 0 shows the values as they "
+                                  "are; the raw curve stays as a faint line")
+    return x, smoothing
 
 
 @st.fragment(run_every=3.0 if live else None)
 def draw_curves(names: list[str]) -> None:
-    """Loss and accuracy per epoch, training against validation; re-read while jobs run."""
+    """Loss, accuracy and learning rate per epoch (or minute), training against validation;
+    best and last values; re-read while jobs run."""
+    x, smoothing = curve_controls("curves")
     fresh = [summarize(by_name[n].path) for n in names]
-    frame = pd.DataFrame(curves(fresh))
+    frame = pd.DataFrame(curves(fresh, smoothing))
     if frame.empty:
         st.info("No finished epoch yet." if names else "Choose one or more runs above.")
         return
+    if x == "minutes" and frame["minutes"].isna().any():
+        st.caption("Some epochs have no recorded duration; they are left out of the time axis.")
     for metric in ("loss", "accuracy"):
-        st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
-    best = pd.DataFrame([{"run": r.name, "epochs": len(r.metrics), "best val_accuracy": r.best.get("val_accuracy"),
-                          "at epoch": r.best.get("epoch")} for r in fresh])
-    st.dataframe(best, hide_index=True)
+        st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric, x, smoothing > 0), width="stretch")
+    lr = pd.DataFrame(lr_curve(fresh))
+    if not lr.empty:
+        st.altair_chart(lr_chart(lr, x), width="stretch")
+    st.markdown("**Best and last values**")
+    st.dataframe(pd.DataFrame(metric_summary(fresh)), hide_index=True, width="stretch",
+                 column_config={"best": st.column_config.NumberColumn(format="%.4f"),
+                                "last": st.column_config.NumberColumn(format="%.4f")})
+    st.markdown("**Configuration**")
+    only = st.toggle("Only the differences", value=True, key="curves_diff",
+                     help="with two runs or more, hide the settings they all share")
+    table = pd.DataFrame(config_table(fresh, only_differences=only))
+    if table.empty:
+        st.caption("The chosen runs share every setting." if only else "No readable configuration.")
+    else:
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"setting": st.column_config.TextColumn(pinned=True)})
 
 
 with curves_tab:
     draw_curves(chosen)
+
+
+def group_chart(frame: pd.DataFrame, metric: str) -> alt.LayerChart:
+    """Per group: the mean over its runs (line) and the lowest to highest run (band)."""
+    base = alt.Chart(frame).encode(x=x_encoding("epoch"), color=alt.Color("group:N", title="group"))
+    band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", title=metric, scale=alt.Scale(zero=False)),
+                                               y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y="mean:Q", tooltip=["group", "epoch", "runs", alt.Tooltip("mean:Q", format=".4f"),
+                             alt.Tooltip("low:Q", format=".4f"), alt.Tooltip("high:Q", format=".4f")])
+    return (band + line).properties(title=f"Validation {metric}: mean and range over each group's runs", height=260)
+
+
+@st.fragment
+def draw_groups() -> None:
+    """Runs grouped by sweep, architecture or tag: each group's mean and spread."""
+    by = st.radio("Group by", GROUP_BY, horizontal=True, key="groups_by",
+                  help="tags are given when a job is submitted (the Train form, or `jobs submit --tag`)")
+    scope = st.radio("Runs", ["all runs", "chosen runs"], horizontal=True, key="groups_scope")
+    members = [r for r in runs if not r.error and (scope == "all runs" or r.name in chosen)]
+    rows = group_table(members, by)
+    if not rows:
+        st.info("No runs to group.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"group": st.column_config.TextColumn(pinned=True),
+                                **{c: st.column_config.NumberColumn(format="%.4f")
+                                   for c in ("best val_acc mean", "± std", "min", "max")},
+                                "± std": st.column_config.NumberColumn(
+                                    format="%.4f", help="standard deviation of the runs' best validation accuracy")})
+    frame = pd.DataFrame(group_curves(members, by))
+    if not frame.empty:
+        val = frame[frame["split"] == "validation"]
+        for metric in ("accuracy", "loss"):
+            st.altair_chart(group_chart(val[val["metric"] == metric], metric), width="stretch")
+
+
+with groups_tab:
+    draw_groups()
 
 with study_tab:
     st.caption("The original study's experiment table: architecture notation, optimizer, learning rate, "
@@ -134,7 +223,41 @@ with shipped_tab:
         for metric in ("loss", "accuracy"):
             st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
 
+EXPORT_LABELS = {"onnx": "ONNX", "tflite": "TFLite", "saved_model": "TensorFlow SavedModel"}
+
+
+@st.fragment
+def export_panel(spec: str, label: str, key: str) -> None:
+    """Export a model in a format (and quantization), then a button to download the zip."""
+    fmt_col, quant_col, go_col = st.columns([2, 2, 1], vertical_alignment="bottom")
+    fmt = fmt_col.selectbox(f"Export {label} as", FORMATS, format_func=EXPORT_LABELS.get, key=f"{key}_fmt")
+    quantize = quant_col.selectbox("Quantization", QUANTIZE if fmt != "saved_model" else ("none",),
+                                   key=f"{key}_quant_{fmt}",
+                                   help="dynamic: int8 weights (about 4x smaller); float16: half-float weights")
+    problem = missing_runtime(fmt)
+    if problem:
+        st.warning(problem)
+        return
+    if go_col.button("Export", key=f"{key}_go"):
+        st.session_state[f"{key}_ready"] = (fmt, quantize)
+    if st.session_state.get(f"{key}_ready") != (fmt, quantize):
+        st.caption("Takes 5-20 s. The export takes uint8 faces (N, 48, 48, 1) named `faces` and returns "
+                   "`probabilities`; `classes.json` and `export.json` come with it.")
+        return
+    with st.spinner(f"Exporting {label} as {EXPORT_LABELS[fmt]}…"):
+        try:
+            name, data = cached_export(spec, fmt, quantize)
+        except FerError as exc:
+            st.error(str(exc))
+            return
+    st.download_button(f"Download {name} ({len(data) / 1e6:.1f} MB)", data, file_name=name, mime="application/zip",
+                       key=f"{key}_dl")
+
+
 with download_tab:
+    if default_model() is not None:
+        st.markdown("**The shipped model**")
+        export_panel(DEFAULT_MODEL, "the shipped model", "export_default")
     if not chosen:
         st.info("Choose a run above.")
     for name in chosen:
@@ -150,3 +273,4 @@ with download_tab:
             cols[1].download_button(f"{name}: model ({model.name}, {model.stat().st_size / 1e6:.1f} MB)",
                                     model.read_bytes, file_name=f"{name}-{model.name}",
                                     mime="application/octet-stream", key=f"dl_model_{name}")
+            export_panel(str(run.path), name, f"export_{name}")

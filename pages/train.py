@@ -183,14 +183,16 @@ def running_jobs() -> int:
 
 
 estimate(cfg)
-name_col, note_col = st.columns([1, 2])
+name_col, note_col, tags_col = st.columns([2, 3, 2])
 run_name = name_col.text_input("Run name (optional)", key=KEY + "run_name", placeholder="e.g. seed-1-baseline",
                                help="The run's folder under data/runs; a time stamp when empty.")
 note = note_col.text_input("Note (optional)", key=KEY + "note", placeholder="e.g. label smoothing 0.1, seed 1",
                            help="Kept with the run and shown on the Runs page.")
+tags = tags_col.text_input("Tags (optional)", key=KEY + "tags", placeholder="e.g. smoothing, seeds",
+                           help="Comma-separated; the Runs page groups runs by tag (mean and spread).")
 if st.button("Submit training job", type="primary", disabled=cfg is None, key=KEY + "submit"):
     try:
-        job_id = jobs.submit(cfg, name=run_name, note=note)
+        job_id = jobs.submit(cfg, name=run_name, note=note, tags=tags)
         st.toast(f"Job {job_id} queued")
         st.session_state["tr_last_job"] = job_id
     except FerError as exc:

@@ -21,6 +21,13 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def demo_app(data_dir, monkeypatch):
+    """A fresh data directory and no FER2013: the app as a new user sees it (the demo data set)."""
+    monkeypatch.delenv("FER2013_DIR", raising=False)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def demo_small():
     """A small demo data set: 20 faces per class."""

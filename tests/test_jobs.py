@@ -244,6 +244,18 @@ def test_killed_worker_is_interrupted_then_resumes_without_gaps(store):
     job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert [r["epoch"] for r in read_metrics(job.run_dir)] == [1, 2, 3, 4, 5]
+    assert _event_steps(job.run_dir) == [1, 2, 3, 4, 5]  # TensorBoard's log is gap-free too
+
+
+def _event_steps(run_dir) -> list[int]:
+    """The epochs of a run's TensorBoard validation-accuracy events, in order of writing."""
+    import tensorflow as tf
+
+    steps = []
+    for f in sorted((rundir.tensorboard_dir(run_dir) / "validation").iterdir()):
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            steps += [e.step for v in e.summary.value if v.tag == "epoch_accuracy"]
+    return steps
 
 
 def test_failure_is_recorded_with_the_error(store, monkeypatch):
@@ -256,7 +268,7 @@ def test_failure_is_recorded_with_the_error(store, monkeypatch):
 
 def test_jobs_cli(data_dir, capsys):
     assert main(["jobs", "submit", "--arch", "tiny", "--data", "demo:30", "--epochs", "1", "--json",
-                 "--note", "a first look"]) == 0
+                 "--note", "a first look", "--tag", "look,seed-0", "--tag", "look"]) == 0
     job_id = json.loads(capsys.readouterr().out)["id"]
     store = JobStore()
     wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
@@ -266,12 +278,16 @@ def test_jobs_cli(data_dir, capsys):
     assert main(["jobs", "show", str(job_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["arch"] == "tiny" and shown["note"] == "a first look"  # kept through training
+    assert shown["tags"] == ["look", "seed-0"]
     assert read_info(shown["run_dir"])["job"] == job_id  # the run names its job
     assert main(["jobs", "logs", str(job_id)]) == 0
     assert "succeeded" in capsys.readouterr().out
     assert main(["jobs", "cancel", str(job_id)]) == 2
     assert "only queued or running" in capsys.readouterr().err
     assert main(["jobs", "resume", "999"]) == 2
+    assert main(["jobs", "submit", "--arch", "tiny", "--data", "demo:30", "--tag", "two words"]) == 2
+    assert "tag 'two words'" in capsys.readouterr().err
+    assert len(store.list()) == 1 and len(list((data_dir / "runs").iterdir())) == 1  # nothing was created
     assert main(["jobs", "delete", str(job_id)]) == 0
     assert store.list() == []
 

@@ -15,12 +15,6 @@ APP = str(ROOT / "app.py")
 DATASET = str(ROOT / "pages" / "dataset.py")
 
 
-@pytest.fixture
-def demo_app(data_dir, monkeypatch):
-    monkeypatch.delenv("FER2013_DIR", raising=False)
-    return data_dir
-
-
 def test_home_page_says_what_is_active(demo_app, no_default_model):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
@@ -191,7 +185,8 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert runs.dataframe[0].value.loc[0, "note"] == "two epochs to see the curves"
     assert any(m.value == "**first-try**: two epochs to see the curves" for m in runs.markdown)
     assert any("[Job 1 on the Train page](./train?job=1)" in m.value for m in runs.markdown)  # run -> job
-    assert len(runs.get("vega_lite_chart")) == 4  # loss and accuracy of the run, then of the shipped model
+    # the run's loss, accuracy and learning rate; the groups' accuracy and loss; the shipped model's loss and accuracy
+    assert len(runs.get("vega_lite_chart")) == 7
     import json
 
     lines = json.loads(runs.get("vega_lite_chart")[0].proto.spec)["layer"][0]
@@ -202,7 +197,8 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     (study,) = [d.value for d in runs.dataframe if "kind" in d.value.columns]
     assert list(study["kind"]) == ["published", "published", "shipped model", "your run"]
     assert study["architecture"][3] == "CP-CP-CP-F" and study["test accuracy"][0] == 0.727
-    assert runs.dataframe[1].value.loc[0, "epochs"] == 2
+    (summary,) = [d.value for d in runs.dataframe if "last epoch" in d.value.columns]
+    assert set(summary["last epoch"]) == {2}
     labels = [b.label for b in runs.get("download_button")]
     assert any("metrics (CSV)" in b for b in labels) and any("model.keras" in b for b in labels)
 
@@ -377,4 +373,4 @@ def test_runs_page_shows_how_the_shipped_model_learned(demo_app, run_in_data):
     at = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("How the shipped model learned" in t.label for t in at.tabs)
-    assert len(at.get("vega_lite_chart")) == 4  # the chosen run's loss and accuracy, then the shipped model's
+    assert len(at.get("vega_lite_chart")) == 7  # the chosen run's 3, the groups' 2, then the shipped model's 2

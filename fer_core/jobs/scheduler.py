@@ -47,11 +47,11 @@ def open_store(runner: Runner | None = None) -> Iterator[JobStore]:
 
 
 def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
-           note: str = "") -> int:
+           note: str = "", tags: tuple[str, ...] | list[str] = ()) -> int:
     """Queue a job and start it if a slot is free; return its id."""
     if store is None:
         with JobStore() as own:
-            return submit(cfg, own, runner, name, note)
-    job_id = store.submit(cfg, name=name, note=note)
+            return submit(cfg, own, runner, name, note, tags)
+    job_id = store.submit(cfg, name=name, note=note, tags=tags)
     schedule(store, runner)
     return job_id

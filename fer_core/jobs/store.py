@@ -24,7 +24,7 @@ from .. import rundir
 from ..config import data_dir, runs_dir
 from ..errors import FerError, JobError
 from ..trainconfig import TrainConfig
-from ..validation import validate_config
+from ..validation import clean_tags, validate_config
 
 STORE_FILE = "jobs.sqlite3"
 BUSY_TIMEOUT_S = 30  # how long a writer waits for another process before giving up
@@ -284,14 +284,16 @@ class JobStore:
         return [Job.from_row(r) for r in rows]
 
     # ----------------------------------------------------------------- changes
-    def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "") -> int:
+    def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
+               tags: tuple[str, ...] | list[str] = (), sweep: int | None = None) -> int:
         """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
         cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
-        leads back to its job as the job leads to its run.
+        leads back to its job as the job leads to its run; ``tags`` and ``sweep`` group runs
+        on the Runs page.
         """
-        cfg = validate_config(cfg)
+        cfg, tags = validate_config(cfg), clean_tags(tags)
         created = run_dir is None
         path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
         path.mkdir(parents=True, exist_ok=True)
@@ -300,7 +302,8 @@ class JobStore:
                 cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
                                 (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value, time.time(), str(path), cfg.epochs))
                 job_id = int(cur.lastrowid)
-                rundir.update_info(path, **{rundir.JOB: job_id}, **({rundir.NOTE: note.strip()} if note.strip() else {}))
+                labels = {rundir.JOB: job_id, rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep}
+                rundir.update_info(path, **{k: v for k, v in labels.items() if v})
                 return job_id
         except BaseException:
             if created:
