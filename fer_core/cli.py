@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import jobs
+from .jobs import RUNNERS
 from .calibrate import recalibrate_run
 from .config import load_settings, runs_dir
 from .data import load_dataset
@@ -27,7 +28,7 @@ from .models import list_models
 from .predict import analyse
 from .recipes import get_recipe, list_recipes
 from .release import release, release_ensemble, rewrite_card
-from .rundir import MODEL_CARD, NOTE, TAGS, read_info, read_log, read_metrics
+from .rundir import MODEL_CARD, NOTE, TAGS, read_info, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
@@ -121,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "work":
-        return jobs.work(args.id)
+        return jobs.work(args.id, tee=args.tee)
     if args.jobs_command == "repair":
         backup, ids = jobs.repair()
         print((f"the damaged store is kept as {backup}; " if backup else "") +
@@ -130,13 +131,28 @@ def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "submit":
         with jobs.JobStore() as store:
             job_id = jobs.submit(_config_from_args(args), store, name=args.name or "", note=args.note or "",
-                                 tags=args.tag)
+                                 tags=args.tag, where=args.runner)
             job = store.get(job_id)
-        print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir}) if args.json else f"{job_id}")
+        print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir, "runner": job.runner})
+              if args.json else f"{job_id}")
+        return 0
+    if args.jobs_command == "sweep":
+        return _sweep(args)
+    if args.jobs_command == "cluster":
+        view = jobs.cluster_view()
+        if args.json:
+            print(json.dumps(view, indent=2))
+        else:
+            print(f"runner: {view['runner']}" + (f" at {view['address']}" if view["address"] else " (this machine)"))
+            print(f"nodes: {view['nodes']}; CPUs {view['cpus']:g}, GPUs {view['gpus']:g}; slots for jobs: {view['slots']}")
+            if view.get("free_cpus") is not None:
+                print(f"free: CPUs {view['free_cpus']:g}, GPUs {view['free_gpus']:g}")
+            for node, n in view["jobs_per_node"].items():
+                print(f"  {node}: {n} job(s)")
         return 0
     with jobs.open_store() as store:  # every look at the store notices dead workers and starts queued jobs
         if args.jobs_command == "list":
-            listed = store.list()
+            listed = store.list(sweep=args.sweep)
             if args.json:
                 print(json.dumps([j.to_dict() for j in listed], indent=2))
                 return 0
@@ -172,9 +188,38 @@ def _jobs(args: argparse.Namespace) -> int:
             print(f"job {job.id}: deleted with its run directory")
             return 0
         if args.jobs_command == "logs":
-            print(read_log(job.run_dir, tail=args.tail), end="")
+            print(jobs.job_log(job, tail=args.tail), end="")
             return 0
     return 2
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``jobs sweep``: the grid of --arch (or --recipe) x --set values x --seeds, as one sweep."""
+    if bool(args.arch) == bool(args.recipe):
+        raise FerError("Give --arch A[,B...] or --recipe R (one of them): the sweep's base.")
+    data = args.data or os.environ.get("FER2013_DIR")
+    if not data:
+        raise FerError("Give --data (or set FER2013_DIR).")
+    fixed = {"data": data, **({"epochs": args.epochs} if args.epochs else {})}
+    if args.recipe:
+        recipe = get_recipe(args.recipe)
+        archs = None
+
+        def base(arch):
+            return {**recipe.train_config(data).to_dict(), **fixed}
+    else:
+        archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+
+        def base(arch):
+            return TrainConfig.for_model(arch, **fixed).to_dict()
+    sweep = jobs.make_sweep(base, archs, jobs.parse_ints(args.seeds) if args.seeds else None,
+                            jobs.parse_values(args.set))
+    sweep_id, ids = jobs.submit_sweep(sweep, where=args.runner, note=args.note or "", tags=args.tag)
+    if args.json:
+        print(json.dumps({"sweep": sweep_id, "jobs": ids, "configurations": [label for label, _ in sweep.configs]}))
+    else:
+        print(f"sweep {sweep_id}: jobs {', '.join(map(str, ids))}")
+    return 0
 
 
 def _run_labels(run_dir: str) -> dict:
@@ -438,8 +483,26 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--note", help="a note kept with the run (what this run tries), shown on the Runs page")
     submit.add_argument("--tag", action="append", default=[], metavar="TAG",
                         help="a tag to group runs by on the Runs page (repeat, or separate with commas)")
+    runner_help = ("where it runs: 'local' (this machine) or 'ray' (the cluster at FER_RAY_ADDRESS or the app's "
+                   "setting); default: ray when a cluster is set, else local")
+    submit.add_argument("--runner", choices=RUNNERS, help=runner_help)
+    sweep = jobs.add_parser("sweep", help="submit a grid of configurations as one sweep (prints its id and the jobs')")
+    sweep.add_argument("--data", help="data source (default: FER2013_DIR)")
+    sweep.add_argument("--arch", help="architectures, separated by commas")
+    sweep.add_argument("--recipe", help="or a recipe as the base (N seeds of this recipe)")
+    sweep.add_argument("--seeds", help="seeds, separated by commas, e.g. 0,1,2")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a setting and its values, e.g. --set label_smoothing=0,0.1 (repeat for more)")
+    sweep.add_argument("--epochs", type=int)
+    sweep.add_argument("--note", help="a note kept with every run of the sweep")
+    sweep.add_argument("--tag", action="append", default=[], metavar="TAG")
+    sweep.add_argument("--runner", choices=RUNNERS, help=runner_help)
+    sweep.add_argument("--json", action="store_true", help="print JSON")
+    cluster = jobs.add_parser("cluster", help="where jobs run: the runner, CPUs and GPUs (total, free), jobs per node")
+    cluster.add_argument("--json", action="store_true", help="print JSON")
     submit.add_argument("--json", action="store_true", help="print JSON")
     listing = jobs.add_parser("list", help="all jobs, newest first")
+    listing.add_argument("--sweep", type=int, help="only the jobs of this sweep")
     listing.add_argument("--json", action="store_true", help="print JSON")
     show = jobs.add_parser("show", help="one job in full")
     show.add_argument("id", type=int)
@@ -450,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("work", "run a claimed job in this process (used by the runner)")):
         jobs.add_parser(name, help=text).add_argument("id", type=int)
     jobs.choices["resume"].add_argument("--epochs", type=int, help="extend the run to N epochs in all")
+    jobs.choices["work"].add_argument("--tee", action="store_true", help="also append the output to the run's "
+                                      "log.txt (a cluster keeps the output elsewhere)")
     jobs.add_parser("repair", help="rebuild a damaged job store from the run directories (keeps a backup)")
     logs = jobs.add_parser("logs", help="the end of a job's log")
     logs.add_argument("id", type=int)

@@ -24,10 +24,11 @@ IMAGE_SIZE = 48
 DEMO_SOURCE = "demo"
 
 
-def data_dir() -> Path:
-    """Return the folder for user data (created on first use)."""
+def data_dir(create: bool = True) -> Path:
+    """Return the folder for user data (created on first use unless ``create`` is False)."""
     path = Path(os.environ.get("FER_DATA_DIR") or PROJECT_ROOT / "data")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -70,11 +71,18 @@ class Settings:
         data_source: ``"demo"``, a path to a CSV file or an image folder.
         merge: class merging spec such as ``"disgust=angry"``, or ``""`` for none.
         model: path of the active model or run directory, ``""`` for the default one.
+        ray_address: the Ray cluster's dashboard address (``http://HOST:8265``) that jobs go
+            to, ``""`` for this machine; ``FER_RAY_ADDRESS`` overrides it.
     """
 
     data_source: str = ""
     merge: str = ""
     model: str = ""
+    ray_address: str = ""
+
+    def active_ray_address(self) -> str:
+        """The Ray cluster jobs go to: ``FER_RAY_ADDRESS``, else the saved one ('' for none)."""
+        return (os.environ.get("FER_RAY_ADDRESS") or self.ray_address).strip()
 
     def active_source(self) -> str:
         """Return the data source to use: the saved one, else ``FER2013_DIR``, else the demo."""

@@ -56,9 +56,11 @@ MODEL_CARD = "MODEL_CARD.md"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
 TENSORBOARD = "tensorboard"  # TensorBoard event logs inside a run (see fer_core.tblog)
 #: Keys of ``run.json`` set when a job is submitted: the user's note, the job's id, the user's
-#: tags (a list of strings) and the sweep the job belongs to (its id). Training keeps them.
-NOTE, JOB, TAGS, SWEEP = "note", "job", "tags", "sweep"
-SUBMITTED = (NOTE, JOB, TAGS, SWEEP)
+#: tags (a list of strings), the sweep the job belongs to (its id) and the configuration's label
+#: within the sweep (what sets it apart from the sweep's other configurations, seeds aside).
+#: Training keeps them.
+NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG = "note", "job", "tags", "sweep", "sweep_config"
+SUBMITTED = (NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG)
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
 

@@ -276,8 +276,9 @@ def groups_of(run: RunSummary, by: str) -> list[str]:
     """The groups ``run`` belongs to (a run with two tags is in both)."""
     if by not in GROUP_BY:
         raise ValueError(f"group by one of {GROUP_BY}")
-    if by == "sweep":
-        found = [f"sweep {run.info[rundir.SWEEP]}"] if run.info.get(rundir.SWEEP) else []
+    if by == "sweep":  # one group per configuration of the sweep: its seeds are the group's runs
+        label = run.info.get(rundir.SWEEP_CONFIG)
+        found = [f"sweep {run.info[rundir.SWEEP]}" + (f" · {label}" if label else "")] if run.info.get(rundir.SWEEP) else []
     elif by == "architecture":
         found = [run.config.arch] if run.config else []
     else:

@@ -6,6 +6,7 @@ import os
 import streamlit as st
 
 from fer_core import jobs
+from fer_core.config import load_settings
 from fer_core.device import device_line
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_seconds
@@ -190,13 +191,81 @@ note = note_col.text_input("Note (optional)", key=KEY + "note", placeholder="e.g
                            help="Kept with the run and shown on the Runs page.")
 tags = tags_col.text_input("Tags (optional)", key=KEY + "tags", placeholder="e.g. smoothing, seeds",
                            help="Comma-separated; the Runs page groups runs by tag (mean and spread).")
+ray_address, _ = jobs.ray_address_setting()
+where = "local"
+if ray_address:
+    where = st.radio("Run on", jobs.RUNNERS, index=jobs.RUNNERS.index(jobs.default_runner_name()), horizontal=True,
+                     key=KEY + "runner", format_func=lambda r: {"local": "this machine",
+                                                                "ray": f"the Ray cluster ({ray_address})"}[r])
 if st.button("Submit training job", type="primary", disabled=cfg is None, key=KEY + "submit"):
     try:
-        job_id = jobs.submit(cfg, name=run_name, note=note, tags=tags)
+        job_id = jobs.submit(cfg, name=run_name, note=note, tags=tags, where=where)
         st.toast(f"Job {job_id} queued")
         st.session_state["tr_last_job"] = job_id
     except FerError as exc:
         st.error(str(exc))
+
+with st.expander("Submit a sweep: several seeds, or the whole study"):
+    kind = st.radio("Sweep", list(jobs.FORM_SWEEPS), format_func=jobs.FORM_SWEEPS.get, horizontal=True,
+                    key=KEY + "sweep_kind")
+    seeds_col, epochs_col = st.columns(2)
+    seeds = seeds_col.text_input("Seeds", "0,1,2", key=KEY + "sweep_seeds", help="separated by commas")
+    sweep_epochs = None
+    if kind == "study":
+        sweep_epochs = epochs_col.number_input("Epochs per experiment (0: each experiment's own)", 0, 10_000, 0,
+                                               key=KEY + "sweep_epochs") or None
+        st.caption("Experiments A-H of the original study (study-a … study-h, each with its own settings) on the "
+                   "form's data set, each with every seed.")
+    else:
+        st.caption("The form's configuration, once per seed; the Runs page shows the mean and spread over them.")
+    st.caption("On this machine a sweep's jobs queue and run one after another; on a Ray cluster they run in "
+               "parallel, as many at once as the cluster has room for.")
+    if st.button("Submit sweep", disabled=cfg is None, key=KEY + "sweep_submit"):
+        try:
+            sweep_id, ids = jobs.submit_sweep(jobs.form_sweep(kind, cfg, seeds, sweep_epochs), where=where, note=note,
+                                              tags=tags)
+            st.success(f"Sweep {sweep_id}: jobs {', '.join(map(str, ids))} queued.")
+        except FerError as exc:
+            st.error(str(exc))
+
+
+@st.fragment
+def where_jobs_run() -> None:
+    """The runner in use, the cluster's CPUs and GPUs, and the Ray address setting."""
+    address, from_env = jobs.ray_address_setting()
+    try:
+        view = jobs.cluster_view()
+    except FerError as exc:
+        st.warning(str(exc))
+        view = None
+    if view:
+        st.markdown(f"**Runner:** {'Ray cluster at ' + view['address'] if view['runner'] == 'ray' else 'this machine'}"
+                    f" · {view['nodes']} node(s) · room for {view['slots']} job(s) at once")
+        cols = st.columns(3)
+        free = lambda key: "" if view.get(f"free_{key}") is None else f"{view[f'free_{key}']:g} free of "  # noqa: E731
+        cols[0].metric("CPUs", f"{free('cpus')}{view['cpus']:g}")
+        cols[1].metric("GPUs", f"{free('gpus')}{view['gpus']:g}")
+        cols[2].metric("FER Studio jobs running", sum(view["jobs_per_node"].values()))
+        if view["jobs_per_node"]:
+            st.dataframe([{"node": k, "jobs": v} for k, v in view["jobs_per_node"].items()], hide_index=True)
+        if view["runner"] == "ray" and not view["loopback"]:
+            st.warning("This cluster's Jobs API is reachable over the network: anyone who can reach it can run code "
+                       "on it (CVE-2023-48022). Use it only behind a firewall or with Ray's token authentication "
+                       "(README, \"Training on a Ray cluster\").")
+    if from_env:
+        st.caption(f"FER_RAY_ADDRESS={address} is set for this server; it wins over the setting below.")
+    new = st.text_input("Ray cluster (dashboard address; empty: this machine)", value=load_settings().ray_address,
+                        key=KEY + "ray_address", placeholder="http://127.0.0.1:8265")
+    if st.button("Save the address", key=KEY + "ray_save"):
+        try:
+            saved = jobs.save_ray_address(new)
+            st.success(f"Jobs now go to the Ray cluster at {saved}." if saved else "Jobs now run on this machine.")
+        except FerError as exc:
+            st.error(str(exc))
+
+
+with st.expander("Where jobs run"):
+    where_jobs_run()
 
 
 # ------------------------------------------------------------------- the job list
@@ -257,7 +326,8 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
                                else "")
                             + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
                 st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
-                           f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}")
+                           f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}"
+                           + (" · on Ray" if job.runner == "ray" else "") + (f" · sweep {job.sweep}" if job.sweep else ""))
                 if job.status != jobs.JobStatus.QUEUED:
                     link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
                             run=os.path.basename(job.run_dir))

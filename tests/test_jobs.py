@@ -14,8 +14,9 @@ from fer_core import jobs
 from fer_core import rundir
 from fer_core.rundir import read_info, read_log, read_metrics
 from fer_core.cli import main
-from fer_core.errors import JobError
+from fer_core.errors import ConfigError, JobError
 from fer_core.jobs import JobStatus, JobStore
+from fer_core.jobs.runners import pid_alive
 from fer_core.trainconfig import TrainConfig
 
 from .conftest import SUBMITTER
@@ -148,9 +149,9 @@ def test_a_stalled_worker_is_stopped_and_the_resumed_job_writes_a_gap_free_histo
             wait_for(store, job_id, lambda j: j.status == JobStatus.INTERRUPTED, timeout=60)
             assert "no heartbeat" in store.get(job_id).error
             deadline = time.time() + 30
-            while jobs.LocalRunner().alive(old) and time.time() < deadline:  # the stale worker was killed
+            while pid_alive(old) and time.time() < deadline:  # the stale worker was killed
                 time.sleep(0.2)
-            assert not jobs.LocalRunner().alive(old)
+            assert not pid_alive(old)
             store.resume(job_id)
         finally:
             try:
@@ -308,3 +309,73 @@ def test_jobs_resume_with_more_epochs_extends_a_finished_job(store, capsys):
     store.finish(job_id, JobStatus.CANCELLED)
     with pytest.raises(JobError, match="must be more than the 0 epochs already done"):
         store.resume(job_id, epochs=0)
+
+
+# ------------------------------------------------------------------ sweeps and runners
+def test_a_sweep_is_a_checked_grid_queued_as_one(store):
+    runner = FakeRunner(slots=1)
+    sweep = jobs.make_sweep(lambda arch: TrainConfig.for_model(arch, data="demo:30", epochs=1).to_dict(),
+                            ["tiny", "study-h"], [0, 1], {"label_smoothing": ["0", "0.1"]})
+    labels = [label for label, _ in sweep.configs]
+    assert len(labels) == 8 and labels[0] == "arch=tiny, label_smoothing=0"
+    assert sorted({(c.arch, c.seed, c.label_smoothing) for _, c in sweep.configs}) == sorted(
+        (a, s, ls) for a in ("tiny", "study-h") for s in (0, 1) for ls in (0.0, 0.1))
+    sweep_id, ids = jobs.submit_sweep(sweep, store, note="grid", tags="grid", runner=runner)
+    assert len(ids) == 8 and runner.started == [ids[0]]  # one slot: the rest queue
+    listed = store.list(sweep=sweep_id)
+    assert sorted(j.id for j in listed) == ids and {j.sweep for j in listed} == {sweep_id}
+    info = read_info(listed[-1].run_dir)
+    assert (info["sweep"], info["sweep_config"], info["tags"], info["note"]) == (sweep_id, labels[0], ["grid"], "grid")
+    assert store.sweep_spec(sweep_id)["values"] == {"label_smoothing": ["0", "0.1"]}
+    assert store.list(sweep=sweep_id + 1) == []
+
+
+def test_a_sweep_with_a_bad_value_queues_nothing(store):
+    with pytest.raises(ConfigError, match=r"Nothing was submitted: label_smoothing=2 \(seed 0\)"):
+        jobs.make_sweep(lambda arch: tiny().to_dict(), values=jobs.parse_values(["label_smoothing=0,2"]))
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        jobs.parse_values(["label_smoothing"])
+    with pytest.raises(ConfigError, match="whole numbers"):
+        jobs.parse_ints("0,one")
+    assert store.list() == []
+
+
+def test_sweep_cli(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("FER_MAX_JOBS", "1")
+    assert main(["jobs", "sweep", "--data", "demo:30", "--arch", "tiny", "--seeds", "0,1", "--epochs", "1",
+                 "--set", "batch_size=32", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["sweep"] == 1 and len(made["jobs"]) == 2 and made["configurations"] == ["tiny", "tiny"]
+    assert main(["jobs", "list", "--sweep", "1", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(j["id"] for j in listed) == made["jobs"] and {j["runner"] for j in listed} == {"local"}
+    store = JobStore()
+    for job_id in made["jobs"]:
+        wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    assert {store.get(i).status for i in made["jobs"]} == {JobStatus.SUCCEEDED}
+    assert main(["jobs", "sweep", "--data", "demo:30", "--arch", "tiny", "--runner", "ray"]) == 2
+    assert "No Ray cluster is set" in capsys.readouterr().err
+
+
+def test_ray_addresses_are_checked(monkeypatch):
+    from fer_core.jobs.ray_runner import check_address, is_loopback
+
+    assert check_address(" http://127.0.0.1:8265/ ") == "http://127.0.0.1:8265"
+    for bad in ("127.0.0.1:8265", "http://host", "ray://head:10001", "http://head:8265/api"):
+        with pytest.raises(ConfigError, match="http://HOST:PORT"):
+            check_address(bad)
+    assert is_loopback("http://127.0.0.1:8265") and is_loopback("http://[::1]:8265")
+    assert is_loopback("http://localhost:8265") and not is_loopback("http://10.0.0.5:8265")
+    monkeypatch.delenv("FER_RAY_ADDRESS", raising=False)
+    assert jobs.default_runner_name() == "local"
+    monkeypatch.setenv("FER_RAY_ADDRESS", "http://127.0.0.1:1")
+    assert jobs.default_runner_name() == "ray" and jobs.get_runner("ray").slots() == []  # unreachable: no slots
+
+
+def test_a_worker_that_cannot_see_the_data_folder_says_so(tmp_path):
+    env = {**os.environ, "FER_DATA_DIR": str(tmp_path / "not-shared"), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "fer_core", "jobs", "work", "3", "--tee"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "cannot be seen from this machine" in done.stdout and "FER_DATA_DIR must be the same shared folder" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "not-shared").exists()  # nothing created

@@ -175,3 +175,47 @@ def test_runs_page_exports_a_run(demo_app, run_in_data):
     at.selectbox(key="export_default_fmt").set_value("saved_model").run()
     quant = [s for s in at.selectbox if s.key == "export_default_quant_saved_model"][0]
     assert quant.options == ["none"]  # a SavedModel is not quantized
+
+
+TRAIN = str(ROOT / "pages" / "train.py")
+
+
+def test_train_page_submits_a_sweep_and_sets_the_cluster(demo_app, monkeypatch):
+    from fer_core import jobs
+
+    monkeypatch.setattr(jobs.LocalRunner, "slots", lambda self: [])  # queue only: nothing starts here
+    monkeypatch.delenv("FER_RAY_ADDRESS", raising=False)
+    at = AppTest.from_file(TRAIN, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert any("**Runner:** this machine" in m.value for m in at.markdown)
+    at.text_input(key="tr_sweep_seeds").set_value("0,x")
+    at.button(key="tr_sweep_submit").click().run()
+    assert any("whole numbers" in e.value for e in at.error)
+    at.text_input(key="tr_sweep_seeds").set_value("3,4")
+    at.text_input(key="tr_tags").set_value("seeds")
+    at.button(key="tr_sweep_submit").click().run()
+    assert not at.exception and any(s.value == "Sweep 1: jobs 1, 2 queued." for s in at.success)
+    with jobs.JobStore() as store:
+        listed = store.list(sweep=1)
+    assert sorted(j.config["seed"] for j in listed) == [3, 4] and {j.runner for j in listed} == {"local"}
+    assert all(rundir.read_info(j.run_dir)["tags"] == ["seeds"] for j in listed)
+
+    at.radio(key="tr_sweep_kind").set_value("study").run()
+    at.text_input(key="tr_sweep_seeds").set_value("0")
+    at.button(key="tr_sweep_submit").click().run()
+    with jobs.JobStore() as store:
+        study = store.list(sweep=2)
+    assert sorted(j.config["arch"] for j in study) == [f"study-{x}" for x in "abcdefgh"]
+
+    at.text_input(key="tr_ray_address").set_value("head:8265")
+    at.button(key="tr_ray_save").click().run()
+    assert any("http://HOST:PORT" in e.value for e in at.error)
+    at.text_input(key="tr_ray_address").set_value("http://127.0.0.1:9")  # nothing listens there
+    at.button(key="tr_ray_save").click().run()
+    assert any("Ray cluster at http://127.0.0.1:9" in s.value for s in at.success)
+    at.run()
+    assert at.radio(key="tr_runner").value == "ray"  # new jobs go to the cluster by default now
+    assert not at.exception
+    at.text_input(key="tr_ray_address").set_value("")
+    at.button(key="tr_ray_save").click().run()
+    assert any("this machine" in s.value for s in at.success)

@@ -1,17 +1,23 @@
 """Background training jobs: a SQLite job store, runners, a scheduler and the worker.
 
 - :mod:`.store`: the job table, its states and the fenced writes (``JobStore``, ``JobStatus``);
-- :mod:`.runners`: where workers run (``LocalRunner``; a cluster runner is one more class);
-- :mod:`.scheduler`: ``schedule``, ``submit`` and ``open_store`` (open, schedule, act, close);
+- :mod:`.runners`: where workers run (``LocalRunner``) and :mod:`.ray_runner` (``RayRunner``);
+- :mod:`.scheduler`: ``schedule``, ``submit`` and ``open_store`` (open, schedule, act, close),
+  the runner a job goes to, its log and the cluster view;
+- :mod:`.sweep`: grids of configurations submitted as one sweep;
 - :mod:`.worker`: the body of ``python -m fer_core jobs work ID``.
 
 Workers are detached OS processes that never touch Streamlit; pages only poll the store.
 """
 
 from .runners import LocalRunner, Runner, visible_gpus
-from .scheduler import open_store, schedule, submit
+from .scheduler import (RUNNERS, cluster_view, default_runner_name, get_runner, job_log, open_store,
+                        ray_address_setting, save_ray_address, schedule, submit)
 from .store import FINAL, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, repair, store_path, transaction
+from .sweep import FORM_SWEEPS, STUDY, form_sweep, make_sweep, parse_ints, parse_values, submit_sweep
 from .worker import work
 
-__all__ = ["FINAL", "RESUMABLE", "STALE_SECONDS", "STORE_FILE", "Job", "JobStatus", "JobStore", "LeaseLost", "LocalRunner",
-           "Runner", "connect", "open_store", "repair", "schedule", "store_path", "submit", "transaction", "visible_gpus", "work"]
+__all__ = ["FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "FINAL", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
+           "LeaseLost", "LocalRunner", "Runner", "cluster_view", "connect", "default_runner_name", "get_runner", "job_log",
+           "make_sweep", "open_store", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
+           "submit_sweep", "transaction", "visible_gpus", "work"]

@@ -1,7 +1,7 @@
 """Where jobs run: the runner interface and the local runner (detached processes on this machine).
 
 A runner gives the scheduler its slots, starts a claimed job's worker, tells whether a worker
-is alive and stops one. A second backend (a cluster) is one more class with these methods.
+is alive and stops one. The Ray runner (:mod:`.ray_runner`) is the second backend.
 """
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ from .store import Job
 
 
 class Runner(Protocol):
-    """Where jobs run. The local one starts processes; a cluster engine could submit them."""
+    """Where jobs run. The local one starts processes; the Ray one submits them to a cluster.
+
+    ``name`` is what the job store records (``local``, ``ray``); ``start`` returns the worker's
+    pid (an int) or the cluster's id for it (a str); ``alive`` answers True (running), False
+    (gone) or None (waiting on the cluster, not started yet).
+    """
+
+    name: str
 
     def slots(self) -> list[int]: ...
 
-    def start(self, job: Job) -> int: ...
+    def start(self, job: Job) -> int | str: ...
 
-    def alive(self, pid: int) -> bool: ...
+    def alive(self, job: Job) -> bool | None: ...
 
     def stop(self, job: Job) -> None: ...
 
@@ -46,14 +53,42 @@ def visible_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def worker_command(job_id: int) -> list[str]:
-    """The command line of a job's worker process."""
-    return [sys.executable, "-m", "fer_core", "jobs", "work", str(job_id)]
+def worker_command(job_id: int, tee: bool = False) -> list[str]:
+    """The command line of a job's worker process (``tee``: it also appends its output to the
+    run's log, for runners that keep the output elsewhere)."""
+    return [sys.executable, "-m", "fer_core", "jobs", "work", str(job_id), *(["--tee"] if tee else [])]
+
+
+def worker_env() -> dict[str, str]:
+    """What a worker needs in its environment, wherever it runs: the project on its import path,
+    the same data folder (and allowed data folders) as this process, unbuffered output."""
+    env = {"PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "FER_DATA_DIR": str(data_dir().resolve()), "PYTHONUNBUFFERED": "1"}
+    for name in ("FER_DATA_ROOTS", "FER2013_DIR", "FER_STALE_SECONDS", "TF_CPP_MIN_LOG_LEVEL"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine is alive (a zombie is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child that its parent has not waited for yet is a zombie: dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class LocalRunner:
     """Detached worker processes on this machine: one per GPU (pinned with CUDA_VISIBLE_DEVICES),
     or ``FER_MAX_JOBS`` (default 1) on a CPU-only machine."""
+
+    name = "local"
 
     def __init__(self, max_jobs: int | None = None):
         self.gpus = visible_gpus()
@@ -64,31 +99,20 @@ class LocalRunner:
         return list(range(self.max_jobs or max(self.gpus, 1)))
 
     def start(self, job: Job) -> int:
-        env = dict(os.environ)
+        env = {**os.environ, **worker_env()}
         if self.gpus:
             ids = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(self.gpus)))).split(",")
             env["CUDA_VISIBLE_DEVICES"] = ids[job.slot % len(ids)].strip()
-        root = str(PROJECT_ROOT)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        env.setdefault("FER_DATA_DIR", str(data_dir()))
-        env["PYTHONUNBUFFERED"] = "1"
         Path(job.run_dir).mkdir(parents=True, exist_ok=True)
         with open(rundir.log_path(job.run_dir), "ab") as log:
-            proc = subprocess.Popen(worker_command(job.id), cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # outlives the Streamlit server
+            proc = subprocess.Popen(worker_command(job.id), cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # outlives the Streamlit server
         return proc.pid
 
-    def alive(self, pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:  # a finished child that its parent has not waited for yet is a zombie: dead
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
+    def alive(self, job: Job) -> bool:
+        """False once the worker's process is gone (True before its pid is known)."""
+        return job.pid is None or pid_alive(job.pid)
 
     def stop(self, job: Job) -> None:
         """Kill a job's worker (and its process group) if it is this job's worker on this machine.
@@ -96,7 +120,7 @@ class LocalRunner:
         The command line is checked first, so a pid reused by another program is never touched.
         A stopped (SIGSTOP) process dies of SIGKILL too.
         """
-        if job.pid is None or not self.alive(job.pid):
+        if job.pid is None or not pid_alive(job.pid):
             return
         try:
             cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")

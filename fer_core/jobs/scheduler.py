@@ -1,34 +1,124 @@
 """Scheduling without a daemon: every look at the store starts what can start.
 
-Every page refresh, CLI call and ending worker calls :func:`schedule`, which marks dead or
-silent workers ``interrupted`` (stopping a silent one) and starts queued jobs, oldest first,
-while the runner has free slots.
+Every page refresh, CLI call and ending worker calls :func:`schedule`, which, for each runner
+(this machine, and the Ray cluster when one is set), marks dead or silent workers
+``interrupted`` (stopping a silent one), drops cancelled jobs that never started on the
+cluster, and starts queued jobs, oldest first, while the runner has free slots.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
+from .. import rundir
+from ..config import load_settings, save_settings
+from ..errors import ConfigError, FerError, JobError
 from ..trainconfig import TrainConfig
+from .ray_runner import RayRunner, check_address
 from .runners import LocalRunner, Runner
-from .store import JobStatus, JobStore
+from .store import LOCAL, JobStatus, JobStore
+
+RUNNERS = (LOCAL, "ray")
+
+
+def ray_runner():
+    """The Ray runner for the configured address (``FER_RAY_ADDRESS`` or the setting), or None."""
+    address = load_settings().active_ray_address()
+    if not address:
+        return None
+    return RayRunner(address)  # Ray's own client is imported only when first used
+
+
+def ray_address_setting() -> tuple[str, bool]:
+    """``(address, from_environment)``: the Ray cluster in use and whether ``FER_RAY_ADDRESS`` set it."""
+    settings = load_settings()
+    return settings.active_ray_address(), bool(os.environ.get("FER_RAY_ADDRESS"))
+
+
+def save_ray_address(text: str) -> str:
+    """Check and save the app's Ray cluster address ('' for none: jobs run on this machine).
+
+    Raises:
+        ConfigError: not a dashboard address (``http://HOST:PORT``).
+    """
+    value = check_address(text) if text.strip() else ""
+    settings = load_settings()
+    settings.ray_address = value
+    save_settings(settings)
+    return value
+
+
+def default_runner_name() -> str:
+    """Where new jobs go when not told: the Ray cluster when one is set, else this machine."""
+    return "ray" if load_settings().active_ray_address() else LOCAL
+
+
+def get_runner(name: str) -> Runner:
+    """The runner called ``name``.
+
+    Raises:
+        ConfigError: an unknown name, or ``ray`` with no cluster address set.
+    """
+    if name == LOCAL:
+        return LocalRunner()
+    if name == "ray":
+        runner = ray_runner()
+        if runner is None:
+            raise ConfigError("No Ray cluster is set: set FER_RAY_ADDRESS=http://HOST:8265 (the dashboard's address) "
+                              "or enter it on the Train page, or run the job here with --runner local.",
+                              field="runner")
+        return runner
+    raise ConfigError(f"{name!r} is not a runner; choose one of {', '.join(RUNNERS)}.", field="runner")
 
 
 def schedule(store: JobStore | None = None, runner: Runner | None = None) -> list[int]:
-    """Mark dead workers interrupted, then start queued jobs while slots are free; return the started ids."""
+    """Mark dead workers interrupted, then start queued jobs while slots are free; return the started ids.
+
+    ``runner``: schedule only that one (tests); by default this machine's and, when a cluster is
+    set, Ray's. A cluster that cannot be reached starts nothing and loses no job: its workers
+    are judged by their heartbeats alone.
+    """
     if store is None:
         with JobStore() as own:
             return schedule(own, runner)
-    runner = runner or LocalRunner()
-    store.reap(runner.alive, runner.stop)
     started = []
-    for job in store.claim(runner.slots()):
+    for each in [runner] if runner is not None else _configured_runners():
+        started += _schedule_one(store, each)
+    return started
+
+
+def _configured_runners() -> list[Runner]:
+    runners: list[Runner] = [LocalRunner()]
+    try:
+        ray = ray_runner()
+    except ConfigError:
+        ray = None  # a bad saved address: the Train page says so where it is set
+    if ray is not None:
+        runners.append(ray)
+    return runners
+
+
+def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
+    name = getattr(runner, "name", LOCAL)
+    store.reap(runner.alive, runner.stop, name, getattr(runner, "explain", None))
+    for job in store.list(JobStatus.RUNNING):  # cancelled while still waiting on the cluster: no worker will hear it
+        if job.runner == name and job.cancel_requested and runner.alive(job) is None:
+            runner.stop(job)
+            store.finish(job.id, JobStatus.CANCELLED, attempt=job.attempt)
+    started = []
+    for job in store.claim(runner.slots(), name):
         try:
-            store.set_pid(job.id, runner.start(job))
-            started.append(job.id)
-        except OSError as exc:
-            store.finish(job.id, JobStatus.FAILED, f"Could not start the worker process: {exc}.")
+            handle = runner.start(job)
+        except (OSError, FerError) as exc:
+            store.finish(job.id, JobStatus.FAILED, f"Could not start the worker: {exc}", job.attempt)
+            continue
+        if isinstance(handle, str):
+            store.set_submission(job.id, handle, job.attempt)
+        else:
+            store.set_pid(job.id, handle)
+        started.append(job.id)
     return started
 
 
@@ -47,11 +137,45 @@ def open_store(runner: Runner | None = None) -> Iterator[JobStore]:
 
 
 def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
-           note: str = "", tags: tuple[str, ...] | list[str] = ()) -> int:
-    """Queue a job and start it if a slot is free; return its id."""
+           note: str = "", tags: tuple[str, ...] | list[str] = (), where: str | None = None) -> int:
+    """Queue a job and start it if a slot is free; return its id.
+
+    ``where``: the runner's name (``local`` or ``ray``; default: Ray when a cluster is set).
+    """
     if store is None:
         with JobStore() as own:
-            return submit(cfg, own, runner, name, note, tags)
-    job_id = store.submit(cfg, name=name, note=note, tags=tags)
+            return submit(cfg, own, runner, name, note, tags, where)
+    where = where or (getattr(runner, "name", LOCAL) if runner is not None else default_runner_name())
+    if runner is None:
+        get_runner(where)  # a Ray job needs a cluster address before it is queued
+    job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where)
     schedule(store, runner)
     return job_id
+
+
+def job_log(job, tail: int = 20_000) -> str:
+    """A job's output: from Ray for a job that ran there, else the run's log file."""
+    if job.runner == "ray" and job.submission:
+        try:
+            runner = get_runner("ray")
+            return runner.logs(job, tail)
+        except (ConfigError, JobError) as exc:
+            return f"({exc} The run's own log file follows.)\n" + rundir.read_log(job.run_dir, tail)
+    return rundir.read_log(job.run_dir, tail)
+
+
+def cluster_view() -> dict:
+    """Where jobs run now: the runner, its CPUs and GPUs (total and free) and jobs per node.
+
+    Raises:
+        JobError: the Ray cluster that is set cannot be reached.
+    """
+    runner = ray_runner()
+    if runner is not None:
+        return runner.cluster()
+    local = LocalRunner()
+    with JobStore() as store:
+        running = sum(1 for j in store.list(JobStatus.RUNNING) if j.runner == LOCAL)
+    return {"runner": LOCAL, "address": "", "loopback": True, "nodes": 1, "cpus": float(os.cpu_count() or 1),
+            "gpus": float(local.gpus), "slots": len(local.slots()), "running": running,
+            "jobs_per_node": {"this machine": running} if running else {}}

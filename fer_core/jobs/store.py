@@ -62,12 +62,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     resume INTEGER NOT NULL DEFAULT 0,
-    attempt INTEGER NOT NULL DEFAULT 0
+    attempt INTEGER NOT NULL DEFAULT 0,
+    runner TEXT NOT NULL DEFAULT 'local',
+    submission TEXT,
+    sweep INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    spec TEXT NOT NULL
+);
 """
-#: Columns added after the first release, with their definitions (added to older stores on open).
-ADDED_COLUMNS = {"attempt": "INTEGER NOT NULL DEFAULT 0"}
+#: Columns added after the first release, with their definitions (added to older stores on open):
+#: the lease number; where the job runs (``local`` or ``ray``) and the cluster's id for it (Ray's
+#: submission id); the sweep it belongs to.
+ADDED_COLUMNS = {"attempt": "INTEGER NOT NULL DEFAULT 0", "runner": "TEXT NOT NULL DEFAULT 'local'",
+                 "submission": "TEXT", "sweep": "INTEGER"}
+LOCAL = "local"
 
 
 class JobStatus(str, enum.Enum):
@@ -115,6 +127,9 @@ class Job:
     cancel_requested: bool
     resume: bool
     attempt: int = 0
+    runner: str = LOCAL
+    submission: str | None = None  # the cluster's id of the current attempt (Ray's submission id)
+    sweep: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
@@ -182,7 +197,11 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
             have = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
             for column, definition in ADDED_COLUMNS.items():
                 if column not in have:
-                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+                    try:
+                        conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+                    except sqlite3.OperationalError as exc:
+                        if "duplicate column" not in str(exc):  # another process added it just now
+                            raise
             return conn
         except (OSError, sqlite3.Error) as exc:
             if conn is not None:
@@ -275,23 +294,45 @@ class JobStore:
             raise JobError(f"There is no job {job_id}; 'python -m fer_core jobs list' shows them.")
         return Job.from_row(row)
 
-    def list(self, status: JobStatus | None = None) -> list[Job]:
-        """All jobs, newest first (optionally of one status)."""
-        if status is None:
-            rows = self._rows("SELECT * FROM jobs ORDER BY id DESC")
-        else:
-            rows = self._rows("SELECT * FROM jobs WHERE status = ? ORDER BY id DESC", (JobStatus(status).value,))
-        return [Job.from_row(r) for r in rows]
+    def list(self, status: JobStatus | None = None, sweep: int | None = None) -> list[Job]:
+        """All jobs, newest first (optionally of one status, of one sweep)."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(JobStatus(status).value)
+        if sweep is not None:
+            where.append("sweep = ?")
+            args.append(int(sweep))
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+        return [Job.from_row(r) for r in self._rows(sql, tuple(args))]
+
+    def new_sweep(self, spec: dict) -> int:
+        """Record a sweep (its grid, as given) and return its id; its jobs name it in ``sweep``."""
+        with transaction(self.conn, self.path) as c:
+            return int(c.execute("INSERT INTO sweeps (created, spec) VALUES (?, ?)", (time.time(), json.dumps(spec))).lastrowid)
+
+    def sweep_spec(self, sweep: int) -> dict:
+        """A sweep's grid as recorded.
+
+        Raises:
+            JobError: there is no such sweep.
+        """
+        rows = self._rows("SELECT spec FROM sweeps WHERE id = ?", (int(sweep),))
+        if not rows:
+            raise JobError(f"There is no sweep {sweep}; 'python -m fer_core jobs list' shows each job's sweep.")
+        return json.loads(rows[0]["spec"])
 
     # ----------------------------------------------------------------- changes
     def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
-               tags: tuple[str, ...] | list[str] = (), sweep: int | None = None) -> int:
+               tags: tuple[str, ...] | list[str] = (), sweep: int | None = None, runner: str = LOCAL,
+               sweep_config: str = "") -> int:
         """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
         cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
-        leads back to its job as the job leads to its run; ``tags`` and ``sweep`` group runs
-        on the Runs page.
+        leads back to its job as the job leads to its run; ``tags``, ``sweep`` and
+        ``sweep_config`` (the configuration's label within its sweep, seeds aside) group runs on
+        the Runs page. ``runner`` says where it runs (``local`` or ``ray``).
         """
         cfg, tags = validate_config(cfg), clean_tags(tags)
         created = run_dir is None
@@ -299,10 +340,12 @@ class JobStore:
         path.mkdir(parents=True, exist_ok=True)
         try:
             with transaction(self.conn, self.path) as c:
-                cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs) VALUES (?, ?, ?, ?, ?)",
-                                (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value, time.time(), str(path), cfg.epochs))
+                cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
+                                " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
+                                                                 time.time(), str(path), cfg.epochs, runner, sweep))
                 job_id = int(cur.lastrowid)
-                labels = {rundir.JOB: job_id, rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep}
+                labels = {rundir.JOB: job_id, rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep,
+                          rundir.SWEEP_CONFIG: sweep_config}
                 rundir.update_info(path, **{k: v for k, v in labels.items() if v})
                 return job_id
         except BaseException:
@@ -310,17 +353,20 @@ class JobStore:
                 shutil.rmtree(path, ignore_errors=True)
             raise
 
-    def claim(self, slots: list[int]) -> list[Job]:
-        """Mark the oldest queued jobs running, one per free slot, atomically; return them."""
+    def claim(self, slots: list[int], runner: str = LOCAL) -> list[Job]:
+        """Mark the oldest queued jobs of ``runner`` running, one per free slot of that runner,
+        atomically; return them."""
         with transaction(self.conn, self.path) as c:
-            used = {r["slot"] for r in c.execute("SELECT slot FROM jobs WHERE status = ?", (JobStatus.RUNNING.value,))}
+            used = {r["slot"] for r in c.execute("SELECT slot FROM jobs WHERE status = ? AND runner = ?",
+                                                 (JobStatus.RUNNING.value, runner))}
             free = [s for s in slots if s not in used]
-            queued = c.execute("SELECT id FROM jobs WHERE status = ? ORDER BY id LIMIT ?",
-                               (JobStatus.QUEUED.value, len(free))).fetchall()
+            queued = c.execute("SELECT id FROM jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT ?",
+                               (JobStatus.QUEUED.value, runner, len(free))).fetchall()
             now = time.time()
             for slot, row in zip(free, queued):
-                c.execute("UPDATE jobs SET status = ?, slot = ?, pid = NULL, started = ?, finished = NULL, heartbeat = ?,"
-                          " step = 0, steps = 0, cancel_requested = 0, error = NULL, attempt = attempt + 1 WHERE id = ?",
+                c.execute("UPDATE jobs SET status = ?, slot = ?, pid = NULL, submission = NULL, started = ?,"
+                          " finished = NULL, heartbeat = ?, step = 0, steps = 0, cancel_requested = 0, error = NULL,"
+                          " attempt = attempt + 1 WHERE id = ?",
                           (JobStatus.RUNNING.value, slot, now, now, row["id"]))
             ids = [row["id"] for row in queued]
         return [self.get(i) for i in ids]
@@ -331,6 +377,13 @@ class JobStore:
             cur = c.execute("UPDATE jobs SET pid = ?, device = COALESCE(?, device), heartbeat = ? WHERE id = ?"
                             " AND (? IS NULL OR (attempt = ? AND status = ?))",
                             (pid, device, time.time(), job_id, attempt, attempt, JobStatus.RUNNING.value))
+        return cur.rowcount == 1
+
+    def set_submission(self, job_id: int, submission: str, attempt: int) -> bool:
+        """Record the cluster's id of a job's attempt; False when ``attempt`` no longer holds the job."""
+        with transaction(self.conn, self.path) as c:
+            cur = c.execute("UPDATE jobs SET submission = ?, heartbeat = ? WHERE id = ? AND attempt = ? AND status = ?",
+                            (submission, time.time(), job_id, attempt, JobStatus.RUNNING.value))
         return cur.rowcount == 1
 
     def holds(self, job_id: int, attempt: int) -> bool:
@@ -423,21 +476,31 @@ class JobStore:
         if remove_files and run.is_dir() and run.resolve().is_relative_to(runs_dir().resolve()):
             shutil.rmtree(run, ignore_errors=True)
 
-    def reap(self, alive, stop=None) -> list[int]:
-        """Mark running jobs whose worker is gone (dead pid or stale heartbeat) ``interrupted``.
+    def reap(self, alive, stop=None, runner: str = LOCAL, explain=None) -> list[int]:
+        """Mark running jobs of ``runner`` whose worker is gone (dead or stale heartbeat) ``interrupted``.
 
-        A worker that is silent but still alive (stopped, hung, a laptop lid closed) loses its
-        lease here: the attempt number fences it off, and ``stop(job)`` (the runner's) ends it.
+        ``alive(job)`` is the runner's word: True (running), False (gone) or None (not started
+        yet: waiting on the cluster, so its silence means nothing). A worker that is silent but
+        still alive (stopped, hung, a laptop lid closed) loses its lease here: the attempt number
+        fences it off, and ``stop(job)`` (the runner's) ends it. ``explain(job)``: what the
+        runner knows of a dead worker's end, added to the job's error.
         """
         now, stale = time.time(), stale_seconds()
         gone = []
         for job in self.list(JobStatus.RUNNING):
-            dead = job.pid is not None and not alive(job.pid)
+            if job.runner != runner:
+                continue
+            state = alive(job)
+            if state is None:
+                continue
+            dead = not state
             if not dead and (job.heartbeat or 0) >= now - stale:
                 continue
             why = ("The worker process stopped without a word (killed, out of memory or machine restart)."
                    if dead else f"The worker sent no heartbeat for {stale:.0f} s (hung, stopped or asleep); "
                                 "it was stopped so that it can never write this run again.")
+            if dead and explain is not None:
+                why += " " + (explain(job) or "")
             with transaction(self.conn, self.path) as c:
                 cur = c.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?"
                                 " AND attempt = ?",

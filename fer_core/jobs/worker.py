@@ -9,27 +9,78 @@ directory's lock keeps any second process from writing the run at the same time.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import threading
 import traceback
 from pathlib import Path
 
 from .. import rundir
+from ..config import data_dir
 from ..device import device_line
 from ..errors import FerError
 from ..train import train
 from ..trainconfig import TrainConfig
 from .runners import visible_gpus
 from .scheduler import schedule
-from .store import HEARTBEAT_SECONDS, JobStatus, JobStore, LeaseLost
+from .store import HEARTBEAT_SECONDS, STORE_FILE, JobStatus, JobStore, LeaseLost
 
 
-def work(job_id: int, store_file: str | Path | None = None) -> int:
+def work(job_id: int, store_file: str | Path | None = None, tee: bool = False) -> int:
     """Run one claimed job in this process; return a process exit status.
 
     A heartbeat thread records liveness and batch progress and picks up cancel requests; the
-    training loop stops at the next batch when one arrives or when the lease is lost.
+    training loop stops at the next batch when one arrives or when the lease is lost. ``tee``:
+    also append everything printed to the run's ``log.txt`` (a Ray worker's output goes to
+    Ray's log; the run directory then holds the same files as a local run's).
     """
-    store = JobStore(store_file)
+    if not tee:
+        return _work(job_id, store_file)
+    path = Path(store_file) if store_file else data_dir(create=False) / STORE_FILE
+    log_file = None
+    if path.is_file():
+        try:
+            with JobStore(path) as store:
+                log_file = open(rundir.log_path(store.get(job_id).run_dir), "a")
+        except (OSError, FerError):
+            pass  # the checks in _work say what is wrong
+    if log_file is None:
+        return _work(job_id, store_file)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(saved[0], log_file), _Tee(saved[1], log_file)
+    try:
+        return _work(job_id, store_file)
+    finally:
+        sys.stdout, sys.stderr = saved
+        log_file.close()
+
+
+class _Tee:
+    """A text stream that writes to two (the process's own output and the run's log)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _work(job_id: int, store_file: str | Path | None = None) -> int:
+    path = Path(store_file) if store_file else data_dir(create=False) / STORE_FILE
+    if not path.is_file():  # on a cluster node that does not share FER_DATA_DIR: say so, create nothing
+        print(f"job {job_id}: the job store {path} cannot be seen from this machine ({socket.gethostname()}); "
+              "FER_DATA_DIR must be the same shared folder on every machine that runs jobs.", flush=True)
+        return 1
+    store = JobStore(path)
     job = store.get(job_id)
     attempt = job.attempt
     if job.status != JobStatus.RUNNING or not store.set_pid(job_id, os.getpid(), _device_name(), attempt):
@@ -73,8 +124,8 @@ def work(job_id: int, store_file: str | Path | None = None) -> int:
         print(f"job {job_id}: {'resuming' if resume else 'starting'} {job.config.get('arch')} in {run_dir} "
               f"(attempt {attempt}); {device_line()}", flush=True)
         if not run_dir.is_dir():
-            raise FerError(f"The run directory {run_dir} cannot be seen from this machine; FER_DATA_DIR must be "
-                           "the same shared folder on every machine that runs jobs.")
+            raise FerError(f"The run directory {run_dir} cannot be seen from this machine ({socket.gethostname()}); "
+                           "FER_DATA_DIR must be the same shared folder on every machine that runs jobs.")
         train(cfg, run_dir, resume=resume, epochs=job.total_epochs if resume else None, on_epoch=on_epoch,
               on_batch=on_batch, should_stop=cancel.is_set, before_commit=before_commit, verbose=2)
         finished = rundir.read_info(run_dir).get("status") == "finished"
