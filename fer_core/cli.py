@@ -156,12 +156,13 @@ def _jobs(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([j.to_dict() for j in listed], indent=2))
                 return 0
-            print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  arch / data")
+            print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  {'runner':<6} "
+                  f"{'sweep':>5}  arch / data")
             for j in listed:
                 acc = j.metrics.get("val_accuracy")
                 print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {fmt_seconds(j.elapsed):>8}  "
-                      f"{fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  "
-                      f"{j.config.get('arch')} / {j.config.get('data')}")
+                      f"{fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  {j.runner:<6} "
+                      f"{j.sweep or '-':>5}  {j.config.get('arch')} / {j.config.get('data')}")
             return 0
         job = store.get(_job_id(args.id))
         if args.jobs_command == "show":

@@ -78,7 +78,7 @@ def make_sweep(base: Callable[[str | None], dict], archs: list[str] | None = Non
     """
     archs, values = list(archs or [None]), dict(values or {})
     seeds = list(seeds or [None])
-    size = len(archs) * len(seeds) * (1 if not values else eval_product(values))
+    size = len(archs) * len(seeds) * (1 if not values else grid_size(values))
     if size > MAX_JOBS:
         raise ConfigError(f"This sweep has {size} configurations; at most {MAX_JOBS} are submitted at once. "
                           "Split it into smaller sweeps.")
@@ -102,7 +102,8 @@ def make_sweep(base: Callable[[str | None], dict], archs: list[str] | None = Non
     return Sweep(configs, spec)
 
 
-def eval_product(values: dict[str, list]) -> int:
+def grid_size(values: dict[str, list]) -> int:
+    """How many combinations the settings' values make."""
     n = 1
     for v in values.values():
         n *= len(v)
