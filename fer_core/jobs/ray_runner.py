@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shlex
+import socket
 import time
 import urllib.request
 from urllib.parse import urlparse
@@ -82,10 +83,27 @@ class RayRunner:
         self.address = check_address(address)
         self._client = None
         self._resources: tuple[float, dict] | None = None
+        self._down_until = 0.0
 
     # ------------------------------------------------------------ the cluster
+    def _check_reachable(self) -> None:
+        """Fail fast when the dashboard's port does not answer: Ray's client sets no timeout,
+        so an address that drops packets would hang every page that looks at the jobs. A
+        failure is remembered for 15 s."""
+        now = time.monotonic()
+        if now >= self._down_until:
+            parsed = urlparse(self.address)
+            try:
+                socket.create_connection((parsed.hostname, parsed.port), timeout=3).close()
+                return
+            except OSError:
+                self._down_until = now + 15
+        raise JobError(f"Cannot reach the Ray cluster at {self.address}: nothing answers there. Is the head running, "
+                       "and is this its dashboard address?")
+
     @property
     def client(self):
+        self._check_reachable()
         if self._client is None:
             try:
                 from ray.job_submission import JobSubmissionClient
@@ -101,10 +119,11 @@ class RayRunner:
 
     def nodes(self) -> list[dict]:
         """The cluster's alive nodes: id, address and total resources."""
+        self._check_reachable()
         try:
             from ray.util.state import list_nodes
 
-            found = list_nodes(address=self.address, detail=True, raise_on_missing_output=False)
+            found = list_nodes(address=self.address, detail=True, raise_on_missing_output=False, timeout=10)
         except ImportError:
             raise JobError("The Ray runner needs ray[default]: pip install -r requirements-optional.txt.") from None
         except Exception as exc:
