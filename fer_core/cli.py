@@ -27,7 +27,7 @@ from .infer import DEFAULT_MODEL_DIR, load_model, resolve_model
 from .models import list_models
 from .predict import analyse
 from .recipes import get_recipe, list_recipes
-from .release import release, release_ensemble, rewrite_card
+from .release import compare_members, release, release_ensemble, rewrite_card
 from .rundir import MODEL_CARD, NOTE, TAGS, read_info, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -355,6 +355,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _members(args: argparse.Namespace) -> int:
+    rows = compare_members(args.sources, args.data, args.split, log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'accuracy':>8}  {'correct':>13}  members ({args.split}, TTA {DEFAULT_TTA}, equal weights)")
+    for r in rows:
+        print(f"{r['accuracy']:8.4f}  {r['correct']:>5,} of {r['faces']:,}  {' + '.join(r['members'])}")
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
     rewrite_card(folder)
@@ -463,6 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", metavar="FOLDER", help="the export folder (default: MODEL-FORMAT[-QUANTIZE] here)")
     exp.set_defaults(func=_export)
 
+    mem = sub.add_parser("members", help="candidate ensemble members: PublicTest accuracy of each and of every "
+                         "combination (PrivateTest is never read), to choose before a release")
+    mem.add_argument("sources", nargs="+", metavar="RUN_DIR", help="run directories or released model folders")
+    mem.add_argument("--data", required=True, help="FER2013 (or the data set the members were trained on)")
+    mem.add_argument("--split", default="PublicTest", choices=("PublicTest", "Training"))
+    mem.add_argument("--json", action="store_true", help="print JSON")
+    mem.set_defaults(func=_members)
+
     crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
                          "change of the default TTA or of the card template; nothing is evaluated again)")
     crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
@@ -526,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
-TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export"}
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export", "members"}
 
 
 def main(argv: list[str] | None = None) -> int:

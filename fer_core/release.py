@@ -8,6 +8,7 @@ writes ``metrics.json`` and ``MODEL_CARD.md`` from those measurements.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
@@ -184,6 +185,37 @@ def release_ensemble(sources: list, data: str, target: Path = DEFAULT_MODEL_DIR,
     files.write_json(target / rundir.MODEL_METRICS, metrics)
     files.write_text(target / rundir.MODEL_CARD, card.render_ensemble(metrics))
     return metrics
+
+
+def compare_members(sources: list, data: str, split: str = "PublicTest", log=print) -> list[dict]:
+    """Validation accuracy (default TTA) of each candidate member alone and of every
+    combination of two or more, averaged with equal weights as :func:`release_ensemble` would
+    ship them: the way to decide on PublicTest whether a new member helps, before the one
+    release that reads PrivateTest. Each member runs once; combinations average its probabilities.
+
+    Returns:
+        Rows ``{"members": [names], "size", "accuracy", "correct", "faces"}``, best first.
+
+    Raises:
+        ModelError: a source is not a run or a released model; ``split`` is PrivateTest (it is
+            read once, by the release).
+    """
+    if split == "PrivateTest":
+        raise ModelError("Members are compared on PublicTest (or Training); PrivateTest is read once, by the release.")
+    loaded = [_member(s) for s in sources]
+    ds = load_dataset(data, merge=TrainConfig.from_dict(loaded[-1][1]["config"]).merge).subset(split)
+    probs = []
+    for model, info in loaded:
+        probs.append(predict_proba(model, ds.images, DEFAULT_TTA))
+        log(f"{info['name']}: {split} {float((probs[-1].argmax(1) == ds.labels).mean()):.4f} ({DEFAULT_TTA})")
+    names = [info["name"] for _, info in loaded]
+    rows = []
+    for size in range(1, len(loaded) + 1):
+        for combo in itertools.combinations(range(len(loaded)), size):
+            correct = int((np.mean([probs[i] for i in combo], axis=0).argmax(1) == ds.labels).sum())
+            rows.append({"members": [names[i] for i in combo], "size": size, "accuracy": correct / len(ds.labels),
+                         "correct": correct, "faces": int(len(ds.labels))})
+    return sorted(rows, key=lambda r: (-r["correct"], r["size"]))
 
 
 def stage(run) -> dict:

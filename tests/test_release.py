@@ -95,3 +95,22 @@ def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(
     before = card
     rewrite_card(target, log=lambda *a: None)  # the card command knows ensembles too
     assert (target / "MODEL_CARD.md").read_text().split("## Inference speed")[0] == before.split("## Inference speed")[0]
+
+
+def test_members_are_compared_on_publictest_only(trained_run, tmp_path, capsys):
+    import shutil
+
+    from fer_core.cli import main
+    from fer_core.errors import ModelError
+    from fer_core.release import compare_members
+
+    twin = shutil.copytree(trained_run, tmp_path / "twin")
+    rows = compare_members([str(trained_run), str(twin)], "demo", log=lambda line: None)
+    assert [r["size"] for r in rows].count(1) == 2 and [r["size"] for r in rows].count(2) == 1
+    alone = {tuple(r["members"]): r["correct"] for r in rows}
+    assert alone[(trained_run.name, "twin")] == alone[(trained_run.name,)] == alone[("twin",)]  # the same model
+    assert rows[0]["faces"] == 350 and 0 < rows[0]["accuracy"] <= 1
+    with pytest.raises(ModelError, match="PrivateTest is read once"):
+        compare_members([str(trained_run)], "demo", split="PrivateTest")
+    assert main(["members", str(trained_run), str(twin), "--data", "demo"]) == 0
+    assert f"{trained_run.name} + twin" in capsys.readouterr().out
