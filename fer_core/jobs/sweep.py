@@ -11,6 +11,7 @@ on Ray it runs in parallel across the cluster.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -78,7 +79,7 @@ def make_sweep(base: Callable[[str | None], dict], archs: list[str] | None = Non
     """
     archs, values = list(archs or [None]), dict(values or {})
     seeds = list(seeds or [None])
-    size = len(archs) * len(seeds) * (1 if not values else grid_size(values))
+    size = len(archs) * len(seeds) * grid_size(values)
     if size > MAX_JOBS:
         raise ConfigError(f"This sweep has {size} configurations; at most {MAX_JOBS} are submitted at once. "
                           "Split it into smaller sweeps.")
@@ -104,10 +105,7 @@ def make_sweep(base: Callable[[str | None], dict], archs: list[str] | None = Non
 
 def grid_size(values: dict[str, list]) -> int:
     """How many combinations the settings' values make."""
-    n = 1
-    for v in values.values():
-        n *= len(v)
-    return n
+    return math.prod(len(v) for v in values.values())
 
 
 def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None = None, note: str = "",
