@@ -167,7 +167,7 @@ def _measured(m: dict) -> dict:
         machine=s["machine"], latency_none=s["latency_ms_none"], latency_tta=s.get(f"latency_ms_{tta}", "-"),
         throughput=f"{s['throughput_faces_per_s']:,}",
         eval_seconds=", ".join(f"{seconds[t]} s with {t}" for t in TTA_MODES if seconds[t] is not None),
-        use=USE_TEMPLATE.read_text())
+        use=USE_TEMPLATE.read_text(), note=f"\n{m['note']}" if m.get("note") else "")
 
 
 def render_ensemble(m: dict) -> str:

@@ -339,9 +339,9 @@ def _print_video(r: VideoResult, out: str | None) -> None:
 
 def _release(args: argparse.Namespace) -> int:
     if len(args.run_dirs) == 1:
-        metrics = release(args.run_dirs[0], args.data)
+        metrics = release(args.run_dirs[0], args.data, note=args.note)
     else:
-        metrics = release_ensemble(args.run_dirs, args.data)
+        metrics = release_ensemble(args.run_dirs, args.data, note=args.note)
     print(f"released {' + '.join(args.run_dirs)} as the default model ({metrics['size_mb']} MB); "
           f"see {DEFAULT_MODEL_DIR / MODEL_CARD}")
     return 0
@@ -368,7 +368,7 @@ def _members(args: argparse.Namespace) -> int:
 
 def _card(args: argparse.Namespace) -> int:
     folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
-    rewrite_card(folder)
+    rewrite_card(folder, note=args.note)
     print(f"wrote {folder / MODEL_CARD} from its metrics.json")
     return 0
 
@@ -463,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                      help="a run directory; several: an ensemble of them (a released model's folder may be one)")
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
+    rel.add_argument("--note", default="", help="a sentence for the card's Data section: how the model was chosen, "
+                     "earlier candidates measured on PrivateTest")
     rel.set_defaults(func=_release)
 
     exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "
@@ -485,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
                          "change of the default TTA or of the card template; nothing is evaluated again)")
     crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
+    crd.add_argument("--note", help="replace the card's note on how the model was chosen ('' removes it)")
     crd.set_defaults(func=_card)
 
     cal = sub.add_parser("recalibrate", help="re-estimate a finished run's batch-norm statistics on its clean "

@@ -73,10 +73,11 @@ def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(
 
     from fer_core.ensemble import members
     from fer_core.release import release_ensemble, rewrite_card
-    from fer_core.rundir import read_histories, read_metrics
+    from fer_core.rundir import read_histories, read_metrics, write_history
 
     earlier = tmp_path / "earlier_model"  # a released model folder can be a member
     release(trained_run, "demo", target=earlier, log=lambda *a: None)
+    write_history(earlier, trained_run.name, read_metrics(trained_run))  # e.g. a member of an earlier ensemble
     second = Path(shutil.copytree(trained_run, tmp_path / "runs" / "second-run"))
     target = tmp_path / "default_model"
     metrics = release_ensemble([earlier, second], "demo", target=target, log=lambda *a: None)
@@ -84,8 +85,9 @@ def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(
     classes = tuple(json.loads((target / "classes.json").read_text()))
     shipped = load_model(ModelRef(target / "model.keras", "default", classes))
     assert len(members(shipped)) == 2 and shipped.count_params() == metrics["params"]
-    # the per-epoch history of each member trained as a run ships with the model
-    assert read_histories(target) == {"second-run": json.loads(json.dumps(read_metrics(second)))}
+    # the per-epoch history of each member ships with the model, a released folder's included
+    assert read_histories(target) == {"second-run": json.loads(json.dumps(read_metrics(second))),
+                                      trained_run.name: json.loads(json.dumps(read_metrics(trained_run)))}
     card = (target / "MODEL_CARD.md").read_text()
     acc = metrics["results"][f"PrivateTest/{DEFAULT_TTA}"]["accuracy"]
     assert f"{acc * 100:.2f}%" in card and "ensemble of 2" in card and "## Intended use" in card
@@ -95,6 +97,12 @@ def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(
     before = card
     rewrite_card(target, log=lambda *a: None)  # the card command knows ensembles too
     assert (target / "MODEL_CARD.md").read_text().split("## Inference speed")[0] == before.split("## Inference speed")[0]
+    # a note on how the model was chosen goes into the Data section, and can be taken out again
+    said = "Earlier candidates were read on PrivateTest; none was chosen on it."
+    assert rewrite_card(target, log=lambda *a: None, note=said)["note"] == said
+    assert said in (target / "MODEL_CARD.md").read_text().split("## Data")[1].split("## Training")[0]
+    assert "note" not in rewrite_card(target, log=lambda *a: None, note="")
+    assert said not in (target / "MODEL_CARD.md").read_text()
 
 
 def test_members_are_compared_on_publictest_only(trained_run, tmp_path, capsys):
@@ -114,3 +122,38 @@ def test_members_are_compared_on_publictest_only(trained_run, tmp_path, capsys):
         compare_members([str(trained_run)], "demo", split="PrivateTest")
     assert main(["members", str(trained_run), str(twin), "--data", "demo"]) == 0
     assert f"{trained_run.name} + twin" in capsys.readouterr().out
+
+
+def test_the_shipped_file_holds_float16_kernels_and_its_metrics_are_the_files(trained_run, tmp_path):
+    """Kernels are stored in float16 (half the file; the three-member ensemble fits under 25 MB),
+    the model still computes in float32, and the release measures the file it wrote."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    from fer_core.data import load_dataset
+    from fer_core.evaluate import evaluate
+    from fer_core.release import released_file
+    from fer_core.runs import summarize
+    from fer_core.tta import predict_proba
+
+    target = tmp_path / "default_model"
+    metrics = release(trained_run, "demo", target=target, log=lambda *a: None)
+    stored = []
+    with zipfile.ZipFile(target / "model.keras") as archive, archive.open("model.weights.h5") as raw, \
+            h5py.File(raw, "r") as h5:
+        h5.visititems(lambda name, item: stored.append((item.ndim, item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    assert {dtype for ndim, dtype in stored if ndim >= 2} == {np.dtype("float16")}  # conv and dense kernels
+    assert {dtype for ndim, dtype in stored if ndim < 2} == {np.dtype("float32")}  # biases, batch-norm statistics
+
+    classes = tuple(json.loads((target / "classes.json").read_text()))
+    shipped = load_model(ModelRef(target / "model.keras", "default", classes))
+    original = load_model(ModelRef(released_file(summarize(trained_run), trained_run), "run", classes))
+    assert {w.dtype for w in shipped.weights} == {"float32"}
+    ds = load_dataset("demo")
+    faces = ds.subset("PrivateTest").images
+    np.testing.assert_allclose(predict_proba(shipped, faces), predict_proba(original, faces), atol=5e-3)
+    for tta in TTA_MODES:
+        assert evaluate(shipped, ds, "PrivateTest", tta).metrics["accuracy"] == \
+            metrics["results"][f"PrivateTest/{tta}"]["accuracy"]
