@@ -9,6 +9,7 @@ it, and writes ``metrics.json`` and ``MODEL_CARD.md`` from those measurements.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import platform
@@ -127,8 +128,9 @@ def compact(path: Path) -> None:
     Keras casts what it reads to each variable's dtype, so the model still computes in float32;
     only the stored kernels are rounded (relative error under 0.05%). On the three-member
     ensemble: 29.3 -> 13.3 MB; PublicTest probabilities (flip) move by at most 0.0011 and no
-    face changes class; on PrivateTest one face of 3,589 does. Vectors (biases, batch-norm statistics) stay float32: they are small, and a moving
-    variance can fall below float16's normal range. The release measures the rounded model.
+    face changes class; on PrivateTest one face of 3,589 does. Vectors (biases, batch-norm
+    statistics) stay float32: they are small, and a moving variance can fall below float16's
+    normal range. The release measures the rounded model.
     """
     import h5py
 
@@ -143,21 +145,17 @@ def compact(path: Path) -> None:
                     data = data.astype(np.float16)
                 dest.create_dataset(name, data=data)
 
-    rewritten = path.with_name(path.name + ".compact")
-    weights = path.with_name(path.name + ".weights.h5")
-    try:
-        with zipfile.ZipFile(path) as archive, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as out:
-            for entry in archive.namelist():
-                if not entry.endswith(".h5"):
-                    out.writestr(entry, archive.read(entry))
-                    continue
-                with archive.open(entry) as stored, h5py.File(stored, "r") as source, h5py.File(weights, "w") as dest:
-                    copy(source, dest)
-                out.write(weights, entry)
-        os.replace(rewritten, path)
-    finally:
-        rewritten.unlink(missing_ok=True)
-        weights.unlink(missing_ok=True)
+    rewritten = io.BytesIO()
+    with zipfile.ZipFile(path) as archive, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as out:
+        for entry in archive.namelist():
+            if not entry.endswith(".h5"):
+                out.writestr(entry, archive.read(entry))
+                continue
+            weights = io.BytesIO()
+            with archive.open(entry) as stored, h5py.File(stored, "r") as source, h5py.File(weights, "w") as dest:
+                copy(source, dest)
+            out.writestr(entry, weights.getvalue())
+    path.write_bytes(rewritten.getvalue())  # ``path`` is the release's temporary file (see _save_shipped)
 
 
 def _measure(model, ds, log) -> dict:
@@ -188,8 +186,8 @@ def _member(source: str | Path) -> tuple[object, dict]:
         config = rundir.read_config(path)
         return model, {"name": metrics["run"], "source": str(source), "config": config.to_dict(),
                        "params": int(model.count_params()), "stages": metrics.get("stages", []),
-                       "train_minutes": metrics.get("train_minutes", 0),
-                   "history": rundir.read_histories(path).get(metrics["run"], [])}
+                           "train_minutes": metrics.get("train_minutes", 0),
+                       "history": rundir.read_histories(path).get(metrics["run"], [])}
     run = summarize(path)
     if run.error or run.config is None:
         raise ModelError(f"{source}: {run.error or 'neither a run directory nor a released model folder'}")
@@ -305,10 +303,10 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None =
     model = load_model(ref)
     cfg = rundir.read_config(target)
     metrics["default_tta"] = DEFAULT_TTA
-    if note is not None:
+    if note:
         metrics["note"] = note
-        if not note:
-            del metrics["note"]
+    elif note is not None:
+        metrics.pop("note", None)
     by_run = {r.run: r for r in list_recipes()}
     for st in metrics.get("stages", []):
         st.pop("recalibrate", None)
