@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,7 +17,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
-from fer_core.config import load_settings
+from fer_core.config import load_settings, read_only
 from fer_core.data import Dataset, check_allowed, load_dataset
 from fer_core.data import source_choices as data_source_choices
 from fer_core.demo import make_demo_dataset
@@ -27,6 +28,7 @@ from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_mod
 from fer_core.models import create_model, list_models
 from fer_core.predict import ImageResult, analyse, draw
 from fer_core.runs import list_runs
+from fer_core.shared import analysis_gate
 
 
 def use_app_navigation() -> None:
@@ -38,9 +40,36 @@ def use_app_navigation() -> None:
     switch is Streamlit's own flag; turning it off and rerunning lets ``app.py`` route the same
     URL to the same page.
     """
-    if PagesManager.uses_pages_directory and Path(sys.argv[0]).name == "app.py":
-        PagesManager.uses_pages_directory = False
+    if getattr(PagesManager, "uses_pages_directory", False) and Path(sys.argv[0]).name == "app.py":
+        PagesManager.uses_pages_directory = False  # a Streamlit internal: guarded, in case it goes away
         st.rerun()
+    st.markdown(SCREEN_CSS, unsafe_allow_html=True)
+    if read_only():
+        st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results and analyse photos; nothing "
+                        "here changes or stores anything.")
+    if st.sidebar.toggle("Larger text (back row)", key="ui_large_text"):
+        st.markdown(LARGE_TEXT_CSS, unsafe_allow_html=True)
+
+
+#: Every screen from a phone (390 px) to a projector (800-1280 px, sidebar open): pictures never
+#: wider than their column, columns that wrap instead of squeezing their content, charts that
+#: resize, and no sideways scrolling of the main area.
+SCREEN_CSS = """<style>
+[data-testid="stMain"] { overflow-x: hidden; }
+[data-testid="stImage"], [data-testid="stImageContainer"] { max-width: 100%; }
+[data-testid="stImage"] img, [data-testid="stImageContainer"] img { max-width: 100% !important; height: auto !important; }
+[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"] { max-width: 100%; }
+[data-testid="stColumn"] { min-width: 0; }
+[class*="st-key-wide_pair"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[class*="st-key-wide_pair"] [data-testid="stColumn"] { min-width: min(100%, 420px); }
+[class*="st-key-face_card"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[class*="st-key-face_card"] [data-testid="stColumn"]:nth-child(2) { min-width: min(100%, 260px); }
+[class*="st-key-face_card"] [data-testid="stColumn"]:not(:nth-child(2)) { min-width: 110px; }
+[class*="st-key-grid_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[class*="st-key-grid_row"] [data-testid="stColumn"] { min-width: 96px; flex: 1 1 96px; }
+[class*="st-key-grid_row"] button p { font-size: 0.8rem; white-space: normal; word-break: break-word; }
+</style>"""
+LARGE_TEXT_CSS = "<style>html { font-size: 20px; } [data-testid=\"stMain\"] p { font-size: 1.1rem; }</style>"
 
 
 def link_to(page: str, label: str, **params) -> None:
@@ -136,10 +165,11 @@ def cached_model(path: str, stamp: str):
 def cached_evaluation(model: str, source: str, split: str, tta: str):
     """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
     ref = resolve_model(model)
-    return _evaluation(model, ref.stamp, source, split, tta)
+    with analysis_slot():
+        return _evaluation(model, ref.stamp, source, split, tta)
 
 
-@st.cache_data(max_entries=8, show_spinner="Evaluating…")
+@st.cache_data(max_entries=6, ttl=1800, show_spinner="Evaluating…")
 def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
 
     ref = resolve_model(model)
@@ -155,7 +185,7 @@ def cached_export(model: str, fmt: str, quantize: str) -> tuple[str, bytes]:
     return _export(model, resolve_model(model).stamp, fmt, quantize)
 
 
-@st.cache_data(max_entries=6, show_spinner=False)
+@st.cache_data(max_entries=4, ttl=600, show_spinner=False)
 def _export(model: str, stamp: str, fmt: str, quantize: str) -> tuple[str, bytes]:
     return export_zip(model, fmt, quantize)
 
@@ -183,9 +213,34 @@ def example_faces() -> dict[str, bytes]:
     return out
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@contextmanager
+def analysis_slot():
+    """Hold one of the server's analysis places (:func:`fer_core.shared.analysis_gate`) while the
+    block runs; while others hold them all, say how many are ahead instead of hanging."""
+    note = st.empty()
+
+    def waiting(n: int) -> None:
+        note.info(f"Waiting for {n} other {'analysis' if n == 1 else 'analyses'} on this server to finish…",
+                  icon="⏳")
+
+    try:
+        with analysis_gate().slot(on_wait=waiting):
+            note.empty()
+            yield
+    finally:
+        note.empty()
+
+
 def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
                     explain: bool, detector: str) -> tuple[ImageResult, bytes]:
+    """:func:`_analysis`, through the server's analysis gate."""
+    with analysis_slot():
+        return _analysis(name, data, model, stamp, detect, tta, explain, detector)
+
+
+@st.cache_data(max_entries=32, ttl=1800, show_spinner=False)
+def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
+              explain: bool, detector: str) -> tuple[ImageResult, bytes]:
     """One photo's faces and predictions, and the photo with its boxes drawn (JPEG bytes),
     computed once per (content, model, settings).
 

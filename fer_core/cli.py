@@ -33,7 +33,8 @@ from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
 from .validation import validate_config
-from .video import DEFAULT_FPS, VIDEO_TYPES, VideoResult, analyse_video, check_fps, is_video
+from .video import (DEFAULT_FPS, VIDEO_TYPES, VideoResult, analyse_video, check_fps, is_video, limit_note,
+                    video_duration_of)
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -180,13 +181,17 @@ def _jobs(args: argparse.Namespace) -> int:
                                        else "stopping at the next batch; its last checkpoint is kept"))
             return 0
         if args.jobs_command == "resume":
+            if args.epochs is not None:
+                jobs.Limits.from_env().check_epochs(args.epochs)
             store.resume(job.id, epochs=args.epochs)
             jobs.schedule(store)
             print(f"job {job.id}: {store.get(job.id).status.value}")
             return 0
         if args.jobs_command == "delete":
-            store.delete(job.id)
-            print(f"job {job.id}: deleted with its run directory")
+            kept = store.delete(job.id)
+            print(f"job {job.id}: deleted with its run's files" + (
+                f"; kept {job.run_dir} with what FER Studio did not write there: {', '.join(kept[:5])}"
+                + (" ..." if len(kept) > 5 else "") if kept else ""))
             return 0
         if args.jobs_command == "logs":
             print(jobs.job_log(job, tail=args.tail), end="")
@@ -315,6 +320,9 @@ def _predict_video(path: str, model, classes, args: argparse.Namespace) -> Video
                   end="", file=sys.stderr, flush=True)
 
     try:
+        note = limit_note(video_duration_of(path), args.fps)
+        if note:  # said before the work starts
+            print(f"{path}: {note}", file=sys.stderr, flush=True)
         result = analyse_video(path, model, classes, fps=args.fps, tta=args.tta, detector=args.detector,
                                out=args.out, progress=progress)
     except DataError as exc:
@@ -328,7 +336,7 @@ def _print_video(r: VideoResult, out: str | None) -> None:
     span = r.frames[-1].t if r.frames else 0.0
     tracks = r.tracks()
     print(f"{r.file}: {r.size[0]}x{r.size[1]}, {len(r.frames)} frames analysed over {span:.1f} s "
-          f"({r.fps:g} per second), {len(tracks)} face track(s)")
+          f"({r.fps:g} per second), {len(tracks)} face track(s)" + (f"; {r.note}" if r.note else ""))
     for tr in tracks:
         shares = sorted(tr["share"].items(), key=lambda kv: -kv[1])
         print(f"  track {tr['track']}: {tr['first']:.1f}-{tr['last']:.1f} s, {tr['frames']} frames: mostly "

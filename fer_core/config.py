@@ -24,10 +24,30 @@ IMAGE_SIZE = 48
 DEMO_SOURCE = "demo"
 
 
+READ_ONLY_VAR = "FER_READ_ONLY"
+
+
+def read_only() -> bool:
+    """True on a read-only server (``FER_READ_ONLY=1``): it shows data, runs and results and
+    analyses photos in memory, but changes nothing on disk (no jobs, settings, uploads or cache
+    files). A full server or the command line over the same data folder does the writing."""
+    return os.environ.get(READ_ONLY_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_writable(what: str) -> None:
+    """Raises ConfigError on a read-only server, saying that ``what`` is not offered here."""
+    if read_only():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{what} is not possible here: this server is read-only ({READ_ONLY_VAR}=1). "
+                          "Ask the lecturer, who runs the full server or the command line.")
+
+
 def data_dir(create: bool = True) -> Path:
-    """Return the folder for user data (created on first use unless ``create`` is False)."""
+    """Return the folder for user data (created on first use unless ``create`` is False, or on a
+    read-only server)."""
     path = Path(os.environ.get("FER_DATA_DIR") or PROJECT_ROOT / "data")
-    if create:
+    if create and not read_only():
         path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -35,21 +55,24 @@ def data_dir(create: bool = True) -> Path:
 def datasets_dir() -> Path:
     """Return ``data/datasets``, where uploaded and user-copied data sets live."""
     path = data_dir() / "datasets"
-    path.mkdir(parents=True, exist_ok=True)
+    if not read_only():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def cache_dir() -> Path:
     """Return ``data/cache``, where parsed data sets are cached."""
     path = data_dir() / "cache"
-    path.mkdir(parents=True, exist_ok=True)
+    if not read_only():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def runs_dir() -> Path:
     """Return ``data/runs``, the default parent of training run directories."""
     path = data_dir() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
+    if not read_only():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -109,5 +132,6 @@ def load_settings() -> Settings:
 
 
 def save_settings(settings: Settings) -> None:
-    """Write the settings atomically, so a crash never leaves half a file."""
+    """Write the settings atomically, so a crash never leaves half a file (never on a read-only server)."""
+    check_writable("Changing the app's settings")
     files.write_json(settings_path(), asdict(settings))

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from . import files, readers
-from .config import CLASS_NAMES, DEMO_SOURCE, allowed_roots, cache_dir, datasets_dir
+from .config import CLASS_NAMES, DEMO_SOURCE, allowed_roots, cache_dir, datasets_dir, read_only
 from .dataset import Dataset, stratified_split
 from .demo import make_demo_dataset
 from .errors import DataError
@@ -169,6 +169,8 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha1").hexdigest()
     memo[key] = stamp + [digest]
+    if read_only():
+        return digest
     try:
         files.write_text(memo_file, json.dumps(memo))
     except OSError:
@@ -214,6 +216,8 @@ _CACHE_ARRAYS = ("images", "labels", "splits", "origins")
 
 
 def _save_cache(file: Path, ds: Dataset) -> None:
+    if read_only():
+        return  # a read-only server reads the caches the full server wrote, and writes none
     meta = {"class_names": list(ds.class_names), "source": ds.source, "skipped": ds.skipped, "problems": ds.problems}
     files.save_npz(file, {"images": ds.images, "labels": ds.labels, "splits": ds.splits.astype("U11"),
                           "origins": ds.origins.astype(str)}, meta)

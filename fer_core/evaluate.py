@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import files, rundir
-from .config import cache_dir
+from .config import cache_dir, read_only
 from .dataset import Dataset
 from .errors import DataError
 from .infer import ModelRef, load_model
@@ -130,6 +130,8 @@ def _load(file: Path) -> EvalResult | None:
 
 def _save(file: Path, res: EvalResult) -> None:
     meta = {"classes": list(res.classes), "split": res.split, "tta": res.tta, "model": res.model, "metrics": res.metrics}
+    if read_only():
+        return  # a read-only server writes no cache file
     try:
         files.save_npz(file, {"y_true": res.y_true, "proba": res.proba, "index": res.index}, meta)
     except OSError:

@@ -113,8 +113,7 @@ def export_model(spec: str | Path | None, fmt: str, out: str | Path | None = Non
         raise ModelError(problem)
     ref = resolve_model(spec)
     out = Path(out) if out else default_out(ref, fmt, quantize)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / META).is_file())):
-        raise ModelError(f"{out}: already exists and is not an earlier export; choose another --out.")
+    earlier = check_out(out)
     started = time.monotonic()
     model = load_model(ref)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,12 +136,61 @@ def export_model(spec: str | Path | None, fmt: str, out: str | Path | None = Non
             "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, len(ref.classes)],
                        "meaning": "class probabilities, in the order of classes.json"},
             "classes": list(ref.classes), "fer_studio": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        if earlier:  # the earlier export steps aside, the new one takes its place, then it goes
+            old = Path(tmp) / "earlier"
+            out.rename(old)
+            work.rename(out)
+            remove_export(old)
+            if old.exists():  # something appeared in it meanwhile: keep it, never delete it
+                old.rename(out.with_name(f"{out.name}.kept-{int(time.time())}"))
+        else:
+            if out.exists():
+                out.rmdir()  # empty (check_out): only a folder with nothing in it
+            work.rename(out)
     graph = out / GRAPH[fmt]
     size = sum(p.stat().st_size for p in graph.rglob("*") if p.is_file()) if graph.is_dir() else graph.stat().st_size
     return ExportResult(out, graph, fmt, quantize, size, round(time.monotonic() - started, 2))
+
+
+def is_export_file(name: str) -> bool:
+    """True for the names an export folder holds (see the module's docstring)."""
+    return name in (META, rundir.CLASSES, *GRAPH.values())
+
+
+def check_out(out: Path) -> bool:
+    """Whether ``out`` holds an earlier export to replace (False: it is new or an empty folder).
+
+    Raises:
+        ModelError: ``out`` holds anything an export does not write (or its export.json is not
+            ours): nothing of the user's is ever replaced or deleted.
+    """
+    if not out.exists() and not out.is_symlink():
+        return False
+    if out.is_symlink() or not out.is_dir():
+        raise ModelError(f"{out}: already exists and is not a folder; choose another --out (a new or empty folder).")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return False
+    foreign = [n for n in names if not is_export_file(n)]
+    try:
+        ours = json.loads((out / META).read_text()).get("fer_studio") is not None
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if foreign or not ours:
+        what = f"holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}" if foreign else \
+            "is not a FER Studio export (its export.json is missing or not ours)"
+        raise ModelError(f"{out}: {what}; an export only replaces a folder that holds an earlier export and nothing "
+                         "else, and never deletes your files. Choose another --out (a new or empty folder).")
+    return True
+
+
+def remove_export(folder: Path) -> None:
+    """Remove an export's own files, then the folder if nothing else is in it."""
+    for p in folder.iterdir():
+        if is_export_file(p.name):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _write_saved_model(model, path: Path, quantize: str, scratch: Path, classes) -> None:

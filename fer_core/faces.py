@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from functools import cache
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from .errors import ConfigError, ModelError
+from .shared import Pool, max_analyses
 
 #: FER2013's faces are framed almost exactly like the frontal cascade's box: measured on 300
 #: PublicTest faces pasted into larger images, the box is 0.958 of the crop (median) and centred.
@@ -277,18 +278,48 @@ DETECTORS = ("yunet", "haar")
 DEFAULT_DETECTOR = "yunet"
 
 
-@cache
+class SharedDetector:
+    """A detector any number of threads may call at once: each call borrows one instance of a
+    small pool (:class:`fer_core.shared.Pool`, as many as analyses may run at once), because an
+    OpenCV network or cascade is not safe to call from two threads (YuNet's input size is
+    changed per image: two sessions at once got each other's faces, or crashed the server)."""
+
+    def __init__(self, factory: Callable[[], FaceDetector]):
+        first = factory()  # made now, so a missing or damaged model is reported at once
+        self.name, self.frame = first.name, first.frame
+        self.pool = Pool(factory, max_analyses())
+        self.pool.idle.append(first)
+        self.pool.made = 1
+        if hasattr(first, "upright_angle"):
+            self.upright_angle = self._upright_angle
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        with self.pool.borrow() as detector:
+            return detector.detect(gray)
+
+    def _upright_angle(self, gray: np.ndarray, box: Box) -> float:
+        with self.pool.borrow() as detector:
+            return detector.upright_angle(gray, box)
+
+
+_SHARED: dict[str, SharedDetector] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """One shared detector of each kind (its model is loaded once per process).
+    """The process's shared detector of each kind (see :class:`SharedDetector`), safe to call from
+    every session's thread.
 
     Raises:
         ConfigError: an unknown name. ModelError: the detector's model is missing or damaged.
     """
-    if name == "yunet":
-        return YuNetDetector()
-    if name == "haar":
-        return HaarDetector()
-    raise ConfigError(f"Face detector {name!r}: use one of {', '.join(DETECTORS)}.")
+    kinds = {"yunet": YuNetDetector, "haar": HaarDetector}
+    if name not in kinds:
+        raise ConfigError(f"Face detector {name!r}: use one of {', '.join(DETECTORS)}.")
+    with _SHARED_LOCK:
+        if name not in _SHARED:
+            _SHARED[name] = SharedDetector(kinds[name])
+        return _SHARED[name]
 
 
 def default_detector() -> FaceDetector:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,7 +182,7 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
     layer = explanation_layer(model)
     if layer is None:
         return [(None, NO_CONV)] * len(faces)
-    probe = keras.Model(model.inputs, [layer.output, model.output])
+    probe = _probe(model, layer)
     x = tf.convert_to_tensor(faces[..., None].astype("float32"))
     with tf.GradientTape() as tape:
         fmap, out = probe(x, training=False)
@@ -201,6 +203,22 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
         full[off:off + crop, off:off + crop] = resized / resized.max()  # smooth, and its peak is 1
         out_maps.append((full, None))
     return out_maps
+
+
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its Grad-CAM probe
+_PROBES_LOCK = threading.Lock()
+
+
+def _probe(model, layer):
+    """The model with ``layer``'s map as a second output, built once per model (sessions share
+    models, and building it is not free)."""
+    import keras
+
+    with _PROBES_LOCK:
+        probe = _PROBES.get(model)
+        if probe is None:
+            probe = _PROBES[model] = keras.Model(model.inputs, [layer.output, model.output])
+        return probe
 
 
 def _mean_maps(per_member: list[list[tuple]]) -> list[tuple[np.ndarray | None, str | None]]:

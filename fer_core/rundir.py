@@ -397,6 +397,41 @@ def lock(run_dir: str | os.PathLike) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def is_own_file(name: str) -> bool:
+    """True for the names of the files and folders a run directory holds by our hand (see the
+    module's docstring); anything else in it was put there by someone else."""
+    return (name in (CONFIG, INFO, STATE, METRICS, CLASSES, VERSIONS, LOG, LOCK, FINAL, LEGACY_LAST, LEGACY_BEST,
+                     EVAL_CACHE, TENSORBOARD) or bool(_CHECKPOINT.match(name)) or files.TMP_MARK in name)
+
+
+def remove_run(run_dir: str | os.PathLike) -> list[str]:
+    """Remove what training wrote in a run directory, and the directory when nothing else is left.
+
+    Only the run's own files (:func:`is_own_file`) are removed: a file the user put beside them
+    is never deleted, and neither is a folder that is not a run. Returns the names kept (empty:
+    the directory is gone).
+
+    Raises:
+        ConfigError: ``run_dir`` is not a run directory (no config.json), or is a symbolic link.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink() or not is_run(run_dir):
+        raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG}), so nothing in it is removed.")
+    kept = []
+    for p in sorted(run_dir.iterdir()):
+        if not is_own_file(p.name):
+            kept.append(p.name)
+        elif p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+    if not kept:
+        run_dir.rmdir()
+    return kept
+
+
 def is_locked(run_dir: str | os.PathLike) -> bool:
     """True while some process holds the run's lock."""
     path = Path(run_dir) / LOCK

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import rundir
 from .errors import FerError
-from .infer import DEFAULT_MODEL_DIR, resolve_model
+from . import infer
+from .infer import resolve_model
 from .models import notation_of
 from .trainconfig import TrainConfig
 
@@ -92,9 +93,10 @@ def _study_row(kind: str, name: str, cfg: TrainConfig | None, params, epochs, va
     return row
 
 
-def reference_rows(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[dict]:
+def reference_rows(model_dir: str | Path | None = None) -> list[dict]:
     """The study table's reference points: the published results, then the shipped model
     (PrivateTest with its default TTA, from its ``metrics.json``) when it is there."""
+    model_dir = model_dir if model_dir is not None else infer.DEFAULT_MODEL_DIR
     rows = []
     for ref in PUBLISHED:
         row = dict.fromkeys(STUDY_COLUMNS)
@@ -123,9 +125,13 @@ def reference_rows(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[dict]:
     return rows
 
 
-def shipped_histories(model_dir: str | Path = DEFAULT_MODEL_DIR) -> list[RunSummary]:
-    """The per-epoch histories shipped with the default model, as runs the curves can draw."""
-    return [RunSummary(Path(name), metrics=rows) for name, rows in rundir.read_histories(model_dir).items()]
+def shipped_histories(model_dir: str | Path | None = None) -> list[RunSummary]:
+    """The per-epoch histories shipped with the default model, as runs the curves can draw.
+
+    The default folder is looked up at call time, not bound when this module is first imported
+    (a test that hides the shipped model must not hide its histories for good)."""
+    folder = model_dir if model_dir is not None else infer.DEFAULT_MODEL_DIR
+    return [RunSummary(Path(name), metrics=rows) for name, rows in rundir.read_histories(folder).items()]
 
 
 def summarize(path: str | Path) -> RunSummary:

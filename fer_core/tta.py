@@ -7,6 +7,7 @@ exactly the corner crop.
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -65,11 +66,22 @@ def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int 
     if len(x) <= batch_size:  # one direct call: model.predict's per-call overhead dominates small inputs
         p = np.asarray(_compiled(model)(x))
     else:
-        p = model.predict(x, batch_size=batch_size, verbose=0)
+        with _lock_of(model):  # Keras' predict keeps per-call state on the model: one caller at a time
+            p = model.predict(x, batch_size=batch_size, verbose=0)
     return p.reshape(len(batches), n, -1).mean(axis=0)
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its forward pass as a graph
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> the lock of its predict()
+_GUARD = threading.Lock()  # guards both dictionaries: sessions share models (one per process)
+
+
+def _lock_of(model) -> threading.Lock:
+    with _GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
 
 
 def _compiled(model):
@@ -77,10 +89,11 @@ def _compiled(model):
     until ``reduce_retracing`` generalises it): one face runs 6-9x faster than an eager call,
     whose per-layer Python overhead dominates small inputs (shipped ensemble, 2 cores: 7 ms
     against 65 ms). Held weakly: a model that is dropped takes its graph with it."""
-    fn = _COMPILED.get(model)
-    if fn is None:
-        import tensorflow as tf
+    import tensorflow as tf
 
-        ref = weakref.ref(model)  # not the model itself: the cache must not keep its key alive
-        fn = _COMPILED[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
-    return fn
+    with _GUARD:  # one graph per model, whichever session asks first (a tf.function may be called concurrently)
+        fn = _COMPILED.get(model)
+        if fn is None:
+            ref = weakref.ref(model)  # not the model itself: the cache must not keep its key alive
+            fn = _COMPILED[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+        return fn

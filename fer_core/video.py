@@ -31,6 +31,79 @@ from .tta import predict_proba
 VIDEO_TYPES = ("mp4", "webm", "mov", "avi", "mkv", "m4v")
 DEFAULT_FPS = 5.0  # frames analysed per second of video unless asked otherwise
 MAX_FPS = 60.0
+#: What one video may cost, unless FER_MAX_VIDEO_SECONDS / FER_MAX_VIDEO_FRAMES say otherwise: the
+#: first 10 minutes are analysed, and at most 3,000 frames (10 minutes at the default 5 per second).
+MAX_VIDEO_SECONDS, MAX_VIDEO_FRAMES = 600.0, 3000
+
+
+def video_limits() -> tuple[float, int]:
+    """``(seconds, frames)``: the most of one video that is analysed (``FER_MAX_VIDEO_SECONDS``,
+    ``FER_MAX_VIDEO_FRAMES``; a value that is not a positive number is ignored)."""
+    def read(name: str, default, kind):
+        try:
+            value = kind(os.environ.get(name, ""))
+        except ValueError:
+            return default
+        return value if value > 0 else default
+    return read("FER_MAX_VIDEO_SECONDS", MAX_VIDEO_SECONDS, float), read("FER_MAX_VIDEO_FRAMES", MAX_VIDEO_FRAMES, int)
+
+
+def analysed_span(fps: float) -> float:
+    """Seconds of video analysed at ``fps`` frames per second under :func:`video_limits`."""
+    seconds, frames = video_limits()
+    return min(seconds, frames / check_fps(fps))
+
+
+def limit_note(duration: float | None, fps: float) -> str | None:
+    """The message for a video longer than what is analysed (None when it fits, or its length is
+    not stated: then the analysis simply stops at the limit)."""
+    span = analysed_span(fps)
+    if duration is None or duration <= span:
+        return None
+    return (f"The video is {_clock(duration)} long: only its first {_clock(span)} are analysed ({min(video_limits()[1], int(span * fps)):,} "
+            f"frames at {fps:g} per second). FER_MAX_VIDEO_SECONDS and FER_MAX_VIDEO_FRAMES set the limit; "
+            "cut the video into parts to analyse the rest.")
+
+
+def _clock(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def video_duration(cap) -> float | None:
+    """Seconds, as the container states it (frame count over frame rate), or None."""
+    import cv2
+
+    rate, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return round(count / rate, 3) if rate > 0 and count > 0 else None
+
+
+def video_duration_of(path: str | os.PathLike) -> float | None:
+    """A video file's stated duration in seconds; None when it is not stated or not readable
+    (the analysis itself then says what is wrong)."""
+    try:
+        cap = open_video(path)
+    except DataError:
+        return None
+    try:
+        return video_duration(cap)
+    finally:
+        cap.release()
+
+
+def probe_video(data: bytes, name: str, fps: float = DEFAULT_FPS) -> tuple[float | None, str | None]:
+    """``(duration, note)`` of an uploaded video before any work: its stated length and what
+    :func:`limit_note` says of it."""
+    suffix = Path(name).suffix.lower() if is_video(name) else ".mp4"
+    with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
+        src = Path(tmp) / f"upload{suffix}"
+        src.write_bytes(data)
+        duration = video_duration_of(src)
+    return duration, limit_note(duration, fps)
+
+
 #: Sampled frames analysed together: their faces are classified in one batch.
 BATCH = 8
 #: A face belongs to a track when its box overlaps the track's last box this much (IoU), or
@@ -81,6 +154,8 @@ class VideoResult:
     frames: list[VideoFrame] = field(default_factory=list)
     cancelled: bool = False
     error: str | None = None  # why the video could not be analysed (set by callers that go on)
+    cut_at: float | None = None  # seconds: the analysis stopped here (video_limits), the rest unseen
+    note: str | None = None  # what the user should know of the cut (see limit_note)
 
     def tracks(self) -> list[dict]:
         """One summary per track, in order of appearance: first and last time seen, the number
@@ -114,6 +189,7 @@ class VideoResult:
             return {"file": self.file, "error": self.error}
         return {"file": self.file, "fps": self.fps, "detector": self.detector,
                 "size": list(self.size) if self.size else None, "duration": self.duration,
+                **({"cut_at": self.cut_at, "note": self.note} if self.cut_at is not None else {}),
                 "frames": [{"t": f.t, "faces": [
                     {"box": face.box.as_list(), "track": face.track, "angle": round(face.angle, 1),
                      "label": face.label,
@@ -288,13 +364,19 @@ class _Cancelled(Exception):
 def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress, cancel) -> None:
     import cv2
 
-    rate, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    result.duration = round(count / rate, 3) if rate > 0 and count > 0 else None
+    result.duration = video_duration(cap)
+    span = analysed_span(result.fps)
     tracker, angles = Tracker(), {}  # angles: track -> (degrees, time measured)
     can_align = align and hasattr(finder, "upright_angle")
     writer, pending = None, []  # pending: (VideoFrame, crops, BGR frame for the output or None)
     try:
         for t, frame in sampled_frames(cap, result.fps):
+            if t >= span:  # the limit: the rest of the video is not analysed, and the result says so
+                result.cut_at = round(span, 3)
+                result.note = limit_note(result.duration, result.fps) or (
+                    f"Only the first {_clock(span)} of the video were analysed (FER_MAX_VIDEO_SECONDS, "
+                    "FER_MAX_VIDEO_FRAMES).")
+                break
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if result.size is None:
                 result.size = (gray.shape[1], gray.shape[0])
@@ -316,13 +398,14 @@ def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress
                 _classify(pending, result, model, tta, writer)
                 pending = []
                 if progress:
-                    progress(result.frames[-1].t, result.duration)
+                    progress(result.frames[-1].t, min(result.duration, span) if result.duration else None)
             if stop:
                 result.cancelled = True
                 return
         _classify(pending, result, model, tta, writer)
         if progress and result.frames:
-            progress(result.duration or result.frames[-1].t, result.duration)
+            end = min(result.duration or result.frames[-1].t, span)
+            progress(end, min(result.duration, span) if result.duration else None)
     finally:
         if writer is not None:
             writer.close()

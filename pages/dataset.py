@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import stats
-from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, save_settings
+from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, read_only, save_settings
 from fer_core.data import describe_source, known_sources
 from fer_core.errors import FerError
-from fer_core.uploads import save_upload
+from fer_core.uploads import add_upload
 from ui import active_source, cached_dataset, use_app_navigation
 
 use_app_navigation()
@@ -26,8 +26,8 @@ current = active_source()
 
 with st.sidebar:
     st.header("Source")
-    kinds = ["Demo data set", "Found data sets", "Path", "Upload"]
-    default_kind = 0 if current == DEMO_SOURCE else (1 if current in known else 2)
+    kinds = ["Demo data set", "Found data sets"] + ([] if read_only() else ["Path", "Upload"])
+    default_kind = 0 if current == DEMO_SOURCE else (1 if current in known or read_only() else 2)
     kind = st.radio("Where from", kinds, index=default_kind, key="source_kind")
     source = None
     if kind == "Demo data set":
@@ -48,8 +48,9 @@ with st.sidebar:
         upload = st.file_uploader("FER2013 CSV (.csv, .csv.gz) or zip of image folders",
                                   type=["csv", "gz", "zip"])
         if upload is not None:
-            try:
-                source = str(save_upload(upload.name, upload.getvalue()))
+            try:  # a data set that cannot be loaded is removed again at once
+                source = str(add_upload(upload.name, upload.getvalue(),
+                                        lambda p: cached_dataset(str(p), "", skip_bad=True)))
                 st.caption(f"Stored as {source}")
             except FerError as exc:
                 st.error(str(exc))
@@ -73,7 +74,9 @@ st.caption(f"Source: **{ds.source}** · {len(ds):,} images · {ds.num_classes} c
 if ds.skipped:
     st.warning(f"Skipped {ds.skipped:,} bad rows/files. First: " + "; ".join(ds.problems[:3]))
 settings = load_settings()
-if source != settings.active_source() or merge != settings.merge:
+if read_only():
+    pass  # the lecturer chooses the app's data set; students browse what is there
+elif source != settings.active_source() or merge != settings.merge:
     if st.button("Use this data set in the app", type="primary"):
         save_settings(Settings(data_source="" if source == DEMO_SOURCE else source, merge=merge, model=settings.model))
         st.success("Saved: the other pages now use this data set.")
@@ -124,12 +127,13 @@ def samples() -> None:
         st.info("No images match this filter.")
         return
     st.caption("Click a face's label to see it large.")
-    cols = st.columns(GRID_COLUMNS)
-    for k, i in enumerate(idx):
-        col = cols[k % GRID_COLUMNS]
-        col.image(ds.images[i], width="stretch")
-        if col.button(f"#{i} {ds.class_names[ds.labels[i]]}", key=f"face{i}", type="tertiary"):
-            show_face(int(i))
+    for row in range(0, len(idx), GRID_COLUMNS):  # one row of columns at a time: rows wrap on narrow screens
+        with st.container(key=f"grid_row_{row}"):
+            cols = st.columns(GRID_COLUMNS)
+            for col, i in zip(cols, idx[row:row + GRID_COLUMNS]):
+                col.image(ds.images[i], width="stretch")
+                if col.button(f"#{i} {ds.class_names[ds.labels[i]]}", key=f"face{i}", type="tertiary"):
+                    show_face(int(i))
 
 
 @st.cache_data(show_spinner="Averaging the faces…", max_entries=4)
@@ -158,7 +162,7 @@ def means() -> None:
     ), width="stretch")
 
 
-GRID_COLUMNS = 12
+GRID_COLUMNS = 8  # per row on a wide screen; fewer where it is narrow (ui.SCREEN_CSS)
 with tab_samples:
     samples()
 with tab_mean:

@@ -55,7 +55,7 @@ rows = cm.sum(axis=1, keepdims=True)
 cells = pd.DataFrame([{"true": classes[i], "predicted": classes[j], "count": int(cm[i, j]),
                        "percent": float(cm[i, j] / rows[i, 0] * 100) if rows[i, 0] else 0.0}
                       for i in range(len(classes)) for j in range(len(classes))])
-left, right = st.columns([3, 2])
+left, right = st.container(key="wide_pair_matrix").columns([3, 2])  # side by side, stacked when narrow
 with left:
     st.subheader("Confusion matrix")
     pick = alt.selection_point(fields=["true", "predicted"], name="cell")
@@ -88,8 +88,9 @@ with right:
         width="stretch")
 
 
-def gallery(positions: np.ndarray, key: str, result=None) -> None:
-    """A page of faces with true label, prediction and top-3 probabilities."""
+def gallery(positions: np.ndarray, key: str, result=None, second=None, names: tuple[str, str] = ("", "")) -> None:
+    """A page of faces with true label, prediction and top-3 probabilities; with ``second`` (another
+    model's result on the same faces), each model's prediction, named by ``names``."""
     result = result or res
     if len(positions) == 0:
         st.info("No image matches.")
@@ -98,14 +99,20 @@ def gallery(positions: np.ndarray, key: str, result=None) -> None:
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
     shown = positions[(page - 1) * PER_PAGE:page * PER_PAGE]
     tops = top_k(result.proba[shown], result.classes)
+    tops2 = top_k(second.proba[shown], second.classes) if second is not None else None
     for row in range(0, len(shown), GALLERY_COLUMNS):
-        for col, p, top in zip(st.columns(GALLERY_COLUMNS), shown[row:row + GALLERY_COLUMNS],
-                               tops[row:row + GALLERY_COLUMNS]):
-            col.image(ds.images[result.index[p]], width=110)
-            # one fact per line: the true class, the prediction, the runners-up
-            (first, p1), rest = top[0], top[1:]
-            col.caption(f"true **{result.classes[result.y_true[p]]}**  \npredicted **{first}** {p1:.0%}  \n"
-                        + " · ".join(f"{c} {v:.0%}" for c, v in rest))
+        with st.container(key=f"grid_row_{key}_{row}"):
+            for n, (col, p, top) in enumerate(zip(st.columns(GALLERY_COLUMNS), shown[row:row + GALLERY_COLUMNS],
+                                                  tops[row:row + GALLERY_COLUMNS])):
+                col.image(ds.images[result.index[p]], width=110)
+                (first, p1), rest = top[0], top[1:]
+                if tops2 is None:  # one fact per line: the true class, the prediction, the runners-up
+                    col.caption(f"true **{result.classes[result.y_true[p]]}**  \npredicted **{first}** {p1:.0%}  \n"
+                                + " · ".join(f"{c} {v:.0%}" for c, v in rest))
+                else:  # two models: the true class, then what each of them said
+                    other_first, other_p = tops2[row + n][0]
+                    col.caption(f"true **{result.classes[result.y_true[p]]}**  \n{names[0]}: **{first}** {p1:.0%}  \n"
+                                f"{names[1]}: **{other_first}** {other_p:.0%}")
     st.caption(f"{len(positions):,} images; showing {len(shown)}.")
 
 
@@ -114,9 +121,11 @@ st.subheader("Images behind a cell")
 c1, c2 = st.columns(2)
 if picked:
     st.session_state["ev_cell_true"], st.session_state["ev_cell_pred"] = picked[0]["true"], picked[0]["predicted"]
+for name, first in (("ev_cell_true", classes[0]), ("ev_cell_pred", classes[1 % len(classes)])):
+    if st.session_state.get(name) not in classes:  # the default goes through the state only (no index=)
+        st.session_state[name] = first
 cell_true = c1.selectbox("True class", classes, key="ev_cell_true")
-cell_pred = c2.selectbox("Predicted class", classes, key="ev_cell_pred",
-                         index=(classes.index(cell_true) + 1) % len(classes))
+cell_pred = c2.selectbox("Predicted class", classes, key="ev_cell_pred")
 gallery(select_predictions(res, true=[cell_true], predicted=[cell_pred]), "cell")
 
 # --------------------------------------------------------------------- all predictions
@@ -164,6 +173,7 @@ if other:
     st.dataframe(f1s.style.format("{:.3f}"), width="stretch")
     right_a = int(np.sum(res.y_pred[differ] == res.y_true[differ]))
     right_b = int(np.sum(res2.y_pred[differ] == res2.y_true[differ]))
-    st.write(f"They disagree on **{len(differ):,}** images: the first is right on {right_a:,}, "
-             f"the second on {right_b:,}. Captions below show the first model's top-3.")
-    gallery(differ, "differ")
+    st.write(f"They disagree on **{len(differ):,}** images: the first (A) is right on {right_a:,}, "
+             f"the second (B) on {right_b:,}. Each caption shows what both said.")
+    st.caption(f"A: {choices[model]} · B: {choices[other]}")
+    gallery(differ, "differ", second=res2, names=("A", "B"))

@@ -16,8 +16,8 @@ from fer_core.fmt import fmt_seconds
 from fer_core.infer import resolve_model
 from fer_core.predict import PHOTO_TYPES, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from fer_core.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes
-from ui import cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
+from fer_core.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
+from ui import analysis_slot, cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
 
 use_app_navigation()
 st.title("Predict")
@@ -72,9 +72,16 @@ def track_chart(rows: list[dict]) -> alt.Chart:
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("t:Q", title="time (s)"),
         y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
-        color=alt.Color("class:N", sort=list(ref.classes), legend=alt.Legend(orient="right", title=None)),
+        color=alt.Color("class:N", sort=list(ref.classes), legend=alt.Legend(orient="bottom", columns=4, title=None,
+                                                                            labelLimit=0)),
         tooltip=[alt.Tooltip("t:Q", title="time (s)", format=".2f"), "class",
                  alt.Tooltip("probability:Q", format=".1%")]).properties(height=220)
+
+
+@st.cache_data(max_entries=8, ttl=1800, show_spinner=False)
+def video_note(data: bytes, name: str, fps: float) -> str | None:
+    """What is said of the video's length before it is analysed (see fer_core.video.limit_note)."""
+    return probe_video(data, name, fps)[1]
 
 
 def video_section() -> None:
@@ -91,14 +98,25 @@ def video_section() -> None:
     key = (hashlib.sha1(data).hexdigest(), up.name, fps, str(ref.path), ref.stamp, tta, detector)
     done = st.session_state.get("pr_video_done")
     if done is None or done["key"] != key:
+        try:
+            note = video_note(data, up.name, fps)
+        except FerError as exc:
+            st.error(str(exc))
+            return
+        if note:  # said before the work starts
+            st.warning(note)
         controls = st.empty()  # the buttons and the progress bar, cleared when the analysis is done
         with controls.container():
             if st.session_state.pop("pr_video_cancelled", False):
                 st.info("Analysis cancelled: nothing was kept. Press the button to start again.")
-            if not st.button("Analyse the video", type="primary", key="pr_video_go"):
+            if st.session_state.get("pr_video_started") != key:
+                st.button("Analyse the video", type="primary", key="pr_video_go",
+                          on_click=lambda: st.session_state.update(pr_video_started=key))
                 return
-            # a click reruns the page, which stops this run at its next progress update
-            st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(pr_video_cancelled=True))
+            # while it runs, the start button stays greyed out: a second click cannot start it again
+            st.button("Analyse the video", type="primary", key="pr_video_busy", disabled=True)
+            st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(
+                pr_video_cancelled=True, pr_video_started=None))
             bar, started = st.progress(0.0, text="Reading the video…"), time.monotonic()
 
         def progress(seconds: float, total: float | None) -> None:
@@ -108,15 +126,20 @@ def video_section() -> None:
                          + f" of video analysed · about {fmt_seconds(left)} left")
 
         try:
-            result, webm = analyse_video_bytes(data, up.name, model, ref.classes, fps=fps, tta=tta,
-                                               detector=detector, progress=progress, annotated=True)
+            with analysis_slot():
+                result, webm = analyse_video_bytes(data, up.name, model, ref.classes, fps=fps, tta=tta,
+                                                   detector=detector, progress=progress, annotated=True)
         except FerError as exc:
             controls.empty()
+            st.session_state["pr_video_started"] = None
             st.error(str(exc))
             return
         controls.empty()
+        st.session_state["pr_video_started"] = None
         done = st.session_state["pr_video_done"] = {"key": key, "result": result, "webm": webm}
     result, webm = done["result"], done["webm"]
+    if result.note:
+        st.warning(result.note)
     tracks = result.tracks()
     span = result.frames[-1].t if result.frames else 0.0
     st.caption(f"{up.name}: {result.size[0]}x{result.size[1]}, {len(result.frames)} frames analysed over {span:.1f} s "
@@ -183,7 +206,7 @@ analysed = [cached_analysis(name, data, str(ref.path), ref.stamp, detect, tta, e
 results = [res for res, _ in analysed]
 drawn = {id(res): picture for res, picture in analysed}
 st.caption(f"Model: {choices.get(spec, ref.name) if spec else ref.name} · {len(ref.classes)} classes · TTA {tta}")
-for res in results:
+for n, res in enumerate(results):
     st.subheader(res.file)
     if res.error:
         st.error(res.error)
@@ -197,7 +220,7 @@ for res in results:
                                                                      if res.detected else " (the whole image)"),
              width=min(res.size[0], 800) if res.size[0] > 48 else 192)
     for i, face in enumerate(res.faces, 1):
-        with st.container(border=True):
+        with st.container(border=True, key=f"face_card_{n}_{i}"):  # stacks when narrow (ui.SCREEN_CSS)
             left, mid, right = st.columns([1, 3, 1])
             left.image(face.crop, caption=f"face {i}: what the model saw (48x48)", width=144)
             probs = pd.DataFrame({"class": list(ref.classes), "probability": face.proba})

@@ -6,7 +6,7 @@ import os
 import streamlit as st
 
 from fer_core import jobs
-from fer_core.config import load_settings
+from fer_core.config import load_settings, read_only
 from fer_core.device import device_line
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_seconds
@@ -23,6 +23,94 @@ use_app_navigation()
 st.title("Train")
 NOTATION = "Layer notation…"
 KEY = "tr_"  # prefix of every form widget's key: the widget of field f is KEY + f
+READ_ONLY = read_only()
+
+
+# ------------------------------------------------------------------- the job list
+def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
+    if READ_ONLY:  # a read-only server shows jobs, never changes them
+        return
+    cols = st.columns(4)
+    if job.status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING):
+        if cols[0].button("Cancel", key=f"cancel{job.id}", disabled=job.cancel_requested):
+            store.cancel(job.id)
+            st.rerun(scope="fragment")
+    if job.status in jobs.RESUMABLE:
+        if cols[1].button("Resume", key=f"resume{job.id}"):
+            store.resume(job.id)
+            jobs.schedule(store)
+            st.rerun(scope="fragment")
+    if job.status != jobs.JobStatus.RUNNING:
+        if st.session_state.get("tr_confirm") == job.id:
+            cols[2].warning("Delete this job and its run directory?")
+            if cols[2].button("Yes, delete", key=f"yes{job.id}", type="primary"):
+                kept = store.delete(job.id)
+                if kept:
+                    st.toast(f"Kept {job.run_dir}: it holds files FER Studio did not write ({', '.join(kept[:3])}).")
+                st.session_state.pop("tr_confirm")
+                st.rerun(scope="fragment")
+            if cols[3].button("Keep it", key=f"no{job.id}"):
+                st.session_state.pop("tr_confirm")
+                st.rerun(scope="fragment")
+        elif cols[2].button("Delete", key=f"delete{job.id}"):
+            st.session_state["tr_confirm"] = job.id
+            st.rerun(scope="fragment")
+
+
+ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
+
+
+@st.fragment(run_every=2.0)
+def job_list() -> None:
+    """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
+    try:
+        with jobs.open_store() as store:
+            listed = store.list()
+            draw_jobs(store, listed)
+    except FerError as exc:
+        st.error(str(exc))
+
+
+def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
+    st.subheader(f"Jobs ({len(listed)})")
+    if not listed:
+        st.info("No jobs yet." if READ_ONLY else "No jobs yet: fill in the form above and submit one.")
+    linked = st.query_params.get("job")  # a run's link on the Runs page names its job: show it first, log open
+    listed = sorted(listed, key=lambda j: str(j.id) != linked)
+    for job in listed:
+        with st.container(border=True):
+            head, metrics = st.columns([3, 2])
+            with head:
+                st.markdown(f"**Job {job.id}** {ICONS[job.status.value]} `{job.status.value}` · "
+                            f"{job.config.get('arch')} on {job.config.get('data')}")
+                st.progress(job.progress, text=f"epoch {job.epoch} of {job.total_epochs}"
+                            + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
+                               else "")
+                            + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
+                st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
+                           f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}"
+                           + (" · on Ray" if job.runner == "ray" else "") + (f" · sweep {job.sweep}" if job.sweep else ""))
+                if job.status != jobs.JobStatus.QUEUED:
+                    link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
+                            run=os.path.basename(job.run_dir))
+            with metrics:
+                m = job.metrics
+                if m:
+                    st.caption(" · ".join(f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                                          if k in m))
+                if job.error:
+                    st.error(job.error)
+            job_actions(store, job)
+            if job.status != jobs.JobStatus.QUEUED:
+                with st.expander("Log", expanded=str(job.id) == linked):
+                    st.code(read_log(job.run_dir, tail=6000) or "(empty)", language=None)
+
+
+if READ_ONLY:
+    st.info("This server is read-only: you can follow the jobs and open their curves, but training, cancelling, "
+            "resuming and deleting are done by the lecturer (on the full server or the command line).", icon="🔒")
+    job_list()
+    st.stop()
 
 
 def apply_preset() -> None:
@@ -199,7 +287,9 @@ if ray_address:
                                                                 "ray": f"the Ray cluster ({ray_address})"}[r])
 if st.button("Submit training job", type="primary", disabled=cfg is None, key=KEY + "submit"):
     try:
-        job_id = jobs.submit(cfg, name=run_name, note=note, tags=tags, where=where)
+        job_id = jobs.submit(cfg, name=run_name, note=note, tags=tags, where=where, limits=jobs.Limits.for_server(),
+                             mine=st.session_state.setdefault("tr_mine", []))
+        st.session_state["tr_mine"].append(job_id)
         st.toast(f"Job {job_id} queued")
         st.session_state["tr_last_job"] = job_id
     except FerError as exc:
@@ -223,7 +313,9 @@ with st.expander("Submit a sweep: several seeds, or the whole study"):
     if st.button("Submit sweep", disabled=cfg is None, key=KEY + "sweep_submit"):
         try:
             sweep_id, ids = jobs.submit_sweep(jobs.form_sweep(kind, cfg, seeds, sweep_epochs), where=where, note=note,
-                                              tags=tags)
+                                              tags=tags, limits=jobs.Limits.for_server(),
+                                              mine=st.session_state.setdefault("tr_mine", []))
+            st.session_state["tr_mine"].extend(ids)
             st.success(f"Sweep {sweep_id}: jobs {', '.join(map(str, ids))} queued.")
         except FerError as exc:
             st.error(str(exc))
@@ -267,81 +359,6 @@ def where_jobs_run() -> None:
 with st.expander("Where jobs run"):
     where_jobs_run()
 
-
-# ------------------------------------------------------------------- the job list
-def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
-    cols = st.columns(4)
-    if job.status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING):
-        if cols[0].button("Cancel", key=f"cancel{job.id}", disabled=job.cancel_requested):
-            store.cancel(job.id)
-            st.rerun(scope="fragment")
-    if job.status in jobs.RESUMABLE:
-        if cols[1].button("Resume", key=f"resume{job.id}"):
-            store.resume(job.id)
-            jobs.schedule(store)
-            st.rerun(scope="fragment")
-    if job.status != jobs.JobStatus.RUNNING:
-        if st.session_state.get("tr_confirm") == job.id:
-            cols[2].warning("Delete this job and its run directory?")
-            if cols[2].button("Yes, delete", key=f"yes{job.id}", type="primary"):
-                store.delete(job.id)
-                st.session_state.pop("tr_confirm")
-                st.rerun(scope="fragment")
-            if cols[3].button("Keep it", key=f"no{job.id}"):
-                st.session_state.pop("tr_confirm")
-                st.rerun(scope="fragment")
-        elif cols[2].button("Delete", key=f"delete{job.id}"):
-            st.session_state["tr_confirm"] = job.id
-            st.rerun(scope="fragment")
-
-
-ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
-
-
-@st.fragment(run_every=2.0)
-def job_list() -> None:
-    """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
-    try:
-        with jobs.open_store() as store:
-            listed = store.list()
-            draw_jobs(store, listed)
-    except FerError as exc:
-        st.error(str(exc))
-
-
-def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
-    st.subheader(f"Jobs ({len(listed)})")
-    if not listed:
-        st.info("No jobs yet: fill in the form above and submit one.")
-    linked = st.query_params.get("job")  # a run's link on the Runs page names its job: show it first, log open
-    listed = sorted(listed, key=lambda j: str(j.id) != linked)
-    for job in listed:
-        with st.container(border=True):
-            head, metrics = st.columns([3, 2])
-            with head:
-                st.markdown(f"**Job {job.id}** {ICONS[job.status.value]} `{job.status.value}` · "
-                            f"{job.config.get('arch')} on {job.config.get('data')}")
-                st.progress(job.progress, text=f"epoch {job.epoch} of {job.total_epochs}"
-                            + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
-                               else "")
-                            + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
-                st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
-                           f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}"
-                           + (" · on Ray" if job.runner == "ray" else "") + (f" · sweep {job.sweep}" if job.sweep else ""))
-                if job.status != jobs.JobStatus.QUEUED:
-                    link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
-                            run=os.path.basename(job.run_dir))
-            with metrics:
-                m = job.metrics
-                if m:
-                    st.caption(" · ".join(f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                                          if k in m))
-                if job.error:
-                    st.error(job.error)
-            job_actions(store, job)
-            if job.status != jobs.JobStatus.QUEUED:
-                with st.expander("Log", expanded=str(job.id) == linked):
-                    st.code(read_log(job.run_dir, tail=6000) or "(empty)", language=None)
 
 
 job_list()

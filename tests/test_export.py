@@ -161,7 +161,7 @@ def test_bad_options_and_folders_are_refused(tmp_path, capsys):
     taken.mkdir()
     (taken / "notes.txt").write_text("mine")
     assert main(["export", "default", "--format", "tflite", "--out", str(taken)]) == 2
-    assert "not an earlier export" in capsys.readouterr().err
+    assert "holds notes.txt" in capsys.readouterr().err
     assert (taken / "notes.txt").read_text() == "mine"  # nothing of the user's is touched
     with pytest.raises(ModelError, match="not a FER Studio export"):
         export.ExportedModel(taken)
@@ -176,3 +176,38 @@ def test_cli_export_replaces_an_earlier_export(run_in_data, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["classes.json", "export.json", "model.tflite"]
     assert export.read_meta(out)["quantize"] == "dynamic"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch folder left
+
+
+def test_export_never_deletes_a_folder_that_only_looks_like_an_export(tmp_path, capsys):
+    """Regression: any folder holding an export.json was removed whole, with the user's files."""
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "export.json").write_text("{}")
+    (home / "thesis.tex").write_text("precious")
+    assert main(["export", "default", "--format", "tflite", "--out", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert "thesis.tex" in err and "never deletes your files" in err
+    assert (home / "thesis.tex").read_text() == "precious" and (home / "photos").is_dir()
+    assert (home / "export.json").read_text() == "{}"
+    only_meta = tmp_path / "only-meta"  # an export.json that FER Studio did not write
+    only_meta.mkdir()
+    (only_meta / "export.json").write_text("{}")
+    with pytest.raises(ModelError, match="not a FER Studio export"):
+        export.check_out(only_meta)
+    assert (only_meta / "export.json").exists()
+
+
+def test_replacing_an_export_removes_only_its_own_files(tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"old graph")
+    (out / "classes.json").write_text("[]")
+    (out / "export.json").write_text(json.dumps({"fer_studio": "0", "format": "onnx"}))
+    assert export.check_out(out) is True
+    export.remove_export(out)
+    assert not out.exists()
+    out.mkdir()
+    (out / "export.json").write_text(json.dumps({"fer_studio": "0"}))
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(ModelError, match="holds mine.txt"):
+        export.check_out(out)

@@ -55,6 +55,39 @@ def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_d
     assert [j.id for j in jobs.JobStore().list()] == [job_id]  # the store is still readable
 
 
+def test_a_read_only_run_directory_fails_the_job_with_what_to_do(data_dir, monkeypatch, capsys):
+    """Regression: a run directory that became read-only failed the job with a raw
+    'OSError: [Errno 30]' and a traceback in its log."""
+    import errno
+
+    from fer_core import files
+
+    class Holder:
+        def slots(self): return [0]
+        def start(self, job): return os.getpid()
+        def alive(self, pid): return True
+        def stop(self, job): pass
+
+    store = jobs.JobStore()
+    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, Holder())
+    real_temp = files.temp_path
+
+    def read_only(path):
+        tmp = real_temp(path)
+        if tmp.suffix == ".keras":
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))
+        return tmp
+
+    monkeypatch.setattr(files, "temp_path", read_only)
+    assert jobs.work(job_id) == 1
+    job = store.get(job_id)
+    assert job.status == jobs.JobStatus.FAILED
+    assert job.error.startswith("Read-only file system (") and "make it writable again" in job.error
+    assert "Errno" not in job.error
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+
+
 def test_damaged_job_store_is_reported_and_pages_keep_working(data_dir):
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / jobs.STORE_FILE).write_bytes(b"this is not a SQLite database, just junk " * 100)

@@ -307,7 +307,9 @@ def test_comparing_models_trained_on_different_data_says_so(demo_app, run_in_dat
     at.selectbox(key="ev_model").set_value(str(run_in_data)).run()
     at.selectbox(key="ev_other").set_value("default").run()
     assert not at.exception and not at.error
-    assert any("trained on different data" in w.value and "'demo'" in w.value for w in at.warning)
+    warned = [w.value for w in at.warning if "trained on different data" in w.value]
+    assert len(warned) == 1 and "on demo" in warned[0] and "on FER2013" in warned[0]
+    assert "/" not in warned[0]  # names data sets, never a path on the server
     shutil.copytree(run_in_data, run_in_data.parent / "same-data")
     at.selectbox(key="ev_other").set_value(str(run_in_data.parent / "same-data")).run()
     assert not any("trained on different data" in w.value for w in at.warning)
@@ -374,3 +376,14 @@ def test_runs_page_shows_how_the_shipped_model_learned(demo_app, run_in_data):
     assert not at.exception
     assert any("How the shipped model learned" in t.label for t in at.tabs)
     assert len(at.get("vega_lite_chart")) == 7  # the chosen run's 3, the groups' 2, then the shipped model's 2
+
+
+def test_two_copies_of_fer2013_are_the_same_data():
+    """Regression: two FER2013 models (a CSV and an image folder) were said to be trained on
+    different data, with a server path in the message."""
+    from fer_core.infer import data_identity
+
+    assert data_identity("/srv/a/fer2013") == data_identity("/home/b/fer2013.csv") == "FER2013"
+    assert data_identity("/x/icml_face_data.csv.gz") == "FER2013"
+    assert data_identity("demo") == "demo" != data_identity("demo:30")
+    assert data_identity("/data/affectnet") != data_identity("/data/fer2013")

@@ -6,7 +6,8 @@ from PIL import Image
 
 from fer_core.data import load_dataset, write_csv
 from fer_core.errors import DataError
-from fer_core.uploads import safe_name, save_upload
+from fer_core import uploads as up
+from fer_core.uploads import add_upload, safe_name, save_upload
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -26,7 +27,8 @@ def _png() -> bytes:
 def test_csv_upload_is_kept_under_data(data_dir, demo_small, tmp_path):
     content = write_csv(demo_small, tmp_path / "x.csv").read_bytes()
     path = save_upload("../../my fer.csv", content)
-    assert path.parent == data_dir / "datasets" / "uploads" and path.name == "my_fer.csv"
+    assert path.parent == data_dir / "datasets" / "uploads" and path.name.startswith("my_fer-")
+    assert path.suffix == ".csv" and save_upload("my fer.csv", content) == path  # the same file again: the same upload
     assert len(load_dataset(path)) == len(demo_small)
 
 
@@ -104,4 +106,36 @@ def test_every_broken_archive_is_a_clear_error_and_leaves_nothing_behind(data_di
         save_upload("faces.zip", archive)
     assert str(err.value).startswith("faces.zip: ")
     uploads = data_dir / "datasets" / "uploads"
-    assert not list(uploads.glob("*.part")) and not (uploads / "faces").exists()
+    assert not list(uploads.iterdir())  # nothing half-extracted is left
+
+
+def test_two_uploads_of_the_same_name_are_both_kept(data_dir, demo_small, tmp_path):
+    """Regression: a second upload called fer.csv replaced the first."""
+    first = write_csv(demo_small, tmp_path / "a.csv").read_bytes()
+    second = write_csv(demo_small.subset("Training"), tmp_path / "b.csv").read_bytes()
+    a, b = save_upload("fer.csv", first), save_upload("fer.csv", second)
+    assert a != b and a.read_bytes() == first and b.read_bytes() == second
+    za = save_upload("faces.zip", _zip({"train/happy/Training_1.png": _png()}))
+    zb = save_upload("faces.zip", _zip({"train/sad/Training_2.png": _png()}))
+    assert za != zb and (za / "train" / "happy").is_dir() and (zb / "train" / "sad").is_dir()
+
+
+def test_a_refused_upload_leaves_nothing(data_dir):
+    """Regression: a zip of thousands of tiny non-images was refused as a data set, but its
+    extracted files stayed under data/datasets/uploads."""
+    archive = _zip({f"junk/{i}.bin": b"x" for i in range(2000)})
+    with pytest.raises(DataError):
+        add_upload("junk.zip", archive, lambda p: load_dataset(p))
+    assert not list((data_dir / "datasets" / "uploads").iterdir())
+    good = add_upload("ok.zip", _zip({"train/happy/Training_1.png": _png()}), lambda p: load_dataset(p))
+    assert good.is_dir()
+
+
+def test_entry_count_and_size_are_checked_before_extracting(data_dir, monkeypatch):
+    monkeypatch.setattr(up, "MAX_MEMBERS", 100)
+    with pytest.raises(DataError, match="101 entries is more than the limit of 100.*Nothing was extracted"):
+        save_upload("many.zip", _zip({f"{i}.png": b"x" for i in range(101)}))
+    monkeypatch.setattr(up, "MAX_EXTRACTED_BYTES", 50 * up.BLOCK)
+    with pytest.raises(DataError, match="would expand"):  # 60 one-byte files take 60 blocks on disk
+        save_upload("tiny.zip", _zip({f"{i}.png": b"x" for i in range(60)}))
+    assert not list((data_dir / "datasets" / "uploads").iterdir())

@@ -170,3 +170,26 @@ def test_an_uploaded_video_is_analysed_from_bytes_and_its_annotated_copy_returne
     assert result.file == "my clip.avi" and len(result.frames) == 5 and webm[:4] == b"\x1a\x45\xdf\xa3"  # EBML
     rows = result.timeline(1)
     assert len(rows) == 5 * len(shipped[1]) and {r["t"] for r in rows} == {0.0, 0.2, 0.4, 0.6, 0.8}
+
+
+def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, capsys, monkeypatch, shipped):
+    """Regression: a 2-hour video was analysed whole (every frame, hundreds of seconds of a core)."""
+    clip = make_clip(tmp_path / "long.avi", (np.full((H, W, 3), i, np.uint8) for i in range(40)), fps=10)  # 4 s
+    monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "1.5")
+    assert main(["predict", str(clip), "--fps", "2", "--json", "--tta", "none"]) == 0
+    captured = capsys.readouterr()
+    assert "The video is 4 s long: only its first 1.5 s are analysed" in captured.err and "FER_MAX_VIDEO_SECONDS" in captured.err
+    doc = json.loads(captured.out)
+    assert [f["t"] for f in doc["frames"]] == [0.0, 0.5, 1.0] and doc["cut_at"] == 1.5
+    assert "FER_MAX_VIDEO_SECONDS" in doc["note"]
+    monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "600")
+    monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "4")  # 4 frames at 5 per second: 0.8 s
+    model, classes = shipped
+    result, _ = analyse_video_bytes(clip.read_bytes(), "long.avi", model, classes, fps=5)
+    assert [f.t for f in result.frames] == [0.0, 0.2, 0.4, 0.6] and result.cut_at == 0.8
+    from fer_core.video import probe_video
+
+    duration, note = probe_video(clip.read_bytes(), "long.avi", fps=5)
+    assert duration == 4.0 and "4 frames at 5 per second" in note
+    monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "100")
+    assert probe_video(clip.read_bytes(), "long.avi", fps=5) == (4.0, None)  # it fits: nothing to say

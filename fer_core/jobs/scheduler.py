@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from .. import rundir
-from ..config import load_settings, save_settings
+from ..config import check_writable, load_settings, read_only, save_settings
 from ..errors import ConfigError, FerError, JobError
 from ..trainconfig import TrainConfig
+from .limits import Limits
 from .ray_runner import RayRunner, check_address
 from .runners import LocalRunner, Runner
 from .store import LOCAL, JobStatus, JobStore
@@ -132,23 +133,33 @@ def open_store(runner: Runner | None = None) -> Iterator[JobStore]:
         JobError: the store cannot be opened (a message naming the file and the way out).
     """
     with JobStore() as store:
-        schedule(store, runner)
+        if not read_only():  # a read-only server only looks: the full server (or CLI) schedules
+            schedule(store, runner)
         yield store
 
 
 def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
-           note: str = "", tags: tuple[str, ...] | list[str] = (), where: str | None = None) -> int:
+           note: str = "", tags: tuple[str, ...] | list[str] = (), where: str | None = None,
+           limits: Limits | None = None, mine: list[int] | None = None) -> int:
     """Queue a job and start it if a slot is free; return its id.
 
     ``where``: the runner's name (``local`` or ``ray``; default: Ray when a cluster is set).
+    ``limits``: what may be queued (default: what the environment sets, see
+    :mod:`fer_core.jobs.limits`); ``mine``: the ids of the jobs the same browser session
+    submitted, for its per-session share.
     """
+    check_writable("Submitting a training job")
     if store is None:
         with JobStore() as own:
-            return submit(cfg, own, runner, name, note, tags, where)
+            return submit(cfg, own, runner, name, note, tags, where, limits, mine)
+    limits = limits or Limits.from_env()
+    limits.check_epochs(cfg.epochs)
+    if mine is not None:
+        limits.check_session(store.count_waiting(mine))
     where = where or (getattr(runner, "name", LOCAL) if runner is not None else default_runner_name())
     if runner is None:
         get_runner(where)  # a Ray job needs a cluster address before it is queued
-    job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where)
+    job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where, max_waiting=limits.queued)
     schedule(store, runner)
     return job_id
 

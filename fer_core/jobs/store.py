@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import rundir
-from ..config import data_dir, runs_dir
+from ..config import data_dir, read_only, runs_dir
 from ..errors import FerError, JobError
 from ..trainconfig import TrainConfig
 from ..validation import clean_tags, validate_config
@@ -183,6 +183,8 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
         JobError: the file or its folder cannot be opened or written.
     """
     path = Path(path) if path else store_path()
+    if read_only():
+        return _connect_read_only(path)
     deadline = time.monotonic() + BUSY_TIMEOUT_S
     while True:
         conn = None
@@ -263,6 +265,28 @@ def explain_sqlite(exc: BaseException) -> str:
     return f"{text}; check that data/ is writable and the disk is not full"
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only server's view of the store: opened read-only (every write fails), or an
+    empty table when the full server has not made the store yet."""
+    if path.is_file():
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            raise JobError(f"The job store {path} cannot be read: {explain_sqlite(exc)}.") from None
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.executescript(SCHEMA)
+    for column, definition in ADDED_COLUMNS.items():
+        if column not in {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+    return conn
+
+
 class JobStore:
     """Every read and state change of the job table."""
 
@@ -325,14 +349,16 @@ class JobStore:
     # ----------------------------------------------------------------- changes
     def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
                tags: tuple[str, ...] | list[str] = (), sweep: int | None = None, runner: str = LOCAL,
-               sweep_config: str = "") -> int:
+               sweep_config: str = "", max_waiting: int | None = None) -> int:
         """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
         cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
         leads back to its job as the job leads to its run; ``tags``, ``sweep`` and
         ``sweep_config`` (the configuration's label within its sweep, seeds aside) group runs on
-        the Runs page. ``runner`` says where it runs (``local`` or ``ray``).
+        the Runs page. ``runner`` says where it runs (``local`` or ``ray``). ``max_waiting``: refuse
+        (JobError) when that many jobs are already queued or running, counted in the same
+        transaction as the insert.
         """
         cfg, tags = validate_config(cfg), clean_tags(tags)
         created = run_dir is None
@@ -340,6 +366,12 @@ class JobStore:
         path.mkdir(parents=True, exist_ok=True)
         try:
             with transaction(self.conn, self.path) as c:
+                if max_waiting is not None:
+                    waiting = self.count_waiting()
+                    if waiting >= max_waiting:
+                        raise JobError(f"The job queue is full: {waiting} job(s) are waiting or running and this "
+                                       f"server allows {max_waiting} (FER_MAX_QUEUED). Wait for some to finish, or "
+                                       "cancel or delete one of yours, then submit again.")
                 cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
                                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
                                                                  time.time(), str(path), cfg.epochs, runner, sweep))
@@ -352,6 +384,11 @@ class JobStore:
             if created:
                 shutil.rmtree(path, ignore_errors=True)
             raise
+
+    def count_waiting(self, ids: list[int] | None = None) -> int:
+        """Jobs queued or running (of ``ids`` only, when given)."""
+        rows = self._rows("SELECT id FROM jobs WHERE status IN (?, ?)", (JobStatus.QUEUED.value, JobStatus.RUNNING.value))
+        return sum(1 for r in rows if ids is None or r["id"] in ids)
 
     def claim(self, slots: list[int], runner: str = LOCAL) -> list[Job]:
         """Mark the oldest queued jobs of ``runner`` running, one per free slot of that runner,
@@ -465,16 +502,23 @@ class JobStore:
                       " pid = NULL, config = ?, total_epochs = ? WHERE id = ?",
                       (JobStatus.QUEUED.value, json.dumps(config), total, job_id))
 
-    def delete(self, job_id: int, remove_files: bool = True) -> None:
-        """Forget a job that is not running and remove its run directory."""
+    def delete(self, job_id: int, remove_files: bool = True) -> list[str]:
+        """Forget a job that is not running and remove what its training wrote.
+
+        Only a run directory under ``data/runs`` is touched, and in it only the run's own files
+        (:func:`fer_core.rundir.remove_run`): returns the names of anything else found there,
+        which is kept with its folder.
+        """
         with transaction(self.conn, self.path) as c:
             job = self.get(job_id)
             if job.status == JobStatus.RUNNING:
                 raise JobError(f"Job {job_id} is running; cancel it first, then delete it.")
             c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         run = Path(job.run_dir)
-        if remove_files and run.is_dir() and run.resolve().is_relative_to(runs_dir().resolve()):
-            shutil.rmtree(run, ignore_errors=True)
+        inside = run.resolve().is_relative_to(runs_dir().resolve()) and run.resolve() != runs_dir().resolve()
+        if remove_files and inside and rundir.is_run(run):
+            return rundir.remove_run(run)
+        return []
 
     def reap(self, alive, stop=None, runner: str = LOCAL, explain=None) -> list[int]:
         """Mark running jobs of ``runner`` whose worker is gone (dead or stale heartbeat) ``interrupted``.

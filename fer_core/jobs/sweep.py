@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, JobError
 from ..trainconfig import TrainConfig
 from ..validation import check_config, clean_tags
+from .limits import Limits
 from .runners import Runner
 from .scheduler import default_runner_name, get_runner, schedule
 from .store import JobStore
@@ -109,15 +110,26 @@ def grid_size(values: dict[str, list]) -> int:
 
 
 def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None = None, note: str = "",
-                 tags: list[str] | tuple[str, ...] | str = (), runner: Runner | None = None) -> tuple[int, list[int]]:
+                 tags: list[str] | tuple[str, ...] | str = (), runner: Runner | None = None,
+                 limits: Limits | None = None, mine: list[int] | None = None) -> tuple[int, list[int]]:
     """Queue every configuration of ``sweep`` as one sweep; return ``(sweep id, job ids)``.
 
     Runs are named ``sweepN-<label>-seedS``; ``where`` is the runner (default: Ray when a
-    cluster is set, else this machine).
+    cluster is set, else this machine). ``limits`` and ``mine`` as for
+    :func:`fer_core.jobs.scheduler.submit`: a sweep that would go over a limit is refused whole,
+    before anything is queued.
     """
     if store is None:
         with JobStore() as own:
-            return submit_sweep(sweep, own, where, note, tags, runner)
+            return submit_sweep(sweep, own, where, note, tags, runner, limits, mine)
+    limits = limits or Limits.from_env()
+    for _, cfg in sweep.configs:
+        limits.check_epochs(cfg.epochs)
+    if mine is not None:
+        limits.check_session(store.count_waiting(mine), len(sweep.configs))
+    full = limits.queue_full(store.count_waiting(), len(sweep.configs))
+    if full:
+        raise JobError(f"A sweep of {len(sweep.configs)} jobs: {full}")
     where = where or (getattr(runner, "name", None) if runner is not None else None) or default_runner_name()
     if runner is None:
         get_runner(where)  # a Ray sweep needs a cluster address before anything is queued
@@ -127,7 +139,7 @@ def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None 
     for label, cfg in sweep.configs:
         slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)[:60]
         ids.append(store.submit(cfg, name=f"sweep{sweep_id}-{slug}-seed{cfg.seed}", note=note, tags=tags,
-                                sweep=sweep_id, runner=where, sweep_config=label))
+                                sweep=sweep_id, runner=where, sweep_config=label, max_waiting=limits.queued))
     schedule(store, runner)
     return sweep_id, ids
 

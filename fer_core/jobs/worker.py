@@ -8,6 +8,7 @@ directory's lock keeps any second process from writing the run at the same time.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -134,7 +135,8 @@ def _work(job_id: int, store_file: str | Path | None = None) -> int:
         lost.set()
         error = str(exc)
     except Exception as exc:  # a failed job must say why, whatever went wrong
-        traceback.print_exc()
+        if disk_problem(exc) is None:  # a full or read-only disk needs a sentence, not a traceback
+            traceback.print_exc()
         error = explain(exc)
     finally:
         done.set()
@@ -155,14 +157,36 @@ def _work(job_id: int, store_file: str | Path | None = None) -> int:
     return 0 if status != JobStatus.FAILED else 1
 
 
+#: What to do about the file-system errors a training job meets, by errno.
+DISK_ADVICE = {
+    errno.ENOSPC: "The disk is full: free some space, then resume the job.",
+    errno.EDQUOT: "Your disk quota is used up: free some space, then resume the job.",
+    errno.EROFS: "The run directory's file system is read-only (a disk remounted read-only after an error, or a "
+                 "read-only mount): make it writable again, or move the run to a writable disk, then resume the job.",
+    errno.EACCES: "A file or folder is not writable: fix its permissions, then resume the job.",
+    errno.EPERM: "A file or folder is not writable: fix its permissions, then resume the job.",
+}
+
+
+def disk_problem(exc: BaseException) -> OSError | None:
+    """The file-system error (full, read-only, not permitted) behind ``exc``, if any: libraries
+    often wrap it in one of their own exceptions."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ADVICE:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def explain(exc: BaseException) -> str:
     """A failed job's error for the user, with what to do next."""
-    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FerError) else str(exc)
-    if isinstance(exc, OSError) and exc.errno == 28:
-        text += " The disk is full: free some space, then resume the job."
-    elif isinstance(exc, PermissionError):
-        text += " A file or folder is not writable: fix its permissions, then resume the job."
-    return text
+    os_error = disk_problem(exc)
+    if os_error is not None:
+        where = f" ({os_error.filename})" if os_error.filename else ""
+        return f"{os_error.strerror or os_error}{where}. {DISK_ADVICE[os_error.errno]}"
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, FerError) else str(exc)
 
 
 def _device_name() -> str:

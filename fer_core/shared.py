@@ -1,0 +1,120 @@
+"""What the sessions of one server share: pools of objects that are not thread-safe, and a gate
+that caps how many analyses run at once.
+
+One Streamlit server runs every browser session on a thread of its own, and caches detectors and
+models once per process. OpenCV's DNN networks (YuNet) and cascades keep state between calls
+(YuNet's input size), so two threads in one of them mix their images up or crash the process:
+each detector is therefore a :class:`Pool` of instances, one borrowed per call. And two cores
+cannot do thirty analyses at once any faster than one after another: :func:`analysis_gate` lets
+``FER_MAX_ANALYSES`` (default: the machine's cores) run and queues the rest in arrival order, so
+each waiting session can be told how many are ahead of it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from contextlib import contextmanager
+from functools import cache
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class Pool(Generic[T]):
+    """Up to ``size`` instances made by ``factory``, each used by one thread at a time.
+
+    :meth:`borrow` hands out an idle instance, makes a new one while fewer than ``size`` exist,
+    or waits for one to come back.
+    """
+
+    def __init__(self, factory: Callable[[], T], size: int):
+        self.factory, self.size = factory, max(1, size)
+        self.idle: list[T] = []
+        self.made = 0
+        self.cond = threading.Condition()
+
+    @contextmanager
+    def borrow(self) -> Iterator[T]:
+        with self.cond:
+            while not self.idle and self.made >= self.size:
+                self.cond.wait()
+            item = self.idle.pop() if self.idle else None
+            if item is None:
+                self.made += 1
+        if item is None:
+            try:
+                item = self.factory()
+            except BaseException:
+                with self.cond:
+                    self.made -= 1
+                    self.cond.notify()
+                raise
+        try:
+            yield item
+        finally:
+            with self.cond:
+                self.idle.append(item)
+                self.cond.notify()
+
+
+class Gate:
+    """At most ``capacity`` holders at once; the others wait in arrival order (first come, first
+    served), and :meth:`slot` tells a waiting caller how many are ahead of it."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self.running = 0
+        self.queue: deque = deque()
+        self.cond = threading.Condition()
+
+    def ahead(self, ticket) -> int:
+        """Analyses running or queued before ``ticket``."""
+        return self.running + self.queue.index(ticket)
+
+    @contextmanager
+    def slot(self, on_wait: Callable[[int], None] | None = None, poll: float = 0.5) -> Iterator[None]:
+        """Hold one place while the block runs. While waiting, ``on_wait(n)`` is called with the
+        number of analyses ahead whenever it changes (and once at first)."""
+        ticket = object()
+        with self.cond:
+            self.queue.append(ticket)
+            told = None
+            try:
+                while self.queue[0] is not ticket or self.running >= self.capacity:
+                    n = self.ahead(ticket)
+                    if on_wait is not None and n != told:
+                        told = n
+                        self.cond.release()  # a UI callback must never run under the lock
+                        try:
+                            on_wait(n)
+                        finally:
+                            self.cond.acquire()
+                        continue
+                    self.cond.wait(poll)
+            except BaseException:
+                self.queue.remove(ticket)
+                self.cond.notify_all()
+                raise
+            self.queue.popleft()
+            self.running += 1
+            self.cond.notify_all()  # the next in line may move up
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.running -= 1
+                self.cond.notify_all()
+
+
+def max_analyses() -> int:
+    """How many analyses one server runs at once: ``FER_MAX_ANALYSES``, else the machine's cores."""
+    value = os.environ.get("FER_MAX_ANALYSES", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+
+
+@cache
+def analysis_gate() -> Gate:
+    """The one gate every analysis of this process goes through (photos, videos, evaluations)."""
+    return Gate(max_analyses())

@@ -1,0 +1,132 @@
+"""One server, many sessions: shared detectors and models give each session exactly what it would
+get alone, and the analysis gate queues work instead of piling it onto the cores."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skimage_data
+
+from fer_core.infer import load_model, resolve_model
+from fer_core.predict import analyse
+from fer_core.shared import Gate, Pool
+
+SESSIONS = 8
+
+
+def photos() -> list[tuple[str, bytes]]:
+    """Eight different photos of one face: the astronaut at eight sizes, on canvases of eight
+    shapes (each needs its own input size in YuNet's network)."""
+    face = Image.fromarray(skimage_data.astronaut())
+    out = []
+    for i in range(SESSIONS):
+        side = 220 + 70 * i
+        canvas = Image.new("RGB", (side + 40 * (i % 3) + 60, side + 30 * (i % 2) + 20), (90, 100, 110))
+        canvas.paste(face.resize((side, side)), (30, 10))
+        buf = io.BytesIO()
+        canvas.save(buf, "PNG")
+        out.append((f"photo{i}.png", buf.getvalue()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ref = resolve_model("default")
+    return load_model(ref), ref.classes
+
+
+def _summary(result):
+    return [(f.box.as_list(), f.label, f.proba, f.cam) for f in result.faces], result.error
+
+
+def test_eight_sessions_at_once_get_what_each_gets_alone(shipped):
+    """Regression: the face detector was one OpenCV network shared by every session's thread, its
+    input size changed per photo: at once, a photo came back with another's faces, or the server
+    crashed. Eight threads analyse eight different photos, three times, and must match."""
+    model, classes = shipped
+    items = photos()
+    alone = [_summary(analyse([item], model, classes, tta="flip", explain=True)[0]) for item in items]
+    assert all(len(faces) == 1 and err is None for faces, err in alone)
+    for _ in range(3):
+        got: dict[int, object] = {}
+        start = threading.Barrier(SESSIONS)
+
+        def session(i: int) -> None:
+            start.wait()
+            got[i] = _summary(analyse([items[i]], model, classes, tta="flip", explain=True)[0])
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in range(SESSIONS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert sorted(got) == list(range(SESSIONS)), "a session never finished"
+        for i in range(SESSIONS):
+            (faces, err), (want, want_err) = got[i], alone[i]
+            assert err == want_err and len(faces) == len(want), (i, faces, want)
+            for (box, label, proba, cam), (wbox, wlabel, wproba, wcam) in zip(faces, want):
+                assert box == wbox and label == wlabel
+                np.testing.assert_allclose(proba, wproba, atol=1e-5)
+                np.testing.assert_allclose(cam, wcam, atol=1e-4)
+
+
+def test_the_gate_runs_at_most_its_capacity_and_tells_the_others_their_place():
+    gate, inside, most = Gate(2), [0], [0]
+    lock, told, order = threading.Lock(), {}, []
+    release = threading.Event()
+
+    def work(i: int) -> None:
+        with gate.slot(on_wait=lambda n: told.setdefault(i, []).append(n)):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                order.append(i)
+            release.wait(30)
+            with lock:
+                inside[0] -= 1
+
+    threads = []
+    for i in range(5):  # one at a time, so the arrival order is known
+        threads.append(threading.Thread(target=work, args=(i,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while len(order) + len(gate.queue) < i + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert order == [0, 1] and len(gate.queue) == 3
+    deadline = time.monotonic() + 10
+    while sorted(told) != [2, 3, 4] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert told == {2: [2], 3: [3], 4: [4]}  # two running, then those queued ahead
+    release.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert most[0] == 2 and order == [0, 1, 2, 3, 4] and gate.running == 0 and not gate.queue
+
+
+def test_a_pool_never_lends_one_instance_to_two_threads():
+    made, busy, clash = [], set(), []
+    pool = Pool(lambda: made.append(object()) or made[-1], 3)
+    lock = threading.Lock()
+
+    def use() -> None:
+        for _ in range(50):
+            with pool.borrow() as item:
+                with lock:
+                    if id(item) in busy:
+                        clash.append(item)
+                    busy.add(id(item))
+                time.sleep(0.0005)
+                with lock:
+                    busy.discard(id(item))
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not clash and 1 <= len(made) <= 3
