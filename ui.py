@@ -21,6 +21,7 @@ from fer_core.config import load_settings, read_only
 from fer_core.data import Dataset, check_allowed, load_dataset
 from fer_core.data import source_choices as data_source_choices
 from fer_core.demo import make_demo_dataset
+from fer_core.device import quiet_tensorflow
 from fer_core.evaluate import evaluate_cached
 from fer_core.export import export_zip
 from fer_core.fmt import fmt_seconds
@@ -29,6 +30,20 @@ from fer_core.models import create_model, list_models
 from fer_core.predict import ImageResult, analyse, draw
 from fer_core.runs import list_runs
 from fer_core.shared import analysis_gate
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's start-up notes (oneDNN, the CUDA probe's "failed call to cuInit" on a machine
+    without a GPU) would fill the server's log as if something failed: it is imported once, in the
+    background as soon as the first page loads, with its stderr silenced (fer_core.device)."""
+    try:
+        quiet_tensorflow()
+    except Exception:  # a broken install shows where TensorFlow is used, with its message
+        pass
+
+
+if not any(t.name == "tensorflow-import" for t in threading.enumerate()) and "tensorflow" not in sys.modules:
+    threading.Thread(target=_import_tensorflow_quietly, name="tensorflow-import", daemon=True).start()
 
 
 def use_app_navigation() -> None:

@@ -32,7 +32,7 @@ from .rundir import MODEL_CARD, NOTE, TAGS, read_info, read_metrics
 from .train import train
 from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
-from .validation import validate_config
+from .validation import config_notes, validate_config
 from .video import (DEFAULT_FPS, VIDEO_TYPES, VideoResult, analyse_video, check_fps, is_video, limit_note,
                     video_duration_of)
 
@@ -94,10 +94,18 @@ def _config_from_args(args: argparse.Namespace):
         data = overrides.pop("data", None) or os.environ.get("FER2013_DIR")
         if not data:
             raise FerError("Give --data (or set FER2013_DIR): a recipe names everything but the data set.")
-        return validate_config({**get_recipe(args.recipe).train_config(data).to_dict(), **overrides})
+        return _noted(validate_config({**get_recipe(args.recipe).train_config(data).to_dict(), **overrides},
+                                      trusted=True))
     else:
         cfg = TrainConfig.for_model(args.arch, **overrides)
-    return validate_config(cfg)
+    return _noted(validate_config(cfg, trusted=True))
+
+
+def _noted(cfg: TrainConfig) -> TrainConfig:
+    """The configuration, after printing (to stderr) what it does that may surprise."""
+    for name, note in config_notes(cfg).items():
+        print(f"note ({name}): {note}", file=sys.stderr)
+    return cfg
 
 
 def _run_out(args: argparse.Namespace) -> str | None:
@@ -132,7 +140,7 @@ def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "submit":
         with jobs.JobStore() as store:
             job_id = jobs.submit(_config_from_args(args), store, name=args.name or "", note=args.note or "",
-                                 tags=args.tag, where=args.runner)
+                                 tags=args.tag, where=args.runner, trusted=True)
             job = store.get(job_id)
         print(json.dumps({"id": job_id, "status": job.status.value, "run_dir": job.run_dir, "runner": job.runner})
               if args.json else f"{job_id}")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import files
+from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +38,6 @@ def read_only() -> bool:
 def check_writable(what: str) -> None:
     """Raises ConfigError on a read-only server, saying that ``what`` is not offered here."""
     if read_only():
-        from .errors import ConfigError
-
         raise ConfigError(f"{what} is not possible here: this server is read-only ({READ_ONLY_VAR}=1). "
                           "Ask the lecturer, who runs the full server or the command line.")
 

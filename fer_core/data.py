@@ -53,20 +53,23 @@ def _fill_missing_splits(raw: readers.RawData, seed: int = 0) -> np.ndarray:
     return splits.astype(str)
 
 
-def parse_merge(spec: str, class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, str]:
+def parse_merge(spec: str, class_names: tuple[str, ...] | None = CLASS_NAMES) -> dict[str, str]:
     """Parse a class merging spec such as ``"disgust=angry"`` or ``"disgust->angry, fear=sad"``.
+
+    ``class_names`` None checks the form only (the data set's classes are not known yet).
 
     Raises:
         DataError: a part is malformed or names an unknown class.
     """
     mapping: dict[str, str] = {}
+    known = class_names
     for part in filter(None, (p.strip() for p in (spec or "").split(","))):
         src, sep, dst = part.replace("->", "=").partition("=")
         src, dst = src.strip().lower(), dst.strip().lower()
         if not sep or not src or not dst:
             raise DataError(f"Class merging {part!r}: write it as 'from=into', e.g. 'disgust=angry'.")
         for name in (src, dst):
-            if name not in class_names:
+            if known is not None and name not in known:
                 raise DataError(f"Class merging {part!r}: unknown class {name!r}; classes are {', '.join(class_names)}.")
         if src == dst:
             raise DataError(f"Class merging {part!r}: a class cannot be merged into itself.")
@@ -111,8 +114,9 @@ def check_allowed(source: str | os.PathLike) -> str:
     path = Path(os.path.abspath(Path(text).expanduser()))
     roots = allowed_roots()
     if not any(path == root or path.is_relative_to(root) for root in roots):
-        raise DataError(f"{text}: outside the folders FER Studio may read ({', '.join(map(str, roots))}). "
-                        "Copy or upload the data set into data/datasets, or add its folder to FER_DATA_ROOTS.")
+        raise DataError(f"{text}: outside the folders this server may read ({', '.join(map(str, roots))}). "
+                        "Set FER2013_DIR to it (or add its folder to FER_DATA_ROOTS) and restart the app, or copy "
+                        "or upload the data set into data/datasets. The command line reads any path you type.")
     return text
 
 
@@ -295,8 +299,10 @@ def load_dataset(source: str | os.PathLike = DEMO_SOURCE, *, merge: str = "", sk
 
 def find_datasets() -> list[Path]:
     """List the data sets under ``data/datasets`` (each a CSV file or a folder)."""
-    found = []
-    for p in sorted(datasets_dir().iterdir()):
+    found, folder = [], datasets_dir()
+    if not folder.is_dir():  # a read-only server on a data folder nobody has filled yet
+        return []
+    for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
         try:

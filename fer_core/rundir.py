@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -412,13 +413,12 @@ def remove_run(run_dir: str | os.PathLike) -> list[str]:
     the directory is gone).
 
     Raises:
-        ConfigError: ``run_dir`` is not a run directory (no config.json), or is a symbolic link.
+        ConfigError: ``run_dir`` is not a run directory (neither config.json nor, for a job that
+            never started, run.json), or is a symbolic link.
     """
-    import shutil
-
     run_dir = Path(run_dir)
-    if run_dir.is_symlink() or not is_run(run_dir):
-        raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG}), so nothing in it is removed.")
+    if run_dir.is_symlink() or not (is_run(run_dir) or (run_dir / INFO).is_file()):
+        raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG} or {INFO}), so nothing in it is removed.")
     kept = []
     for p in sorted(run_dir.iterdir()):
         if not is_own_file(p.name):

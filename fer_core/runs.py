@@ -292,12 +292,21 @@ def groups_of(run: RunSummary, by: str) -> list[str]:
     return found or [UNGROUPED[by]]
 
 
+def data_label(run: RunSummary) -> str:
+    """The data set a run was trained on, as a group name shows it ("FER2013", "demo", a folder name)."""
+    ident = infer.data_identity(run.config.data) if run.config else "unknown data"
+    return ident if ident == "FER2013" or ident.startswith("demo") or ident == "unknown data" else Path(ident).name
+
+
 def grouped(runs: list[RunSummary], by: str) -> dict[str, list[RunSummary]]:
-    """``{group: its runs}``, groups in order of first appearance."""
+    """``{group: its runs}``, groups in order of first appearance. Runs trained on different data
+    sets never share a group (a mean of demo and FER2013 accuracies means nothing): when the runs
+    span several data sets, each group is split by data set and says which (``tiny · on demo``)."""
+    several = len({data_label(r) for r in runs}) > 1
     out: dict[str, list[RunSummary]] = {}
     for run in runs:
         for g in groups_of(run, by):
-            out.setdefault(g, []).append(run)
+            out.setdefault(g + (f" · on {data_label(run)}" if several else ""), []).append(run)
     return out
 
 

@@ -177,9 +177,9 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
     n = cfg.batch_size * (steps + 2)
     faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
     data = make_input(faces, labels, cfg, num_classes, training=True)
-    model.fit(data.take(2), verbose=0)  # builds the graph
+    model.fit(data.take(2), verbose=0, shuffle=False)  # builds the graph (a dataset is not shuffled by fit)
     t0 = time.perf_counter()
-    model.fit(data.skip(2), verbose=0)
+    model.fit(data.skip(2), verbose=0, shuffle=False)
     step = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
@@ -197,7 +197,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
-               on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None):
+               on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None,
+               log: Callable | None = None):
     import keras
 
     class Schedule(keras.callbacks.Callback):
@@ -235,7 +236,10 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.stopped:  # Keras still ends the cut-short epoch: it must not count as done
+            if self.stopped:  # Keras still ends the cut-short epoch: it must not count as done, nor be logged
+                if log is not None:
+                    log(f"Epoch {epoch + 1}/{cfg.epochs}: stopped during the epoch; it is not saved (the run "
+                        f"resumes from epoch {epoch}).")
                 return
             logs = dict(logs or {})
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
@@ -245,6 +249,9 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
             if before_commit is not None:
                 before_commit(epoch + 1)
             rundir.commit_epoch(run_dir, self.model, row)
+            if log is not None:  # one line per saved epoch, as Keras' own (which would also log a cut-short one)
+                log(f"Epoch {epoch + 1}/{cfg.epochs} - {row['epoch_seconds']:.0f}s - " + " - ".join(
+                    f"{k}: {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row))
             if self.events is not None:
                 self.events.write(row)
             if on_epoch is not None:
@@ -412,8 +419,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
         model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength), epochs=cfg.epochs,
                   initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit),
-                  verbose=verbose, shuffle=False)
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit,
+                                       log=(lambda line: print(line, flush=True)) if verbose == 2 else None),
+                  verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
     status = "finished" if done >= cfg.epochs else "stopped"
     if status == "finished":

@@ -10,14 +10,19 @@ show each one under its widget.
 
 from __future__ import annotations
 
-from .data import check_allowed
+from .config import CLASS_NAMES
+from .data import check_allowed, parse_merge, resolve_source
 from .errors import ConfigError, FerError
-from .infer import resolve_model
+from .infer import data_identity, resolve_model
 from .trainconfig import TrainConfig
 
 
-def check_config(raw: dict | TrainConfig) -> tuple[TrainConfig | None, dict[str, str]]:
+def check_config(raw: dict | TrainConfig, trusted: bool = False) -> tuple[TrainConfig | None, dict[str, str]]:
     """Check a config (or a dict of raw values, strings from a form are fine).
+
+    ``trusted``: the data path was typed by the machine's own user (the command line), who can
+    read it anyway; the allowed-folder rule (:func:`fer_core.data.check_allowed`) is for what a
+    browser sends to the web server.
 
     Returns:
         ``(config, {})`` when everything is valid, else ``(None, {field: what is wrong})``;
@@ -26,10 +31,17 @@ def check_config(raw: dict | TrainConfig) -> tuple[TrainConfig | None, dict[str,
     cfg, problems = TrainConfig.check(raw.to_dict() if isinstance(raw, TrainConfig) else dict(raw))
     values = cfg.to_dict() if cfg else raw.to_dict() if isinstance(raw, TrainConfig) else dict(raw)
     if "data" not in problems:
-        try:
-            check_allowed(values.get("data", TrainConfig.data))
+        try:  # typed at the command line: any readable data set; sent by a browser: only allowed folders
+            (resolve_source if trusted else check_allowed)(values.get("data", TrainConfig.data))
         except FerError as exc:
             problems["data"] = str(exc)
+    merge = str(values.get("merge") or "").strip()
+    if merge and "merge" not in problems:
+        try:  # class names are known for FER2013 and the demo set (the same seven); other sets are checked on load
+            parse_merge(merge, CLASS_NAMES if data_identity(str(values.get("data") or "demo")) in ("FER2013", "demo")
+                        or str(values.get("data") or "").startswith("demo") else None)
+        except FerError as exc:
+            problems["merge"] = str(exc)
     init_from = str(values.get("init_from") or "").strip()
     if init_from and "init_from" not in problems:
         try:
@@ -39,9 +51,20 @@ def check_config(raw: dict | TrainConfig) -> tuple[TrainConfig | None, dict[str,
     return (None, problems) if problems else (cfg, {})
 
 
-def validate_config(cfg: dict | TrainConfig) -> TrainConfig:
+def config_notes(cfg: TrainConfig) -> dict[str, str]:
+    """What a valid configuration does that its user may not expect, keyed by field (shown beside
+    the field; nothing is refused)."""
+    notes = {}
+    if cfg.aug_warmup_epochs > cfg.epochs:
+        notes["epochs"] = (f"The augmentation ramps up over {cfg.aug_warmup_epochs} epochs, longer than these "
+                           f"{cfg.epochs}: it never reaches full strength. Set aug_warmup_epochs to at most the epochs "
+                           "(0: full strength from the start) if that is not what you want.")
+    return notes
+
+
+def validate_config(cfg: dict | TrainConfig, trusted: bool = False) -> TrainConfig:
     """:func:`check_config`, raising one ConfigError that names every bad field."""
-    good, problems = check_config(cfg)
+    good, problems = check_config(cfg, trusted)
     if problems:
         if set(problems) == {"unknown"}:
             raise ConfigError(problems["unknown"])

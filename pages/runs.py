@@ -56,8 +56,18 @@ for run in runs:
 
 readable = [r.name for r in runs if not r.error]
 linked = st.query_params.get("run")  # a job's "curves" link names its run
-chosen = st.multiselect("Runs to show and compare", readable, key="runs_chosen",
-                        default=[linked] if linked in readable else readable[:1])
+if linked in readable and st.session_state.get("runs_linked") != linked:
+    # a link followed within the session: its run is chosen, whatever was chosen on an earlier visit
+    st.session_state["runs_linked"] = linked
+    st.session_state["runs_chosen"] = [linked]
+elif [n for n in st.session_state.get("runs_chosen", []) if n not in readable]:
+    st.session_state["runs_chosen"] = [n for n in st.session_state["runs_chosen"] if n in readable]
+if "runs_chosen" not in st.session_state:
+    st.session_state["runs_chosen"] = [linked] if linked in readable else readable[:1]
+elif linked and linked not in readable:
+    st.info(f"Run {linked} has no finished configuration yet (its job may still be queued); it appears here as "
+            "soon as it starts.")
+chosen = st.multiselect("Runs to show and compare", readable, key="runs_chosen")
 by_name = {r.name: r for r in runs}
 for name in chosen:
     run = by_name[name]
@@ -87,7 +97,7 @@ def curve_chart(part: pd.DataFrame, metric: str, x: str = "epoch", smoothed: boo
     (points on the lines would turn its symbols into two identical dots, so they are a layer
     of their own, outside the legend). Smoothed curves keep the raw values as faint lines."""
     base = alt.Chart(part).encode(
-        x=x_encoding(x), color=alt.Color("run:N", title="run"),
+        x=x_encoding(x), color=run_colour(),
         tooltip=["run", "split", "epoch", alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("raw:Q", format=".4f")]
         + ([alt.Tooltip("value:Q", title="smoothed", format=".4f")] if smoothed else []))
     dash = alt.StrokeDash("split:N", title="split", sort=["training", "validation"],
@@ -97,16 +107,20 @@ def curve_chart(part: pd.DataFrame, metric: str, x: str = "epoch", smoothed: boo
     lines = base.mark_line().encode(y=y, strokeDash=dash)
     points = base.mark_point(filled=True, size=25).encode(y=y, detail="split:N")
     layers = [lines, points]
-    if smoothed:
-        layers.insert(0, base.mark_line(opacity=0.25).encode(y=alt.Y("raw:Q"), detail="split:N",
-                                                             strokeDash=alt.StrokeDash("split:N", legend=None)))
+    if smoothed:  # the same dash encoding as the lines: one legend, no "conflicting legend" (which hid it)
+        layers.insert(0, base.mark_line(opacity=0.25).encode(y=alt.Y("raw:Q"), detail="split:N", strokeDash=dash))
     return alt.layer(*layers).properties(title=metric.capitalize(), height=280)
+
+
+def run_colour() -> alt.Color:
+    """One strong colour per run (Tableau 10: the theme's second colour was a pale blue)."""
+    return alt.Color("run:N", title="run", scale=alt.Scale(scheme="tableau10"))
 
 
 def lr_chart(frame: pd.DataFrame, x: str) -> alt.Chart:
     return alt.Chart(frame).mark_line(point=True).encode(
         x=x_encoding(x), y=alt.Y("lr:Q", title="learning rate", scale=alt.Scale(type="log")),
-        color=alt.Color("run:N", title="run"),
+        color=run_colour(),
         tooltip=["run", "epoch", alt.Tooltip("lr:Q", format=".2e")]).properties(title="Learning rate", height=220)
 
 
@@ -158,7 +172,8 @@ with curves_tab:
 
 def group_chart(frame: pd.DataFrame, metric: str) -> alt.LayerChart:
     """Per group: the mean over its runs (line) and the lowest to highest run (band)."""
-    base = alt.Chart(frame).encode(x=x_encoding("epoch"), color=alt.Color("group:N", title="group"))
+    base = alt.Chart(frame).encode(x=x_encoding("epoch"), color=alt.Color("group:N", title="group",
+                                                                          scale=alt.Scale(scheme="tableau10")))
     band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", title=metric, scale=alt.Scale(zero=False)),
                                                y2="high:Q")
     line = base.mark_line(point=True).encode(

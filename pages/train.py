@@ -9,13 +9,13 @@ from fer_core import jobs
 from fer_core.config import load_settings, read_only
 from fer_core.device import device_line
 from fer_core.errors import FerError
-from fer_core.fmt import fmt_seconds
+from fer_core.fmt import fmt_duration, fmt_seconds
 from fer_core.models import get_spec, model_names
 from fer_core.notation import count_notation_params
 from fer_core.rundir import read_log
 from fer_core.train import estimate_epoch
 from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
-from fer_core.validation import check_config
+from fer_core.validation import check_config, config_notes
 from ui import (active_source, cached_dataset, link_to, model_table, param_count, source_choices,
                 use_app_navigation)
 
@@ -234,6 +234,8 @@ for name, message in problems.items():
     if name == "arch" and choice == NOTATION:
         name = "notation"
     (errors_at.get(name) or st).error(message)
+for name, message in (config_notes(cfg) if cfg is not None else {}).items():
+    (errors_at.get(name) or st).warning(message)
 
 
 @st.fragment
@@ -254,10 +256,10 @@ def estimate(cfg: TrainConfig | None) -> None:
     done = st.session_state.get(KEY + "estimated")
     if done and done[0] == key:
         _, est, device, busy = done
-        st.info(f"About **{fmt_seconds(est['epoch_seconds'])} per epoch**, {device.removeprefix('training on ')}: "
+        st.info(f"About **{fmt_duration(est['epoch_seconds'])} per epoch**, {device.removeprefix('training on ')}: "
                 f"{est['steps_per_epoch']:,} steps of {cfg.batch_size} faces at {est['step_seconds']:.2f} s, plus "
                 f"{est['val_seconds']:.0f} s of validation. **{cfg.epochs} epochs: about "
-                f"{fmt_seconds(est['total_seconds'])}** (h:mm:ss)."
+                f"{fmt_duration(est['total_seconds'])}**."
                 + (f" Measured while {busy} other job(s) ran: alone it would be faster." if busy else ""))
     elif done:
         st.caption("The form changed since the last estimate.")

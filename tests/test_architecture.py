@@ -125,11 +125,11 @@ def test_one_validation_keyed_by_field_for_every_surface(data_dir, capsys):
                                   "conv_widths": "32, 64", "epochs": "ten"})
     assert cfg is None
     assert set(problems) == {"data", "init_from", "conv_widths", "epochs"}
-    assert "outside the folders FER Studio may read" in problems["data"]
+    assert "outside the folders this server may read" in problems["data"]
     assert "no such model file" in problems["init_from"] and "3 convolution block" in problems["conv_widths"]
     # the CLI and the job store refuse the same way, and a refused submit leaves no run folder behind
     assert main(["jobs", "submit", "--arch", "tiny", "--data", "/etc", "--epochs", "1"]) == 2
-    assert "data: /etc: outside the folders" in capsys.readouterr().err
+    assert "data: /etc: found neither a FER2013 CSV" in capsys.readouterr().err  # the CLI reads any path: none here
     assert main(["train", "--arch", "tiny", "--data", "demo", "--init-from", "nope", "--epochs", "1"]) == 2
     assert "init_from: nope: no such model file" in capsys.readouterr().err
     with jobs.JobStore() as store, pytest.raises(ConfigError, match="init_from"):

@@ -377,3 +377,83 @@ def test_video_on_the_predict_page_cancel_then_play(browser, server, tmp_path):
         page.wait_for_timeout(300)
     j.shot("video-result")
     page.close()
+
+
+#: Laptop, projectors (sidebar open) and a phone.
+SCREENS = ((1280, 720), (1024, 768), (800, 600), (390, 844))
+FITS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]').getBoundingClientRect();
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="stMain"] [data-testid="stElementContainer"], [data-testid="stMain"] img')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > main.right + 1) out.push((el.getAttribute('data-testid') || el.tagName) + ' ' + Math.round(r.right - main.right) + 'px');
+  }
+  const cards = [];
+  for (const card of document.querySelectorAll('[class*="st-key-face_card"]')) {
+    const cols = [...card.querySelectorAll('[data-testid="stColumn"]')].map(c => c.getBoundingClientRect());
+    for (let i = 0; i < cols.length; i++) for (let j = i + 1; j < cols.length; j++) {
+      const a = cols[i], b = cols[j];
+      if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1) cards.push([i, j]);
+    }
+    for (const img of card.querySelectorAll('img')) {
+      const col = img.closest('[data-testid="stColumn"]').getBoundingClientRect(), r = img.getBoundingClientRect();
+      if (r.right > col.right + 1 || r.left < col.left - 1) cards.push('image wider than its column');
+    }
+  }
+  return {overflow: out, card: cards, cards: document.querySelectorAll('[class*="st-key-face_card"]').length,
+          scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+}"""
+
+
+def test_every_page_fits_a_projector_and_a_phone(browser, server, tmp_path):
+    """Regression: at 1024x768 with the sidebar open, the photo was drawn 800 px wide, the main
+    area scrolled sideways and the 48x48 crop covered the chart; at 800 px the grid's captions
+    became '#…'. Nothing may stick out of the main area, and a face card's parts never overlap."""
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    for width, height in SCREENS:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(120_000)
+        j = Journey(page, server.url)
+        for path in ("predict", "dataset", "evaluate", "runs"):
+            j.open(path)
+            if path == "predict":
+                page.locator('input[type="file"]').first.set_input_files(str(photo))
+                j.until("what the model saw")
+            elif path == "dataset":
+                j.until("Class distribution")
+            elif path == "evaluate":
+                j.until("Confusion matrix")
+            j.idle()
+            page.wait_for_timeout(1000)
+            fit = page.evaluate(FITS)
+            page.screenshot(path=str(ARTIFACTS / f"screen-{width}-{path}.png"), full_page=True)
+            assert fit["scroll"] <= 0 and not fit["overflow"], (width, path, fit)
+            assert not fit["card"], (width, path, fit)
+            if path == "predict":
+                assert fit["cards"] == 1
+        page.close()
+
+
+def test_the_estimate_and_the_server_log(browser, server):
+    """The demo set's estimate says seconds, not '0:00:00 per epoch'. Then, after the journeys
+    above (the teacher's, the projector's): TensorFlow's start-up notes, Keras' 'shuffle=True
+    ignored' (from the estimate) and Streamlit's widget warnings are gone from the server's log,
+    and nothing failed."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(120_000)
+    j = Journey(page, server.url)
+    j.open("train")
+    j.see("Estimate the time per epoch")
+    j.idle()
+    page.get_by_role("button", name="Estimate the time per epoch").click()
+    shown = j.until(" per epoch", "epochs: about")
+    assert "0:00:00 per epoch" not in shown and " s per epoch" in shown
+    page.close()
+    log = server.log.read_text(errors="replace")
+    for noise in ("cuInit", "oneDNN", "shuffle=True", "was created with a default value but also had its value set",
+                  "Traceback"):
+        assert noise not in log, f"{noise!r} in the server log:\n{log[-3000:]}"

@@ -23,7 +23,11 @@ def store(data_dir):
 
 def test_the_queue_cannot_be_flooded_on_the_server(store, monkeypatch):
     """Regression: fifty 10,000-epoch jobs were accepted in 0.2 s, everyone else's behind them."""
+    for name in ("FER_MAX_QUEUED", "FER_MAX_EPOCHS", "FER_MAX_JOBS_PER_SESSION"):
+        monkeypatch.delenv(name, raising=False)
+    assert Limits.for_server() == Limits(20, 500, 10)  # the web server's defaults
     monkeypatch.setenv("FER_MAX_QUEUED", "4")
+    monkeypatch.setenv("FER_MAX_JOBS_PER_SESSION", "3")
     server = Limits.for_server()
     assert (server.queued, server.epochs, server.per_session) == (4, 500, 3)
     with pytest.raises(JobError, match="10000 epochs is more than this server allows for one job \\(500"):
@@ -75,7 +79,10 @@ def test_remove_run_refuses_a_folder_that_is_not_a_run(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    (home / "run.json").write_text("{}")  # one of our names, but not a run: no config.json
+    (home / "metrics.json").write_text("{}")  # not a run: no config.json or run.json
     with pytest.raises(ConfigError, match="not a run directory"):
         rundir.remove_run(home)
-    assert sorted(p.name for p in home.iterdir()) == ["run.json", "thesis.tex"]
+    assert sorted(p.name for p in home.iterdir()) == ["metrics.json", "thesis.tex"]
+    (home / "run.json").write_text("{}")  # a job's folder before its first epoch: only our file goes
+    assert rundir.remove_run(home) == ["metrics.json", "thesis.tex"]
+    assert sorted(p.name for p in home.iterdir()) == ["metrics.json", "thesis.tex"]

@@ -22,11 +22,11 @@ RUNS = str(ROOT / "pages" / "runs.py")
 TIMEOUT = 300
 
 
-def _run(name: str, rows: list[dict], arch="tiny", seed=0, tags=(), sweep=None) -> runs.RunSummary:
+def _run(name: str, rows: list[dict], arch="tiny", seed=0, tags=(), sweep=None, **config) -> runs.RunSummary:
     from fer_core.trainconfig import TrainConfig
 
     info = {rundir.TAGS: list(tags)} | ({rundir.SWEEP: sweep} if sweep else {})
-    return runs.RunSummary(Path(name), config=TrainConfig.for_model(arch, seed=seed), info=info, metrics=rows)
+    return runs.RunSummary(Path(name), config=TrainConfig.for_model(arch, seed=seed, **config), info=info, metrics=rows)
 
 
 def _rows(accs: list[float], seconds=60.0) -> list[dict]:
@@ -219,3 +219,13 @@ def test_train_page_submits_a_sweep_and_sets_the_cluster(demo_app, monkeypatch):
     at.text_input(key="tr_ray_address").set_value("")
     at.button(key="tr_ray_save").click().run()
     assert any("this machine" in s.value for s in at.success)
+
+
+def test_groups_never_mix_data_sets():
+    """Regression: the Groups tab averaged a demo run and a FER2013 run together."""
+    members = [_run("demo-run", _rows([0.9]), data="demo"), _run("fer-a", _rows([0.6]), data="/srv/fer2013"),
+               _run("fer-b", _rows([0.7]), data="/home/x/fer2013.csv")]
+    table = {r["group"]: r for r in runs.group_table(members, "architecture")}
+    assert set(table) == {"tiny · on demo", "tiny · on FER2013"}
+    assert table["tiny · on FER2013"]["runs"] == 2 and table["tiny · on FER2013"]["best val_acc mean"] == pytest.approx(0.6)
+    assert {r["group"] for r in runs.group_curves(members, "architecture")} == set(table)

@@ -6,7 +6,7 @@ Three limits, each an environment variable a lecturer sets before starting the s
 - ``FER_MAX_EPOCHS``: epochs of one job (a resume that extends a run included);
 - ``FER_MAX_JOBS_PER_SESSION``: jobs waiting or running that one browser session submitted.
 
-The web server applies them with defaults (:meth:`Limits.for_server`: 20, 500 and 3); the
+The web server applies them with defaults (:meth:`Limits.for_server`: 20, 500 and 10); the
 command line only where the variable is set (:meth:`Limits.from_env`), so a script that queues
 a long study on its own machine works as before. The total is checked inside the transaction
 that inserts the job, so two submissions at once cannot both slip under it.
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 from ..errors import JobError
 
-SERVER_DEFAULTS = {"FER_MAX_QUEUED": 20, "FER_MAX_EPOCHS": 500, "FER_MAX_JOBS_PER_SESSION": 3}
+#: A whole study (8 experiments) fits in one person's share; thirty students cannot all queue one
+#: job each at once: the queue's total is the first limit they meet.
+SERVER_DEFAULTS = {"FER_MAX_QUEUED": 20, "FER_MAX_EPOCHS": 500, "FER_MAX_JOBS_PER_SESSION": 10}
 
 
 def _read(name: str, default: int | None) -> int | None:

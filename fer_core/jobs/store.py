@@ -155,10 +155,13 @@ class Job:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left, from the last epoch's duration (None until one is known)."""
+        """Seconds left, from the last epoch's duration; during the first epoch, from the batches
+        done since the job started (None until there is either)."""
         if self.status != JobStatus.RUNNING:
             return None
         per_epoch = self.metrics.get("epoch_seconds")
+        if not per_epoch and self.steps and self.step and self.started:
+            per_epoch = (time.time() - self.started) / self.step * self.steps  # start-up included: an upper bound
         if not per_epoch:
             return None
         left = self.total_epochs - self.epoch - (self.step / self.steps if self.steps else 0)
@@ -349,7 +352,7 @@ class JobStore:
     # ----------------------------------------------------------------- changes
     def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
                tags: tuple[str, ...] | list[str] = (), sweep: int | None = None, runner: str = LOCAL,
-               sweep_config: str = "", max_waiting: int | None = None) -> int:
+               sweep_config: str = "", max_waiting: int | None = None, trusted: bool = False) -> int:
         """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
@@ -360,7 +363,7 @@ class JobStore:
         (JobError) when that many jobs are already queued or running, counted in the same
         transaction as the insert.
         """
-        cfg, tags = validate_config(cfg), clean_tags(tags)
+        cfg, tags = validate_config(cfg, trusted), clean_tags(tags)
         created = run_dir is None
         path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
         path.mkdir(parents=True, exist_ok=True)
@@ -516,7 +519,7 @@ class JobStore:
             c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         run = Path(job.run_dir)
         inside = run.resolve().is_relative_to(runs_dir().resolve()) and run.resolve() != runs_dir().resolve()
-        if remove_files and inside and rundir.is_run(run):
+        if remove_files and inside and run.is_dir() and (rundir.is_run(run) or (run / rundir.INFO).is_file()):
             return rundir.remove_run(run)
         return []
 
