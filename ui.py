@@ -1,6 +1,7 @@
 """Helpers shared by the pages: cached loaders and the active settings (UI side only)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -180,8 +181,7 @@ def cached_model(path: str, stamp: str):
 def cached_evaluation(model: str, source: str, split: str, tta: str):
     """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
     ref = resolve_model(model)
-    with analysis_slot():
-        return _evaluation(model, ref.stamp, source, split, tta)
+    return gated(_evaluation, model, ref.stamp, source, split, tta)
 
 
 @st.cache_data(max_entries=6, ttl=1800, show_spinner="Evaluating…")
@@ -246,11 +246,33 @@ def analysis_slot():
         note.empty()
 
 
+_COMPUTED: OrderedDict = OrderedDict()  # keys of recent cached results: a rerun that hits the cache never queues
+_COMPUTED_LOCK = threading.Lock()
+
+
+def gated(fn, *args):
+    """``fn(*args)`` (a cached function) through the server's analysis gate, unless the same call
+    was computed recently: a cache hit costs nothing and must not wait behind others' analyses.
+    (A result the cache dropped meanwhile is computed again without waiting: rare, and bounded.)"""
+    key = (fn.__name__, hashlib.sha1(repr(args).encode() if not any(isinstance(a, bytes) for a in args) else
+                                     b"".join(a if isinstance(a, bytes) else repr(a).encode() for a in args)).hexdigest())
+    with _COMPUTED_LOCK:
+        hit = key in _COMPUTED
+    if hit:
+        return fn(*args)
+    with analysis_slot():
+        out = fn(*args)
+    with _COMPUTED_LOCK:
+        _COMPUTED[key] = True
+        while len(_COMPUTED) > 256:
+            _COMPUTED.popitem(last=False)
+    return out
+
+
 def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
                     explain: bool, detector: str) -> tuple[ImageResult, bytes]:
-    """:func:`_analysis`, through the server's analysis gate."""
-    with analysis_slot():
-        return _analysis(name, data, model, stamp, detect, tta, explain, detector)
+    """:func:`_analysis`, through the server's analysis gate on a cache miss."""
+    return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector)
 
 
 @st.cache_data(max_entries=32, ttl=1800, show_spinner=False)

@@ -34,7 +34,7 @@ from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 from .tta import DEFAULT_TTA, TTA_MODES
 from .validation import config_notes, validate_config
 from .video import (DEFAULT_FPS, VIDEO_TYPES, VideoResult, analyse_video, check_fps, is_video, limit_note,
-                    video_duration_of)
+                    video_timing_of)
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -191,7 +191,7 @@ def _jobs(args: argparse.Namespace) -> int:
         if args.jobs_command == "resume":
             if args.epochs is not None:
                 jobs.Limits.from_env().check_epochs(args.epochs)
-            store.resume(job.id, epochs=args.epochs)
+            store.resume(job.id, epochs=args.epochs, max_waiting=jobs.Limits.from_env().queued)
             jobs.schedule(store)
             print(f"job {job.id}: {store.get(job.id).status.value}")
             return 0
@@ -328,7 +328,8 @@ def _predict_video(path: str, model, classes, args: argparse.Namespace) -> Video
                   end="", file=sys.stderr, flush=True)
 
     try:
-        note = limit_note(video_duration_of(path), args.fps)
+        duration, rate = video_timing_of(path)
+        note = limit_note(duration, args.fps, rate)
         if note:  # said before the work starts
             print(f"{path}: {note}", file=sys.stderr, flush=True)
         result = analyse_video(path, model, classes, fps=args.fps, tta=args.tta, detector=args.detector,

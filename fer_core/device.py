@@ -10,23 +10,38 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from contextlib import contextmanager
+
+
+_QUIET = threading.Lock()
+_quiet = {"depth": 0, "saved": None}
 
 
 @contextmanager
 def quiet_stderr():
     """Point file descriptor 2 at /dev/null for the block: native libraries (TensorFlow's C++
     logging, OpenCV's FFmpeg) write there directly, past ``sys.stderr``. Keep blocks short: the
-    whole process's stderr is silenced meanwhile."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    whole process's stderr is silenced meanwhile. Safe from several threads at once (a server's
+    sessions): the first block to enter silences it, the last to leave restores it, whatever the
+    order in which they end."""
+    with _QUIET:
+        if _quiet["depth"] == 0:
+            sys.stderr.flush()
+            _quiet["saved"] = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _quiet["depth"] += 1
     try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _QUIET:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                os.dup2(_quiet["saved"], 2)
+                os.close(_quiet["saved"])
+                _quiet["saved"] = None
 
 
 def quiet_tensorflow():

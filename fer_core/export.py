@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import shutil
+import re
 import tempfile
 import time
 import zipfile
@@ -157,6 +157,28 @@ def is_export_file(name: str) -> bool:
     return name in (META, rundir.CLASSES, *GRAPH.values())
 
 
+#: What TensorFlow writes inside ``saved_model/`` (paths relative to it).
+_SAVED_MODEL_FILES = re.compile(r"^(saved_model\.pb|fingerprint\.pb|variables/variables\.(index|data-\d+-of-\d+)"
+                                r"|assets/[^/]+)$")
+
+
+def _foreign(out: Path) -> list[str]:
+    """What in an export folder an export does not write (relative paths)."""
+    found = []
+    for p in sorted(out.iterdir()):
+        if not is_export_file(p.name) or p.is_symlink():
+            found.append(p.name)
+        elif p.name == GRAPH["saved_model"]:
+            if not p.is_dir():
+                found.append(p.name)
+                continue
+            found += [f"{p.name}/{q.relative_to(p).as_posix()}" for q in sorted(p.rglob("*"))
+                      if (q.is_file() or q.is_symlink()) and not _SAVED_MODEL_FILES.match(q.relative_to(p).as_posix())]
+        elif p.is_dir():
+            found.append(p.name)  # a graph file's name, but a folder: not something we wrote
+    return found
+
+
 def check_out(out: Path) -> bool:
     """Whether ``out`` holds an earlier export to replace (False: it is new or an empty folder).
 
@@ -168,10 +190,9 @@ def check_out(out: Path) -> bool:
         return False
     if out.is_symlink() or not out.is_dir():
         raise ModelError(f"{out}: already exists and is not a folder; choose another --out (a new or empty folder).")
-    names = sorted(p.name for p in out.iterdir())
-    if not names:
+    if not any(out.iterdir()):
         return False
-    foreign = [n for n in names if not is_export_file(n)]
+    foreign = _foreign(out)
     try:
         ours = json.loads((out / META).read_text()).get("fer_studio") is not None
     except (OSError, ValueError, AttributeError):
@@ -185,10 +206,13 @@ def check_out(out: Path) -> bool:
 
 
 def remove_export(folder: Path) -> None:
-    """Remove an export's own files, then the folder if nothing else is in it."""
+    """Remove an export's own files (inside ``saved_model/`` too, only what TensorFlow writes
+    there), then the folders left empty."""
     for p in folder.iterdir():
-        if is_export_file(p.name):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.name == GRAPH["saved_model"] and p.is_dir() and not p.is_symlink():
+            files.remove_files(p, lambda rel: bool(_SAVED_MODEL_FILES.match(rel)))
+        elif is_export_file(p.name) and not p.is_dir():
+            p.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()
 

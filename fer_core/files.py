@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,33 @@ from typing import Any, Callable
 import numpy as np
 
 TMP_MARK = ".tmp-"  # part of every temporary file's name, so leftovers can be recognised
+
+
+_TEMP_NAME = re.compile(re.escape(TMP_MARK) + r"\d+-[0-9a-f]{8}")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a name :func:`temp_path` made (a leftover of an interrupted write), and only those."""
+    return bool(_TEMP_NAME.search(name))
+
+
+def remove_files(folder: Path, ours: Callable[[str], bool]) -> list[str]:
+    """Remove the files under ``folder`` whose path relative to it (``a/b.txt``) ``ours`` accepts,
+    then the folders left empty, ``folder`` included; return the paths kept (never followed into
+    a symbolic link)."""
+    kept = []
+    for p in sorted(folder.rglob("*"), key=lambda q: -len(q.parts)):  # deepest first
+        rel = p.relative_to(folder).as_posix()
+        if p.is_dir() and not p.is_symlink():
+            if not any(p.iterdir()):
+                p.rmdir()
+        elif ours(rel):
+            p.unlink(missing_ok=True)
+        else:
+            kept.append(rel)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return sorted(kept)
 
 
 def temp_path(path: Path) -> Path:

@@ -323,7 +323,7 @@ def _tidy(run_dir: Path, state: State) -> None:
     keep = {state.last, state.best}
     for p in run_dir.iterdir():
         stale_ckpt = (_CHECKPOINT.match(p.name) or p.name in (LEGACY_LAST, LEGACY_BEST)) and p.name not in keep
-        if stale_ckpt or files.TMP_MARK in p.name:
+        if stale_ckpt or files.is_temp_name(p.name):
             p.unlink(missing_ok=True)
 
 
@@ -402,15 +402,22 @@ def is_own_file(name: str) -> bool:
     """True for the names of the files and folders a run directory holds by our hand (see the
     module's docstring); anything else in it was put there by someone else."""
     return (name in (CONFIG, INFO, STATE, METRICS, CLASSES, VERSIONS, LOG, LOCK, FINAL, LEGACY_LAST, LEGACY_BEST,
-                     EVAL_CACHE, TENSORBOARD) or bool(_CHECKPOINT.match(name)) or files.TMP_MARK in name)
+                     EVAL_CACHE, TENSORBOARD) or bool(_CHECKPOINT.match(name)) or files.is_temp_name(name))
+
+
+#: What training writes inside a run's folders, by folder (relative paths): TensorBoard's event
+#: files per split, and cached evaluations (one ``.npz`` per model file, split and TTA).
+_OWN_INSIDE = {TENSORBOARD: re.compile(r"^(train|validation)/events\.out\.tfevents\.[^/]+$"),
+               EVAL_CACHE: re.compile(r"^[0-9a-f]{16,64}\.npz$")}
 
 
 def remove_run(run_dir: str | os.PathLike) -> list[str]:
     """Remove what training wrote in a run directory, and the directory when nothing else is left.
 
-    Only the run's own files (:func:`is_own_file`) are removed: a file the user put beside them
-    is never deleted, and neither is a folder that is not a run. Returns the names kept (empty:
-    the directory is gone).
+    Only the run's own files are removed (:func:`is_own_file`; inside ``tensorboard/`` and
+    ``eval/``, only the files we write there): a file the user put beside them is never
+    deleted, and neither is a folder that is not a run. Returns the paths kept, relative to the
+    run directory (empty: the directory is gone).
 
     Raises:
         ConfigError: ``run_dir`` is not a run directory (neither config.json nor, for a job that
@@ -423,8 +430,12 @@ def remove_run(run_dir: str | os.PathLike) -> list[str]:
     for p in sorted(run_dir.iterdir()):
         if not is_own_file(p.name):
             kept.append(p.name)
+        elif p.name in _OWN_INSIDE and p.is_dir() and not p.is_symlink():
+            rule = _OWN_INSIDE[p.name]
+            kept += [f"{p.name}/{rel}" for rel in files.remove_files(
+                p, lambda rel, rule=rule: bool(rule.match(rel)) or files.is_temp_name(rel))]
         elif p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
+            kept.append(p.name)  # one of our names, but a folder we never make: not ours to empty
         else:
             p.unlink(missing_ok=True)
     if not kept:

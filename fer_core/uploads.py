@@ -46,6 +46,11 @@ def save_upload(name: str, content: bytes) -> Path:
     Raises:
         DataError: the file is empty, of the wrong type, or an unsafe or broken zip.
     """
+    return store_upload(name, content)[0]
+
+
+def store_upload(name: str, content: bytes) -> tuple[Path, bool]:
+    """:func:`save_upload`, and whether this call wrote it (False: the same file was there)."""
     check_writable("Uploading a data set")
     if not content:
         raise DataError(f"{name}: the uploaded file is empty.")
@@ -57,15 +62,15 @@ def save_upload(name: str, content: bytes) -> Path:
         suffix = ".csv.gz" if lower.endswith(".csv.gz") else Path(base).suffix
         target = target_dir / f"{base[:-len(suffix)] or 'upload'}-{digest}{suffix}"
         if target.is_file():
-            return target
+            return target, False
         try:
-            return files.atomic_write(target, lambda tmp: tmp.write_bytes(content))
+            return files.atomic_write(target, lambda tmp: tmp.write_bytes(content)), True
         except OSError as exc:
             raise DataError(f"{name}: cannot be stored under {target_dir} ({exc.strerror or exc}); "
                             "free some disk space or check the folder's permissions.") from None
     if lower.endswith(".zip"):
         dest = target_dir / f"{base[:-4] or 'upload'}-{digest}"
-        return dest if dest.is_dir() else extract_zip(content, dest, name)
+        return (dest, False) if dest.is_dir() else (extract_zip(content, dest, name), True)
     raise DataError(f"{name}: upload a FER2013 CSV (.csv or .csv.gz) or a zip of image folders.")
 
 
@@ -83,11 +88,12 @@ def add_upload(name: str, content: bytes, check: Callable[[Path], object]) -> Pa
     Raises:
         DataError (or whatever ``check`` raises): the upload was refused; nothing of it is kept.
     """
-    path = save_upload(name, content)
+    path, created = store_upload(name, content)
     try:
         check(path)
-    except BaseException:
-        discard_upload(path)
+    except Exception:  # not BaseException: a page's rerun stops the check without refusing the upload
+        if created:  # the same file uploaded earlier (another session's, in use) is never removed here
+            discard_upload(path)
         raise
     return path
 

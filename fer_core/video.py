@@ -48,21 +48,23 @@ def video_limits() -> tuple[float, int]:
     return read("FER_MAX_VIDEO_SECONDS", MAX_VIDEO_SECONDS, float), read("FER_MAX_VIDEO_FRAMES", MAX_VIDEO_FRAMES, int)
 
 
-def analysed_span(fps: float) -> float:
-    """Seconds of video analysed at ``fps`` frames per second under :func:`video_limits`."""
+def analysed_span(fps: float, rate: float | None = None) -> float:
+    """Seconds of video analysed at ``fps`` frames per second under :func:`video_limits`; a video
+    with fewer frames per second (``rate``) gives only those, so its frame cap lasts longer."""
     seconds, frames = video_limits()
-    return min(seconds, frames / check_fps(fps))
+    return min(seconds, frames / min(check_fps(fps), rate or float("inf")))
 
 
-def limit_note(duration: float | None, fps: float) -> str | None:
+def limit_note(duration: float | None, fps: float, rate: float | None = None) -> str | None:
     """The message for a video longer than what is analysed (None when it fits, or its length is
     not stated: then the analysis simply stops at the limit)."""
-    span = analysed_span(fps)
+    span = analysed_span(fps, rate)
     if duration is None or duration <= span:
         return None
-    return (f"The video is {_clock(duration)} long: only its first {_clock(span)} are analysed ({min(video_limits()[1], int(span * fps)):,} "
-            f"frames at {fps:g} per second). FER_MAX_VIDEO_SECONDS and FER_MAX_VIDEO_FRAMES set the limit; "
-            "cut the video into parts to analyse the rest.")
+    per_second = min(fps, rate or fps)
+    return (f"The video is {_clock(duration)} long: only its first {_clock(span)} are analysed "
+            f"({min(video_limits()[1], int(round(span * per_second))):,} frames at {per_second:g} per second). "
+            "FER_MAX_VIDEO_SECONDS and FER_MAX_VIDEO_FRAMES set the limit; cut the video into parts to analyse the rest.")
 
 
 def _clock(seconds: float) -> str:
@@ -80,15 +82,23 @@ def video_duration(cap) -> float | None:
     return round(count / rate, 3) if rate > 0 and count > 0 else None
 
 
-def video_duration_of(path: str | os.PathLike) -> float | None:
-    """A video file's stated duration in seconds; None when it is not stated or not readable
+def video_rate(cap) -> float | None:
+    """The video's own frames per second, as stated (None when not stated or implausible)."""
+    import cv2
+
+    rate = cap.get(cv2.CAP_PROP_FPS)
+    return rate if 0 < rate <= 1000 else None
+
+
+def video_timing_of(path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """A video file's stated ``(duration, frame rate)``; Nones when not stated or not readable
     (the analysis itself then says what is wrong)."""
     try:
         cap = open_video(path)
     except DataError:
-        return None
+        return None, None
     try:
-        return video_duration(cap)
+        return video_duration(cap), video_rate(cap)
     finally:
         cap.release()
 
@@ -100,8 +110,8 @@ def probe_video(data: bytes, name: str, fps: float = DEFAULT_FPS) -> tuple[float
     with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
         src = Path(tmp) / f"upload{suffix}"
         src.write_bytes(data)
-        duration = video_duration_of(src)
-    return duration, limit_note(duration, fps)
+        duration, rate = video_timing_of(src)
+    return duration, limit_note(duration, fps, rate)
 
 
 #: Sampled frames analysed together: their faces are classified in one batch.
@@ -364,19 +374,21 @@ class _Cancelled(Exception):
 def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress, cancel) -> None:
     import cv2
 
-    result.duration = video_duration(cap)
-    span = analysed_span(result.fps)
+    result.duration, rate = video_duration(cap), video_rate(cap)
+    span, max_frames = analysed_span(result.fps, rate), video_limits()[1]
+    count = 0
     tracker, angles = Tracker(), {}  # angles: track -> (degrees, time measured)
     can_align = align and hasattr(finder, "upright_angle")
     writer, pending = None, []  # pending: (VideoFrame, crops, BGR frame for the output or None)
     try:
         for t, frame in sampled_frames(cap, result.fps):
-            if t >= span:  # the limit: the rest of the video is not analysed, and the result says so
-                result.cut_at = round(span, 3)
-                result.note = limit_note(result.duration, result.fps) or (
+            if t >= span or count >= max_frames:  # the limit: the rest is not analysed, and the result says so
+                result.cut_at = round(min(span, t), 3)
+                result.note = limit_note(result.duration, result.fps, rate) or (
                     f"Only the first {_clock(span)} of the video were analysed (FER_MAX_VIDEO_SECONDS, "
                     "FER_MAX_VIDEO_FRAMES).")
                 break
+            count += 1
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if result.size is None:
                 result.size = (gray.shape[1], gray.shape[0])

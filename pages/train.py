@@ -37,7 +37,11 @@ def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
             st.rerun(scope="fragment")
     if job.status in jobs.RESUMABLE:
         if cols[1].button("Resume", key=f"resume{job.id}"):
-            store.resume(job.id)
+            try:  # a resumed job joins the queue again: the queue's total applies
+                store.resume(job.id, max_waiting=jobs.Limits.for_server().queued)
+            except FerError as exc:
+                st.toast(str(exc))
+                return
             jobs.schedule(store)
             st.rerun(scope="fragment")
     if job.status != jobs.JobStatus.RUNNING:

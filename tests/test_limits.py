@@ -37,7 +37,7 @@ def test_the_queue_cannot_be_flooded_on_the_server(store, monkeypatch):
     mine: list[int] = []
     for _ in range(3):
         mine.append(jobs.submit(tiny(), store, FakeRunner(0), limits=server, mine=mine))
-    with pytest.raises(JobError, match="You have 3 job\\(s\\) waiting or running.*3 per person"):
+    with pytest.raises(JobError, match="You have 3 job\\(s\\) waiting or running.*3 per browser session"):
         jobs.submit(tiny(), store, FakeRunner(0), limits=server, mine=mine)
     other = jobs.submit(tiny(), store, FakeRunner(0), limits=server, mine=[])  # another student: the 4th
     with pytest.raises(JobError, match="The job queue is full: 4 job\\(s\\).*FER_MAX_QUEUED"):

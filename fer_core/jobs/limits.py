@@ -4,7 +4,9 @@ Three limits, each an environment variable a lecturer sets before starting the s
 
 - ``FER_MAX_QUEUED``: jobs waiting or running, in all;
 - ``FER_MAX_EPOCHS``: epochs of one job (a resume that extends a run included);
-- ``FER_MAX_JOBS_PER_SESSION``: jobs waiting or running that one browser session submitted.
+- ``FER_MAX_JOBS_PER_SESSION``: jobs waiting or running that one browser session submitted (a
+  fair share for a class, not a hard per-person quota: a reloaded page is a new session, so the
+  total is the limit that always holds).
 
 The web server applies them with defaults (:meth:`Limits.for_server`: 20, 500 and 10); the
 command line only where the variable is set (:meth:`Limits.from_env`), so a script that queues
@@ -18,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import JobError
+from .store import queue_full_message
 
 #: A whole study (8 experiments) fits in one person's share; thirty students cannot all queue one
 #: job each at once: the queue's total is the first limit they meet.
@@ -60,14 +63,12 @@ class Limits:
         running would go over its share with ``new`` more."""
         if self.per_session is not None and waiting_of_session + new > self.per_session:
             raise JobError(f"You have {waiting_of_session} job(s) waiting or running, and this server allows "
-                           f"{self.per_session} per person (FER_MAX_JOBS_PER_SESSION): wait for one to finish, or "
-                           "cancel one of yours, then submit again.")
+                           f"{self.per_session} per browser session (FER_MAX_JOBS_PER_SESSION): wait for one to "
+                           "finish, or cancel one of yours, then submit again.")
 
     def queue_full(self, waiting: int, new: int = 1) -> str | None:
         """The refusal when ``waiting`` jobs (waiting or running, in all) and ``new`` more exceed the
         total, else None."""
         if self.queued is None or waiting + new <= self.queued:
             return None
-        return (f"The job queue is full: {waiting} job(s) are waiting or running and this server allows "
-                f"{self.queued} (FER_MAX_QUEUED). Wait for some to finish, or cancel or delete one of yours, "
-                "then submit again.")
+        return queue_full_message(waiting, self.queued)

@@ -290,6 +290,12 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def queue_full_message(waiting: int, limit: int) -> str:
+    """The refusal when the queue holds ``waiting`` jobs and the server allows ``limit`` (FER_MAX_QUEUED)."""
+    return (f"The job queue is full: {waiting} job(s) are waiting or running and this server allows {limit} "
+            "(FER_MAX_QUEUED). Wait for some to finish, or cancel or delete one of yours, then submit again.")
+
+
 class JobStore:
     """Every read and state change of the job table."""
 
@@ -369,12 +375,8 @@ class JobStore:
         path.mkdir(parents=True, exist_ok=True)
         try:
             with transaction(self.conn, self.path) as c:
-                if max_waiting is not None:
-                    waiting = self.count_waiting()
-                    if waiting >= max_waiting:
-                        raise JobError(f"The job queue is full: {waiting} job(s) are waiting or running and this "
-                                       f"server allows {max_waiting} (FER_MAX_QUEUED). Wait for some to finish, or "
-                                       "cancel or delete one of yours, then submit again.")
+                if max_waiting is not None and self.count_waiting() >= max_waiting:
+                    raise JobError(queue_full_message(self.count_waiting(), max_waiting))
                 cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
                                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
                                                                  time.time(), str(path), cfg.epochs, runner, sweep))
@@ -479,7 +481,7 @@ class JobStore:
                 return JobStatus.RUNNING
         raise JobError(f"Job {job_id} is {job.status.value}; only queued or running jobs can be cancelled.")
 
-    def resume(self, job_id: int, epochs: int | None = None) -> None:
+    def resume(self, job_id: int, epochs: int | None = None, max_waiting: int | None = None) -> None:
         """Queue a cancelled, failed or interrupted job again; it continues from its last checkpoint.
 
         ``epochs``: extend the run to that many epochs in all (also a succeeded job); see
@@ -501,6 +503,8 @@ class JobStore:
                     raise JobError(f"Job {job_id}: --epochs {epochs} must be more than the {done} epochs already done "
                                    "(and at most 10000).")
                 config, total = {**job.config, "epochs": epochs}, epochs
+            if max_waiting is not None and self.count_waiting() >= max_waiting:
+                raise JobError(queue_full_message(self.count_waiting(), max_waiting))
             c.execute("UPDATE jobs SET status = ?, resume = 1, error = NULL, finished = NULL, cancel_requested = 0,"
                       " pid = NULL, config = ?, total_epochs = ? WHERE id = ?",
                       (JobStatus.QUEUED.value, json.dumps(config), total, job_id))

@@ -136,10 +136,15 @@ def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None 
     tags = clean_tags(tags)
     sweep_id = store.new_sweep({**sweep.spec, "runner": where, "jobs": len(sweep.configs)})
     ids = []
-    for label, cfg in sweep.configs:
-        slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)[:60]
-        ids.append(store.submit(cfg, name=f"sweep{sweep_id}-{slug}-seed{cfg.seed}", note=note, tags=tags,
-                                sweep=sweep_id, runner=where, sweep_config=label, max_waiting=limits.queued))
+    try:
+        for label, cfg in sweep.configs:
+            slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)[:60]
+            ids.append(store.submit(cfg, name=f"sweep{sweep_id}-{slug}-seed{cfg.seed}", note=note, tags=tags,
+                                    sweep=sweep_id, runner=where, sweep_config=label, max_waiting=limits.queued))
+    except JobError:  # the queue filled up meanwhile (another submission): a sweep goes in whole or not at all
+        for job_id in ids:
+            store.delete(job_id)
+        raise
     schedule(store, runner)
     return sweep_id, ids
 
