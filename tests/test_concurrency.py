@@ -130,3 +130,68 @@ def test_a_pool_never_lends_one_instance_to_two_threads():
     for t in threads:
         t.join(timeout=60)
     assert not clash and 1 <= len(made) <= 3
+
+
+def test_stderr_silencing_from_several_threads_always_restores_it():
+    """Two overlapping quiet blocks that end out of order (a video opening while TensorFlow is
+    imported) left the server's stderr pointing at /dev/null for good."""
+    import os
+
+    from fer_core.device import quiet_stderr
+
+    before = os.fstat(2)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def long_block():
+        with quiet_stderr():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def short_block():
+        first_in.wait(10)
+        with quiet_stderr():
+            second_in.set()
+            first_out.wait(10)  # ends after the first block ended: out of order
+
+    threads = [threading.Thread(target=long_block), threading.Thread(target=short_block)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_a_cached_result_does_not_wait_behind_other_analyses():
+    import ui
+    from fer_core.shared import analysis_gate
+
+    calls = []
+
+    def work(x):
+        calls.append(x)
+        return x * 2
+
+    assert ui.gated(work, 21) == 42  # computed through the gate, remembered
+    gate, release = analysis_gate(), threading.Event()
+
+    def hold():
+        with gate.slot():
+            release.wait(30)
+
+    holders = [threading.Thread(target=hold) for _ in range(gate.capacity)]
+    for t in holders:
+        t.start()
+    deadline = time.monotonic() + 10
+    while gate.running < gate.capacity and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gate.running == gate.capacity  # every place taken by others' analyses
+    done = []
+    t = threading.Thread(target=lambda: done.append(ui.gated(work, 21)))
+    t.start()
+    t.join(timeout=10)
+    assert done == [42]  # a rerun that hits the cache returned at once
+    release.set()
+    for h in holders:
+        h.join(timeout=30)

@@ -283,7 +283,7 @@ def test_check_allowed_keeps_typed_paths_inside_the_configured_folders(data_dir,
     assert check_allowed("demo") == "demo" and check_allowed("demo:20") == "demo:20"
     assert check_allowed(str(inside)) == str(inside)
     for outside in ("/etc/passwd", str(datasets_dir() / ".." / ".." / "x.csv"), str(tmp_path / "other")):
-        with pytest.raises(DataError, match="outside the folders FER Studio may read"):
+        with pytest.raises(DataError, match="outside the folders this server may read"):
             check_allowed(outside)
     monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path / "other"))
     assert check_allowed(str(tmp_path / "other" / "fer.csv"))

@@ -86,3 +86,57 @@ def test_remove_run_refuses_a_folder_that_is_not_a_run(tmp_path):
     (home / "run.json").write_text("{}")  # a job's folder before its first epoch: only our file goes
     assert rundir.remove_run(home) == ["metrics.json", "thesis.tex"]
     assert sorted(p.name for p in home.iterdir()) == ["metrics.json", "thesis.tex"]
+
+
+def test_a_resumed_job_joins_the_queue_under_its_total(store):
+    a = jobs.submit(tiny(), store, FakeRunner(0))
+    store.cancel(a)
+    jobs.submit(tiny(), store, FakeRunner(0))
+    jobs.submit(tiny(), store, FakeRunner(0))
+    with pytest.raises(JobError, match="queue is full: 2 job"):
+        store.resume(a, max_waiting=2)
+    assert store.get(a).status == JobStatus.CANCELLED
+    store.resume(a, max_waiting=3)
+    assert store.get(a).status == JobStatus.QUEUED
+
+
+def test_a_sweep_goes_in_whole_or_not_at_all(store, monkeypatch):
+    """A sweep that meets a full queue half-way (another submission landed meanwhile) leaves none
+    of its jobs queued."""
+    real_submit, calls = JobStore.submit, []
+
+    def crowded(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # someone else's job lands between the sweep's first and second
+            real_submit(self, tiny())
+        return real_submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "submit", crowded)
+    with pytest.raises(JobError, match="queue is full"):
+        jobs.submit_sweep(jobs.make_sweep(lambda arch: tiny().to_dict(), seeds=[0, 1]), store, runner=FakeRunner(0),
+                          limits=Limits(queued=2))
+    left = store.list()
+    assert len(left) == 1 and not left[0].sweep  # only the other person's job
+
+
+def test_deleting_a_run_keeps_user_files_inside_its_folders_too(store, run_in_data):
+    job_id = store.submit(rundir.read_config(run_in_data), run_dir=run_in_data)
+    (run_in_data / "report.tmp-final.docx").write_text("mine")  # looks like a temp name, is not ours
+    (run_in_data / "eval").mkdir(exist_ok=True)
+    (run_in_data / "eval" / ("ab" * 20 + ".npz")).write_bytes(b"cache")  # ours
+    (run_in_data / "eval" / "keep.csv").write_text("mine")
+    (run_in_data / "tensorboard").mkdir(exist_ok=True)
+    (run_in_data / "tensorboard" / "my_notes.md").write_text("mine")
+    kept = store.delete(job_id)
+    assert kept == ["eval/keep.csv", "report.tmp-final.docx", "tensorboard/my_notes.md"]
+    assert not (run_in_data / "eval" / ("ab" * 20 + ".npz")).exists()
+    assert sorted(p.relative_to(run_in_data).as_posix() for p in run_in_data.rglob("*") if p.is_file()) == kept
+
+
+def test_the_frame_cap_counts_the_frames_of_a_slower_video(monkeypatch):
+    from fer_core.video import analysed_span, limit_note
+
+    monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "60")
+    monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "600")
+    assert analysed_span(30, None) == 2.0 and analysed_span(30, 10) == 6.0  # a 10-fps video gives 10 a second
+    assert "(60 frames at 10 per second)" in limit_note(20.0, 30, 10)

@@ -101,7 +101,7 @@ def test_typed_paths_outside_the_allowed_folders_are_refused(demo_app, tmp_path)
     for typed in (str(secret), str(demo_app / "datasets" / ".." / ".." / "elsewhere"), "/etc"):
         at.text_input[0].input(typed).run()
         assert not at.exception
-        assert "outside the folders FER Studio may read" in at.error[0].value, typed
+        assert "outside the folders this server may read" in at.error[0].value, typed
         assert not at.dataframe  # nothing of it is shown
 
 

@@ -139,3 +139,17 @@ def test_entry_count_and_size_are_checked_before_extracting(data_dir, monkeypatc
     with pytest.raises(DataError, match="would expand"):  # 60 one-byte files take 60 blocks on disk
         save_upload("tiny.zip", _zip({f"{i}.png": b"x" for i in range(60)}))
     assert not list((data_dir / "datasets" / "uploads").iterdir())
+
+
+def test_a_refused_re_upload_never_removes_the_same_upload_in_use(data_dir, demo_small, tmp_path):
+    """A second session uploading the same file, whose check fails (or is interrupted), must not
+    remove the first session's upload (the same stored file)."""
+    content = write_csv(demo_small, tmp_path / "x.csv").read_bytes()
+    first = add_upload("fer.csv", content, lambda p: load_dataset(p))
+
+    def interrupted(path):
+        raise DataError("the page went away")
+
+    with pytest.raises(DataError):
+        add_upload("fer.csv", content, interrupted)
+    assert first.is_file() and len(load_dataset(first)) == len(demo_small)
