@@ -1,5 +1,9 @@
 """FER Studio: the Streamlit entry point. Run with ``streamlit run app.py``."""
 
+try:  # before TensorFlow, always: loaded after it, aiortc (the live camera's WebRTC) crashes the process
+    import aiortc  # noqa: F401
+except ImportError:
+    pass
 import streamlit as st
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")

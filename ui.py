@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
+try:  # before anything imports TensorFlow: loaded after it, aiortc (the live camera) crashes the process
+    import aiortc  # noqa: F401  (a native library clash, seen with aiortc 1.16 and TensorFlow 2.21)
+except ImportError:
+    pass
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager

@@ -13,6 +13,7 @@ Needs Debian's Chromium (/usr/bin/chromium) and Playwright (requirements-dev.txt
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import os
 import statistics
@@ -60,39 +61,60 @@ def photos(folder: Path) -> list[Path]:
     return out
 
 
-def faces_shown(page) -> list[str]:
+async def faces_shown(page) -> list[str]:
     """The face cards' headings ("Face 1: happy (97%) · box [...]"), in page order."""
-    return sorted(t.strip() for t in page.get_by_text("Face 1:").all_inner_texts())
+    return sorted(t.strip() for t in await page.get_by_text("Face 1:").all_inner_texts())
 
 
-def session(browser, url: str, files: list[Path], timeout: float) -> dict:
+async def session(browser, url: str, files: list[Path], timeout: float) -> dict:
+    """One student: Predict with two photos, then Evaluate; times and what was shown."""
     started = time.monotonic()
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = ctx.new_page()
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await ctx.new_page()
     page.set_default_timeout(timeout * 1000)
     try:
-        page.goto(f"{url}/predict")
-        page.get_by_test_id("stApp").wait_for()
-        page.locator('input[type="file"]').first.set_input_files([str(f) for f in files])
+        await page.goto(f"{url}/predict", wait_until="domcontentloaded")
+        await page.get_by_test_id("stApp").wait_for()
+        await page.locator('input[type="file"]').first.set_input_files([str(f) for f in files])
         deadline = time.monotonic() + timeout
-        while page.get_by_text("what the model saw").count() < len(files):
-            if page.get_by_test_id("stException").count():
-                raise AssertionError(page.get_by_test_id("stException").first.inner_text())
+        while await page.get_by_text("what the model saw").count() < len(files):
+            if await page.get_by_test_id("stException").count():
+                raise AssertionError(await page.get_by_test_id("stException").first.inner_text())
             if time.monotonic() > deadline:
                 raise TimeoutError("no results")
-            page.wait_for_timeout(250)
+            await page.wait_for_timeout(250)
         results = time.monotonic() - started
-        shown = faces_shown(page)
-        page.goto(f"{url}/evaluate")
-        page.get_by_text("Confusion matrix").first.wait_for()
-        page.get_by_test_id("stVegaLiteChart").first.wait_for()
-        errors = page.get_by_test_id("stException").count()
+        shown = await faces_shown(page)
+        await page.goto(f"{url}/evaluate", wait_until="domcontentloaded")
+        await page.get_by_text("Confusion matrix").first.wait_for()
+        errors = await page.get_by_test_id("stException").count()
         return {"ok": errors == 0, "results_s": results, "total_s": time.monotonic() - started, "faces": shown,
                 "error": None if not errors else "exception box"}
     except Exception as exc:  # a session's failure is a figure, not a crash of the benchmark
         return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     finally:
-        ctx.close()
+        await ctx.close()
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                "--disable-dev-shm-usage"]
+
+
+async def run_class(url: str, files: list[Path], sessions: int, timeout: float, after_one) -> tuple[dict, list[dict], float]:
+    """One user alone (the reference), then ``sessions`` at once: each a browser context (its own
+    cookies and websocket, as a student's laptop) of one Chromium, driven concurrently."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        alone = await session(browser, url, files, timeout)
+        after_one()  # the server with its models loaded: the start of the class
+        t0 = time.monotonic()
+        many = await asyncio.gather(*(session(browser, url, files, timeout) for _ in range(sessions))) \
+            if alone["ok"] else []
+        wall = time.monotonic() - t0
+        await browser.close()
+    return alone, list(many), wall
 
 
 def main() -> int:
@@ -102,8 +124,6 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds one session may take")
     ap.add_argument("--read-only", action="store_true", help="serve with FER_READ_ONLY=1")
     args = ap.parse_args()
-    from playwright.sync_api import sync_playwright
-
     work = Path(tempfile.mkdtemp(prefix="bench-class-"))
     files = photos(work)
     if args.read_only:
@@ -116,37 +136,17 @@ def main() -> int:
             peak[0] = max(peak[0], rss_mb(srv.proc.pid))
 
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-background-networking",
-                                              "--disable-component-update", "--disable-dev-shm-usage"])
-            warm = session(browser, srv.url, files, args.timeout)  # one user alone: the reference
-            if not warm["ok"]:
-                print("the single-user run failed:", warm["error"])
-                return 1
-            start_rss = rss_mb(srv.proc.pid)
-            threading.Thread(target=watch, daemon=True).start()
-            print(f"single user: results in {warm['results_s']:.1f} s; server RSS {start_rss:.0f} MB; "
-                  f"{args.sessions} sessions at once on {os.cpu_count()} cores…", flush=True)
-            # Playwright's sync API is not thread-safe: one browser per session thread
-            out: list[dict] = []
-
-            def one() -> None:
-                with sync_playwright() as q:
-                    b = q.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=["--no-sandbox", "--disable-background-networking",
-                                                "--disable-component-update", "--disable-dev-shm-usage"])
-                    out.append(session(b, srv.url, files, args.timeout))
-                    b.close()
-
-            threads = [threading.Thread(target=one) for _ in range(args.sessions)]
-            t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.monotonic() - t0
-            browser.close()
+        fresh, start = rss_mb(srv.proc.pid), []
+        threading.Thread(target=watch, daemon=True).start()
+        print(f"server RSS fresh {fresh:.0f} MB; one user, then {args.sessions} sessions at once on "
+              f"{os.cpu_count()} cores…", flush=True)
+        warm, out, wall = asyncio.run(run_class(srv.url, files, args.sessions, args.timeout,
+                                                lambda: start.append(rss_mb(srv.proc.pid))))
+        start_rss = start[0] if start else fresh
+        if not warm["ok"]:
+            print("the single-user run failed:", warm["error"])
+            return 1
+        print(f"single user: results in {warm['results_s']:.1f} s; server RSS then {start_rss:.0f} MB")
         closed_rss = rss_mb(srv.proc.pid)
         time.sleep(args.settle)
         settled = rss_mb(srv.proc.pid)

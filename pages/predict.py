@@ -14,6 +14,7 @@ from fer_core.errors import FerError
 from fer_core.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.fmt import fmt_seconds
 from fer_core.infer import resolve_model
+from fer_core.live import LiveAnalyser
 from fer_core.predict import PHOTO_TYPES, max_photos, overlay
 from fer_core.tta import DEFAULT_TTA, TTA_MODES
 from fer_core.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
@@ -168,10 +169,59 @@ def video_section() -> None:
         st.caption(f"Timelines of the {MAX_TIMELINES} longest tracks; every track is in the table and the JSON.")
 
 
+def live_section() -> None:
+    """The camera, live: every analysed frame's faces boxed and labelled on the returned stream,
+    a readout refreshed every second and the last 30 seconds as a timeline."""
+    import av
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    key = (str(ref.path), ref.stamp, detector)
+    if st.session_state.get("pr_live_key") != key:  # one analyser per viewer and model
+        st.session_state["pr_live_key"] = key
+        st.session_state["pr_live"] = LiveAnalyser(model, ref.classes, detector=detector, tta="none")
+    analyser = st.session_state["pr_live"]
+
+    def on_frame(frame):  # the component's thread: no Streamlit calls here
+        return av.VideoFrame.from_ndarray(analyser.process(frame.to_ndarray(format="bgr24")), format="bgr24")
+
+    left, right = st.columns([3, 2])
+    with left:
+        # no ICE servers: the page and the server are on one machine or network (see README, "Live camera")
+        webrtc_streamer(key="pr_live_cam", mode=WebRtcMode.SENDRECV, rtc_configuration={"iceServers": []},
+                        media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+                        video_frame_callback=on_frame, async_processing=True)
+        st.caption(f"Model: {choices.get(spec, ref.name) if spec else ref.name}, without test-time augmentation "
+                   f"(speed first) · faces found by {DETECTOR_NAMES[detector]}. Press START; STOP releases the camera.")
+    with right:
+        live_readout(analyser)
+
+
+@st.fragment(run_every=1.0)
+def live_readout(analyser) -> None:
+    """What the camera shows now, refreshed every second without rerunning the page."""
+    st.markdown(f"**{analyser.readout()}**")
+    rows = analyser.timeline()
+    if rows:
+        st.altair_chart(alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=10)).encode(
+            x=alt.X("seconds ago:Q", scale=alt.Scale(domain=[-30, 0]), title="seconds ago"),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+            color=alt.Color("emotion:N", sort=list(ref.classes), legend=alt.Legend(orient="bottom", columns=4,
+                                                                                   title=None)),
+            detail="track:N", tooltip=["track", "emotion", alt.Tooltip("probability:Q", format=".0%")],
+        ).properties(height=200), width="stretch")
+    else:
+        st.caption("The readout and the last 30 seconds appear here once the camera runs.")
+
+
 FPS_CHOICES = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0]
 MAX_TIMELINES = 8  # timelines drawn (the longest tracks); short flickers stay in the table
-if st.radio("Analyse", ["Photos", "A video"], horizontal=True, key="pr_mode", label_visibility="collapsed") == "A video":
+mode = st.radio("Analyse", ["Photos", "A video", "Live camera"], horizontal=True, key="pr_mode",
+                label_visibility="collapsed")
+if mode == "A video":
     video_section()
+    st.stop()
+if mode == "Live camera":
+    live_section()
     st.stop()
 
 uploads = st.file_uploader("Photos", type=list(PHOTO_TYPES), accept_multiple_files=True, key="pr_upload",

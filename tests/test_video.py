@@ -193,3 +193,67 @@ def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, 
     assert duration == 4.0 and "4 frames at 5 per second" in note
     monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "100")
     assert probe_video(clip.read_bytes(), "long.avi", fps=5) == (4.0, None)  # it fits: nothing to say
+
+
+def montage_frame(shot: int) -> np.ndarray:
+    """Shot ``shot`` of a montage: the astronaut's head at a size and place of its own, on a
+    background of its own (hard cuts between shots, faces roughly centred)."""
+    head = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)[30:230, 140:310]
+    side = 150 + 25 * (shot % 4)
+    frame = np.full((H, W, 3), (40 + 45 * shot) % 230, np.uint8)
+    x, y = W // 2 - side // 2 + 20 * (shot % 3 - 1), H // 2 - side // 2
+    frame[y:y + side, x:x + round(side * 170 / 200)] = cv2.resize(head, (round(side * 170 / 200), side))
+    return frame
+
+
+def test_a_montage_gives_a_track_per_shot_and_a_shot_one_track(tmp_path, shipped):
+    """Regression: a montage of 30 photos with hard cuts gave 9 tracks, one of them 18 s long
+    across 9 people. Tracks now end at a shot cut; within a shot one face keeps one track."""
+    model, classes = shipped
+    shots = 5
+    clip = make_clip(tmp_path / "montage.avi", (montage_frame(i // 10) for i in range(10 * shots)), fps=10)
+    result = analyse_video(clip, model, classes, fps=5)
+    tracks = result.tracks()
+    assert len(tracks) == shots, [(t["track"], t["first"], t["last"]) for t in tracks]
+    assert all(t["last"] - t["first"] < 1.0 for t in tracks)  # none spans a cut
+
+
+def test_two_people_crossing_keep_their_tracks():
+    """Position alone swaps two faces whose boxes cross; their appearance keeps them apart."""
+    rng = np.random.default_rng(0)
+    look_a, look_b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 324)).astype(np.float32))
+    tracker = Tracker()
+    seen = {"a": set(), "b": set()}
+    for step in range(11):
+        t = step * 0.2
+        a, b = Box(100 + 30 * step, 100, 80, 80), Box(400 - 30 * step, 104, 80, 80)
+        ids = tracker.assign(t, [b, a], [look_b + rng.normal(0, 0.02, 324).astype(np.float32), look_a])
+        seen["b"].add(ids[0])
+        seen["a"].add(ids[1])
+    assert seen == {"a": {2}, "b": {1}}
+    # one face leaves and comes back elsewhere within a second: its own track again
+    assert tracker.assign(2.4, [Box(20, 300, 80, 80)], [look_a]) == [2]
+    # a different face where the first one was: a new track, not the old one
+    assert tracker.assign(2.6, [Box(22, 300, 80, 80)], [-look_a]) == [3]
+    tracker.cut()
+    assert tracker.assign(2.8, [Box(22, 300, 80, 80)], [look_b]) == [4]  # after a cut: someone new
+
+
+def test_the_appearance_descriptor_tells_faces_apart(real_data_dir):
+    """On real faces: a face against a slightly moved and relit copy of itself looks the same
+    (above SAME_FACE), two different faces do not, in nearly every pair."""
+    from fer_core.video import SAME_FACE, appearance
+
+    files = sorted((real_data_dir / "test").glob("*/PrivateTest_*"))[::40][:120]
+    faces = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    rng = np.random.default_rng(1)
+
+    def moved(face):
+        m = cv2.getRotationMatrix2D((24, 24), rng.uniform(-4, 4), rng.uniform(0.97, 1.03))
+        m[:, 2] += rng.uniform(-1.5, 1.5, 2)
+        out = cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        return np.clip(out * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10), 0, 255).astype(np.uint8)
+
+    same = np.array([appearance(f) @ appearance(moved(f)) for f in faces])
+    other = np.array([appearance(faces[i]) @ appearance(moved(faces[i - 1])) for i in range(len(faces))])
+    assert (same >= SAME_FACE).mean() >= 0.95 and (other < SAME_FACE).mean() >= 0.95
