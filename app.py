@@ -1,9 +1,12 @@
 """FER Studio: the Streamlit entry point. Run with ``streamlit run app.py``."""
 
-try:  # before TensorFlow, always: loaded after it, aiortc (the live camera's WebRTC) crashes the process
-    import aiortc  # noqa: F401
-except ImportError:
-    pass
+import sys
+
+if "tensorflow" not in sys.modules:  # aiortc (the live camera) before TensorFlow: the other order crashes (ui.py)
+    try:
+        import aiortc  # noqa: F401
+    except ImportError:
+        pass
 import streamlit as st
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")

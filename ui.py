@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
-try:  # before anything imports TensorFlow: loaded after it, aiortc (the live camera) crashes the process
-    import aiortc  # noqa: F401  (a native library clash, seen with aiortc 1.16 and TensorFlow 2.21)
-except ImportError:
-    pass
+
+if "tensorflow" not in sys.modules:  # aiortc (the live camera) must load before TensorFlow: after it, the
+    try:  # process crashes (its libsrtp binds to TensorFlow's own crypto symbols; aiortc 1.16, TF 2.21)
+        import aiortc  # noqa: F401
+    except ImportError:
+        pass
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -172,6 +173,10 @@ def video_section() -> None:
 def live_section() -> None:
     """The camera, live: every analysed frame's faces boxed and labelled on the returned stream,
     a readout refreshed every second and the last 30 seconds as a timeline."""
+    if "aiortc" not in sys.modules and "tensorflow" in sys.modules:
+        st.error("The live camera needs the server started with `streamlit run app.py` (its WebRTC library must be "
+                 "loaded before TensorFlow; here it was not, and loading it now would crash the server).")
+        return
     import av
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
