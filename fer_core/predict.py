@@ -182,14 +182,8 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
     layer = explanation_layer(model)
     if layer is None:
         return [(None, NO_CONV)] * len(faces)
-    probe = _probe(model, layer)
     x = tf.convert_to_tensor(faces[..., None].astype("float32"))
-    with tf.GradientTape() as tape:
-        fmap, out = probe(x, training=False)
-        score = tf.reduce_sum(out * tf.one_hot(targets, out.shape[-1]), axis=1)
-    grads = tape.gradient(score, fmap)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cams = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1)).numpy()
+    cams = _cam_graph(model, layer)(x, tf.convert_to_tensor(np.asarray(targets, np.int32))).numpy()
     crop = model_crop(model)
     off = (faces.shape[1] - crop) // 2
     out_maps = []
@@ -205,20 +199,33 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
     return out_maps
 
 
-_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its Grad-CAM probe
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its Grad-CAM graph
 _PROBES_LOCK = threading.Lock()
 
 
-def _probe(model, layer):
-    """The model with ``layer``'s map as a second output, built once per model (sessions share
-    models, and building it is not free)."""
+def _cam_graph(model, layer):
+    """Grad-CAM's raw maps (N, h, w) for faces and target classes, as a TensorFlow graph built and
+    traced once per model: an eager GradientTape through a member costs several times more for a
+    few faces (sessions share models, so it is built under a lock)."""
     import keras
+    import tensorflow as tf
 
     with _PROBES_LOCK:
-        probe = _PROBES.get(model)
-        if probe is None:
-            probe = _PROBES[model] = keras.Model(model.inputs, [layer.output, model.output])
-        return probe
+        fn = _PROBES.get(model)
+        if fn is None:
+            probe = keras.Model(model.inputs, [layer.output, model.output])
+
+            @tf.function(reduce_retracing=True)
+            def fn(x, targets):
+                with tf.GradientTape() as tape:
+                    fmap, out = probe(x, training=False)
+                    score = tf.reduce_sum(out * tf.one_hot(targets, tf.shape(out)[-1]), axis=1)
+                grads = tape.gradient(score, fmap)
+                weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+                return tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))
+
+            _PROBES[model] = fn
+        return fn
 
 
 def _mean_maps(per_member: list[list[tuple]]) -> list[tuple[np.ndarray | None, str | None]]:
