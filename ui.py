@@ -260,8 +260,11 @@ def gated(fn, *args):
     """``fn(*args)`` (a cached function) through the server's analysis gate, unless the same call
     was computed recently: a cache hit costs nothing and must not wait behind others' analyses.
     (A result the cache dropped meanwhile is computed again without waiting: rare, and bounded.)"""
-    key = (fn.__name__, hashlib.sha1(repr(args).encode() if not any(isinstance(a, bytes) for a in args) else
-                                     b"".join(a if isinstance(a, bytes) else repr(a).encode() for a in args)).hexdigest())
+    digest = hashlib.sha1(fn.__name__.encode())
+    for a in args:  # a photo's bytes as they are, the settings by their repr
+        digest.update(a if isinstance(a, bytes) else repr(a).encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()
     with _COMPUTED_LOCK:
         hit = key in _COMPUTED
     if hit:

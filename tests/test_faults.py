@@ -24,19 +24,22 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
 
 
+class InProcess:
+    """A runner that claims a job without starting a process: the worker then runs in the test."""
+
+    def slots(self): return [0]
+    def start(self, job): return os.getpid()
+    def alive(self, pid): return True
+    def stop(self, job): pass
+
+
 def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_dir, monkeypatch):
     """A real ENOSPC (the checkpoint's temporary file is /dev/full) inside the worker: the job fails
     saying the disk is full, and no temporary file is left in the run directory."""
     from fer_core import files
 
-    class Holder:  # claims the job without starting a process: the worker runs here, in-process
-        def slots(self): return [0]
-        def start(self, job): return os.getpid()
-        def alive(self, pid): return True
-        def stop(self, job): pass
-
     store = jobs.JobStore()
-    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, Holder())
+    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, InProcess())
     run_dir = Path(store.get(job_id).run_dir)
     real_temp = files.temp_path
 
@@ -62,14 +65,8 @@ def test_a_read_only_run_directory_fails_the_job_with_what_to_do(data_dir, monke
 
     from fer_core import files
 
-    class Holder:
-        def slots(self): return [0]
-        def start(self, job): return os.getpid()
-        def alive(self, pid): return True
-        def stop(self, job): pass
-
     store = jobs.JobStore()
-    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, Holder())
+    job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, InProcess())
     real_temp = files.temp_path
 
     def read_only(path):
