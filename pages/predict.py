@@ -111,14 +111,13 @@ def video_section() -> None:
         with controls.container():
             if st.session_state.pop("pr_video_cancelled", False):
                 st.info("Analysis cancelled: nothing was kept. Press the button to start again.")
-            if st.session_state.get("pr_video_started") != key:
+            if st.session_state.pop("pr_video_started", None) != key:  # a click starts one run, once
                 st.button("Analyse the video", type="primary", key="pr_video_go",
                           on_click=lambda: st.session_state.update(pr_video_started=key))
                 return
             # while it runs, the start button stays greyed out: a second click cannot start it again
             st.button("Analyse the video", type="primary", key="pr_video_busy", disabled=True)
-            st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(
-                pr_video_cancelled=True, pr_video_started=None))
+            st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(pr_video_cancelled=True))
             bar, started = st.progress(0.0, text="Reading the video…"), time.monotonic()
 
         def progress(seconds: float, total: float | None) -> None:
@@ -133,11 +132,9 @@ def video_section() -> None:
                                                    detector=detector, progress=progress, annotated=True)
         except FerError as exc:
             controls.empty()
-            st.session_state["pr_video_started"] = None
             st.error(str(exc))
             return
         controls.empty()
-        st.session_state["pr_video_started"] = None
         done = st.session_state["pr_video_done"] = {"key": key, "result": result, "webm": webm}
     result, webm = done["result"], done["webm"]
     if result.note:

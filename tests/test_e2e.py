@@ -355,6 +355,8 @@ def test_video_on_the_predict_page_cancel_then_play(browser, server, tmp_path):
     page.locator('input[type="file"]').first.set_input_files(str(clip("long.avi", 600)))
     page.get_by_role("button", name="Analyse the video").click()
     j.until("of video analysed", "left")  # the progress bar: seconds done of the total, time left
+    # while it runs, the start button is greyed out (a second click used to start it all again)
+    assert page.get_by_role("button", name="Analyse the video").first.is_disabled()
     page.get_by_role("button", name="Cancel").click()
     j.until("Analysis cancelled", absent=("of video analysed",))
     j.shot("video-cancelled")
