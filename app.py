@@ -1,12 +1,5 @@
 """FER Studio: the Streamlit entry point. Run with ``streamlit run app.py``."""
 
-import sys
-
-if "tensorflow" not in sys.modules:  # aiortc (the live camera) before TensorFlow: the other order crashes (ui.py)
-    try:
-        import aiortc  # noqa: F401
-    except ImportError:
-        pass
 import streamlit as st
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")

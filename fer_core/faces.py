@@ -287,9 +287,7 @@ class SharedDetector:
     def __init__(self, factory: Callable[[], FaceDetector]):
         first = factory()  # made now, so a missing or damaged model is reported at once
         self.name, self.frame = first.name, first.frame
-        self.pool = Pool(factory, max_analyses())
-        self.pool.idle.append(first)
-        self.pool.made = 1
+        self.pool = Pool(factory, max_analyses(), first)
         if hasattr(first, "upright_angle"):
             self.upright_angle = self._upright_angle
 

@@ -29,10 +29,10 @@ class Pool(Generic[T]):
     or waits for one to come back.
     """
 
-    def __init__(self, factory: Callable[[], T], size: int):
+    def __init__(self, factory: Callable[[], T], size: int, first: T | None = None):
         self.factory, self.size = factory, max(1, size)
-        self.idle: list[T] = []
-        self.made = 0
+        self.idle: list[T] = [] if first is None else [first]  # ``first``: one made already
+        self.made = len(self.idle)
         self.cond = threading.Condition()
 
     @contextmanager
