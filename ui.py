@@ -28,7 +28,7 @@ from fer_core.config import load_settings, read_only
 from fer_core.data import Dataset, check_allowed, load_dataset
 from fer_core.data import source_choices as data_source_choices
 from fer_core.demo import make_demo_dataset
-from fer_core.device import quiet_tensorflow
+from fer_core.device import quiet_tensorflow, tensorflow_ready
 from fer_core.evaluate import evaluate_cached
 from fer_core.export import export_zip
 from fer_core.fmt import fmt_seconds
@@ -49,12 +49,17 @@ def _import_tensorflow_quietly() -> None:
         pass
 
 
-if not any(t.name == "tensorflow-import" for t in threading.enumerate()) and "tensorflow" not in sys.modules:
+if not any(t.name == "tensorflow-import" for t in threading.enumerate()) and not tensorflow_ready():
     threading.Thread(target=_import_tensorflow_quietly, name="tensorflow-import", daemon=True).start()
 
 
-def use_app_navigation() -> None:
+def use_app_navigation(tensorflow: bool = True) -> None:
     """Call first on every page: make sure the app's own navigation (``app.py``) drives it.
+
+    With ``tensorflow`` (every page but those that never touch a model) it also waits, once per
+    server, for the background import of TensorFlow to finish: a session's own first ``import
+    tensorflow`` racing it would leave a half-initialised module for the life of the server
+    (:func:`fer_core.device.quiet_tensorflow`).
 
     With a ``pages/`` folder beside ``app.py``, Streamlit serves a fresh server's first request
     through its older folder discovery until some session runs ``st.navigation``: a bookmarked
@@ -66,6 +71,12 @@ def use_app_navigation() -> None:
         PagesManager.uses_pages_directory = False  # a Streamlit internal: guarded, in case it goes away
         st.rerun()
     st.markdown(SCREEN_CSS, unsafe_allow_html=True)
+    if tensorflow and not tensorflow_ready():
+        with st.spinner("Starting TensorFlow (once per server)…"):
+            try:
+                quiet_tensorflow()
+            except Exception:  # a broken install shows where TensorFlow is used, with its message
+                pass
     if read_only():
         st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results and analyse photos; nothing "
                         "here changes or stores anything.")

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 _QUIET = threading.Lock()
 _quiet = {"depth": 0, "saved": None}
+_IMPORTING = threading.Lock()
+_tensorflow = {"module": None}
 
 
 @contextmanager
@@ -50,16 +52,30 @@ def quiet_tensorflow():
     TensorFlow's C++ logging writes to file descriptor 2 before it reads any setting, so the
     descriptor itself points at /dev/null during the import (and the first device query);
     ``TF_CPP_MIN_LOG_LEVEL=3`` keeps the later messages quiet. Real errors still raise.
-    """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with quiet_stderr():
-        import keras  # noqa: F401
-        import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
-    return tf
+    The first import happens once, under a lock: two threads importing TensorFlow and Keras at
+    the same time (a server's sessions, its background import) can each hold a module the other
+    needs, and Python then hands one of them a half-initialised module, broken for the life of
+    the process (``module 'keras' has no attribute 'KerasTensor'``). Threads that may be first
+    to use TensorFlow call this before their own ``import tensorflow`` / ``import keras``.
+    """
+    if _tensorflow["module"] is not None:
+        return _tensorflow["module"]
+    with _IMPORTING:
+        if _tensorflow["module"] is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            with quiet_stderr():
+                import keras  # noqa: F401
+                import tensorflow as tf
+
+                tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
+            _tensorflow["module"] = tf
+    return _tensorflow["module"]
+
+
+def tensorflow_ready() -> bool:
+    """True once :func:`quiet_tensorflow` has finished (not merely started) the import."""
+    return _tensorflow["module"] is not None
 
 
 def device_line() -> str:

@@ -11,7 +11,7 @@ from fer_core.errors import FerError
 from fer_core.uploads import add_upload
 from ui import active_source, cached_dataset, use_app_navigation
 
-use_app_navigation()
+use_app_navigation(tensorflow=False)
 st.title("Dataset")
 
 @st.cache_data(show_spinner=False, ttl=300)

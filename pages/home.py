@@ -8,7 +8,7 @@ from fer_core.infer import DEFAULT_MODEL, resolve_model
 from ui import use_app_navigation
 
 settings = load_settings()
-use_app_navigation()
+use_app_navigation(tensorflow=False)
 st.title("FER Studio")
 st.write(
     "Explore how a convolutional network learns to read emotions from faces: browse FER2013 "

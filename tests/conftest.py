@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# Every test run gets its own data directory, so caches and settings never touch data/.
-os.environ.setdefault("FER_DATA_DIR", tempfile.mkdtemp(prefix="fer-test-data-"))
+# Every test run gets its own data directory, so caches, settings and runs never touch data/ nor a
+# developer's own FER_DATA_DIR (which is replaced, not kept, for the whole session).
+os.environ["FER_DATA_DIR"] = tempfile.mkdtemp(prefix="fer-test-data-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -195,3 +195,19 @@ def test_a_cached_result_does_not_wait_behind_other_analyses():
     release.set()
     for h in holders:
         h.join(timeout=30)
+
+
+def test_first_page_loads_of_several_sessions_never_break_tensorflow():
+    """A fresh server: ui's background import of TensorFlow and three sessions' first pages at once.
+    Without the wait, a page's own ``import tensorflow`` raced it and Python handed out half-initialised
+    modules for the rest of the server's life ("module 'keras' has no attribute 'KerasTensor'")."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(root / "tests" / "first_page_loads.py")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
