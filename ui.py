@@ -185,7 +185,7 @@ def model_choices() -> dict[str, str]:
         if run.error is None and run.model_file is not None:
             acc = run.best.get("val_accuracy")
             out[str(run.path)] = f"run {run.name}" + (f" (val {acc:.1%})" if acc is not None else "") + \
-                ("" if run.status == "finished" else f" [{run.status}]")
+                ("" if run.finished else f" [{run.status}]")
     return out
 
 

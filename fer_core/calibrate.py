@@ -128,13 +128,11 @@ def recalibrate_run(run_dir: str | Path, data: str | None = None, tta: str = DEF
         raise ConfigError(f"{run_dir}: not a run directory (no config.json); give a folder under data/runs.")
     cfg, info = rundir.read_config(run_dir), rundir.read_info(run_dir)
     best_file = rundir.checkpoint(run_dir, "best")
-    if info.get("status") != "finished" or best_file is None:
+    if not rundir.is_finished(info) or best_file is None:
         raise ConfigError(f"{run_dir}: recalibrate a finished run; this one is {info.get('status', 'new')} "
                           f"(resume it with 'python -m fer_core train --resume {run_dir}').")
     ds = load_dataset(data or cfg.data, merge=cfg.merge)
-    tr, va = ds.subset("Training"), ds.subset("PublicTest")
-    if len(tr) == 0 or len(va) == 0:
-        raise ConfigError(f"{ds.source}: the Training and PublicTest splits must both have images.")
+    tr, va = ds.fit_splits()
     classes = rundir.read_classes(run_dir) or ds.class_names
     with rundir.lock(run_dir):
         model = load_model(ModelRef(best_file, run_dir.name, classes, run_dir, cfg.merge))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .config import SPLITS
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 @dataclass
@@ -60,6 +60,18 @@ class Dataset:
                 raise DataError(f"Unknown class {class_name!r}; this data set has {', '.join(self.class_names)}.")
             mask &= self.labels == self.class_names.index(class_name)
         return self.select(mask)
+
+    def fit_splits(self) -> tuple["Dataset", "Dataset"]:
+        """The Training and PublicTest subsets, which training and recalibration both need.
+
+        Raises:
+            ConfigError: either split has no images.
+        """
+        tr, va = self.subset("Training"), self.subset("PublicTest")
+        if len(tr) == 0 or len(va) == 0:
+            raise ConfigError(f"{self.source}: the Training and PublicTest splits must both have images; "
+                              "give a data set with images in both (the Dataset page shows its splits).")
+        return tr, va
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Return ``{split: {class: number of images}}`` over all splits and classes."""

@@ -9,6 +9,8 @@ and print one line instead: ``training on CPU (2 cores)`` or ``training on GPU 0
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import threading
 from contextlib import contextmanager
@@ -78,12 +80,38 @@ def tensorflow_ready() -> bool:
     return _tensorflow["module"] is not None
 
 
+def visible_gpus() -> int:
+    """Number of NVIDIA GPUs this machine shows, without importing TensorFlow (0 if none)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def device_name(gpus: int | None = None) -> str:
+    """Short name of where work runs, as job lists and ``run.json`` show it: ``CPU (N cores)``,
+    ``GPU 1`` (the ids a worker was given) or ``GPU (2)``. ``gpus``: how many TensorFlow sees;
+    None counts what the machine shows, without importing TensorFlow."""
+    count = visible_gpus() if gpus is None else gpus
+    if not count:
+        return f"CPU ({os.cpu_count()} cores)"
+    ids = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    return f"GPU {ids}" if ids and ids != "-1" else f"GPU ({count})"
+
+
 def device_line() -> str:
     """``training on CPU (N cores)`` or ``training on GPU 0: <name>, GPU 1: ...``."""
     tf = quiet_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"training on CPU ({os.cpu_count()} cores)"
+        return "training on " + device_name(0)
     names = []
     for i, gpu in enumerate(gpus):
         try:

@@ -61,7 +61,7 @@ def newest_finished_run() -> ModelRef | None:
     """The most recent run that finished with a model file."""
     for run in rundir.run_dirs():
         try:
-            finished = rundir.read_info(run).get("status") == "finished"
+            finished = rundir.is_finished(rundir.read_info(run))
         except FerError:
             continue
         if finished and rundir.model_file(run) is not None:

@@ -173,7 +173,6 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
     ensemble (see :mod:`fer_core.ensemble`), each member explains the ensemble's class and the
     members' maps are averaged.
     """
-    import keras
     import tensorflow as tf
 
     parts = ensemble_members(model)

@@ -29,10 +29,10 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -64,6 +64,22 @@ NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG = "note", "job", "tags", "sweep", "sweep_co
 SUBMITTED = (NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG)
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
+
+
+
+class RunStatus(str, Enum):
+    """``run.json``'s ``status``: what the training process last said of the run (a job's own
+    status, queued to cancelled, is the job store's :class:`~fer_core.jobs.store.Status`)."""
+
+    RUNNING = "running"  # training, or killed while training (a job's ``interrupted``)
+    STOPPED = "stopped"  # ended before its last epoch (a cancel, a time limit); resumable
+    FINISHED = "finished"  # every epoch done and the final model written
+
+
+def is_finished(info: dict) -> bool:
+    """True when a ``run.json`` (as :func:`read_info` returns it) says its run finished."""
+    return info.get("status") == RunStatus.FINISHED
+
 
 _CHECKPOINT = re.compile(r"^(last|best)-e(\d{4,})\.keras$")
 
@@ -337,6 +353,18 @@ def restore(run_dir: str | os.PathLike) -> State:
     _tidy(run_dir, state)
     _write_metrics_file(run_dir, state.metrics)
     return state
+
+
+def extension_problem(run_dir: str | os.PathLike, epochs) -> str | None:
+    """Why a run cannot be resumed to ``epochs`` epochs in all (None when it can): the one rule for
+    ``train --resume --epochs`` and ``jobs resume --epochs``. More than the epochs already done,
+    within the configuration's range."""
+    done = read_state(run_dir).epoch
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= done:
+        return (f"--epochs {epochs} is not more than the {done} epochs already done; give a larger number to "
+                "train on, or resume without --epochs to finish the epochs it planned")
+    bad = TrainConfig(epochs=epochs).problems().get("epochs")
+    return f"--epochs must be {bad}" if bad else None
 
 
 def start_fresh(run_dir: str | os.PathLike) -> None:

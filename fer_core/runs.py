@@ -40,6 +40,10 @@ class RunSummary:
         return self.info.get("status", "new")
 
     @property
+    def finished(self) -> bool:
+        return self.error is None and rundir.is_finished(self.info)
+
+    @property
     def model_file(self) -> Path | None:
         """The model to evaluate or predict with: the final model, else the best checkpoint."""
         return rundir.model_file(self.path)
@@ -147,7 +151,7 @@ def summarize(path: str | Path) -> RunSummary:
     except FerError as exc:
         run.error = str(exc)
     run.metrics = rundir.read_metrics(run.path)
-    if run.info.get("status") == "finished" and run.model_file is None:
+    if run.finished and run.model_file is None:
         run.error = f"{run.path}: finished, but its model file is missing."
     return run
 

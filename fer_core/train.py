@@ -18,9 +18,11 @@ from . import rundir, tblog
 from .calibrate import recalibrate_if_better
 from .data import load_dataset
 from .errors import ConfigError, FerError
+from .device import device_name
 from .infer import load_model, resolve_model
 from .models import create_model
 from .trainconfig import TrainConfig
+from .validation import validate_config
 
 
 # ------------------------------------------------------------------ input pipeline
@@ -289,13 +291,6 @@ def _versions() -> dict:
             "numpy": np.__version__}
 
 
-def _device() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"GPU ({len(gpus)})" if gpus else f"CPU ({os.cpu_count()} cores)"
-
-
 def _setup_gpu() -> None:
     """Memory growth (several jobs can share a card) and mixed precision, on GPUs only."""
     import keras
@@ -340,7 +335,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
             raise ConfigError(f"Cannot resume {run_dir}: it is not a run directory (no config.json).")
         run_dir = Path(run_dir)
     else:
-        cfg = (cfg or TrainConfig()).validate()
+        cfg = validate_config(cfg or TrainConfig(), trusted=True)  # the form's, the CLI's and the job store's check
         run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch)
         run_dir.mkdir(parents=True, exist_ok=True)
         if rundir.has_started(run_dir):
@@ -369,9 +364,9 @@ def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
     done = rundir.read_state(run_dir).epoch
     if epochs == cfg.epochs:
         return cfg
-    if epochs <= done:
-        raise ConfigError(f"{run_dir}: --epochs {epochs} is not more than the {done} epochs already done; "
-                          f"give a larger number to train on, or resume without --epochs to finish its {cfg.epochs}.")
+    problem = rundir.extension_problem(run_dir, epochs)
+    if problem:
+        raise ConfigError(f"{run_dir}: {problem}.")
     new = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
     rundir.write_config(run_dir, new)
     info = rundir.read_info(run_dir)
@@ -388,9 +383,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     _setup_gpu()
     keras.utils.set_random_seed(cfg.seed)
     ds = load_dataset(cfg.data, merge=cfg.merge)
-    tr, va = ds.subset("Training"), ds.subset("PublicTest")
-    if len(tr) == 0 or len(va) == 0:
-        raise ConfigError(f"{cfg.data}: the Training and PublicTest splits must both have images.")
+    tr, va = ds.fit_splits()
     rundir.write_classes(run_dir, ds.class_names)
     rundir.write_versions(run_dir, _versions())
 
@@ -410,7 +403,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     kept = (*rundir.SUBMITTED, "extended") if resume else rundir.SUBMITTED
     info = {**{k: previous[k] for k in kept if k in previous},
             "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
-            "params": int(model.count_params()), "device": _device(), "status": "running", "started": time.time(),
+            "params": int(model.count_params()), "device": device_name(len(tf.config.list_physical_devices("GPU"))), "status": rundir.RunStatus.RUNNING.value, "started": time.time(),
             "start_epoch": start_epoch, "pid": os.getpid()}
     rundir.write_info(run_dir, info)
     t0 = time.perf_counter()
@@ -423,8 +416,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
                                        log=(lambda line: print(line, flush=True)) if verbose == 2 else None),
                   verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
-    status = "finished" if done >= cfg.epochs else "stopped"
-    if status == "finished":
+    status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value
+    if status == rundir.RunStatus.FINISHED:
         best_file = rundir.checkpoint(run_dir, "best")
         best = rundir.load_checkpoint(best_file) if best_file else model
         if cfg.recalibrate_bn:  # batch-norm statistics followed the augmented batches; the model will see clean faces

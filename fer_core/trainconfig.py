@@ -16,6 +16,15 @@ SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
+def config_error(problems: dict[str, str]) -> ConfigError:
+    """The one error for a configuration's problems, keyed by field as :meth:`TrainConfig.check`
+    and :func:`fer_core.validation.check_config` return them: every bad field named in one message
+    (unknown options alone when that is all that is wrong)."""
+    if set(problems) == {"unknown"}:
+        return ConfigError(problems["unknown"])
+    return ConfigError("Invalid training configuration: " + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to rebuild and retrain a model exactly.
@@ -141,8 +150,7 @@ class TrainConfig:
         """Check every field; raise one ConfigError that names each bad field."""
         errors = self.problems()
         if errors:
-            raise ConfigError("Invalid training configuration: "
-                              + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
+            raise config_error(errors)
         return self
 
     def arch_options(self) -> dict:
@@ -198,10 +206,7 @@ class TrainConfig:
         """Build a config from a dict, refusing unknown keys, wrong types and invalid values."""
         cfg, problems = cls.check(raw)
         if problems:
-            if "unknown" in problems:
-                raise ConfigError(problems["unknown"])
-            raise ConfigError("Invalid training configuration: "
-                              + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
+            raise config_error(problems)
         return cfg
 
     @classmethod

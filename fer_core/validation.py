@@ -14,7 +14,7 @@ from .config import CLASS_NAMES
 from .data import check_allowed, parse_merge, resolve_source
 from .errors import ConfigError, FerError
 from .infer import data_identity, resolve_model
-from .trainconfig import TrainConfig
+from .trainconfig import TrainConfig, config_error
 
 
 def check_config(raw: dict | TrainConfig, trusted: bool = False) -> tuple[TrainConfig | None, dict[str, str]]:
@@ -66,9 +66,7 @@ def validate_config(cfg: dict | TrainConfig, trusted: bool = False) -> TrainConf
     """:func:`check_config`, raising one ConfigError that names every bad field."""
     good, problems = check_config(cfg, trusted)
     if problems:
-        if set(problems) == {"unknown"}:
-            raise ConfigError(problems["unknown"])
-        raise ConfigError("Invalid training configuration: " + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
+        raise config_error(problems)
     return good
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +52,11 @@ def main() -> int:
                 listed = store.list(sweep=sweep_id)
             states = [runner.status(j) for j in listed if j.status == jobs.JobStatus.RUNNING]
             most = max(most, sum(s == "RUNNING" for s in states), sum(j.status == jobs.JobStatus.RUNNING for j in listed))
-            return all(j.status in jobs.FINAL for j in listed) and listed
+            return all(j.status in jobs.ENDED for j in listed) and listed
 
         listed = poll("the sweep", sweep_done)
         with jobs.JobStore() as store:
-            local = poll("the local job", lambda: store.get(local_id).status in jobs.FINAL and store.get(local_id))
+            local = poll("the local job", lambda: store.get(local_id).status in jobs.ENDED and store.get(local_id))
         ray_job = listed[-1]
         out["sweep"] = {"id": sweep_id, "jobs": ids, "statuses": [j.status.value for j in listed],
                         "runners": sorted({j.runner for j in listed}), "most_at_once": most,
@@ -80,12 +79,12 @@ def main() -> int:
             job = poll("the kill to be noticed", lambda: store.get(killed).status != jobs.JobStatus.RUNNING and store.get(killed))
             out["killed"] = {"status": job.status.value, "error": job.error, "pid_alive": alive(job.pid)}
             store.resume(killed)
-            job = poll("the resumed job", lambda: store.get(killed).status in jobs.FINAL and store.get(killed))
+            job = poll("the resumed job", lambda: store.get(killed).status in jobs.ENDED and store.get(killed))
             out["resumed"] = {"status": job.status.value, "error": job.error, "attempt": job.attempt,
                               "epochs": [r["epoch"] for r in rundir.read_metrics(job.run_dir)]}
             poll("an epoch of the job to cancel", lambda: store.get(cancelled).epoch >= 1)
             store.cancel(cancelled)
-            job = poll("the cancel", lambda: store.get(cancelled).status in jobs.FINAL and store.get(cancelled))
+            job = poll("the cancel", lambda: store.get(cancelled).status in jobs.ENDED and store.get(cancelled))
             ray_state = poll("the cluster to end it", lambda: runner.status(job) not in ("PENDING", "RUNNING") and
                              runner.status(job), timeout=60)
             out["cancelled"] = {"status": job.status.value, "ray": ray_state, "pid_alive": alive(job.pid),

@@ -35,17 +35,25 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """Every float export of the shipped model, written once for the module."""
+def small(trained_run):
+    """A small trained run (the session's tiny model) and the model, loaded once: what a format
+    does to a network does not depend on its size, and exporting it takes a fraction of the time."""
+    ref = resolve_model(str(trained_run))
+    return ref, load_model(ref)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, trained_run):
+    """Every float export of the small run, written once for the module."""
     root = tmp_path_factory.mktemp("exports")
-    return {fmt: export.export_model("default", fmt, root / fmt) for fmt in export.FORMATS}
+    return {fmt: export.export_model(str(trained_run), fmt, root / fmt) for fmt in export.FORMATS}
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
-def test_float_export_matches_keras(fmt, exports, shipped, faces):
-    ref, model = shipped
+def test_float_export_matches_keras(fmt, exports, small, faces):
+    ref, model = small
     result = exports[fmt]
-    assert result.graph.exists() and result.size_bytes > 1_000_000
+    assert result.graph.exists() and result.size_bytes > 4 * model.count_params() * 0.9  # float32 weights
     loaded = export.ExportedModel(result.folder)
     assert loaded.classes == ref.classes
     expected = model.predict(faces.astype("float32"), verbose=0)
@@ -55,17 +63,17 @@ def test_float_export_matches_keras(fmt, exports, shipped, faces):
     assert loaded.predict(faces[:1]).shape == (1, len(ref.classes))  # any batch size, after a larger one
 
 
-def test_export_folder_says_what_it_takes(exports, shipped):
+def test_export_folder_says_what_it_takes(exports, small):
     meta = export.read_meta(exports["onnx"].folder)
     assert meta["input"] == {"name": "faces", "dtype": "uint8", "shape": [None, 48, 48, 1],
                              "meaning": meta["input"]["meaning"]}
-    assert meta["output"]["name"] == "probabilities" and meta["classes"] == list(shipped[0].classes)
+    assert meta["output"]["name"] == "probabilities" and meta["classes"] == list(small[0].classes)
     import onnx
 
     graph = onnx.load(str(exports["onnx"].graph))
     assert [i.name for i in graph.graph.input] == ["faces"]
     assert [o.name for o in graph.graph.output] == ["probabilities"]
-    assert json.loads({p.key: p.value for p in graph.metadata_props}["classes"]) == list(shipped[0].classes)
+    assert json.loads({p.key: p.value for p in graph.metadata_props}["classes"]) == list(small[0].classes)
 
 
 def test_readme_onnx_example_runs_as_written(exports, real_data_dir, tmp_path):
@@ -96,10 +104,11 @@ def test_onnx_runs_with_onnxruntime_alone(exports, faces):
     assert probs.shape == (8, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("fmt,quantize", [("onnx", "dynamic"), ("tflite", "float16")])
-def test_quantized_export_is_smaller_and_agrees(fmt, quantize, exports, shipped, faces, tmp_path):
-    result = export.export_model("default", fmt, tmp_path / "q", quantize)
-    assert result.size_bytes < 0.6 * exports[fmt].size_bytes
+def test_quantized_export_of_the_shipped_model_is_smaller_and_agrees(shipped, faces, tmp_path):
+    """The shipped ensemble in 8 bits (ONNX, dynamic): under 60% of its float32 weights, the same
+    answer on nearly every real face."""
+    result = export.export_model("default", "onnx", tmp_path / "q", "dynamic")
+    assert result.size_bytes < 0.6 * 4 * shipped[1].count_params()
     expected = shipped[1].predict(faces.astype("float32"), verbose=0)
     got = export.ExportedModel(result.folder).predict(faces)
     assert np.allclose(got.sum(1), 1, atol=1e-3)
@@ -108,8 +117,9 @@ def test_quantized_export_is_smaller_and_agrees(fmt, quantize, exports, shipped,
     assert np.abs(got - expected).max() < 0.15
 
 
-@pytest.mark.parametrize("fmt,quantize", [("tflite", "dynamic"), ("onnx", "float16")])
-def test_other_quantizations_of_a_small_run(fmt, quantize, run_in_data, tmp_path):
+@pytest.mark.parametrize("fmt,quantize", [("onnx", "dynamic"), ("tflite", "float16"), ("tflite", "dynamic"),
+                                          ("onnx", "float16")])
+def test_quantizations_of_a_small_run(fmt, quantize, run_in_data, tmp_path):
     plain = export.export_model(run_in_data.name, fmt, tmp_path / "plain")
     small = export.export_model(run_in_data.name, fmt, tmp_path / "small", quantize)
     assert small.size_bytes < 0.75 * plain.size_bytes

@@ -161,7 +161,7 @@ def test_a_stalled_worker_is_stopped_and_the_resumed_job_writes_a_gap_free_histo
                 os.kill(old, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-        job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL, timeout=240)
+        job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED, timeout=240)
         assert job.status == JobStatus.SUCCEEDED, job.error
         assert [r["epoch"] for r in read_metrics(job.run_dir)] == list(range(1, 13))
         lines = (Path(job.run_dir) / rundir.METRICS).read_text().splitlines()
@@ -217,7 +217,7 @@ def test_twenty_concurrent_submissions_are_recorded_once_and_the_limit_holds(dat
 # ------------------------------------------------------------ real processes
 def test_job_runs_to_success_in_its_own_process(store):
     job_id = jobs.submit(tiny(epochs=2), store)
-    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED)
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.pid != os.getpid() and job.epoch == 2 and job.progress == 1.0
     assert "CPU" in job.device and job.metrics["val_accuracy"] >= 0
@@ -232,7 +232,7 @@ def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(store):
     job_id = jobs.submit(tiny(epochs=200), store)
     wait_for(store, job_id, lambda j: j.epoch >= 1)
     store.cancel(job_id)
-    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL, timeout=60)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED, timeout=60)
     assert job.status == JobStatus.CANCELLED
     assert rundir.checkpoint(job.run_dir, "last") is not None and 1 <= len(read_metrics(job.run_dir)) < 200
 
@@ -248,7 +248,7 @@ def test_killed_worker_is_interrupted_then_resumes_without_gaps(store):
     job = wait_for(store, job_id, lambda j: j.status != JobStatus.RUNNING, timeout=30)
     assert job.status == JobStatus.INTERRUPTED
     store.resume(job_id)
-    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED)
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert [r["epoch"] for r in read_metrics(job.run_dir)] == list(range(1, 31))
     assert _event_steps(job.run_dir) == list(range(1, 31))  # TensorBoard's log is gap-free too
@@ -268,7 +268,7 @@ def _event_steps(run_dir) -> list[int]:
 def test_failure_is_recorded_with_the_error(store, monkeypatch):
     monkeypatch.setenv("FER_DATA_ROOTS", "/nonexistent")  # an allowed folder whose data set is gone by run time
     job_id = jobs.submit(tiny(epochs=1, data="/nonexistent/fer.csv"), store)
-    job = wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED)
     assert job.status == JobStatus.FAILED and "/nonexistent/fer.csv" in job.error
     assert "failed" in read_log(job.run_dir)
 
@@ -278,7 +278,7 @@ def test_jobs_cli(data_dir, capsys):
                  "--note", "a first look", "--tag", "look,seed-0", "--tag", "look"]) == 0
     job_id = json.loads(capsys.readouterr().out)["id"]
     store = JobStore()
-    wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+    wait_for(store, job_id, lambda j: j.status in jobs.ENDED)
     assert main(["jobs", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(j["id"], j["status"]) for j in listed] == [(job_id, "succeeded")]
@@ -313,7 +313,7 @@ def test_jobs_resume_with_more_epochs_extends_a_finished_job(store, capsys):
         store.resume(job_id, epochs=6)  # queued: nothing to resume
     jobs.schedule(store, runner)
     store.finish(job_id, JobStatus.CANCELLED)
-    with pytest.raises(JobError, match="must be more than the 0 epochs already done"):
+    with pytest.raises(JobError, match="not more than the 0 epochs already done"):
         store.resume(job_id, epochs=0)
 
 
@@ -357,7 +357,7 @@ def test_sweep_cli(data_dir, capsys, monkeypatch):
     assert sorted(j["id"] for j in listed) == made["jobs"] and {j["runner"] for j in listed} == {"local"}
     store = JobStore()
     for job_id in made["jobs"]:
-        wait_for(store, job_id, lambda j: j.status in jobs.FINAL)
+        wait_for(store, job_id, lambda j: j.status in jobs.ENDED)
     assert {store.get(i).status for i in made["jobs"]} == {JobStatus.SUCCEEDED}
     assert main(["jobs", "sweep", "--data", "demo:30", "--arch", "tiny", "--runner", "ray"]) == 2
     assert "No Ray cluster is set" in capsys.readouterr().err

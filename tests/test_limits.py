@@ -9,7 +9,6 @@ from fer_core import jobs, rundir
 from fer_core.cli import main
 from fer_core.errors import ConfigError, JobError
 from fer_core.jobs import JobStatus, JobStore, Limits
-from fer_core.trainconfig import TrainConfig
 
 from .test_jobs import FakeRunner, tiny
 

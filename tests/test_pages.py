@@ -168,7 +168,7 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert any("**Job 1**" in m.value for m in at.markdown)  # shown at once
     store = jobs.JobStore()
     deadline = time.time() + TIMEOUT
-    while store.get(1).status not in jobs.FINAL and time.time() < deadline:
+    while store.get(1).status not in jobs.ENDED and time.time() < deadline:
         jobs.schedule(store)
         time.sleep(1)
     assert store.get(1).status == jobs.JobStatus.SUCCEEDED, read_log(store.get(1).run_dir)

@@ -3,10 +3,8 @@ learning-rate curves, export downloads and TensorBoard event logs."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -11,14 +11,15 @@ Workers are detached OS processes that never touch Streamlit; pages only poll th
 """
 
 from .limits import Limits
-from .runners import LocalRunner, Runner, visible_gpus
+from ..device import visible_gpus
+from .runners import LocalRunner, Runner
 from .scheduler import (RUNNERS, cluster_view, default_runner_name, get_runner, job_log, open_store,
                         ray_address_setting, save_ray_address, schedule, submit)
-from .store import FINAL, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, repair, store_path, transaction
+from .store import ENDED, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, repair, store_path, transaction
 from .sweep import FORM_SWEEPS, STUDY, form_sweep, make_sweep, parse_ints, parse_values, submit_sweep
 from .worker import work
 
-__all__ = ["Limits", "FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "FINAL", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
+__all__ = ["Limits", "FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "ENDED", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
            "LeaseLost", "LocalRunner", "Runner", "cluster_view", "connect", "default_runner_name", "get_runner", "job_log",
            "make_sweep", "open_store", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
            "submit_sweep", "transaction", "visible_gpus", "work"]

@@ -7,7 +7,6 @@ is alive and stops one. The Ray runner (:mod:`.ray_runner`) is the second backen
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Protocol
 
 from .. import rundir
 from ..config import PROJECT_ROOT, data_dir
+from ..device import visible_gpus
 from .store import Job
 
 
@@ -36,21 +36,6 @@ class Runner(Protocol):
     def alive(self, job: Job) -> bool | None: ...
 
     def stop(self, job: Job) -> None: ...
-
-
-def visible_gpus() -> int:
-    """Number of NVIDIA GPUs this machine shows, without importing TensorFlow (0 if none)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 def worker_command(job_id: int, tee: bool = False) -> list[str]:

@@ -99,7 +99,8 @@ class LeaseLost(JobError):
                          "this worker stops without writing.")
 
 
-FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
+#: Statuses a job never leaves by itself (only a resume starts it again).
+ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
 RESUMABLE = {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
 
 
@@ -498,10 +499,9 @@ class JobStore:
                                "can be resumed (a succeeded one only with more epochs).")
             config, total = job.config, job.total_epochs
             if epochs is not None:
-                done = rundir.read_state(job.run_dir).epoch
-                if not isinstance(epochs, int) or epochs <= done or epochs > 10_000:
-                    raise JobError(f"Job {job_id}: --epochs {epochs} must be more than the {done} epochs already done "
-                                   "(and at most 10000).")
+                problem = rundir.extension_problem(job.run_dir, epochs)
+                if problem:
+                    raise JobError(f"Job {job_id}: {problem}.")
                 config, total = {**job.config, "epochs": epochs}, epochs
             if max_waiting is not None and self.count_waiting() >= max_waiting:
                 raise JobError(queue_full_message(self.count_waiting(), max_waiting))
@@ -588,7 +588,7 @@ def repair(path: str | Path | None = None) -> tuple[Path | None, list[int]]:
             except FerError:  # a broken run is left out, not the whole repair
                 continue
             done = rundir.read_state(run).epoch
-            finished = info.get("status") == "finished"
+            finished = rundir.is_finished(info)
             status = JobStatus.SUCCEEDED if finished else JobStatus.INTERRUPTED
             with transaction(store.conn, store.path) as c:
                 cur = c.execute("INSERT INTO jobs (config, status, created, started, finished, run_dir, epoch, "

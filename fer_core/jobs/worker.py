@@ -18,11 +18,10 @@ from pathlib import Path
 
 from .. import rundir
 from ..config import data_dir
-from ..device import device_line
+from ..device import device_line, device_name
 from ..errors import FerError
 from ..train import train
 from ..trainconfig import TrainConfig
-from .runners import visible_gpus
 from .scheduler import schedule
 from .store import HEARTBEAT_SECONDS, STORE_FILE, JobStatus, JobStore, LeaseLost
 
@@ -84,7 +83,7 @@ def _work(job_id: int, store_file: str | Path | None = None) -> int:
     store = JobStore(path)
     job = store.get(job_id)
     attempt = job.attempt
-    if job.status != JobStatus.RUNNING or not store.set_pid(job_id, os.getpid(), _device_name(), attempt):
+    if job.status != JobStatus.RUNNING or not store.set_pid(job_id, os.getpid(), device_name(), attempt):
         print(f"job {job_id} is {job.status.value}, not claimed to run by this attempt; nothing to do")
         store.close()
         return 1
@@ -129,7 +128,7 @@ def _work(job_id: int, store_file: str | Path | None = None) -> int:
                            "FER_DATA_DIR must be the same shared folder on every machine that runs jobs.")
         train(cfg, run_dir, resume=resume, epochs=job.total_epochs if resume else None, on_epoch=on_epoch,
               on_batch=on_batch, should_stop=cancel.is_set, before_commit=before_commit, verbose=2)
-        finished = rundir.read_info(run_dir).get("status") == "finished"
+        finished = rundir.is_finished(rundir.read_info(run_dir))
         status = JobStatus.SUCCEEDED if finished else JobStatus.CANCELLED
     except LeaseLost as exc:
         lost.set()
@@ -187,10 +186,3 @@ def explain(exc: BaseException) -> str:
         where = f" ({os_error.filename})" if os_error.filename else ""
         return f"{os_error.strerror or os_error}{where}. {DISK_ADVICE[os_error.errno]}"
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, FerError) else str(exc)
-
-
-def _device_name() -> str:
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible_gpus() and gpus not in (None, "", "-1"):
-        return f"GPU {gpus}"
-    return f"CPU ({os.cpu_count()} cores)"
