@@ -25,17 +25,17 @@ from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
 from fer_core.config import load_settings, read_only
-from fer_core.data import Dataset, check_allowed, load_dataset
-from fer_core.data import source_choices as data_source_choices
-from fer_core.demo import make_demo_dataset
+from fer_core.data.loading import Dataset, check_allowed, load_dataset
+from fer_core.data.loading import source_choices as data_source_choices
+from fer_core.data.demo import make_demo_dataset
 from fer_core.device import quiet_tensorflow, tensorflow_ready
-from fer_core.evaluate import evaluate_cached
-from fer_core.export import export_zip
+from fer_core.inference.evaluate import evaluate_cached
+from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
-from fer_core.infer import DEFAULT_MODEL, default_model, load_model, resolve_model
-from fer_core.models import create_model, list_models
-from fer_core.predict import ImageResult, analyse, draw
-from fer_core.runs import list_runs
+from fer_core.inference.loader import DEFAULT_MODEL, default_model, load_model, resolve_model
+from fer_core.models.build import create_model, list_models
+from fer_core.inference.photo import ImageResult, analyse, draw
+from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate
 
 
@@ -117,24 +117,16 @@ def link_to(page: str, label: str, **params) -> None:
         st.markdown(f"[{label}](./{Path(page).stem}?{urlencode(params)})")
 
 
-_DATASETS: OrderedDict = OrderedDict()  # (source, merge, skip_bad) -> Dataset, newest last
-_DATASETS_LOCK = threading.Lock()
-MAX_DATASETS = 4
-
-
+@st.cache_resource(max_entries=4, show_spinner=False)
 def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Dataset:
-    """Load a data set once per (source, merge, skip_bad), for every session of this server.
+    """Load a data set once per (source, merge, skip_bad), for every session of this server (the
+    four used last).
 
-    Not ``st.cache_data``: that hands every caller a copy (82 MB of faces for FER2013, copied
-    on every rerun), and its replay cannot show the progress of a first load. The data set is
-    shared and read-only; an image folder's first load shows files done and time left. Only
-    folders the app may read are loaded: a typed path elsewhere is a DataError.
+    A resource, not ``st.cache_data``: that hands every caller a copy (82 MB of faces for
+    FER2013, copied on every rerun). The data set is shared and read-only; an image folder's
+    first load shows files done and time left. Only folders the app may read are loaded: a typed
+    path elsewhere is a DataError (not cached: the next try loads again).
     """
-    key = (source, merge, skip_bad)
-    with _DATASETS_LOCK:
-        if key in _DATASETS:
-            _DATASETS.move_to_end(key)
-            return _DATASETS[key]
     bar, started = st.empty(), time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -143,14 +135,9 @@ def cached_dataset(source: str, merge: str = "", skip_bad: bool = False) -> Data
 
     try:
         with st.spinner("Loading the data set…"):
-            ds = load_dataset(check_allowed(source), merge=merge, skip_bad=skip_bad, progress=progress)
+            return load_dataset(check_allowed(source), merge=merge, skip_bad=skip_bad, progress=progress)
     finally:
         bar.empty()
-    with _DATASETS_LOCK:
-        _DATASETS[key] = ds
-        while len(_DATASETS) > MAX_DATASETS:
-            _DATASETS.popitem(last=False)
-    return ds
 
 
 def active_source() -> str:
@@ -212,7 +199,7 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
 
 
 def cached_export(model: str, fmt: str, quantize: str) -> tuple[str, bytes]:
-    """``(file name, zip bytes)`` of a model's export (see :func:`fer_core.export.export_zip`),
+    """``(file name, zip bytes)`` of a model's export (see :func:`fer_core.shipping.export.export_zip`),
     made once per model file, format and quantization."""
     return _export(model, resolve_model(model).stamp, fmt, quantize)
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.data import load_dataset, write_csv  # noqa: E402
+from fer_core.data.loading import load_dataset, write_csv  # noqa: E402
 
 
 def naive(path: Path) -> np.ndarray:

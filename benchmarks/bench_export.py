@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.data import load_dataset  # noqa: E402
-from fer_core.export import ExportedModel, export_model  # noqa: E402
-from fer_core.infer import load_model, resolve_model  # noqa: E402
-from fer_core.tta import predict_proba  # noqa: E402
+from fer_core.data.loading import load_dataset  # noqa: E402
+from fer_core.shipping.export import ExportedModel, export_model  # noqa: E402
+from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.forward import predict_proba  # noqa: E402
 
 VARIANTS = [("onnx", "none"), ("onnx", "dynamic"), ("onnx", "float16"), ("tflite", "none"), ("tflite", "dynamic"),
             ("tflite", "float16"), ("saved_model", "none")]

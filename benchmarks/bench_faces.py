@@ -25,11 +25,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.data import load_dataset  # noqa: E402
-from fer_core.faces import crop_face, get_detector  # noqa: E402
-from fer_core.infer import load_model, resolve_model  # noqa: E402
-from fer_core.predict import analyse  # noqa: E402
-from fer_core.tta import predict_proba  # noqa: E402
+from fer_core.data.loading import load_dataset  # noqa: E402
+from fer_core.inference.faces import crop_face, get_detector  # noqa: E402
+from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.photo import analyse  # noqa: E402
+from fer_core.inference.forward import predict_proba  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:

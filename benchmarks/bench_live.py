@@ -1,5 +1,5 @@
 """The live camera's speed: 640x480 frames with one face (scikit-image's astronaut, moving a
-little) through :class:`fer_core.live.LiveAnalyser` one after another, as fast as they go.
+little) through :class:`fer_core.inference.live.LiveAnalyser` one after another, as fast as they go.
 
     .venv/bin/python benchmarks/bench_live.py [--model default] [--seconds 10]
 
@@ -23,8 +23,8 @@ def main() -> None:
     from skimage import data as skimage_data
 
     from fer_core.device import quiet_tensorflow
-    from fer_core.infer import load_model, resolve_model
-    from fer_core.live import LiveAnalyser
+    from fer_core.inference.loader import load_model, resolve_model
+    from fer_core.inference.live import LiveAnalyser
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")

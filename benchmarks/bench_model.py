@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.data import load_dataset  # noqa: E402
-from fer_core.evaluate import evaluate  # noqa: E402
-from fer_core.infer import load_model, resolve_model  # noqa: E402
-from fer_core.release import measure_speed  # noqa: E402
-from fer_core.tta import DEFAULT_TTA, TTA_MODES  # noqa: E402
+from fer_core.data.loading import load_dataset  # noqa: E402
+from fer_core.inference.evaluate import evaluate  # noqa: E402
+from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.shipping.release import measure_speed  # noqa: E402
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES  # noqa: E402
 
 
 def main() -> None:

@@ -20,11 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.faces import default_detector  # noqa: E402
-from fer_core.images import open_image  # noqa: E402
-from fer_core.infer import load_model, resolve_model  # noqa: E402
-from fer_core.predict import analyse  # noqa: E402
-from fer_core.tta import predict_proba  # noqa: E402
+from fer_core.inference.faces import default_detector  # noqa: E402
+from fer_core.data.images import open_image  # noqa: E402
+from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.photo import analyse  # noqa: E402
+from fer_core.inference.forward import predict_proba  # noqa: E402
 
 
 def photo() -> bytes:

@@ -29,7 +29,7 @@ from tests.ray_head import DASHBOARD, Head, loopback_up, poll  # noqa: E402
 def first_epoch_seconds(where: str, repeats: int) -> list[float]:
     """Seconds from submit to the job's first recorded epoch, one job at a time."""
     from fer_core import jobs
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
 
     out = []
     for seed in range(repeats):
@@ -46,7 +46,7 @@ def first_epoch_seconds(where: str, repeats: int) -> list[float]:
 def sweep_seconds(epochs: int, n: int = 8) -> float:
     """Wall time of an n-job sweep through Ray, from submit to the last job's end."""
     from fer_core import jobs
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
 
     base = TrainConfig.for_model("tiny", data="demo:30", epochs=epochs, batch_size=32).to_dict()
     t0 = time.perf_counter()

@@ -31,15 +31,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.trainconfig import TrainConfig  # noqa: E402
+from fer_core.runs.trainconfig import TrainConfig  # noqa: E402
 
 
 def throughput(arch: str, images: int, batch: int, rounds: int) -> None:
     import keras
 
-    from fer_core.demo import make_demo_dataset
-    from fer_core.models import create_model
-    from fer_core.train import make_input
+    from fer_core.data.demo import make_demo_dataset
+    from fer_core.models.build import create_model
+    from fer_core.training.pipeline import make_input
 
     ds = make_demo_dataset(per_class=images // 7 + 1, seed=0)
     x8, y = ds.images[:images], ds.labels[:images]
@@ -71,7 +71,7 @@ def throughput(arch: str, images: int, batch: int, rounds: int) -> None:
 
 
 def demo(arch: str, epochs: int) -> None:
-    from fer_core.train import train
+    from fer_core.training.trainer import train
 
     cfg = TrainConfig.for_model(arch, data="demo", epochs=epochs)
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -93,10 +93,10 @@ def demo(arch: str, epochs: int) -> None:
 
 
 def real(root: str, epochs: int, limit: int | None, models: list[str], out: str | None) -> None:
-    from fer_core import rundir
-    from fer_core.calibrate import recalibrate_run
-    from fer_core.data import load_dataset, write_csv
-    from fer_core.train import train
+    from fer_core.runs import rundir
+    from fer_core.training.calibrate import recalibrate_run
+    from fer_core.data.loading import load_dataset, write_csv
+    from fer_core.training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(out or tmp)

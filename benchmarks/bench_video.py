@@ -24,8 +24,8 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.infer import load_model, resolve_model  # noqa: E402
-from fer_core.video import analyse_video  # noqa: E402
+from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.video import analyse_video  # noqa: E402
 
 W, H = 640, 480
 

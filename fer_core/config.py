@@ -11,10 +11,12 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import files
-from .errors import ConfigError
+from fer_core import files
+from fer_core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The shipped default model's folder (written by ``release``, read by the model loader).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "default_model"
 
 #: FER2013's classes in the order of its label numbers 0..6.
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -15,7 +15,6 @@ import sys
 import threading
 from contextlib import contextmanager
 
-
 _QUIET = threading.Lock()
 _quiet = {"depth": 0, "saved": None}
 _IMPORTING = threading.Lock()

@@ -4,11 +4,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from fer_core import stats
+from fer_core.data import stats
 from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, read_only, save_settings
-from fer_core.data import describe_source, known_sources
+from fer_core.data.loading import describe_source, known_sources
 from fer_core.errors import FerError
-from fer_core.uploads import add_upload
+from fer_core.data.uploads import add_upload
 from ui import active_source, cached_dataset, use_app_navigation
 
 use_app_navigation(tensorflow=False)

@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.config import SPLITS
-from fer_core.evaluate import VIEWS, disagreements, select_predictions
+from fer_core.inference.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
-from fer_core.infer import data_mismatch, resolve_model, top_k
-from fer_core.tta import DEFAULT_TTA, TTA_MODES
+from fer_core.inference.loader import data_mismatch, resolve_model, top_k
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from ui import (active_source, cached_dataset, cached_evaluation, model_choices, source_choices,
                 use_app_navigation)
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from fer_core.config import CLASS_NAMES, load_settings
 from fer_core.errors import FerError
-from fer_core.infer import DEFAULT_MODEL, resolve_model
+from fer_core.inference.loader import DEFAULT_MODEL, resolve_model
 from ui import use_app_navigation
 
 settings = load_settings()

@@ -12,13 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.errors import FerError
-from fer_core.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.fmt import fmt_seconds
-from fer_core.infer import resolve_model
-from fer_core.live import LiveAnalyser
-from fer_core.predict import PHOTO_TYPES, max_photos, overlay
-from fer_core.tta import DEFAULT_TTA, TTA_MODES
-from fer_core.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
+from fer_core.inference.loader import resolve_model
+from fer_core.inference.live import LiveAnalyser
+from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
+from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
 from ui import analysis_slot, cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
 
 use_app_navigation()
@@ -82,7 +82,7 @@ def track_chart(rows: list[dict]) -> alt.Chart:
 
 @st.cache_data(max_entries=8, ttl=1800, show_spinner=False)
 def video_note(data: bytes, name: str, fps: float) -> str | None:
-    """What is said of the video's length before it is analysed (see fer_core.video.limit_note)."""
+    """What is said of the video's length before it is analysed (see fer_core.inference.video.limit_note)."""
     return probe_video(data, name, fps)[1]
 
 

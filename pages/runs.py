@@ -6,10 +6,9 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.errors import FerError
-from fer_core.export import FORMATS, QUANTIZE, missing_runtime
-from fer_core.infer import DEFAULT_MODEL, default_model
-from fer_core.runs import (GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs,
-                           lr_curve, metric_summary, reference_rows, shipped_histories, summarize)
+from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
+from fer_core.inference.loader import DEFAULT_MODEL, default_model
+from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, summarize
 from ui import cached_export, link_to, use_app_navigation
 
 use_app_navigation()
@@ -233,7 +232,7 @@ with shipped_tab:
         st.info("The shipped model came without its training history.")
     else:
         st.caption("The per-epoch history of each training run behind the shipped model (shipped with it in "
-                   "`fer_core/default_model/history/`); its model card says how the runs were combined.")
+                   "`fer_core/shipping/default_model/history/`); its model card says how the runs were combined.")
         frame = pd.DataFrame(curves(history))
         for metric in ("loss", "accuracy"):
             st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")

@@ -10,12 +10,12 @@ from fer_core.config import load_settings, read_only
 from fer_core.device import device_line
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_duration, fmt_seconds
-from fer_core.models import get_spec, model_names
-from fer_core.notation import count_notation_params
-from fer_core.rundir import read_log
-from fer_core.train import estimate_epoch
-from fer_core.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
-from fer_core.validation import check_config, config_notes
+from fer_core.models.build import get_spec, model_names
+from fer_core.models.notation import count_notation_params
+from fer_core.runs.rundir import read_log
+from fer_core.training.trainer import estimate_epoch
+from fer_core.runs.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
+from fer_core.training.validation import check_config, config_notes
 from ui import (active_source, cached_dataset, link_to, model_table, param_count, source_choices,
                 use_app_navigation)
 

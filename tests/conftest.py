@@ -32,7 +32,7 @@ def demo_app(data_dir, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_small():
     """A small demo data set: 20 faces per class."""
-    from fer_core.demo import make_demo_dataset
+    from fer_core.data.demo import make_demo_dataset
 
     return make_demo_dataset(per_class=20, seed=1)
 
@@ -61,8 +61,8 @@ FER_COUNTS = {
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A tiny model trained for 3 epochs on the demo set (about 90% accurate): a finished run."""
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     cfg = TrainConfig.for_model("tiny", data="demo", epochs=3, seed=0)
     return train(cfg, tmp_path_factory.mktemp("trained") / "tiny-demo")
@@ -79,9 +79,9 @@ def run_in_data(trained_run, data_dir) -> Path:
 @pytest.fixture
 def no_default_model(monkeypatch, tmp_path):
     """Hide the shipped default model, as on a checkout without it: runs are the fallback."""
-    from fer_core import infer
+    from fer_core.inference import loader
 
-    monkeypatch.setattr(infer, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr(loader, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
 
 
 #: Python run in separate processes by the concurrency tests: a runner that claims slots but
@@ -89,7 +89,7 @@ def no_default_model(monkeypatch, tmp_path):
 SUBMITTER = (
     "import os, sys\n"
     "from fer_core import jobs\n"
-    "from fer_core.trainconfig import TrainConfig\n"
+    "from fer_core.runs.trainconfig import TrainConfig\n"
     "class R:\n"
     "    def slots(self): return [0]\n"
     "    def start(self, job): return int(os.environ['HOLDER'])\n"

@@ -4,8 +4,7 @@ import sys
 import threading
 
 import ui  # starts the background import, as the first page load does
-
-from fer_core.models import create_model
+from fer_core.models.build import create_model
 
 errors = []
 

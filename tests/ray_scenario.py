@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))
 from tests.ray_head import DASHBOARD, Head, alive, loopback_up, poll  # noqa: E402
 
 
-
 def main() -> int:
     loopback_up()
     tmp = Path(tempfile.mkdtemp(prefix="fer-ray-"))
@@ -30,9 +29,10 @@ def main() -> int:
     try:
         head.__enter__()
         os.environ["FER_RAY_ADDRESS"] = DASHBOARD
-        from fer_core import jobs, rundir
+        from fer_core import jobs
         from fer_core.jobs.ray_runner import RayRunner
-        from fer_core.trainconfig import TrainConfig
+        from fer_core.runs import rundir
+        from fer_core.runs.trainconfig import TrainConfig
 
         runner = RayRunner(DASHBOARD)
         poll("the head's 2 CPUs", lambda: sum(n["resources"].get("CPU", 0) for n in runner.nodes()) == 2)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fer_core import registry
-from fer_core.trainconfig import TrainConfig
+from fer_core.errors import ConfigError
+from fer_core.models import registry
+from fer_core.runs.trainconfig import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "fer_core"
@@ -76,6 +77,36 @@ def test_no_import_cycles_in_fer_core():
     assert not cycles, cycles
 
 
+#: The layers, lowest first: a module imports only from its own layer and those below it. The base
+#: modules (errors, files, config, device, fmt, shared) sit directly in ``fer_core``.
+LAYERS = ("base", "data", "models", "runs", "inference", "training", "shipping", "jobs", "cli")
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[1:] == ["__main__"]:  # ``python -m fer_core``: the command line's entry point
+        return "cli"
+    if len(parts) == 1 or parts[1] not in LAYERS:
+        return "base"
+    return parts[1]
+
+
+def test_each_layer_imports_only_its_own_and_lower_layers():
+    modules = _modules()
+    upward = [f"{m} ({_layer(m)}) imports {dep} ({_layer(dep)})"
+              for m, p in modules.items() for dep, _, _ in _imports(m, p, modules)
+              if dep in modules and LAYERS.index(_layer(dep)) > LAYERS.index(_layer(m))]
+    assert not upward, upward
+    assert {m.split(".")[1] for m in modules if m.count(".") >= 2} <= set(LAYERS)  # no package outside the layers
+
+
+def test_the_tree_shows_the_layers_and_no_module_does_too_much():
+    top = sorted(p.name for p in CORE.glob("*.py"))
+    assert len(top) <= 8, top
+    long = {str(p.relative_to(ROOT)): n for p in CORE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long
+
+
 def test_function_level_imports_are_only_for_heavy_libraries_and_no_private_names_cross_modules():
     modules = _modules()
     bad, private = [], []
@@ -96,30 +127,32 @@ RUN_FILES = ("config.json", "run.json", "state.json", "classes.json", "metrics.j
 
 def test_run_directory_file_names_are_spelled_only_by_their_owner():
     sources = [*CORE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py"]
-    found = [f"{p.relative_to(ROOT)}: {name}" for p in sources if p.name != "rundir.py"
+    found = [f"{p.relative_to(ROOT)}: {name}" for p in sources if p.name not in ("rundir.py", "model_folder.py")
              for name in RUN_FILES if re.search(rf"[\"'/]{re.escape(name)}[\"']", p.read_text())]
     assert not found, found
 
 
 def test_every_preset_names_only_config_fields_and_builder_options():
-    from fer_core import models  # noqa: F401  (registers the presets)
+    from fer_core.models import build  # noqa: F401  (registers the presets)
 
     fields = set(TrainConfig.__dataclass_fields__)
     for name in registry.names():
         spec = registry.get_spec(name)
         assert set(spec.train_defaults) <= fields, (name, set(spec.train_defaults) - fields)
         assert set(TrainConfig.for_model(name).arch_options()) <= set(spec.options()), name
-    with pytest.raises(Exception, match="unknown training option"):
-        registry.register_model("bogus-preset", "test", colour="red")(lambda x, n: x)
-        TrainConfig.for_model("bogus-preset")
-    registry.REGISTRY.pop("bogus-preset", None)
+    registry.register_model("bogus-preset", "test", colour="red")(lambda x, n: x)
+    try:
+        with pytest.raises(ConfigError, match="unknown training option"):
+            TrainConfig.for_model("bogus-preset")
+    finally:
+        registry.REGISTRY.pop("bogus-preset", None)
 
 
 def test_one_validation_keyed_by_field_for_every_surface(data_dir, capsys):
     from fer_core import jobs
     from fer_core.cli import main
     from fer_core.errors import ConfigError
-    from fer_core.validation import check_config
+    from fer_core.training.validation import check_config
 
     cfg, problems = check_config({"arch": "CBCBPD-CBCBPD-CBCBPD-FBDF", "data": "/etc", "init_from": "no-such-run",
                                   "conv_widths": "32, 64", "epochs": "ten"})
@@ -140,16 +173,14 @@ def test_one_validation_keyed_by_field_for_every_surface(data_dir, capsys):
 
 def test_one_default_tta_everywhere():
     from fer_core.cli import build_parser
-    from fer_core.rundir import read_model_metrics
-    from fer_core.infer import DEFAULT_MODEL_DIR
-    from fer_core.tta import DEFAULT_TTA
+    from fer_core.inference.forward import DEFAULT_TTA
+    from fer_core.inference.loader import DEFAULT_MODEL_DIR
+    from fer_core.runs.model_folder import read_model_metrics
 
     parser = build_parser()
     for argv in (["evaluate"], ["predict", "x.jpg"], ["recalibrate", "RUN"]):
         assert parser.parse_args(argv).tta == DEFAULT_TTA, argv
-    evaluate_page = (ROOT / "pages" / "evaluate.py").read_text()
-    predict_page = (ROOT / "pages" / "predict.py").read_text()
-    assert "TTA_MODES.index(DEFAULT_TTA)" in evaluate_page and "TTA_MODES.index(DEFAULT_TTA)" in predict_page
+    # the pages' TTA boxes start on it too: tests/test_pages.py (evaluate, predict)
     metrics = read_model_metrics(DEFAULT_MODEL_DIR)
     assert metrics["default_tta"] == DEFAULT_TTA
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
@@ -160,10 +191,10 @@ def test_one_default_tta_everywhere():
 def test_recipes_spell_out_every_stage_of_the_shipped_model():
     """Every member of the shipped ensemble, every stage of each, is a named recipe whose
     command is in the card and in README."""
-    from fer_core.infer import DEFAULT_MODEL_DIR
-    from fer_core.recipes import find_recipe, get_recipe, list_recipes
-    from fer_core.rundir import read_model_metrics
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.inference.loader import DEFAULT_MODEL_DIR
+    from fer_core.runs.recipes import find_recipe, get_recipe, list_recipes
+    from fer_core.runs.model_folder import read_model_metrics
+    from fer_core.runs.trainconfig import TrainConfig
 
     recipes = {r.name: r for r in list_recipes()}
     metrics = read_model_metrics(DEFAULT_MODEL_DIR)
@@ -186,8 +217,8 @@ def test_recipes_spell_out_every_stage_of_the_shipped_model():
 
 
 def test_model_card_describes_any_architecture():
-    from fer_core.card import describe_network
-    from fer_core.models import create_model
+    from fer_core.models.build import create_model
+    from fer_core.shipping.card import describe_network
 
     study_b = describe_network(create_model("study-b", 7))
     assert study_b.startswith("4 convolution layers (3x3, 32-64 filters)") and "1 hidden dense layer of 1024 units" in study_b
@@ -198,8 +229,8 @@ def test_model_card_describes_any_architecture():
 
 
 def test_study_table_shows_the_layer_notation_of_a_study_preset(tmp_path):
-    from fer_core import rundir
-    from fer_core.runs import summarize
+    from fer_core.runs import rundir
+    from fer_core.training.catalog import summarize
 
     for arch, notation in (("study-b", "CBCBPD-CBCBPD-FBDF"), ("cbcbpd-cbcbpd-fbdf", "CBCBPD-CBCBPD-FBDF"), ("tiny", "CP-CP-CP-F"), ("resnet18", "")):
         run = tmp_path / arch
@@ -219,9 +250,9 @@ def test_the_server_listens_on_loopback_by_default():
 
 
 def test_study_table_reference_points_beside_the_runs(tmp_path):
-    from fer_core.infer import DEFAULT_MODEL_DIR
-    from fer_core.rundir import read_model_metrics
-    from fer_core.runs import STUDY_COLUMNS, reference_rows
+    from fer_core.inference.loader import DEFAULT_MODEL_DIR
+    from fer_core.runs.model_folder import read_model_metrics
+    from fer_core.training.catalog import STUDY_COLUMNS, reference_rows
 
     rows = reference_rows()
     assert all(tuple(r) == STUDY_COLUMNS for r in rows)  # every row has every column

@@ -6,12 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
-from fer_core import calibrate, rundir
-from fer_core.calibrate import recalibrate_bn, recalibrate_run
-from fer_core.rundir import BN_RECORD as RECORD
 from fer_core.cli import main
 from fer_core.errors import ConfigError
-from fer_core.runs import summarize
+from fer_core.runs import commands, rundir
+from fer_core.runs.rundir import BN_RECORD as RECORD
+from fer_core.training import calibrate
+from fer_core.training.calibrate import recalibrate_bn, recalibrate_run
+from fer_core.training.catalog import summarize
 
 
 def _bn_model():
@@ -60,20 +61,20 @@ def test_a_model_without_batch_norm_is_left_alone():
 def bn_run(tmp_path_factory):
     """A small batch-norm network trained 2 epochs on the demo set: too few steps for batch norm's
     moving statistics (momentum 0.99) to settle, so the selected checkpoint is near chance."""
-    from fer_core.train import train
+    from fer_core.training.trainer import train
 
     return train(_bn_config(recalibrate_bn=False), tmp_path_factory.mktemp("bn") / "bn-run")
 
 
 def _bn_config(**changes):
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
 
     return TrainConfig(data="demo", arch="CBCBP-CBP-FBD", conv_widths=[8, 16], dense_widths=[32], padding="same",
                        optimizer="adam", learning_rate=0.003, epochs=2, batch_size=32, crop=44, seed=0, **changes)
 
 
 def test_training_recalibrates_at_the_end_by_default(tmp_path):
-    from fer_core.train import train
+    from fer_core.training.trainer import train
 
     run = train(_bn_config(), tmp_path / "run")
     rec = json.loads((run / "run.json").read_text())[RECORD]
@@ -139,7 +140,7 @@ def test_an_unfinished_run_is_refused_with_what_to_do(bn_run, tmp_path):
 
 
 def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
-    from fer_core.release import release
+    from fer_core.shipping.release import release
 
     run = shutil.copytree(bn_run, tmp_path / "run")
     assert main(["recalibrate", str(run), "--tta", "none", "--json"]) == 0
@@ -156,9 +157,9 @@ def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
     model.save(run / "model.keras")
     metrics = release(run, "demo", target=tmp_path / "default_model", log=lambda *a: None)
     shipped = _weights(tmp_path / "default_model" / "model.keras")
-    # kernels ship rounded to float16 (fer_core.release.compact); batch-norm statistics exactly
+    # kernels ship rounded to float16 (fer_core.shipping.release.compact); batch-norm statistics exactly
     expected = [w.astype(np.float16).astype(np.float32) if w.ndim >= 2 else w for w in model.get_weights()]
     assert len(shipped) == len(expected) and all(np.array_equal(a, b) for a, b in zip(shipped, expected))
-    assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["then"] == [calibrate.command("run")]
+    assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["then"] == [commands.on_run("recalibrate", "run")]
     card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
-    assert calibrate.command("run") in card and "batch-norm statistics were then re-estimated" in card
+    assert commands.on_run("recalibrate", "run") in card and "batch-norm statistics were then re-estimated" in card

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 from fer_core import jobs
 from fer_core.config import Settings, save_settings
 from fer_core.errors import ConfigError, DataError, FerError
-from fer_core.trainconfig import TrainConfig
-from fer_core.validation import check_config
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.validation import check_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
@@ -55,7 +55,7 @@ def test_a_read_only_server_shows_jobs_but_changes_nothing(lecturer_job, monkeyp
         assert [j.id for j in store.list()] == [lecturer_job]
         with pytest.raises(FerError):
             store.cancel(lecturer_job)
-    from fer_core.uploads import save_upload
+    from fer_core.data.uploads import save_upload
 
     with pytest.raises(ConfigError, match="read-only"):
         save_upload("fer.csv", b"emotion,pixels,Usage\n")
@@ -97,7 +97,7 @@ def test_class_merging_is_checked_up_front():
 def test_the_command_line_trusts_the_path_its_user_typed(tmp_path, demo_small, monkeypatch, data_dir):
     """Regression: 'train --data /path' was refused unless FER2013_DIR pointed there; the refusal
     in the app did not say how to allow a folder."""
-    from fer_core.data import check_allowed, write_csv
+    from fer_core.data.loading import check_allowed, write_csv
 
     monkeypatch.delenv("FER2013_DIR", raising=False)
     monkeypatch.delenv("FER_DATA_ROOTS", raising=False)

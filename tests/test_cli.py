@@ -48,7 +48,7 @@ def test_commands_print_one_device_line_instead_of_tensorflows_start_up_noise(tm
 
 
 def test_models_table_has_a_header_and_says_which_configuration_it_counts(capsys):
-    from fer_core.models import count_params
+    from fer_core.models.build import count_params
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out.splitlines()

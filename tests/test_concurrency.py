@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-from fer_core.infer import load_model, resolve_model
-from fer_core.predict import analyse
+from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.photo import analyse
 from fer_core.shared import Gate, Pool
 
 SESSIONS = 8

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core import data, readers
 from fer_core.config import CLASS_NAMES
-from fer_core.data import load_dataset, merge_classes, write_csv
+from fer_core.data import loading, readers
+from fer_core.data.loading import load_dataset, merge_classes, write_csv
 from fer_core.errors import DataError
 
 
@@ -253,7 +253,7 @@ def test_merge_disgust_into_angry(demo_small):
                                         ("angry=angry", "itself"), ("a=b=c", "unknown class")])
 def test_bad_merge_specs(spec, match):
     with pytest.raises(DataError, match=match):
-        data.parse_merge(spec)
+        loading.parse_merge(spec)
 
 
 def test_summary_json_shape(demo_small):
@@ -265,7 +265,7 @@ def test_summary_json_shape(demo_small):
 
 def test_empty_pixel_rows_after_a_valid_one_are_reported_not_crashing(tmp_path):
     # found by the fuzzer: the fast path indexed past the buffer when the last rows were empty
-    from fer_core.readers import parse_pixel_rows
+    from fer_core.data.readers import parse_pixel_rows
 
     good = " ".join(["7"] * 2304)
     pixels, bad = parse_pixel_rows([good, "", ""])
@@ -276,7 +276,7 @@ def test_empty_pixel_rows_after_a_valid_one_are_reported_not_crashing(tmp_path):
 
 def test_check_allowed_keeps_typed_paths_inside_the_configured_folders(data_dir, tmp_path, monkeypatch):
     from fer_core.config import datasets_dir
-    from fer_core.data import check_allowed
+    from fer_core.data.loading import check_allowed
 
     monkeypatch.delenv("FER2013_DIR", raising=False)
     inside = datasets_dir() / "fer.csv"
@@ -293,7 +293,7 @@ def test_check_allowed_keeps_typed_paths_inside_the_configured_folders(data_dir,
 
 def test_both_pixel_parsers_agree_on_separators_other_than_spaces():
     """The fast path once took any single non-digit as a separator ('x', the '.' of floats)."""
-    from fer_core.readers import parse_pixel_rows
+    from fer_core.data.readers import parse_pixel_rows
 
     good = " ".join(["7"] * 2304)
     rows = [good, "x".join(["7"] * 2304), " ".join(["7.5"] * 1152), good]

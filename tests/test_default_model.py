@@ -7,8 +7,8 @@ import pytest
 
 from fer_core.cli import main
 from fer_core.config import CLASS_NAMES
-from fer_core.infer import DEFAULT_MODEL_DIR, default_model, load_model, resolve_model
-from fer_core.trainconfig import TrainConfig
+from fer_core.inference.loader import DEFAULT_MODEL_DIR, default_model, load_model, resolve_model
+from fer_core.runs.trainconfig import TrainConfig
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.keras").exists(),
                                 reason="the default model is not in this checkout")
@@ -23,16 +23,16 @@ def shipped():
 def test_shipped_files_config_and_size(shipped):
     ref, model = shipped
     assert ref.classes == CLASS_NAMES and model.output_shape == (None, 7)
-    from fer_core.release import MAX_MB
+    from fer_core.shipping.release import MAX_MB
 
     assert ref.path.stat().st_size <= MAX_MB * 1e6 <= 25e6  # no tracked file over 25 MB
     metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
     assert metrics["params"] == model.count_params()
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     assert "## Limitations" in card and "## Intended use" in card and "PrivateTest" in card
-    from fer_core.ensemble import members
-    from fer_core.models import create_model
-    from fer_core.recipes import find_recipe
+    from fer_core.models.build import create_model
+    from fer_core.models.ensemble import members
+    from fer_core.runs.recipes import find_recipe
 
     if metrics.get("kind") == "ensemble":
         # each member's saved config rebuilds that member; every stage's command is in the card
@@ -53,8 +53,8 @@ def test_shipped_files_config_and_size(shipped):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_card_numbers_are_true_on_real_privatetest(shipped, real_data_dir):
-    from fer_core.data import load_dataset
-    from fer_core.evaluate import evaluate
+    from fer_core.data.loading import load_dataset
+    from fer_core.inference.evaluate import evaluate
 
     ref, model = shipped
     res = evaluate(model, load_dataset(real_data_dir), "PrivateTest", "none")

@@ -1,7 +1,7 @@
 import numpy as np
 
 from fer_core.config import CLASS_NAMES
-from fer_core.demo import make_demo_dataset
+from fer_core.data.demo import make_demo_dataset
 
 
 def test_demo_is_deterministic_and_complete():

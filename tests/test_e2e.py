@@ -149,7 +149,7 @@ class Journey:
         field = self.page.get_by_label("Epochs", exact=True)
         field.fill(str(epochs))
         field.press("Enter")
-        self.page.wait_for_timeout(1000)
+        self.idle()  # the form has taken the value
         self.page.get_by_role("button", name="Submit training job").click()
 
     def settle(self, locator, expected: int, timeout: float = 120) -> None:
@@ -195,7 +195,7 @@ class Journey:
 def test_teacher_journey(browser, server):
     from PIL import Image
 
-    from fer_core.demo import make_demo_dataset
+    from fer_core.data.demo import make_demo_dataset
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
@@ -247,7 +247,7 @@ def test_teacher_journey(browser, server):
     j.see("Confusion matrix")
     page.get_by_test_id("stVegaLiteChart").first.wait_for()
     j.choose("View", "most confident mistakes")
-    page.wait_for_timeout(2000)
+    j.idle()  # the rerun that filters the gallery has finished
     j.see("images; showing")
     wrong = [c for c in page.get_by_test_id("stCaptionContainer").all_inner_texts() if c.startswith("true ")]
     assert wrong, "no misclassified image shown"
@@ -281,7 +281,7 @@ def _options(j: Journey, label: str) -> list[str]:
 def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
     """Stop the server while a job runs: the job finishes; the restarted app shows it."""
     from fer_core import jobs
-    from fer_core.rundir import read_log
+    from fer_core.runs.rundir import read_log
 
     _need_browser()
     data = tmp_path / "data"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from fer_core.cli import main
-from fer_core.data import load_dataset
+from fer_core.data.loading import load_dataset
 from fer_core.errors import DataError
-from fer_core.evaluate import EvalResult, compute_metrics, disagreements, evaluate_cached, select_predictions
-from fer_core.infer import load_model, resolve_model
+from fer_core.inference.evaluate import EvalResult, compute_metrics, disagreements, evaluate_cached, select_predictions
+from fer_core.inference.loader import load_model, resolve_model
 
 
 def test_metrics_by_hand_including_a_class_never_predicted():
@@ -94,8 +94,8 @@ def test_cli_json(no_default_model, run_in_data, capsys):
 
 
 def test_merged_classes(tmp_path, capsys):
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     run = train(TrainConfig.for_model("tiny", data="demo:30", merge="disgust=angry", epochs=1), tmp_path / "merged")
     assert main(["evaluate", "--model", str(run), "--data", "demo:30", "--split", "PublicTest", "--json"]) == 0

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core import export
 from fer_core.cli import main
+from fer_core.data.images import read_face
 from fer_core.errors import ModelError
-from fer_core.images import read_face
-from fer_core.infer import load_model, resolve_model
+from fer_core.inference.loader import load_model, resolve_model
+from fer_core.shipping import export
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_a_graph_saved_in_training_mode_exports_in_inference_mode(tmp_path):
     centre crop does) exported with batch norm in training mode, 0.46 off, by ``model.export``."""
     import keras
 
-    from fer_core import rundir
+    from fer_core.runs import rundir
 
     x = keras.Input((48, 48, 1))
     h = keras.layers.Rescaling(1 / 255)(x)

@@ -11,7 +11,7 @@ from skimage import data as skimage_data
 
 from fer_core.cli import main
 from fer_core.errors import ModelError
-from fer_core.faces import YUNET_FILE, Box, YuNetDetector, crop_face, get_detector, iou
+from fer_core.inference.faces import YUNET_FILE, Box, YuNetDetector, crop_face, get_detector, iou
 
 FACE = Box(177, 64, 92, 113)  # the astronaut's face as YuNet boxes it, upright
 

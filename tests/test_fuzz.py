@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fer_core.data import load_dataset
+from fer_core.data.images import open_image, read_face
+from fer_core.data.loading import load_dataset
 from fer_core.errors import DataError
-from fer_core.images import open_image, read_face
 
 EXAMPLES = int(os.environ.get("FER_FUZZ_EXAMPLES", "600"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=list(HealthCheck), derandomize=True,

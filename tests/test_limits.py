@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from fer_core import jobs, rundir
+from fer_core import jobs
 from fer_core.cli import main
 from fer_core.errors import ConfigError, JobError
 from fer_core.jobs import JobStatus, JobStore, Limits
+from fer_core.runs import removal, rundir
 
 from .test_jobs import FakeRunner, tiny
 
@@ -80,10 +81,10 @@ def test_remove_run_refuses_a_folder_that_is_not_a_run(tmp_path):
     (home / "thesis.tex").write_text("precious")
     (home / "metrics.json").write_text("{}")  # not a run: no config.json or run.json
     with pytest.raises(ConfigError, match="not a run directory"):
-        rundir.remove_run(home)
+        removal.remove_run(home)
     assert sorted(p.name for p in home.iterdir()) == ["metrics.json", "thesis.tex"]
     (home / "run.json").write_text("{}")  # a job's folder before its first epoch: only our file goes
-    assert rundir.remove_run(home) == ["metrics.json", "thesis.tex"]
+    assert removal.remove_run(home) == ["metrics.json", "thesis.tex"]
     assert sorted(p.name for p in home.iterdir()) == ["metrics.json", "thesis.tex"]
 
 
@@ -133,7 +134,7 @@ def test_deleting_a_run_keeps_user_files_inside_its_folders_too(store, run_in_da
 
 
 def test_the_frame_cap_counts_the_frames_of_a_slower_video(monkeypatch):
-    from fer_core.video import analysed_span, limit_note
+    from fer_core.inference.video import analysed_span, limit_note
 
     monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "60")
     monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "600")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from fer_core.infer import load_model, resolve_model
-from fer_core.live import LiveAnalyser
+from fer_core.inference.live import LiveAnalyser
+from fer_core.inference.loader import load_model, resolve_model
 
 from .live_scenario import READOUT
 

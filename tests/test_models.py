@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fer_core.errors import ConfigError, ModelError
-from fer_core.models import count_params, create_model, list_models, model_names
-from fer_core.notation import parse_notation
+from fer_core.models.build import count_params, create_model, list_models, model_names
+from fer_core.models.notation import parse_notation
 
 #: The study's parameter counts (48x48x1 input, 7 classes, unpadded 3x3 convolutions).
 STUDY_PARAMS = {"study-b": 5_386_471, "study-e": 5_386_471, "study-f": 5_386_471,
@@ -72,9 +72,9 @@ def test_width_scales_the_presets_that_take_one(tmp_path):
 
     import keras
 
-    from fer_core.rundir import read_metrics
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.rundir import read_metrics
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     assert create_model("fer-vgg", width=8).count_params() < create_model("fer-vgg").count_params()
     # the width reaches the trained network and is saved with the run, so it can be rebuilt exactly

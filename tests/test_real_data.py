@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer_core.config import CLASS_NAMES
-from fer_core.data import load_dataset, write_csv
+from fer_core.data.loading import load_dataset, write_csv
 
 from .conftest import FER_COUNTS
 

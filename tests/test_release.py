@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from fer_core.errors import FerError
-from fer_core.infer import ModelRef, load_model
-from fer_core.release import TARGET, release
-from fer_core.tta import DEFAULT_TTA, TTA_MODES
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
+from fer_core.inference.loader import ModelRef, load_model
+from fer_core.shipping.release import TARGET, release
 
 
 def test_release_writes_model_metrics_and_card(trained_run, tmp_path):
@@ -39,8 +39,8 @@ def test_release_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_release_of_a_second_stage_documents_both_stages(trained_run, tmp_path):
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     cfg = TrainConfig.for_model("tiny", data="demo:30", epochs=1, learning_rate=0.0005, erase=0.25,
                                 init_from=str(trained_run))
@@ -57,8 +57,8 @@ def test_release_of_a_second_stage_documents_both_stages(trained_run, tmp_path):
 
 def test_release_finds_a_stage_named_by_run_name_beside_it_whatever_the_data_dir(run_in_data, data_dir, tmp_path,
                                                                                  monkeypatch):
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     cfg = TrainConfig.for_model("tiny", data="demo:30", epochs=1, init_from=run_in_data.name)
     second = train(cfg, data_dir / "runs" / "second-stage")
@@ -71,16 +71,17 @@ def test_release_finds_a_stage_named_by_run_name_beside_it_whatever_the_data_dir
 def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(trained_run, tmp_path):
     import shutil
 
-    from fer_core.ensemble import members
-    from fer_core.release import release_ensemble, rewrite_card
-    from fer_core.rundir import read_histories, read_metrics, write_history
+    from fer_core.models.ensemble import members
+    from fer_core.runs.model_folder import read_histories, write_history
+    from fer_core.runs.rundir import read_metrics
+    from fer_core.shipping.release import rewrite_card
 
     earlier = tmp_path / "earlier_model"  # a released model folder can be a member
     release(trained_run, "demo", target=earlier, log=lambda *a: None)
     write_history(earlier, trained_run.name, read_metrics(trained_run))  # e.g. a member of an earlier ensemble
     second = Path(shutil.copytree(trained_run, tmp_path / "runs" / "second-run"))
     target = tmp_path / "default_model"
-    metrics = release_ensemble([earlier, second], "demo", target=target, log=lambda *a: None)
+    metrics = release([earlier, second], "demo", target=target, log=lambda *a: None)
     assert metrics["kind"] == "ensemble" and [m["source"] for m in metrics["members"]] == [str(earlier), str(second)]
     classes = tuple(json.loads((target / "classes.json").read_text()))
     shipped = load_model(ModelRef(target / "model.keras", "default", classes))
@@ -110,7 +111,7 @@ def test_members_are_compared_on_publictest_only(trained_run, tmp_path, capsys):
 
     from fer_core.cli import main
     from fer_core.errors import ModelError
-    from fer_core.release import compare_members
+    from fer_core.shipping.release import compare_members
 
     twin = shutil.copytree(trained_run, tmp_path / "twin")
     rows = compare_members([str(trained_run), str(twin)], "demo", log=lambda line: None)
@@ -132,11 +133,11 @@ def test_the_shipped_file_holds_float16_kernels_and_its_metrics_are_the_files(tr
     import h5py
     import numpy as np
 
-    from fer_core.data import load_dataset
-    from fer_core.evaluate import evaluate
-    from fer_core.release import released_file
-    from fer_core.runs import summarize
-    from fer_core.tta import predict_proba
+    from fer_core.data.loading import load_dataset
+    from fer_core.inference.evaluate import evaluate
+    from fer_core.inference.forward import predict_proba
+    from fer_core.shipping.release import released_file
+    from fer_core.training.catalog import summarize
 
     target = tmp_path / "default_model"
     metrics = release(trained_run, "demo", target=target, log=lambda *a: None)

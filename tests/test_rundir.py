@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from fer_core import files, rundir
+from fer_core import files
 from fer_core.cli import main
 from fer_core.errors import ConfigError
-from fer_core.train import train
-from fer_core.trainconfig import TrainConfig
+from fer_core.runs import model_folder, rundir
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.trainer import train
 
 
 def tiny(epochs: int = 3, **kw) -> TrainConfig:
@@ -105,14 +106,14 @@ def test_resume_with_more_epochs_extends_the_run_without_gaps(tmp_path, capsys):
 
 
 def test_a_released_models_histories_round_trip_and_a_damaged_line_is_skipped(tmp_path):
-    from fer_core.runs import curves, shipped_histories
+    from fer_core.training.catalog import curves, shipped_histories
 
     rows = [{"epoch": 1, "accuracy": 0.4, "val_accuracy": 0.45, "loss": 1.5, "val_loss": 1.4},
             {"epoch": 2, "accuracy": 0.5, "val_accuracy": 0.52, "loss": 1.3, "val_loss": 1.2}]
-    path = rundir.write_history(tmp_path, "member-run", rows)
-    assert rundir.read_histories(tmp_path) == {"member-run": rows}
+    path = model_folder.write_history(tmp_path, "member-run", rows)
+    assert model_folder.read_histories(tmp_path) == {"member-run": rows}
     path.write_text(path.read_text() + "{not json\n")
     (run,) = shipped_histories(tmp_path)
     assert run.name == "member-run" and run.metrics == rows
     assert len(curves([run])) == 8  # 2 epochs x (loss, accuracy) x (training, validation)
-    assert rundir.read_histories(tmp_path / "none") == {}
+    assert model_folder.read_histories(tmp_path / "none") == {}

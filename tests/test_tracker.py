@@ -11,20 +11,21 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core import rundir, runs, tblog
 from fer_core.errors import ConfigError
-from fer_core.validation import clean_tags
+from fer_core.runs import rundir
+from fer_core.training import catalog, tblog
+from fer_core.training.validation import clean_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = str(ROOT / "pages" / "runs.py")
 TIMEOUT = 300
 
 
-def _run(name: str, rows: list[dict], arch="tiny", seed=0, tags=(), sweep=None, **config) -> runs.RunSummary:
-    from fer_core.trainconfig import TrainConfig
+def _run(name: str, rows: list[dict], arch="tiny", seed=0, tags=(), sweep=None, **config) -> catalog.RunSummary:
+    from fer_core.runs.trainconfig import TrainConfig
 
     info = {rundir.TAGS: list(tags)} | ({rundir.SWEEP: sweep} if sweep else {})
-    return runs.RunSummary(Path(name), config=TrainConfig.for_model(arch, seed=seed, **config), info=info, metrics=rows)
+    return catalog.RunSummary(Path(name), config=TrainConfig.for_model(arch, seed=seed, **config), info=info, metrics=rows)
 
 
 def _rows(accs: list[float], seconds=60.0) -> list[dict]:
@@ -33,54 +34,54 @@ def _rows(accs: list[float], seconds=60.0) -> list[dict]:
 
 
 def test_smoothing_is_tensorboards_debiased_average():
-    assert runs.smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
-    assert runs.smooth([5.0, 5.0, 5.0], 0.9) == pytest.approx([5.0, 5.0, 5.0])  # no pull towards zero
-    out = runs.smooth([0.0, 1.0, float("nan"), 1.0], 0.5)
+    assert catalog.smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
+    assert catalog.smooth([5.0, 5.0, 5.0], 0.9) == pytest.approx([5.0, 5.0, 5.0])  # no pull towards zero
+    out = catalog.smooth([0.0, 1.0, float("nan"), 1.0], 0.5)
     assert out[0] == 0.0 and out[1] == pytest.approx(0.5 / 0.75) and np.isnan(out[2])
     assert out[3] == pytest.approx(0.75 / 0.875)  # the nan did not enter the average
     with pytest.raises(ValueError):
-        runs.smooth([1.0], 1.0)
+        catalog.smooth([1.0], 1.0)
 
 
 def test_best_and_last_values_with_their_epochs():
     run = _run("a", _rows([0.5, 0.8, 0.7]))
-    table = {r["metric"]: r for r in runs.metric_summary([run])}
+    table = {r["metric"]: r for r in catalog.metric_summary([run])}
     assert table["val_accuracy"]["best"] == pytest.approx(0.75) and table["val_accuracy"]["best epoch"] == 2
     assert table["val_accuracy"]["last"] == pytest.approx(0.65) and table["val_accuracy"]["last epoch"] == 3
     assert table["loss"]["best"] == pytest.approx(1.2) and table["loss"]["best epoch"] == 2  # lowest loss
 
 
 def test_curves_smoothed_with_raw_values_and_minutes():
-    rows = runs.curves([_run("a", _rows([0.2, 0.6, 0.4], seconds=90))], smoothing=0.6)
+    rows = catalog.curves([_run("a", _rows([0.2, 0.6, 0.4], seconds=90))], smoothing=0.6)
     val = [r for r in rows if r["metric"] == "accuracy" and r["split"] == "validation"]
     assert [r["raw"] for r in val] == pytest.approx([0.15, 0.55, 0.35])
-    assert [r["value"] for r in val] == pytest.approx(runs.smooth([0.15, 0.55, 0.35], 0.6))
+    assert [r["value"] for r in val] == pytest.approx(catalog.smooth([0.15, 0.55, 0.35], 0.6))
     assert [r["minutes"] for r in val] == [1.5, 3.0, 4.5]
-    assert runs.elapsed_minutes([{"epoch_seconds": 60}, {"epoch": 2}]) == [1.0, None]
-    lr = runs.lr_curve([_run("a", _rows([0.2, 0.6]))])
+    assert catalog.elapsed_minutes([{"epoch_seconds": 60}, {"epoch": 2}]) == [1.0, None]
+    lr = catalog.lr_curve([_run("a", _rows([0.2, 0.6]))])
     assert [r["lr"] for r in lr] == [0.01, 0.005]
 
 
 def test_only_the_differences():
     a, b = _run("a", [], seed=0), _run("b", [], seed=1)
-    full = runs.config_table([a, b])
-    diff = runs.config_table([a, b], only_differences=True)
+    full = catalog.config_table([a, b])
+    diff = catalog.config_table([a, b], only_differences=True)
     assert len(full) > 20 and diff == [{"setting": "seed", "a": "0", "b": "1"}]
-    assert runs.config_table([a], only_differences=True) == runs.config_table([a])  # one run: all of it
+    assert catalog.config_table([a], only_differences=True) == catalog.config_table([a])  # one run: all of it
 
 
 def test_groups_mean_and_spread():
     members = [_run("s0", _rows([0.55, 0.65]), tags=["ls"], sweep=3), _run("s1", _rows([0.6, 0.75]), tags=["ls", "x"],
                                                                               sweep=3),
                _run("other", _rows([0.5]), arch="pk-vgg")]
-    table = {r["group"]: r for r in runs.group_table(members, "tag")}
+    table = {r["group"]: r for r in catalog.group_table(members, "tag")}
     assert set(table) == {"ls", "x", "(untagged)"}
     assert table["ls"]["runs"] == 2 and table["ls"]["best val_acc mean"] == pytest.approx(0.65)
     assert table["ls"]["± std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
     assert (table["ls"]["min"], table["ls"]["max"]) == pytest.approx((0.6, 0.7))
-    assert {r["group"] for r in runs.group_table(members, "sweep")} == {"sweep 3", "(not in a sweep)"}
-    assert {r["group"] for r in runs.group_table(members, "architecture")} == {"tiny", "pk-vgg"}
-    curve = [r for r in runs.group_curves(members, "tag") if r["group"] == "ls" and r["metric"] == "accuracy"
+    assert {r["group"] for r in catalog.group_table(members, "sweep")} == {"sweep 3", "(not in a sweep)"}
+    assert {r["group"] for r in catalog.group_table(members, "architecture")} == {"tiny", "pk-vgg"}
+    curve = [r for r in catalog.group_curves(members, "tag") if r["group"] == "ls" and r["metric"] == "accuracy"
              and r["split"] == "validation"]
     assert [(r["epoch"], r["runs"]) for r in curve] == [(1, 2), (2, 2)]
     assert curve[1]["mean"] == pytest.approx(0.65) and (curve[1]["low"], curve[1]["high"]) == pytest.approx((0.6, 0.7))
@@ -111,8 +112,8 @@ def test_a_run_writes_tensorboard_events_matching_its_metrics(trained_run):
 
 
 def test_without_tensorboard_nothing_is_written(monkeypatch, tmp_path):
-    from fer_core.train import train
-    from fer_core.trainconfig import TrainConfig
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
 
     monkeypatch.setattr(tblog, "enabled", lambda: False)
     run = train(TrainConfig.for_model("tiny", data="demo", epochs=1, seed=0), tmp_path / "r")
@@ -223,7 +224,7 @@ def test_groups_never_mix_data_sets():
     """Regression: the Groups tab averaged a demo run and a FER2013 run together."""
     members = [_run("demo-run", _rows([0.9]), data="demo"), _run("fer-a", _rows([0.6]), data="/srv/fer2013"),
                _run("fer-b", _rows([0.7]), data="/home/x/fer2013.csv")]
-    table = {r["group"]: r for r in runs.group_table(members, "architecture")}
+    table = {r["group"]: r for r in catalog.group_table(members, "architecture")}
     assert set(table) == {"tiny · on demo", "tiny · on FER2013"}
     assert table["tiny · on FER2013"]["runs"] == 2 and table["tiny · on FER2013"]["best val_acc mean"] == pytest.approx(0.6)
-    assert {r["group"] for r in runs.group_curves(members, "architecture")} == set(table)
+    assert {r["group"] for r in catalog.group_curves(members, "architecture")} == set(table)

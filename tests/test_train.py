@@ -7,10 +7,11 @@ import pytest
 
 from fer_core.cli import main
 from fer_core.errors import ConfigError
-from fer_core import rundir
-from fer_core.rundir import read_metrics
-from fer_core.train import aug_strength, make_input, scheduled_lr, train
-from fer_core.trainconfig import TrainConfig
+from fer_core.runs import rundir
+from fer_core.runs.rundir import read_metrics
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.pipeline import aug_strength, make_input
+from fer_core.training.trainer import scheduled_lr, train
 
 SMALL = "demo:30"  # 30 faces per class: 168 training, 21 validation images
 
@@ -75,7 +76,7 @@ def test_config_validation_names_fields():
 
 
 def test_balanced_class_weights():
-    from fer_core.train import class_weights
+    from fer_core.training.trainer import class_weights
 
     w = class_weights(np.array([0, 0, 0, 1]), 2)
     assert w[1] == pytest.approx(2.0) and w[0] == pytest.approx(4 / 6)
@@ -136,7 +137,7 @@ def test_plateau_schedule_resumes_its_patience(tmp_path):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_small_slice_of_real_data_learns_above_chance(real_data_dir, tmp_path):
-    from fer_core.data import load_dataset, write_csv
+    from fer_core.data.loading import load_dataset, write_csv
 
     real = load_dataset(real_data_dir)
     rng = np.random.default_rng(0)
@@ -156,8 +157,8 @@ def test_small_slice_of_real_data_learns_above_chance(real_data_dir, tmp_path):
 def test_init_from_starts_from_a_trained_models_weights(tmp_path):
     import keras
 
-    from fer_core.models import create_model
-    from fer_core.train import _init_weights
+    from fer_core.models.build import create_model
+    from fer_core.training.trainer import _init_weights
 
     cfg = TrainConfig.for_model("tiny", data=SMALL, epochs=2, batch_size=16)
     first = train(cfg, tmp_path / "first")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from fer_core.errors import ConfigError
-from fer_core.models import create_model
-from fer_core.tta import predict_proba, views
+from fer_core.inference.forward import predict_proba, views
+from fer_core.models.build import create_model
 
 
 def test_views_counts_and_corner_shift():

@@ -4,10 +4,10 @@ import zipfile
 import pytest
 from PIL import Image
 
-from fer_core.data import load_dataset, write_csv
+from fer_core.data import uploads as up
+from fer_core.data.loading import load_dataset, write_csv
+from fer_core.data.uploads import add_upload, safe_name, save_upload
 from fer_core.errors import DataError
-from fer_core import uploads as up
-from fer_core.uploads import add_upload, safe_name, save_upload
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

@@ -15,10 +15,11 @@ from skimage import data as skimage_data
 
 from fer_core.cli import main
 from fer_core.errors import ConfigError, DataError
-from fer_core.faces import Box, iou
-from fer_core.infer import load_model, resolve_model
-from fer_core.predict import analyse
-from fer_core.video import TRACK_GAP, Tracker, analyse_video, analyse_video_bytes, open_video, sampled_frames
+from fer_core.inference.faces import Box, iou
+from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.photo import analyse
+from fer_core.inference.tracking import TRACK_GAP, Tracker
+from fer_core.inference.video import analyse_video, analyse_video_bytes, open_video, sampled_frames
 
 W, H = 640, 480
 
@@ -187,7 +188,7 @@ def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, 
     model, classes = shipped
     result, _ = analyse_video_bytes(clip.read_bytes(), "long.avi", model, classes, fps=5)
     assert [f.t for f in result.frames] == [0.0, 0.2, 0.4, 0.6] and result.cut_at == 0.8
-    from fer_core.video import probe_video
+    from fer_core.inference.video import probe_video
 
     duration, note = probe_video(clip.read_bytes(), "long.avi", fps=5)
     assert duration == 4.0 and "4 frames at 5 per second" in note
@@ -242,7 +243,7 @@ def test_two_people_crossing_keep_their_tracks():
 def test_the_appearance_descriptor_tells_faces_apart(real_data_dir):
     """On real faces: a face against a slightly moved and relit copy of itself looks the same
     (above SAME_FACE), two different faces do not, in nearly every pair."""
-    from fer_core.video import SAME_FACE, appearance
+    from fer_core.inference.tracking import SAME_FACE, appearance
 
     files = sorted((real_data_dir / "test").glob("*/PrivateTest_*"))[::40][:120]
     faces = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]

@@ -10,14 +10,26 @@
 Workers are detached OS processes that never touch Streamlit; pages only poll the store.
 """
 
-from .limits import Limits
-from ..device import visible_gpus
-from .runners import LocalRunner, Runner
-from .scheduler import (RUNNERS, cluster_view, default_runner_name, get_runner, job_log, open_store,
-                        ray_address_setting, save_ray_address, schedule, submit)
-from .store import ENDED, RESUMABLE, STALE_SECONDS, STORE_FILE, Job, JobStatus, JobStore, LeaseLost, connect, repair, store_path, transaction
-from .sweep import FORM_SWEEPS, STUDY, form_sweep, make_sweep, parse_ints, parse_values, submit_sweep
-from .worker import work
+from fer_core.device import visible_gpus
+from fer_core.jobs.limits import Limits
+from fer_core.jobs.repair import repair
+from fer_core.jobs.runners import LocalRunner, Runner
+from fer_core.jobs.scheduler import (
+           RUNNERS,
+           cluster_view,
+           default_runner_name,
+           get_runner,
+           job_log,
+           open_store,
+           ray_address_setting,
+           save_ray_address,
+           schedule,
+           submit,
+)
+from fer_core.jobs.sqlite import STORE_FILE, connect, store_path, transaction
+from fer_core.jobs.store import ENDED, RESUMABLE, STALE_SECONDS, Job, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.sweep import FORM_SWEEPS, STUDY, form_sweep, make_sweep, parse_ints, parse_values, submit_sweep
+from fer_core.jobs.worker import work
 
 __all__ = ["Limits", "FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "ENDED", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
            "LeaseLost", "LocalRunner", "Runner", "cluster_view", "connect", "default_runner_name", "get_runner", "job_log",

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import JobError
-from .store import queue_full_message
+from fer_core.errors import JobError
+from fer_core.jobs.store import queue_full_message
 
 #: A whole study (8 experiments) fits in one person's share; thirty students cannot all queue one
 #: job each at once: the queue's total is the first limit they meet.

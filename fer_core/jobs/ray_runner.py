@@ -23,9 +23,9 @@ import time
 import urllib.request
 from urllib.parse import urlparse
 
-from ..errors import ConfigError, JobError
-from .runners import worker_command, worker_env
-from .store import Job
+from fer_core.errors import ConfigError, JobError
+from fer_core.jobs.runners import worker_command, worker_env
+from fer_core.jobs.store import Job
 
 NAME = "ray"
 #: Ray's job states, and what each means for a worker.

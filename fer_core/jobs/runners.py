@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from .. import rundir
-from ..config import PROJECT_ROOT, data_dir
-from ..device import visible_gpus
-from .store import Job
+from fer_core.config import PROJECT_ROOT, data_dir
+from fer_core.device import visible_gpus
+from fer_core.jobs.store import Job
+from fer_core.runs import rundir
 
 
 class Runner(Protocol):

@@ -12,14 +12,14 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from .. import rundir
-from ..config import check_writable, load_settings, read_only, save_settings
-from ..errors import ConfigError, FerError, JobError
-from ..trainconfig import TrainConfig
-from .limits import Limits
-from .ray_runner import RayRunner, check_address
-from .runners import LocalRunner, Runner
-from .store import LOCAL, JobStatus, JobStore
+from fer_core.config import check_writable, load_settings, read_only, save_settings
+from fer_core.errors import ConfigError, FerError, JobError
+from fer_core.jobs.limits import Limits
+from fer_core.jobs.ray_runner import RayRunner, check_address
+from fer_core.jobs.runners import LocalRunner, Runner
+from fer_core.jobs.store import LOCAL, JobStatus, JobStore
+from fer_core.runs import rundir
+from fer_core.runs.trainconfig import TrainConfig
 
 RUNNERS = (LOCAL, "ray")
 
@@ -147,7 +147,7 @@ def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | Non
     ``limits``: what may be queued (default: what the environment sets, see
     :mod:`fer_core.jobs.limits`); ``mine``: the ids of the jobs the same browser session
     submitted, for its per-session share. ``trusted``: a path typed at the command line (see
-    :func:`fer_core.validation.check_config`).
+    :func:`fer_core.training.validation.check_config`).
     """
     check_writable("Submitting a training job")
     if store is None:

@@ -11,23 +11,19 @@ from __future__ import annotations
 import enum
 import json
 import os
-import random
 import shutil
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from .. import rundir
-from ..config import data_dir, read_only, runs_dir
-from ..errors import FerError, JobError
-from ..trainconfig import TrainConfig
-from ..validation import clean_tags, validate_config
+from fer_core.config import runs_dir
+from fer_core.errors import JobError
+from fer_core.jobs.sqlite import connect, explain_sqlite, store_path, transaction
+from fer_core.runs import removal, rundir
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.validation import clean_tags, validate_config
 
-STORE_FILE = "jobs.sqlite3"
-BUSY_TIMEOUT_S = 30  # how long a writer waits for another process before giving up
 HEARTBEAT_SECONDS = 2.0
 #: No heartbeat for this long: the worker is gone, hung or asleep (``FER_STALE_SECONDS`` changes it).
 STALE_SECONDS = 30.0
@@ -41,44 +37,6 @@ def stale_seconds() -> float:
         value = STALE_SECONDS
     return max(value, 3 * HEARTBEAT_SECONDS)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    pid INTEGER,
-    slot INTEGER,
-    device TEXT,
-    run_dir TEXT NOT NULL,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    total_epochs INTEGER NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    steps INTEGER NOT NULL DEFAULT 0,
-    metrics TEXT,
-    heartbeat REAL,
-    error TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    resume INTEGER NOT NULL DEFAULT 0,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    runner TEXT NOT NULL DEFAULT 'local',
-    submission TEXT,
-    sweep INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
-CREATE TABLE IF NOT EXISTS sweeps (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created REAL NOT NULL,
-    spec TEXT NOT NULL
-);
-"""
-#: Columns added after the first release, with their definitions (added to older stores on open):
-#: the lease number; where the job runs (``local`` or ``ray``) and the cluster's id for it (Ray's
-#: submission id); the sweep it belongs to.
-ADDED_COLUMNS = {"attempt": "INTEGER NOT NULL DEFAULT 0", "runner": "TEXT NOT NULL DEFAULT 'local'",
-                 "submission": "TEXT", "sweep": "INTEGER"}
 LOCAL = "local"
 
 
@@ -175,122 +133,6 @@ class Job:
         return out
 
 
-# ------------------------------------------------------------------------- storage
-def store_path() -> Path:
-    return data_dir() / STORE_FILE
-
-
-def connect(path: str | Path | None = None) -> sqlite3.Connection:
-    """Open the job store (created if missing): WAL mode, a busy timeout, rows as dicts.
-
-    Raises:
-        JobError: the file or its folder cannot be opened or written.
-    """
-    path = Path(path) if path else store_path()
-    if read_only():
-        return _connect_read_only(path)
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        conn = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(SCHEMA)
-            have = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
-            for column, definition in ADDED_COLUMNS.items():
-                if column not in have:
-                    try:
-                        conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
-                    except sqlite3.OperationalError as exc:
-                        if "duplicate column" not in str(exc):  # another process added it just now
-                            raise
-            return conn
-        except (OSError, sqlite3.Error) as exc:
-            if conn is not None:
-                conn.close()
-            # Switching a new file to WAL, and WAL recovery, can answer "locked" at once without
-            # waiting on the busy handler when two processes open the store together: retry.
-            if _is_busy(exc) and time.monotonic() < deadline:
-                time.sleep(random.uniform(0.02, 0.2))
-                continue
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-                raise JobError(f"Cannot open the job store {path}: {explain_sqlite(exc)}.") from None
-            raise JobError(f"Cannot open the job store {path}: {exc}. Check that the folder exists, "
-                           "is writable and the disk is not full.") from None
-
-
-def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection, path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken at once (BEGIN IMMEDIATE) so read-then-write is atomic.
-
-    ``path`` (the store's file) goes into error messages.
-    """
-    where = f" {path}" if path else ""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        raise JobError(f"The job store{where} is not writable: {explain_sqlite(exc)}.") from None
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        _rollback(conn)
-        raise JobError(f"The job store{where} could not record the change: {explain_sqlite(exc)}.") from None
-    except BaseException:
-        _rollback(conn)
-        raise
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    """Roll back if a transaction is still open: SQLite ends some on its own (a full disk, I/O errors)."""
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the connection is unusable; the caller's error already says why
-
-
-def explain_sqlite(exc: BaseException) -> str:
-    """What an SQLite error means for the user, with what to do next."""
-    text = str(exc)
-    if "full" in text.lower():
-        return f"{text}: the disk is full; free some space, then try again"
-    if "malformed" in text or "not a database" in text:
-        return (f"{text}: the job store file is damaged; run 'python -m fer_core jobs repair' to rebuild it from "
-                "the run directories (a backup of the damaged file is kept)")
-    return f"{text}; check that data/ is writable and the disk is not full"
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only server's view of the store: opened read-only (every write fails), or an
-    empty table when the full server has not made the store yet."""
-    if path.is_file():
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
-            return conn
-        except sqlite3.Error as exc:
-            raise JobError(f"The job store {path} cannot be read: {explain_sqlite(exc)}.") from None
-    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.executescript(SCHEMA)
-    for column, definition in ADDED_COLUMNS.items():
-        if column not in {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}:
-            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
-    return conn
-
-
 def queue_full_message(waiting: int, limit: int) -> str:
     """The refusal when the queue holds ``waiting`` jobs and the server allows ``limit`` (FER_MAX_QUEUED)."""
     return (f"The job queue is full: {waiting} job(s) are waiting or running and this server allows {limit} "
@@ -360,7 +202,7 @@ class JobStore:
     def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
                tags: tuple[str, ...] | list[str] = (), sweep: int | None = None, runner: str = LOCAL,
                sweep_config: str = "", max_waiting: int | None = None, trusted: bool = False) -> int:
-        """Queue a training job (checked by :func:`fer_core.validation.validate_config` first).
+        """Queue a training job (checked by :func:`fer_core.training.validation.validate_config` first).
 
         Its run directory is created now so its log has a home, and removed again if the job
         cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
@@ -486,7 +328,7 @@ class JobStore:
         """Queue a cancelled, failed or interrupted job again; it continues from its last checkpoint.
 
         ``epochs``: extend the run to that many epochs in all (also a succeeded job); see
-        :func:`fer_core.train.extend` for the schedule.
+        :func:`fer_core.training.trainer.extend` for the schedule.
 
         Raises:
             JobError: the job cannot be resumed, or ``epochs`` is not more than the epochs done.
@@ -513,7 +355,7 @@ class JobStore:
         """Forget a job that is not running and remove what its training wrote.
 
         Only a run directory under ``data/runs`` is touched, and in it only the run's own files
-        (:func:`fer_core.rundir.remove_run`): returns the names of anything else found there,
+        (:func:`fer_core.runs.removal.remove_run`): returns the names of anything else found there,
         which is kept with its folder.
         """
         with transaction(self.conn, self.path) as c:
@@ -524,7 +366,7 @@ class JobStore:
         run = Path(job.run_dir)
         inside = run.resolve().is_relative_to(runs_dir().resolve()) and run.resolve() != runs_dir().resolve()
         if remove_files and inside and run.is_dir() and (rundir.is_run(run) or (run / rundir.INFO).is_file()):
-            return rundir.remove_run(run)
+            return removal.remove_run(run)
         return []
 
     def reap(self, alive, stop=None, runner: str = LOCAL, explain=None) -> list[int]:
@@ -562,40 +404,3 @@ class JobStore:
                 if not dead and stop is not None:
                     stop(job)
         return gone
-
-
-def repair(path: str | Path | None = None) -> tuple[Path | None, list[int]]:
-    """Rebuild a damaged job store from the run directories; keep the damaged file as a backup.
-
-    Every run directory under ``data/runs`` becomes a job again: ``succeeded`` when it finished,
-    else ``interrupted`` (resumable from its last checkpoint). Returns ``(backup, new job ids)``;
-    backup is None when there was no store file.
-    """
-    path = Path(path) if path else store_path()
-    backup = None
-    if path.exists():
-        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        path.rename(backup)
-    for suffix in ("-wal", "-shm"):  # the damaged file's journal must not be replayed into the new one
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            side.rename(Path(f"{backup or path}{suffix}"))
-    ids = []
-    with JobStore(path) as store:
-        for run in reversed(rundir.run_dirs()):  # oldest first, so ids keep their order
-            try:
-                cfg, info = rundir.read_config(run), rundir.read_info(run)
-            except FerError:  # a broken run is left out, not the whole repair
-                continue
-            done = rundir.read_state(run).epoch
-            finished = rundir.is_finished(info)
-            status = JobStatus.SUCCEEDED if finished else JobStatus.INTERRUPTED
-            with transaction(store.conn, store.path) as c:
-                cur = c.execute("INSERT INTO jobs (config, status, created, started, finished, run_dir, epoch, "
-                                "total_epochs, resume, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                                (json.dumps(cfg.to_dict()), status.value, info.get("started") or time.time(),
-                                 info.get("started"), info.get("finished") or time.time(), str(run), done, cfg.epochs,
-                                 None if finished else "Rebuilt from its run directory by 'jobs repair'; resume it "
-                                 "to continue from its last checkpoint."))
-                ids.append(int(cur.lastrowid))
-    return backup, ids

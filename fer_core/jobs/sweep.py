@@ -15,13 +15,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ConfigError, JobError
-from ..trainconfig import TrainConfig
-from ..validation import check_config, clean_tags
-from .limits import Limits
-from .runners import Runner
-from .scheduler import default_runner_name, get_runner, schedule
-from .store import JobStore
+from fer_core.errors import ConfigError, JobError
+from fer_core.jobs.limits import Limits
+from fer_core.jobs.runners import Runner
+from fer_core.jobs.scheduler import default_runner_name, get_runner, schedule
+from fer_core.jobs.store import JobStore
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.validation import check_config, clean_tags
 
 #: The original study's experiments, as registered presets (the Train page's "whole study").
 STUDY = tuple(f"study-{x}" for x in "abcdefgh")

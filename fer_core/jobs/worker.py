@@ -16,14 +16,15 @@ import threading
 import traceback
 from pathlib import Path
 
-from .. import rundir
-from ..config import data_dir
-from ..device import device_line, device_name
-from ..errors import FerError
-from ..train import train
-from ..trainconfig import TrainConfig
-from .scheduler import schedule
-from .store import HEARTBEAT_SECONDS, STORE_FILE, JobStatus, JobStore, LeaseLost
+from fer_core.config import data_dir
+from fer_core.device import device_line, device_name
+from fer_core.errors import FerError
+from fer_core.jobs.scheduler import schedule
+from fer_core.jobs.sqlite import STORE_FILE
+from fer_core.jobs.store import HEARTBEAT_SECONDS, JobStatus, JobStore, LeaseLost
+from fer_core.runs import rundir
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.trainer import train
 
 
 def work(job_id: int, store_file: str | Path | None = None, tee: bool = False) -> int:

@@ -1,0 +1,46 @@
+"""Command-line interface: ``python -m fer_core <command> ...``.
+
+Each module registers its subcommands (``add_commands``) with a handler each
+(``set_defaults(func=...)``); :mod:`.output` prints JSON or text. Every command prints a clear
+one-line error (exit status 2) instead of a traceback when the input is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_core.cli import analysis, job_commands, listings, shipping, training
+from fer_core.device import device_line, quiet_tensorflow
+from fer_core.errors import FerError
+
+#: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export", "members"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    listings.add_commands(sub)
+    training.add_train_command(sub)
+    analysis.add_commands(sub)
+    shipping.add_commands(sub)
+    training.add_recalibrate_command(sub)
+    job_commands.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in TF_COMMANDS or getattr(args, "jobs_command", None) == "work":
+            quiet_tensorflow()
+        if args.command == "train":
+            print(device_line(), flush=True)
+        return args.func(args)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

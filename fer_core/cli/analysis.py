@@ -1,0 +1,151 @@
+"""``evaluate`` and ``predict``: a model measured on a data set, and run on photos and videos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_core.cli.output import add_json_option, emit
+from fer_core.config import load_settings
+from fer_core.data.loading import load_dataset
+from fer_core.errors import ConfigError, DataError
+from fer_core.inference.evaluate import evaluate_cached
+from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
+from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.photo import analyse
+from fer_core.inference.video import (
+    DEFAULT_FPS,
+    VIDEO_TYPES,
+    VideoResult,
+    analyse_video,
+    check_fps,
+    is_video,
+    limit_note,
+    video_timing_of,
+)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    ref = resolve_model(args.model)
+    ds = load_dataset(args.data or load_settings().active_source(), merge=ref.merge)
+    res, cached = evaluate_cached(ref, ds, None if args.split == "all" else args.split, args.tta)
+    out = res.to_json()
+
+    def text() -> None:
+        print(f"model: {ref.name} ({ref.path})\ndata: {ds.source}  split: {res.split}  images: {out['num_images']}  "
+              f"TTA: {res.tta}" + ("  (cached)" if cached else ""))
+        print(f"accuracy {out['accuracy']:.4f}  macro F1 {out['macro_f1']:.4f}  weighted F1 {out['weighted_f1']:.4f}")
+        width = max(len(c) for c in res.classes)
+        print(f"{'class':<{width}}  precision  recall      f1  support")
+        for c, m in out["per_class"].items():
+            print(f"{c:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
+        print("confusion matrix (rows true, columns predicted):")
+        print(" " * (width + 2) + " ".join(f"{c[:5]:>5}" for c in res.classes))
+        for c, row in zip(res.classes, out["confusion_matrix"]):
+            print(f"{c:<{width}}  " + " ".join(f"{n:5d}" for n in row))
+
+    emit(args, out, text)
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    videos = [f for f in args.images if is_video(f)]
+    if args.out and len(videos) != 1:
+        raise ConfigError(f"--out names one annotated video, but {len(videos)} videos were given: "
+                          "run predict once per video.", field="out")
+    check_fps(args.fps)
+    ref = resolve_model(args.model)
+    model = load_model(ref)
+    photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
+                     detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
+                     detector=args.detector)
+    clips = {f: _video(f, model, ref.classes, args) for f in videos}
+    results = [clips[f] if f in clips else photos.pop(0) for f in args.images]
+    failed = any(getattr(r, "error", None) for r in results)
+
+    def text() -> None:
+        print(f"model: {ref.name}  TTA: {args.tta}  detector: {args.detector}")
+        for r in results:
+            if r.error:
+                print(f"{r.file}: error: {r.error}")
+            elif isinstance(r, VideoResult):
+                _print_video(r, args.out)
+            else:
+                if not r.faces:
+                    print(f"{r.file}: no face found (try --no-detect if the image is a face crop)")
+                for i, f in enumerate(r.faces, 1):
+                    top = sorted(zip(ref.classes, f.proba), key=lambda t: -t[1])[:3]
+                    print(f"{r.file}: face {i} at {f.box.as_list()}: {f.label} "
+                          f"({', '.join(f'{c} {p:.0%}' for c, p in top)})")
+
+    docs = [r.to_json() if isinstance(r, VideoResult) else r.to_json(ref.classes, explain=args.explain)
+            for r in results] if args.json else None
+    emit(args, docs[0] if docs and len(args.images) == 1 and videos else docs, text)
+    return 1 if failed else 0
+
+
+def _video(path: str, model, classes, args: argparse.Namespace) -> VideoResult:
+    """The video's result; one with ``error`` set when it cannot be read (like a bad image)."""
+    def progress(done: float, total: float | None) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{path}: {done:.0f} s" + (f" of {total:.0f} s" if total else "") + " analysed",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        duration, rate = video_timing_of(path)
+        note = limit_note(duration, args.fps, rate)
+        if note:  # said before the work starts
+            print(f"{path}: {note}", file=sys.stderr, flush=True)
+        result = analyse_video(path, model, classes, fps=args.fps, tta=args.tta, detector=args.detector,
+                               out=args.out, progress=progress)
+    except DataError as exc:
+        return VideoResult(path, classes, args.fps, args.detector, error=str(exc))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return result
+
+
+def _print_video(r: VideoResult, out: str | None) -> None:
+    span = r.frames[-1].t if r.frames else 0.0
+    tracks = r.tracks()
+    print(f"{r.file}: {r.size[0]}x{r.size[1]}, {len(r.frames)} frames analysed over {span:.1f} s "
+          f"({r.fps:g} per second), {len(tracks)} face track(s)" + (f"; {r.note}" if r.note else ""))
+    for tr in tracks:
+        shares = sorted(tr["share"].items(), key=lambda kv: -kv[1])
+        print(f"  track {tr['track']}: {tr['first']:.1f}-{tr['last']:.1f} s, {tr['frames']} frames: mostly "
+              f"{tr['dominant']} ({', '.join(f'{c} {v:.0%}' for c, v in shares if v > 0)})")
+    if out:
+        print(f"  annotated video: {out}")
+
+
+def _add_model_options(p: argparse.ArgumentParser, tta_note: str) -> None:
+    """--model, --tta and --json, shared by evaluate and predict."""
+    p.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the app's "
+                                   "model: the shipped one, else the newest finished run)")
+    p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_MODES, help=f"test-time augmentation ({tta_note})")
+    add_json_option(p)
+
+
+def add_commands(sub) -> None:
+    ev = sub.add_parser("evaluate", help="accuracy, per-class report and confusion matrix of a model")
+    _add_model_options(ev, f"default {DEFAULT_TTA}, as in the app and the model card")
+    ev.add_argument("--data", help="data source (default: the app's active data set)")
+    ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
+    ev.set_defaults(func=evaluate)
+
+    pr = sub.add_parser("predict", help="find the faces in photos and videos and classify each one")
+    pr.add_argument("images", nargs="+", metavar="IMAGE|VIDEO",
+                    help=f"photos, and videos ({', '.join(VIDEO_TYPES)}): faces followed as tracks over time")
+    _add_model_options(pr, f"default {DEFAULT_TTA}, as in the app")
+    pr.add_argument("--no-detect", action="store_true", help="take each whole image as the face")
+    pr.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                    help=f"the face detector (default {DEFAULT_DETECTOR}: finds turned and tilted faces and turns "
+                         "them upright; haar: OpenCV's cascades)")
+    pr.add_argument("--explain", action="store_true", help="with --json: each face's Grad-CAM map (48x48, 0-1) "
+                    "under 'gradcam', or null and the reason under 'gradcam_note'")
+    pr.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                    help=f"videos: frames analysed per second of video (default {DEFAULT_FPS:g})")
+    pr.add_argument("--out", metavar="ANNOTATED.webm", help="one video: also write it with every face boxed and "
+                    "labelled (WebM, VP8)")
+    pr.set_defaults(func=predict)

@@ -1,0 +1,83 @@
+"""``release``, ``members``, ``card`` and ``export``: a trained model shipped, documented and exported."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fer_core.cli.output import add_json_option, emit
+from fer_core.config import DEFAULT_MODEL_DIR
+from fer_core.fmt import fmt_seconds
+from fer_core.inference.forward import DEFAULT_TTA
+from fer_core.runs.model_folder import MODEL_CARD
+from fer_core.shipping.export import FORMATS, QUANTIZE, export_model
+from fer_core.shipping.release import compare_members, release, rewrite_card
+
+
+def release_command(args: argparse.Namespace) -> int:
+    metrics = release(args.run_dirs, args.data, note=args.note)
+    print(f"released {' + '.join(args.run_dirs)} as the default model ({metrics['size_mb']} MB); "
+          f"see {DEFAULT_MODEL_DIR / MODEL_CARD}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    result = export_model(args.model, args.format, args.out, args.quantize, log=lambda line: print(line, flush=True))
+    print(f"wrote {result.folder}: {result.graph.name} ({result.size_bytes / 1e6:.2f} MB), classes.json, "
+          f"export.json in {fmt_seconds(result.seconds)}; input 'faces' uint8 (N, 48, 48, 1), output "
+          "'probabilities' (N, classes)")
+    return 0
+
+
+def members(args: argparse.Namespace) -> int:
+    rows = compare_members(args.sources, args.data, args.split, log=lambda line: print(line, file=sys.stderr))
+
+    def text() -> None:
+        print(f"{'accuracy':>8}  {'correct':>13}  members ({args.split}, TTA {DEFAULT_TTA}, equal weights)")
+        for r in rows:
+            print(f"{r['accuracy']:8.4f}  {r['correct']:>5,} of {r['faces']:,}  {' + '.join(r['members'])}")
+
+    emit(args, rows, text)
+    return 0
+
+
+def card(args: argparse.Namespace) -> int:
+    folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
+    rewrite_card(folder, note=args.note)
+    print(f"wrote {folder / MODEL_CARD} from its metrics.json")
+    return 0
+
+
+def add_commands(sub) -> None:
+    rel = sub.add_parser("release", help="ship a run (or several, averaged as one ensemble) as the default model: "
+                         "copy, evaluate, write the model card")
+    rel.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                     help="a run directory; several: an ensemble of them (a released model's folder may be one)")
+    rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
+    rel.add_argument("--note", default="", help="a sentence for the card's Data section: how the model was chosen, "
+                     "earlier candidates measured on PrivateTest")
+    rel.set_defaults(func=release_command)
+
+    exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "
+                         "probabilities out, preprocessing inside)")
+    exp.add_argument("model", metavar="RUN|default", help="a run directory or name, a .keras file, or 'default'")
+    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--quantize", default="none", choices=QUANTIZE,
+                     help="dynamic: int8 weights; float16: half-float weights (ONNX and TFLite; default none)")
+    exp.add_argument("--out", metavar="FOLDER", help="the export folder (default: MODEL-FORMAT[-QUANTIZE] here)")
+    exp.set_defaults(func=export)
+
+    mem = sub.add_parser("members", help="candidate ensemble members: PublicTest accuracy of each and of every "
+                         "combination (PrivateTest is never read), to choose before a release")
+    mem.add_argument("sources", nargs="+", metavar="RUN_DIR", help="run directories or released model folders")
+    mem.add_argument("--data", required=True, help="FER2013 (or the data set the members were trained on)")
+    mem.add_argument("--split", default="PublicTest", choices=("PublicTest", "Training"))
+    add_json_option(mem)
+    mem.set_defaults(func=members)
+
+    crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
+                         "change of the default TTA or of the card template; nothing is evaluated again)")
+    crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
+    crd.add_argument("--note", help="replace the card's note on how the model was chosen ('' removes it)")
+    crd.set_defaults(func=card)

@@ -1,0 +1,121 @@
+"""``train`` and ``recalibrate``, and the training options that ``jobs submit`` shares."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fer_core.cli.output import add_json_option, emit
+from fer_core.config import runs_dir
+from fer_core.errors import FerError
+from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
+from fer_core.runs.recipes import get_recipe
+from fer_core.runs.rundir import read_metrics
+from fer_core.runs.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
+from fer_core.training.calibrate import recalibrate_run
+from fer_core.training.trainer import train
+from fer_core.training.validation import config_notes, validate_config
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training config the options describe (a recipe or an architecture, then the options),
+    checked by the one validation every surface uses."""
+    if not args.arch and not args.recipe:
+        raise FerError("Give --recipe (see 'python -m fer_core recipes') or --arch (a model name from "
+                       "'python -m fer_core models', or layer notation).")
+    if args.arch and args.recipe:
+        raise FerError("Give --recipe or --arch, not both: a recipe names its architecture.")
+    overrides = {k: v for k, v in {
+        "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
+        "init_from": args.init_from,
+    }.items() if v is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FerError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set flip=true.")
+        overrides[key.strip()] = value.strip()
+    if args.recipe:
+        data = overrides.pop("data", None) or os.environ.get("FER2013_DIR")
+        if not data:
+            raise FerError("Give --data (or set FER2013_DIR): a recipe names everything but the data set.")
+        cfg = {**get_recipe(args.recipe).train_config(data).to_dict(), **overrides}
+    else:
+        cfg = TrainConfig.for_model(args.arch, **overrides)
+    return noted(validate_config(cfg, trusted=True))
+
+
+def noted(cfg: TrainConfig) -> TrainConfig:
+    """The configuration, after printing (to stderr) what it does that may surprise."""
+    for name, note in config_notes(cfg).items():
+        print(f"note ({name}): {note}", file=sys.stderr)
+    return cfg
+
+
+def run_out(args: argparse.Namespace) -> str | None:
+    """Where a new run goes: --out, else a recipe's own run name under data/runs, else a new folder."""
+    if args.out:
+        return args.out
+    return str(runs_dir() / get_recipe(args.recipe).run) if args.recipe else None
+
+
+def train_command(args: argparse.Namespace) -> int:
+    if args.resume:
+        if args.arch or args.recipe or args.set or args.out:
+            raise FerError("--resume continues a run with its own configuration: give only --epochs N to extend it.")
+        run_dir = train(run_dir=args.resume, resume=True, epochs=args.epochs, verbose=1)
+    else:
+        run_dir = train(config_from_args(args), run_out(args), verbose=1)
+    rows = read_metrics(run_dir)
+    best = max(rows, key=lambda r: r.get("val_accuracy", 0)) if rows else {}
+    print(f"run: {run_dir}  epochs: {len(rows)}  best val_accuracy: {best.get('val_accuracy', float('nan')):.4f}"
+          f" (epoch {best.get('epoch', '-')})")
+    return 0
+
+
+def recalibrate(args: argparse.Namespace) -> int:
+    rec = recalibrate_run(args.run_dir, args.data, args.tta,
+                          log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
+    emit(args, rec, f"{args.run_dir}: PublicTest accuracy {rec['val_accuracy_before']:.4f} -> "
+                    f"{rec['val_accuracy_after']:.4f} ({rec['tta']}); "
+                    + ("model.keras is now the recalibrated model" if rec["kept"] else
+                       "model.keras stays the selected checkpoint"))
+    return 0
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="data source ('demo', CSV or image folder)")
+    p.add_argument("--recipe", help="a named recipe (see 'python -m fer_core recipes'); the other options then change it")
+    p.add_argument("--arch", help="model name or layer notation, e.g. CBCBPD-CBCBPD-FBDF")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--merge", help="class merging, e.g. disgust=angry")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--init-from", metavar="MODEL", help="start from a trained model's weights (a .keras file, run "
+                                                       "directory or run name): fine-tuning, a second schedule")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
+
+
+def add_train_command(sub) -> None:
+    tr = sub.add_parser("train", help="train a model and write a run directory")
+    add_train_options(tr)
+    tr.add_argument("--out", help="run directory (default: a new folder under data/runs)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (with --epochs N: "
+                    "extend it to N epochs in all; a cosine schedule continues as if N had been planned)")
+    tr.set_defaults(func=train_command)
+
+
+def add_recalibrate_command(sub) -> None:
+    cal = sub.add_parser("recalibrate", help="re-estimate a finished run's batch-norm statistics on its clean "
+                         "Training faces; kept only if PublicTest accuracy does not drop")
+    cal.add_argument("run_dir")
+    cal.add_argument("--data", help="the data source (default: the one the run was trained on)")
+    cal.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
+                     help=f"TTA for the PublicTest comparison (default {DEFAULT_TTA}, as in the app)")
+    add_json_option(cal)
+    cal.set_defaults(func=recalibrate)

@@ -1,0 +1,1 @@
+"""The model layer: the architecture registry, layer notation, builders and ensembles."""

@@ -1,0 +1,1 @@
+"""Shipping: the released default model and its card, and exports to other runtimes."""

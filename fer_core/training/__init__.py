@@ -1,0 +1,2 @@
+"""The training engine: ``model.fit`` with callbacks and resume, validation, recalibration,
+TensorBoard logs, and the catalogue of runs."""

@@ -1,0 +1,350 @@
+"""Training: ``model.fit`` with callbacks on the input pipeline (:mod:`.pipeline`), and resume.
+
+What a run leaves on disk, and how an epoch is committed so that a crash never loses or
+duplicates one, is :mod:`fer_core.runs.rundir`'s business; this module only calls it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fer_core.data.loading import load_dataset
+from fer_core.device import device_name
+from fer_core.errors import ConfigError, FerError
+from fer_core.inference.loader import load_model, resolve_model
+from fer_core.models.build import create_model
+from fer_core.runs import rundir
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training import tblog
+from fer_core.training.calibrate import recalibrate_if_better
+from fer_core.training.pipeline import aug_strength, make_input
+from fer_core.training.validation import validate_config
+
+
+def make_optimizer(cfg: TrainConfig):
+    """The optimizer of a config; the inverse-time schedule is per iteration, so it lives inside it."""
+    import keras
+
+    lr = cfg.learning_rate
+    if cfg.schedule == "inverse-time":
+        lr = keras.optimizers.schedules.InverseTimeDecay(lr, decay_steps=1, decay_rate=cfg.lr_decay)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                    weight_decay=cfg.weight_decay or None)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
+    return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
+    """Learning rate of an epoch for the epoch-wise schedules (None: left to plateau/constant)."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return cfg.learning_rate * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "step":
+        return cfg.learning_rate * cfg.step_gamma ** (epoch // cfg.step_epochs)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        t = (epoch - cfg.warmup_epochs) / span
+        return cfg.learning_rate * 0.5 * (1 + np.cos(np.pi * t))
+    if cfg.warmup_epochs and epoch == cfg.warmup_epochs:
+        return cfg.learning_rate
+    return None
+
+
+def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: int = 7, steps: int = 4) -> dict:
+    """Measure how long one epoch of ``cfg`` will take here, before any job starts.
+
+    The configured network and optimizer run a few real training steps (augmentation
+    included) on random faces of the configured batch size, after two warm-up steps; an epoch
+    is ``num_train / batch_size`` such steps plus the validation pass (``num_val`` faces,
+    forward only, measured too). Measured now, on this machine: jobs that run meanwhile slow it.
+
+    Returns:
+        ``{"epoch_seconds", "step_seconds", "steps_per_epoch", "val_seconds", "total_seconds"}``
+        (``total_seconds`` for ``cfg.epochs`` epochs).
+    """
+    import keras
+
+    _setup_gpu()
+    model = create_model(cfg.arch, num_classes, crop=cfg.crop, **cfg.arch_options())
+    model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    n = cfg.batch_size * (steps + 2)
+    faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
+    data = make_input(faces, labels, cfg, num_classes, training=True)
+    model.fit(data.take(2), verbose=0, shuffle=False)  # builds the graph (a dataset is not shuffled by fit)
+    t0 = time.perf_counter()
+    model.fit(data.skip(2), verbose=0, shuffle=False)
+    step = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
+    val = (time.perf_counter() - t0) / n * num_val
+    per_epoch = -(-num_train // cfg.batch_size)
+    epoch = step * per_epoch + val
+    return {"epoch_seconds": round(epoch, 1), "step_seconds": round(step, 4), "steps_per_epoch": per_epoch,
+            "val_seconds": round(val, 1), "total_seconds": round(epoch * cfg.epochs)}
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'balanced' weights n / (k * n_c), as scikit-learn computes them."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
+               on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None,
+               log: Callable | None = None):
+    import keras
+
+    class Schedule(keras.callbacks.Callback):
+        """Epoch-wise learning rate, and the augmentation strength the input pipeline reads."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            lr = scheduled_lr(cfg, epoch)
+            if lr is not None:
+                self.model.optimizer.learning_rate.assign(lr)
+            if strength is not None:
+                strength.assign(aug_strength(cfg, epoch))
+
+    class Recorder(keras.callbacks.Callback):
+        """Commits every finished epoch to the run directory (checkpoints and metrics in one
+        crash-consistent record, see :func:`rundir.commit_epoch`). Also the stop hook:
+        ``should_stop`` is polled after every batch."""
+
+        stopped = False
+
+        def on_train_begin(self, logs=None):
+            self.events = tblog.EpochLog(run_dir) if tblog.enabled() else None
+
+        def on_train_end(self, logs=None):
+            if self.events is not None:
+                self.events.close()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0, self.epoch = time.perf_counter(), epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if on_batch is not None:
+                on_batch(self.epoch, batch + 1, self.params.get("steps") or 0)
+            if should_stop is not None and should_stop():
+                self.stopped = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.stopped:  # Keras still ends the cut-short epoch: it must not count as done, nor be logged
+                if log is not None:
+                    log(f"Epoch {epoch + 1}/{cfg.epochs}: stopped during the epoch; it is not saved (the run "
+                        f"resumes from epoch {epoch}).")
+                return
+            logs = dict(logs or {})
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+                   "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+                   **({"aug_strength": aug_strength(cfg, epoch)} if cfg.aug_warmup_epochs else {}),
+                   "epoch_seconds": round(time.perf_counter() - self.t0, 3), "time": round(time.time(), 3)}
+            if before_commit is not None:
+                before_commit(epoch + 1)
+            rundir.commit_epoch(run_dir, self.model, row)
+            if log is not None:  # one line per saved epoch, as Keras' own (which would also log a cut-short one)
+                log(f"Epoch {epoch + 1}/{cfg.epochs} - {row['epoch_seconds']:.0f}s - " + " - ".join(
+                    f"{k}: {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row))
+            if self.events is not None:
+                self.events.write(row)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, cfg.epochs, row)
+
+    class Plateau(keras.callbacks.ReduceLROnPlateau):
+        """Reduce-on-plateau that, on resume, picks up its best score and patience count from
+        the recorded history instead of starting afresh."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            for row in rundir.read_metrics(run_dir):  # replay; the reduced rates are in the optimizer state
+                value = row.get("val_accuracy")
+                if value is None:
+                    continue
+                if self.best is None or value > self.best:
+                    self.best, self.wait = value, 0
+                else:
+                    self.wait += 1
+                    if self.wait >= self.patience:
+                        self.wait = 0
+
+    cbs = [Schedule(), Recorder()]
+    if cfg.schedule == "plateau":
+        cbs.insert(1, Plateau("val_accuracy", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+                              mode="max", verbose=0))
+    return cbs
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def _setup_gpu() -> None:
+    """Memory growth (several jobs can share a card) and mixed precision, on GPUs only."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
+          epochs: int | None = None, on_epoch: Callable | None = None, should_stop: Callable | None = None,
+          on_batch: Callable | None = None, before_commit: Callable | None = None, verbose: int = 0) -> Path:
+    """Train a model and leave a complete run directory.
+
+    Args:
+        cfg: the configuration (read from ``run_dir/config.json`` when resuming).
+        run_dir: where to write; a new folder under ``data/runs`` when None.
+        resume: continue ``run_dir`` from its last committed epoch, with the optimizer state;
+            the metric history continues without gaps or duplicates.
+        epochs: with ``resume``, extend the run to this many epochs in all (see :func:`extend`).
+        on_epoch: called as ``on_epoch(epoch, total, metrics)`` after every committed epoch.
+        should_stop: polled after every batch; returning True stops the run cleanly.
+        on_batch: called as ``on_batch(epoch_index, step, steps)`` after every training batch.
+        before_commit: called as ``before_commit(epoch)`` just before an epoch is written; a job's
+            worker checks there that it still holds its lease (raising stops the run unwritten).
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        The run directory.
+
+    Raises:
+        FerError: bad configuration, data or checkpoint, or another process writing the run.
+    """
+    if resume:
+        if run_dir is None or not rundir.is_run(run_dir):
+            raise ConfigError(f"Cannot resume {run_dir}: it is not a run directory (no config.json).")
+        run_dir = Path(run_dir)
+    else:
+        cfg = validate_config(cfg or TrainConfig(), trusted=True)  # the form's, the CLI's and the job store's check
+        run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if rundir.has_started(run_dir):
+            raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
+    with rundir.lock(run_dir):
+        if resume:
+            cfg = extend(run_dir, epochs) if epochs is not None else rundir.read_config(run_dir)
+        else:
+            rundir.write_config(run_dir, cfg)
+        return _train_locked(cfg, run_dir, resume, on_epoch, should_stop, on_batch, before_commit, verbose)
+
+
+def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
+    """Raise a run's planned epochs to ``epochs`` (the run is then resumed to that many).
+
+    The schedule continues as if ``epochs`` had been planned from the start: for ``cosine``
+    the remaining epochs follow the cosine curve of an ``epochs``-long run (for a finished run
+    the rate rises again, a warm restart); ``step``, ``plateau``, ``constant`` and
+    ``inverse-time`` simply go on. The history keeps every epoch; ``run.json`` records the
+    extension under ``extended``.
+
+    Raises:
+        ConfigError: ``epochs`` is not more than the epochs already done (or out of range).
+    """
+    cfg = rundir.read_config(run_dir)
+    done = rundir.read_state(run_dir).epoch
+    if epochs == cfg.epochs:
+        return cfg
+    problem = rundir.extension_problem(run_dir, epochs)
+    if problem:
+        raise ConfigError(f"{run_dir}: {problem}.")
+    new = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
+    rundir.write_config(run_dir, new)
+    info = rundir.read_info(run_dir)
+    rundir.update_info(run_dir, extended=[*info.get("extended", []), {"from": cfg.epochs, "to": epochs,
+                                                                       "at_epoch": done, "when": time.time()}])
+    return new
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, should_stop, on_batch, before_commit,
+                  verbose: int) -> Path:
+    import keras
+    import tensorflow as tf
+
+    _setup_gpu()
+    keras.utils.set_random_seed(cfg.seed)
+    ds = load_dataset(cfg.data, merge=cfg.merge)
+    tr, va = ds.fit_splits()
+    rundir.write_classes(run_dir, ds.class_names)
+    rundir.write_versions(run_dir, _versions())
+
+    state = rundir.restore(run_dir) if resume else None
+    start_epoch = 0
+    if state is not None and state.last:
+        start_epoch = state.epoch
+        model = rundir.load_checkpoint(run_dir / state.last)
+    else:
+        rundir.start_fresh(run_dir)
+        model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **cfg.arch_options())
+        if cfg.init_from:
+            _init_weights(model, cfg.init_from)
+        model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+
+    previous = rundir.read_info(run_dir)
+    kept = (*rundir.SUBMITTED, "extended") if resume else rundir.SUBMITTED
+    info = {**{k: previous[k] for k in kept if k in previous},
+            "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
+            "params": int(model.count_params()), "device": device_name(len(tf.config.list_physical_devices("GPU"))), "status": rundir.RunStatus.RUNNING.value, "started": time.time(),
+            "start_epoch": start_epoch, "pid": os.getpid()}
+    rundir.write_info(run_dir, info)
+    t0 = time.perf_counter()
+    if start_epoch < cfg.epochs:
+        strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
+        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength), epochs=cfg.epochs,
+                  initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
+                  class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
+                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit,
+                                       log=(lambda line: print(line, flush=True)) if verbose == 2 else None),
+                  verbose=1 if verbose == 1 else 0, shuffle=False)
+    done = rundir.read_state(run_dir).epoch
+    status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value
+    if status == rundir.RunStatus.FINISHED:
+        best_file = rundir.checkpoint(run_dir, "best")
+        best = rundir.load_checkpoint(best_file) if best_file else model
+        if cfg.recalibrate_bn:  # batch-norm statistics followed the augmented batches; the model will see clean faces
+            info[rundir.BN_RECORD] = {**recalibrate_if_better(best, tr.images, va.images, va.labels, seed=cfg.seed,
+                                                              log=print if verbose else lambda *a: None), "by": "train"}
+        elif verbose:
+            print("batch-norm recalibration: off (recalibrate_bn is false); the checkpoint's statistics are kept")
+        if before_commit is not None:
+            before_commit(done)
+        rundir.save_model(best, rundir.final_model(run_dir))
+    info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
+                epochs_done=done)
+    rundir.write_info(run_dir, info)
+    return run_dir
+
+
+def _init_weights(model, source: str) -> None:
+    """Copy the weights of a trained model (file, run directory or run name) into ``model``.
+
+    Raises:
+        ConfigError: the source cannot be found or loaded, or its layers do not match.
+    """
+    try:
+        src = load_model(resolve_model(source))
+    except FerError as exc:
+        raise ConfigError(f"init_from: {exc}") from None
+    mine, theirs = model.get_weights(), src.get_weights()
+    if [w.shape for w in mine] != [w.shape for w in theirs]:
+        raise ConfigError(f"init_from {source!r}: its architecture ({src.count_params():,} parameters) differs from "
+                          f"this run's ({model.count_params():,}); start from a model of the same arch and crop.")
+    model.set_weights(theirs)
