@@ -18,7 +18,7 @@ st.title("Runs")
 def job_statuses() -> dict[str, str]:
     """Run directory -> status of the job that writes it (jobs know better than run.json)."""
     try:
-        with jobs.open_store() as store:
+        with jobs.scheduled_store() as store:
             return {job.run_dir: job.status.value for job in store.list()}
     except FerError as exc:
         st.warning(str(exc))

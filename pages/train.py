@@ -68,7 +68,7 @@ ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌"
 def job_list() -> None:
     """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
     try:
-        with jobs.open_store() as store:
+        with jobs.scheduled_store() as store:
             listed = store.list()
             draw_jobs(store, listed)
     except FerError as exc:
@@ -271,7 +271,7 @@ def estimate(cfg: TrainConfig | None) -> None:
 
 def running_jobs() -> int:
     try:
-        with jobs.open_store() as store:
+        with jobs.scheduled_store() as store:
             return sum(j.status == jobs.JobStatus.RUNNING for j in store.list())
     except FerError:
         return 0

@@ -51,7 +51,7 @@ def test_a_read_only_server_shows_jobs_but_changes_nothing(lecturer_job, monkeyp
         save_settings(Settings(data_source="demo"))
     with pytest.raises(FerError, match="read-only"):
         jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1))
-    with jobs.open_store() as store:  # the store is opened read-only: every write fails
+    with jobs.scheduled_store() as store:  # the store is opened read-only: every write fails
         assert [j.id for j in store.list()] == [lecturer_job]
         with pytest.raises(FerError):
             store.cancel(lecturer_job)
@@ -80,7 +80,7 @@ def test_a_read_only_server_still_analyses_photos(demo_app, monkeypatch):
 
 def test_a_read_only_store_with_no_jobs_yet_is_empty(demo_app, monkeypatch):
     monkeypatch.setenv("FER_READ_ONLY", "1")
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         assert store.list() == []
     assert not demo_app.exists()  # not even the data folder was made
 

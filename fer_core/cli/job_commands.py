@@ -80,7 +80,7 @@ def cluster(args: argparse.Namespace) -> int:
 
 
 def listing(args: argparse.Namespace) -> int:
-    with jobs.open_store() as store:  # every look at the store notices dead workers and starts queued jobs
+    with jobs.scheduled_store() as store:  # every look at the store notices dead workers and starts queued jobs
         listed = store.list(sweep=args.sweep)
 
     def text() -> None:
@@ -103,7 +103,7 @@ def _job(store, value: int):
 
 
 def show(args: argparse.Namespace) -> int:
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         job = _job(store, args.id)
     try:  # the note and tags given when the job was submitted (none when run.json is unreadable)
         info = read_info(job.run_dir)
@@ -121,7 +121,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         job = _job(store, args.id)
         state = store.cancel(job.id)
     print(f"job {job.id}: " + ("cancelled" if state == jobs.JobStatus.CANCELLED
@@ -131,7 +131,7 @@ def cancel(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     limits = jobs.Limits.from_env()
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         job = _job(store, args.id)
         if args.epochs is not None:
             limits.check_epochs(args.epochs)
@@ -142,7 +142,7 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         job = _job(store, args.id)
         kept = store.delete(job.id)
     print(f"job {job.id}: deleted with its run's files" + (
@@ -152,7 +152,7 @@ def delete(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    with jobs.open_store() as store:
+    with jobs.scheduled_store() as store:
         job = _job(store, args.id)
     print(jobs.job_log(job, tail=args.tail), end="")
     return 0

@@ -11,6 +11,7 @@ import numpy as np
 
 from fer_core.device import quiet_stderr
 from fer_core.errors import DataError
+from fer_core.inference.drawing import label_faces
 
 #: The annotated video: VP8 in WebM (OpenCV writes it and browsers play it), longer side at most this.
 OUT_SUFFIX, OUT_CODEC, OUT_SIDE = ".webm", "VP80", 960
@@ -67,20 +68,12 @@ class VideoWriter:
 
 def annotate(frame: np.ndarray, vf) -> np.ndarray:
     """A BGR frame (at the output size) with each face of ``vf`` (a :class:`~fer_core.inference.video.VideoFrame`)
-    boxed, numbered by track and labelled."""
+    boxed, numbered by track and labelled (:func:`~fer_core.inference.drawing.label_faces`)."""
     import cv2
 
     w, h = out_size((frame.shape[1], frame.shape[0]))
     k = w / frame.shape[1]
     img = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != frame.shape[1::-1] else frame.copy()
-    thick = max(2, round(max(w, h) / 400))
-    for face in vf.faces:
-        b = face.box.scaled(k)
-        colour = PALETTE[(face.track - 1) % len(PALETTE)]
-        cv2.rectangle(img, (b.x, b.y), (b.x + b.w, b.y + b.h), colour, thick)
-        text = f"{face.track}: {face.label} {float(np.max(face.proba)):.0%}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        y = max(b.y - th - base - 2, 0)
-        cv2.rectangle(img, (b.x, y), (b.x + tw + 6, y + th + base + 2), colour, -1)
-        cv2.putText(img, text, (b.x + 3, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return img
+    return label_faces(img, [(face.box.scaled(k), f"{face.track}: {face.label} {float(np.max(face.proba)):.0%}",
+                              PALETTE[(face.track - 1) % len(PALETTE)]) for face in vf.faces],
+                       thick=max(2, round(max(w, h) / 400)))

@@ -359,3 +359,28 @@ def _aligned_crop(gray: np.ndarray, box: Box, size: int, frame: float, angle: fl
     m[:, 2] += (s / 2 - cx, s / 2 - cy)  # the box centre lands in the middle of an s x s patch
     patch = cv2.warpAffine(gray, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
+
+
+def can_align(finder) -> bool:
+    """Whether a detector can tell how far a face is turned (see :meth:`YuNetDetector.upright_angle`)."""
+    return hasattr(finder, "upright_angle")
+
+
+def upright(finder, gray: np.ndarray, box: Box) -> float:
+    """Degrees that turn the face in ``box`` upright (0 for detectors that cannot tell)."""
+    return finder.upright_angle(gray, box) if can_align(finder) else 0.0
+
+
+def face_crop(finder, gray: np.ndarray, box: Box, angle: float | None = None) -> tuple[np.ndarray, float]:
+    """The one way a detected face becomes the model's input, in photos, videos and the live
+    camera: its 48x48 crop framed as ``finder`` frames faces, turned upright by ``angle``
+    degrees; None measures the angle (0 for detectors that cannot). Returns the crop and the angle."""
+    if angle is None:
+        angle = upright(finder, gray, box)
+    return crop_face(gray, box, frame=finder.frame, angle=angle), angle
+
+
+def face_json(box: Box, angle: float, label: str, proba, classes: tuple[str, ...]) -> dict:
+    """One classified face as ``predict --json`` writes it, in a photo or a video frame."""
+    return {"box": box.as_list(), "angle": round(float(angle), 1), "label": label,
+            "probabilities": {c: round(float(p), 6) for c, p in zip(classes, proba)}}

@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from fer_core.inference.annotated import annotate
-from fer_core.inference.faces import DEFAULT_DETECTOR, crop_face, get_detector
+from fer_core.inference.faces import DEFAULT_DETECTOR, face_crop, get_detector
 from fer_core.inference.forward import predict_proba
 from fer_core.inference.tracking import TRACK_GAP, Tracker, appearance
 from fer_core.inference.video import VideoFace, VideoFrame
@@ -63,7 +63,7 @@ class LiveAnalyser:
         now = self.clock()
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         boxes = self.finder.detect(gray)
-        crops = [crop_face(gray, box, frame=self.finder.frame) for box in boxes]
+        crops = [face_crop(self.finder, gray, box, 0.0)[0] for box in boxes]
         vf = VideoFrame(round(now - self.started, 3))
         for box, track in zip(boxes, self.tracker.assign(now - self.started, boxes, [appearance(c) for c in crops])):
             vf.faces.append(VideoFace(box, track))

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from fer_core.data.images import open_image, to_face_array
 from fer_core.errors import FerError
-from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, crop_face, get_detector
+from fer_core.inference.drawing import LABEL_HEIGHT, label_faces
+from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, face_crop, face_json, get_detector
 from fer_core.inference.forward import model_crop, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
 
@@ -60,8 +61,7 @@ class ImageResult:
         under ``gradcam``, or null and the reason under ``gradcam_note``."""
         out = {"file": self.file, "detector": self.detector or None, "faces": []}
         for f in self.faces:
-            face = {"box": f.box.as_list(), "angle": round(f.angle, 1), "label": f.label,
-                    "probabilities": {c: round(float(p), 6) for c, p in zip(classes, f.proba)}}
+            face = face_json(f.box, f.angle, f.label, f.proba, classes)
             if explain:
                 face["gradcam"] = None if f.cam is None else np.round(f.cam, 3).tolist()
                 if f.cam is None:
@@ -116,8 +116,7 @@ def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[
             res.detector = finder.name if res.detected else ""
             scale = res.size[0] / im.size[0]
             for box in boxes:
-                turn = finder.upright_angle(gray, box) if res.detected and align and hasattr(finder, "upright_angle") else 0.0
-                crop = crop_face(gray, box, frame=finder.frame, angle=turn) if res.detected else _whole(gray)
+                crop, turn = face_crop(finder, gray, box, None if align else 0.0) if res.detected else (_whole(gray), 0.0)
                 res.faces.append(Face(box.scaled(scale) if scale != 1 else box, crop, np.zeros(len(classes)), "",
                                       angle=turn))
                 crops.append(crop)
@@ -253,14 +252,13 @@ def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0
 
 #: Small photos are drawn at least this large, so that a label does not dwarf the face.
 DRAW_MIN_SIDE = 240
-LABEL_HEIGHT = 14  # px of a label's band
 
 
 def draw(result: ImageResult, max_side: int = 1200):
     """The photo (RGB, scaled to ``max_side`` at most and DRAW_MIN_SIDE at least) with a numbered
-    box and label on every face. A label goes above its box; where the box touches the top of
-    the photo (a face crop, a face at the edge) a band is added above the photo for it, so no
-    label ever covers a face."""
+    box and label on every face (:func:`~fer_core.inference.drawing.label_faces`, as on video
+    frames). A label goes above its box; where the box touches the top of the photo (a face crop,
+    a face at the edge) a band is added above the photo for it, so no label ever covers a face."""
     im = result.image.convert("RGB")
     k = min(max_side / max(im.size), max(1.0, DRAW_MIN_SIDE / max(im.size)))
     if k != 1:
@@ -268,20 +266,8 @@ def draw(result: ImageResult, max_side: int = 1200):
                        Image.Resampling.BICUBIC if k > 1 else Image.Resampling.BILINEAR)
     scale = im.width / result.size[0]  # boxes are in the full photo's pixels
     band = LABEL_HEIGHT if any(f.box.y * scale < LABEL_HEIGHT for f in result.faces) else 0
-    if band:
-        framed = Image.new("RGB", (im.width, im.height + band), (255, 255, 255))
-        framed.paste(im, (0, band))
-        im = framed
-    pen = ImageDraw.Draw(im)
-    width = max(2, round(max(im.size) / 300))
-    for i, face in enumerate(result.faces, 1):
-        b = face.box
-        x0, y0, x1, y1 = b.x * scale, b.y * scale + band, (b.x + b.w) * scale, (b.y + b.h) * scale + band
-        pen.rectangle([x0, y0, x1, y1], outline=(255, 215, 0), width=width)
-        text = f"{i}: {face.label} {face.proba.max():.0%}"
-        tw = pen.textlength(text)
-        top = max(y0 - LABEL_HEIGHT, 0)
-        left = min(x0, max(im.width - tw - 6, 0))  # inside the picture on the right too
-        pen.rectangle([left, top, left + tw + 6, top + LABEL_HEIGHT], fill=(255, 215, 0))
-        pen.text((left + 3, top + 1), text, fill=(0, 0, 0))
-    return im
+    img = np.full((im.height + band, im.width, 3), 255, np.uint8)
+    img[band:] = np.asarray(im)
+    faces = [(Box(round(f.box.x * scale), round(f.box.y * scale) + band, round(f.box.w * scale), round(f.box.h * scale)),
+              f"{i}: {f.label} {f.proba.max():.0%}", (255, 215, 0)) for i, f in enumerate(result.faces, 1)]
+    return Image.fromarray(label_faces(img, faces, thick=max(2, round(max(img.shape[:2]) / 300))))

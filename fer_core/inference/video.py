@@ -22,7 +22,7 @@ from fer_core.device import quiet_stderr
 from fer_core.errors import ConfigError, DataError
 from fer_core.files import atomic_write
 from fer_core.inference.annotated import OUT_SUFFIX, VideoWriter
-from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, crop_face, get_detector
+from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, can_align, face_crop, face_json, get_detector, upright
 from fer_core.inference.forward import predict_proba
 from fer_core.inference.tracking import Tracker, appearance, is_cut, thumbnail
 
@@ -189,9 +189,7 @@ class VideoResult:
                 "size": list(self.size) if self.size else None, "duration": self.duration,
                 **({"cut_at": self.cut_at, "note": self.note} if self.cut_at is not None else {}),
                 "frames": [{"t": f.t, "faces": [
-                    {"box": face.box.as_list(), "track": face.track, "angle": round(face.angle, 1),
-                     "label": face.label,
-                     "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, face.proba)}}
+                    {**face_json(face.box, face.angle, face.label, face.proba, self.classes), "track": face.track}
                     for face in f.faces]} for f in self.frames],
                 "tracks": self.tracks()}
 
@@ -328,7 +326,7 @@ def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress
     span, max_frames = analysed_span(result.fps, rate), video_limits()[1]
     count, previous = 0, None  # previous: the last sampled frame's thumbnail (shot cuts)
     tracker, angles = Tracker(), {}  # angles: track -> (degrees, time measured)
-    can_align = align and hasattr(finder, "upright_angle")
+    turns = align and can_align(finder)
     writer, pending = None, []  # pending: (VideoFrame, crops, BGR frame for the output or None)
     try:
         for t, frame in sampled_frames(cap, result.fps):
@@ -350,14 +348,14 @@ def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress
             previous = thumb
             boxes = finder.detect(gray)
             vf, crops = VideoFrame(round(t, 3)), []
-            plain = [crop_face(gray, box, frame=finder.frame) for box in boxes]  # what each face looks like
+            plain = [face_crop(finder, gray, box, 0.0)[0] for box in boxes]  # what each face looks like
             for box, face, track in zip(boxes, plain, tracker.assign(t, boxes, [appearance(c) for c in plain])):
                 angle = 0.0
-                if can_align:
+                if turns:
                     if track not in angles or t - angles[track][1] >= ALIGN_EVERY:
-                        angles[track] = (finder.upright_angle(gray, box), t)
+                        angles[track] = (upright(finder, gray, box), t)
                     angle = angles[track][0]
-                crops.append(crop_face(gray, box, frame=finder.frame, angle=angle) if abs(angle) >= 1 else face)
+                crops.append(face_crop(finder, gray, box, angle)[0] if abs(angle) >= 1 else face)
                 vf.faces.append(VideoFace(box, track, angle=angle))
             pending.append((vf, crops, frame if writer is not None else None))
             stop = cancel is not None and cancel()

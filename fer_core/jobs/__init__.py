@@ -2,7 +2,7 @@
 
 - :mod:`.store`: the job table, its states and the fenced writes (``JobStore``, ``JobStatus``);
 - :mod:`.runners`: where workers run (``LocalRunner``) and :mod:`.ray_runner` (``RayRunner``);
-- :mod:`.scheduler`: ``schedule``, ``submit`` and ``open_store`` (open, schedule, act, close),
+- :mod:`.scheduler`: ``schedule``, ``submit`` and ``scheduled_store`` (open, schedule, act, close),
   the runner a job goes to, its log and the cluster view;
 - :mod:`.sweep`: grids of configurations submitted as one sweep;
 - :mod:`.worker`: the body of ``python -m fer_core jobs work ID``.
@@ -20,7 +20,7 @@ from fer_core.jobs.scheduler import (
            default_runner_name,
            get_runner,
            job_log,
-           open_store,
+           scheduled_store,
            ray_address_setting,
            save_ray_address,
            schedule,
@@ -33,5 +33,5 @@ from fer_core.jobs.worker import work
 
 __all__ = ["Limits", "FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "ENDED", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
            "LeaseLost", "LocalRunner", "Runner", "cluster_view", "connect", "default_runner_name", "get_runner", "job_log",
-           "make_sweep", "open_store", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
+           "make_sweep", "scheduled_store", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
            "submit_sweep", "transaction", "visible_gpus", "work"]

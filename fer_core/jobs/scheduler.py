@@ -124,10 +124,11 @@ def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
 
 
 @contextmanager
-def open_store(runner: Runner | None = None) -> Iterator[JobStore]:
-    """Open the store, bring it up to date (:func:`schedule`), hand it over, close it.
+def scheduled_store(runner: Runner | None = None) -> Iterator[JobStore]:
+    """Open the store, bring it up to date (:func:`schedule`: dead workers noticed, queued jobs started), hand it
+    over, close it.
 
-    The one way pages and the CLI act on jobs: ``with open_store() as store: store.cancel(3)``.
+    The one way pages and the CLI act on jobs: ``with scheduled_store() as store: store.cancel(3)``.
 
     Raises:
         JobError: the store cannot be opened (a message naming the file and the way out).

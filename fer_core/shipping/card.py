@@ -81,7 +81,6 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     """The card's text for the measurements ``m`` (metrics.json), the last stage's config and history."""
     r, tta = m["results"], m["default_tta"]
     d = r[f"PrivateTest/{tta}"]
-    classes = d["classes"]
     config = TrainConfig.from_dict(cfg)
     arch = config.arch
     arch_source = ("layer notation" if is_notation(arch) else
