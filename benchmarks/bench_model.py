@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.data.loading import load_dataset  # noqa: E402
 from fer_core.inference.evaluate import evaluate  # noqa: E402
 from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
-from fer_core.shipping.release import measure_speed  # noqa: E402
+from fer_core.shipping.measure import measure_speed  # noqa: E402
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES  # noqa: E402
 
 

@@ -157,7 +157,7 @@ def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
     model.save(run / "model.keras")
     metrics = release(run, "demo", target=tmp_path / "default_model", log=lambda *a: None)
     shipped = _weights(tmp_path / "default_model" / "model.keras")
-    # kernels ship rounded to float16 (fer_core.shipping.release.compact); batch-norm statistics exactly
+    # kernels ship rounded to float16 (fer_core.shipping.compact); batch-norm statistics exactly
     expected = [w.astype(np.float16).astype(np.float32) if w.ndim >= 2 else w for w in model.get_weights()]
     assert len(shipped) == len(expected) and all(np.array_equal(a, b) for a, b in zip(shipped, expected))
     assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["then"] == [commands.on_run("recalibrate", "run")]

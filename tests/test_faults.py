@@ -134,25 +134,28 @@ def test_unsafe_model_files_are_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_two_sessions_submitting_and_cancelling_at_once(data_dir):
-    """Two processes (as two browser sessions would, through the same calls) each submit six
-    jobs and cancel three of them; every job is recorded once with the right final status."""
+def test_sessions_submitting_and_cancelling_at_once(data_dir):
+    """Four processes (as four browser sessions would, through the same calls) each submit five
+    jobs at the same time and cancel every other one: every job is recorded once, in its own run
+    folder, with the right final status, and one runs (the runner's one slot)."""
     script = SUBMITTER + (
         "store = jobs.JobStore()\n"
         "mine = [jobs.submit(TrainConfig(data='demo', arch='tiny', seed=100 * int(sys.argv[1]) + i), store, R())"
-        " for i in range(6)]\n"
+        " for i in range(5)]\n"
         "for job_id in mine[::2]:\n"
         "    store.cancel(job_id)\n"
         "print(' '.join(map(str, mine)))\n"
     )
     env = dict(os.environ, HOLDER=str(os.getpid()), PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", script, str(s)], env=env, stdout=subprocess.PIPE, text=True)
-             for s in (1, 2)]
+             for s in (1, 2, 3, 4)]
     mine = [list(map(int, p.communicate(timeout=120)[0].split())) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     store = jobs.JobStore()
     listed = {j.id: j for j in store.list()}
-    assert sorted(listed) == sorted(mine[0] + mine[1]) and len(listed) == 12
+    assert sorted(listed) == sorted(sum(mine, [])) and len(listed) == 20
+    assert sorted(j.config["seed"] for j in listed.values()) == [100 * s + i for s in (1, 2, 3, 4) for i in range(5)]
+    assert len({j.run_dir for j in listed.values()}) == 20
     for ids in mine:
         for job_id in ids[::2]:
             job = listed[job_id]
@@ -162,7 +165,7 @@ def test_two_sessions_submitting_and_cancelling_at_once(data_dir):
             assert listed[job_id].status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING)
             assert not listed[job_id].cancel_requested
     assert sum(j.status == jobs.JobStatus.RUNNING for j in listed.values()) == 1
-    assert len(json.loads(json.dumps([j.to_dict() for j in listed.values()]))) == 12  # every row readable as JSON
+    assert len(json.loads(json.dumps([j.to_dict() for j in listed.values()]))) == 20  # every row readable as JSON
 
 
 def test_a_damaged_page_of_the_store_is_a_clear_error_and_repair_rebuilds_it(run_in_data, data_dir, capsys):

@@ -22,7 +22,16 @@ from fer_core.device import quiet_stderr
 from fer_core.errors import ConfigError, DataError
 from fer_core.files import atomic_write
 from fer_core.inference.annotated import OUT_SUFFIX, VideoWriter
-from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, can_align, face_crop, face_json, get_detector, upright
+from fer_core.inference.faces import (
+    DEFAULT_DETECTOR,
+    Box,
+    FaceDetector,
+    can_align,
+    face_crop,
+    face_json,
+    get_detector,
+    upright,
+)
 from fer_core.inference.forward import predict_proba
 from fer_core.inference.tracking import Tracker, appearance, is_cut, thumbnail
 

@@ -20,10 +20,10 @@ from fer_core.jobs.scheduler import (
            default_runner_name,
            get_runner,
            job_log,
-           scheduled_store,
            ray_address_setting,
            save_ray_address,
            schedule,
+           scheduled_store,
            submit,
 )
 from fer_core.jobs.sqlite import STORE_FILE, connect, store_path, transaction

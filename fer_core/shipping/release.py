@@ -2,19 +2,14 @@
 
 ``python -m fer_core release RUN_DIR --data FER2013_DIR`` copies the run's best checkpoint
 (selected on PublicTest during training; its batch-norm-recalibrated version when one was kept)
-into ``fer_core/shipping/default_model/`` (kernels stored in float16, see :func:`compact`) with its config
+into ``fer_core/shipping/default_model/`` (kernels stored in float16, see :func:`fer_core.shipping.compact.compact`) with its config
 and class names, evaluates the saved file on PublicTest and PrivateTest with every TTA mode, times
 it, and writes ``metrics.json`` and ``MODEL_CARD.md`` from those measurements.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import os
-import platform
-import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +19,7 @@ from fer_core.data.demo import make_demo_dataset
 from fer_core.data.loading import load_dataset
 from fer_core.errors import ModelError
 from fer_core.inference.evaluate import evaluate
-from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES, predict_proba
+from fer_core.inference.forward import DEFAULT_TTA, predict_proba
 from fer_core.inference.loader import DEFAULT_MODEL_DIR, ModelRef, load_model
 from fer_core.models.ensemble import build_ensemble
 from fer_core.models.ensemble import members as ensemble_members
@@ -32,30 +27,12 @@ from fer_core.runs import commands, model_folder, rundir
 from fer_core.runs.recipes import find_recipe, list_recipes
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.shipping import card
+from fer_core.shipping.compact import compact
+from fer_core.shipping.measure import measure_release, measure_speed
 from fer_core.training.catalog import lineage, summarize
 
 MAX_MB = 25  # project rule: no tracked file over 25 MB (kernels in float16: three v1/v2-size members take 13 MB)
 TARGET = card.TARGET
-
-
-def measure_speed(model, faces: np.ndarray, repeat: int = 20) -> dict:
-    """Single-face latency (median ms, default TTA and none) and batch throughput (faces/s), after warm-up."""
-    out = {}
-    for tta in ("none", DEFAULT_TTA):
-        predict_proba(model, faces[:1], tta)
-        times = []
-        for i in range(repeat):
-            t0 = time.perf_counter()
-            predict_proba(model, faces[i:i + 1], tta)
-            times.append(time.perf_counter() - t0)
-        out[f"latency_ms_{tta}"] = round(float(np.median(times)) * 1000, 1)
-    batch = faces[:2048]
-    predict_proba(model, batch[:256])
-    t0 = time.perf_counter()
-    predict_proba(model, batch)
-    out["throughput_faces_per_s"] = round(len(batch) / (time.perf_counter() - t0))
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores"
-    return out
 
 
 def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, note: str = "") -> dict:
@@ -105,7 +82,7 @@ def _release_run(run_dir: str | Path, data: str, target: Path, log):
                "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
                "device": run.info.get("device"), "num_train": run.info.get("num_train"),
                "bn_recalibration": run.info.get(rundir.BN_RECORD) if recalibrated else None,
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), **_measure(model, ds, log)}
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(model, ds, log)}
     network = card.describe_network(model)
     return metrics, lambda m: card.render(m, run.config.to_dict(), run.metrics, network)
 
@@ -133,60 +110,6 @@ def _save_shipped(model, target: Path, what: str) -> float:
                              "shipped model.")
 
     return files.atomic_write(rundir.final_model(target), save_small).stat().st_size / 1e6
-
-
-def compact(path: Path) -> None:
-    """Rewrite a saved ``.keras`` file with its kernels (conv and dense weights) stored in float16
-    and the archive deflated: half the size, still a plain ``.keras`` file that any Keras loads.
-
-    Keras casts what it reads to each variable's dtype, so the model still computes in float32;
-    only the stored kernels are rounded (relative error under 0.05%). On the three-member
-    ensemble: 29.3 -> 13.3 MB; PublicTest probabilities (flip) move by at most 0.0011 and no
-    face changes class; on PrivateTest one face of 3,589 does. Vectors (biases, batch-norm
-    statistics) stay float32: they are small, and a moving variance can fall below float16's
-    normal range. The release measures the rounded model.
-    """
-    import h5py
-
-    def copy(source, dest) -> None:
-        dest.attrs.update(source.attrs)
-        for name, item in source.items():
-            if isinstance(item, h5py.Group):
-                copy(item, dest.create_group(name))
-            else:
-                data = item[()]
-                if getattr(data, "dtype", None) == np.float32 and data.ndim >= 2:
-                    data = data.astype(np.float16)
-                dest.create_dataset(name, data=data)
-
-    rewritten = io.BytesIO()
-    with zipfile.ZipFile(path) as archive, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as out:
-        for entry in archive.namelist():
-            if not entry.endswith(".h5"):
-                out.writestr(entry, archive.read(entry))
-                continue
-            weights = io.BytesIO()
-            with archive.open(entry) as stored, h5py.File(stored, "r") as source, h5py.File(weights, "w") as dest:
-                copy(source, dest)
-            out.writestr(entry, weights.getvalue())
-    path.write_bytes(rewritten.getvalue())  # ``path`` is the release's temporary file (see _save_shipped)
-
-
-def _measure(model, ds, log) -> dict:
-    """``{"results", "speed"}`` of a model to ship: PublicTest and PrivateTest with every TTA
-    (timed), then its speed."""
-    results = {}
-    for split in ("PublicTest", "PrivateTest"):
-        for tta in TTA_MODES:
-            t0 = time.perf_counter()
-            res = evaluate(model, ds, split, tta, name="default")
-            seconds = time.perf_counter() - t0
-            results[f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
-            log(f"{split:11s} TTA {tta:8s} accuracy {res.metrics['accuracy']:.4f}  macro F1 "
-                f"{res.metrics['macro_f1']:.4f}  ({seconds:.1f} s)")
-    speed = measure_speed(model, ds.subset("PrivateTest").images)
-    log(f"speed: {speed}")
-    return {"results": results, "speed": speed}
 
 
 def _member(source: str | Path) -> tuple[object, dict]:
@@ -248,7 +171,7 @@ def _release_ensemble(sources: list, data: str, target: Path, log):
     metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), **_measure(ensemble, ds, log)}
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(ensemble, ds, log)}
     return metrics, card.render_ensemble
 
 
