@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon="🏋️"),
     st.Page("pages/runs.py", title="Runs", icon="📈"),
     st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
+    st.Page("pages/explore.py", title="Explore", icon="🔬"),
     st.Page("pages/predict.py", title="Predict", icon="📷"),
 ]
 

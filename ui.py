@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
+
 
 if "tensorflow" not in sys.modules:  # aiortc (the live camera) must load before TensorFlow: after it, the
     try:  # process crashes (its libsrtp binds to TensorFlow's own crypto symbols; aiortc 1.16, TF 2.21)
@@ -34,9 +36,11 @@ from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.loader import DEFAULT_MODEL, default_model, load_model, resolve_model
 from fer_core.models.build import create_model, list_models
-from fer_core.inference.photo import ImageResult, analyse, draw
+from fer_core.inference.explore import embed
+from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate
+from fer_core.training.dynamics import cartography_with_faces
 
 
 def _import_tensorflow_quietly() -> None:
@@ -277,14 +281,14 @@ def gated(fn, *args):
 
 
 def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
-                    explain: bool, detector: str) -> tuple[ImageResult, bytes]:
+                    explain: bool, detector: str, occlude: bool = False) -> tuple[ImageResult, bytes]:
     """:func:`_analysis`, through the server's analysis gate on a cache miss."""
-    return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector)
+    return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector, occlude)
 
 
 @st.cache_data(max_entries=32, ttl=1800, show_spinner=False)
 def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
-              explain: bool, detector: str) -> tuple[ImageResult, bytes]:
+              explain: bool, detector: str, occlude: bool = False) -> tuple[ImageResult, bytes]:
     """One photo's faces and predictions, and the photo with its boxes drawn (JPEG bytes),
     computed once per (content, model, settings).
 
@@ -294,7 +298,7 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
     """
     ref = resolve_model(model)
     res = analyse([(name, data)], cached_model(model, stamp), ref.classes, detect=detect, tta=tta,
-                  explain=explain, detector=detector)[0]
+                  explain=explain, detector=detector, occlude=occlude)[0]
     drawn = b""
     if res.image is not None:
         buf = io.BytesIO()
@@ -302,3 +306,34 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
         drawn = buf.getvalue()
     res.image = None
     return res, drawn
+
+
+# ------------------------------------------------------------------------------------- Explore
+def cached_embedding(model: str, source: str, split: str, method: str, sample: int | None):
+    """The map of a split (:func:`fer_core.inference.explore.embed`), computed once per model file,
+    data, split, layout and sample, through the analysis gate."""
+    return gated(_embedding, model, resolve_model(model).stamp, source, split, method, sample)
+
+
+@st.cache_data(max_entries=8, ttl=3600, show_spinner="Computing the model's features and the map…")
+def _embedding(model: str, stamp: str, source: str, split: str, method: str, sample: int | None):
+    ref = resolve_model(model)
+    part = cached_dataset(source, ref.merge).subset(split)
+    return embed(cached_model(model, stamp), part.images, part.labels, split, method, sample)
+
+
+def cached_face_views(model: str, face: np.ndarray) -> dict:
+    """One face inside the model: its layers, Grad-CAM, occlusion and the what-if probabilities."""
+    return gated(_face_views, model, resolve_model(model).stamp, np.ascontiguousarray(face, np.uint8).tobytes())
+
+
+@st.cache_data(max_entries=32, ttl=1800, show_spinner="Looking inside the network…")
+def _face_views(model: str, stamp: str, face: bytes) -> dict:
+    return face_views(cached_model(model, stamp), np.frombuffer(face, np.uint8).reshape(48, 48))
+
+
+@st.cache_data(max_entries=8, ttl=1800, show_spinner="Reading the training dynamics…")
+def cached_cartography(run: str, stamp: float) -> tuple[dict, np.ndarray] | None:
+    """A run's cartography (:mod:`fer_core.training.dynamics`) and its followed faces' images, or
+    None when the run recorded none; ``stamp``: the dynamics file's modification time."""
+    return cartography_with_faces(run, lambda source, merge: cached_dataset(source, merge))

@@ -39,4 +39,6 @@ st.page_link("pages/dataset.py", label="Dataset: browse the faces by class and s
 st.page_link("pages/train.py", label="Train: launch background training jobs and watch them", icon="🏋️")
 st.page_link("pages/runs.py", label="Runs: loss and accuracy curves, comparison, the study table", icon="📈")
 st.page_link("pages/evaluate.py", label="Evaluate: confusion matrix, per-class report, mistakes", icon="🎯")
+st.page_link("pages/explore.py", label="Explore: inside the network, from its map of the faces to how it learned "
+             "each one", icon="🔬")
 st.page_link("pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")

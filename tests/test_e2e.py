@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,7 +311,7 @@ def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
     shutil.rmtree(data, ignore_errors=True)
 
 
-PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Predict"]
+PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Explore", "Predict"]
 
 
 @pytest.mark.parametrize("path", ["dataset", "train", "runs", "evaluate", "predict"])
@@ -428,7 +429,7 @@ def test_every_page_fits_a_projector_and_a_phone(browser, server, tmp_path):
         page = browser.new_page(viewport={"width": screens[0][0], "height": screens[0][1]})
         page.set_default_timeout(120_000)
         j = Journey(page, server.url)
-        for path in ("predict", "dataset", "evaluate", "runs"):
+        for path in ("predict", "dataset", "evaluate", "explore", "runs"):
             page.set_viewport_size({"width": screens[0][0], "height": screens[0][1]})
             j.open(path)
             if path == "predict":
@@ -438,6 +439,8 @@ def test_every_page_fits_a_projector_and_a_phone(browser, server, tmp_path):
                 j.until("Class distribution")
             elif path == "evaluate":
                 j.until("Confusion matrix")
+            elif path == "explore":
+                j.until("10-NN accuracy on this map")
             j.idle()
             for width, height in screens:
                 page.set_viewport_size({"width": width, "height": height})
@@ -471,3 +474,38 @@ def test_the_estimate_and_the_server_log(browser, server):
     for noise in ("cuInit", "oneDNN", "shuffle=True", "was created with a default value but also had its value set",
                   "Traceback"):
         assert noise not in log, f"{noise!r} in the server log:\n{log[-3000:]}"
+
+
+def test_the_explore_map_shows_a_face_on_hover_and_a_box_selects_faces(browser, server):
+    """Explore in Chromium: hovering a point of the map shows its face in the tooltip; dragging a
+    box over the map lists the faces inside it, with the first one's nearest faces."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    j = Journey(page, server.url)
+    j.open("explore")
+    j.until("10-NN accuracy on this map", "Hover over a point")
+    j.idle()
+    chart = page.get_by_test_id("stVegaLiteChart").first
+    chart.scroll_into_view_if_needed()
+    area = chart.locator("canvas, svg").first.bounding_box()
+    tooltip = page.locator("#vg-tooltip-element")
+    found = False
+    for fy in np.linspace(0.15, 0.85, 15):  # sweep the plot until the pointer rests on a point
+        for fx in np.linspace(0.1, 0.9, 15):
+            page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"])
+            if tooltip.count() and "visible" in (tooltip.get_attribute("class") or "") and tooltip.locator("img").count():
+                found = True
+                break
+        if found:
+            break
+    assert found, "no tooltip with the face's picture appeared over the map"
+    assert "true class" in tooltip.inner_text()
+    page.mouse.move(area["x"] + 0.02 * area["width"], area["y"] + 0.02 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + 0.6 * area["width"], area["y"] + 0.6 * area["height"], steps=12)
+    page.mouse.up()
+    shown = j.until("selected face(s)", "nearest faces")
+    n = int(shown.split(" selected face(s)")[0].split()[-1])
+    assert n > 0
+    j.shot("explore-map-selection")
+    page.close()

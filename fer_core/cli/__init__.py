@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_core.cli import analysis, job_commands, listings, shipping, training
+from fer_core.cli import analysis, explore, job_commands, listings, shipping, training
 from fer_core.device import device_line, quiet_tensorflow
 from fer_core.errors import FerError
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
-TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export", "members"}
+TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export", "members",
+               "explore"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     listings.add_commands(sub)
     training.add_train_command(sub)
     analysis.add_commands(sub)
+    explore.add_commands(sub)
     shipping.add_commands(sub)
     training.add_recalibrate_command(sub)
     job_commands.add_commands(sub)

@@ -59,7 +59,7 @@ def predict(args: argparse.Namespace) -> int:
     model = load_model(ref)
     photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
-                     detector=args.detector)
+                     detector=args.detector, occlude=args.explain and args.json)
     clips = {f: _video(f, model, ref.classes, args) for f in videos}
     results = [clips[f] if f in clips else photos.pop(0) for f in args.images]
     failed = any(getattr(r, "error", None) for r in results)
@@ -143,7 +143,8 @@ def add_commands(sub) -> None:
                     help=f"the face detector (default {DEFAULT_DETECTOR}: finds turned and tilted faces and turns "
                          "them upright; haar: OpenCV's cascades)")
     pr.add_argument("--explain", action="store_true", help="with --json: each face's Grad-CAM map (48x48, 0-1) "
-                    "under 'gradcam', or null and the reason under 'gradcam_note'")
+                    "under 'gradcam' and its occlusion-sensitivity map under 'occlusion' (or null and the reason "
+                    "under 'gradcam_note' / 'occlusion_note')")
     pr.add_argument("--fps", type=float, default=DEFAULT_FPS,
                     help=f"videos: frames analysed per second of video (default {DEFAULT_FPS:g})")
     pr.add_argument("--out", metavar="ANNOTATED.webm", help="one video: also write it with every face boxed and "

@@ -15,6 +15,8 @@ from fer_core.data.images import open_image, to_face_array
 from fer_core.errors import FerError
 from fer_core.inference.drawing import LABEL_HEIGHT, label_faces
 from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, face_crop, face_json, get_detector
+from fer_core.inference import explore
+from fer_core.inference.explore import occlusion
 from fer_core.inference.forward import model_crop, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
 
@@ -44,6 +46,8 @@ class Face:
     cam: np.ndarray | None = None  # Grad-CAM heat map, 48x48 in [0, 1]
     cam_note: str | None = None  # why there is no heat map, when there is none
     angle: float = 0.0  # degrees the face was turned to stand upright before it was cropped
+    occlusion: np.ndarray | None = None  # occlusion sensitivity, 48x48 in [0, 1] (see fer_core.inference.explore)
+    occlusion_note: str | None = None
 
 
 @dataclass
@@ -58,7 +62,8 @@ class ImageResult:
 
     def to_json(self, classes: tuple[str, ...], explain: bool = False) -> dict:
         """The result as JSON; with ``explain``, each face's Grad-CAM map (48x48 values in 0-1)
-        under ``gradcam``, or null and the reason under ``gradcam_note``."""
+        under ``gradcam``, or null and the reason under ``gradcam_note``, and its occlusion map
+        under ``occlusion`` (or null and ``occlusion_note``)."""
         out = {"file": self.file, "detector": self.detector or None, "faces": []}
         for f in self.faces:
             face = face_json(f.box, f.angle, f.label, f.proba, classes)
@@ -66,6 +71,9 @@ class ImageResult:
                 face["gradcam"] = None if f.cam is None else np.round(f.cam, 3).tolist()
                 if f.cam is None:
                     face["gradcam_note"] = f.cam_note or "Grad-CAM was not computed."
+                face["occlusion"] = None if f.occlusion is None else np.round(f.occlusion, 3).tolist()
+                if f.occlusion is None:
+                    face["occlusion_note"] = f.occlusion_note or "Occlusion was not computed."
             out["faces"].append(face)
         if self.error:
             out["error"] = self.error
@@ -87,7 +95,7 @@ def find_faces(gray: np.ndarray, detect: str = "auto", detector: FaceDetector | 
 
 def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[str, ...], *, detect: str = "auto",
             tta: str = "none", explain: bool = False, detector: str | FaceDetector = DEFAULT_DETECTOR,
-            align: bool = True) -> list[ImageResult]:
+            align: bool = True, occlude: bool = False) -> list[ImageResult]:
     """Decode each image, find its faces and classify all faces of all images in one batch.
 
     Args:
@@ -99,6 +107,7 @@ def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[
         explain: also compute a Grad-CAM heat map per face.
         detector: "yunet" (the default), "haar", or a detector object.
         align: turn each face upright before cropping it (detectors that can tell the angle).
+        occlude: also an occlusion-sensitivity map per face (:func:`fer_core.inference.explore.occlusion`).
 
     Returns:
         One result per image, in order; an image that cannot be read has ``error`` set, and one
@@ -131,6 +140,8 @@ def analyse(images: list[tuple[str, bytes | str | Path]], model, classes: tuple[
         faces = [f for r in results for f in r.faces]
         for face, p, (cam, note) in zip(faces, proba, cams):
             face.proba, face.label, face.cam, face.cam_note = p, classes[int(p.argmax())], cam, note
+            if occlude:
+                face.occlusion, face.occlusion_note = occlusion(model, face.crop, int(p.argmax()))
     return results
 
 
@@ -271,3 +282,15 @@ def draw(result: ImageResult, max_side: int = 1200):
     faces = [(Box(round(f.box.x * scale), round(f.box.y * scale) + band, round(f.box.w * scale), round(f.box.h * scale)),
               f"{i}: {f.label} {f.proba.max():.0%}", (255, 215, 0)) for i, f in enumerate(result.faces, 1)]
     return Image.fromarray(label_faces(img, faces, thick=max(2, round(max(img.shape[:2]) / 300))))
+
+
+def face_views(model, face: np.ndarray) -> dict:
+    """Everything the Explore page shows of one 48x48 face: its probabilities, each layer
+    (:func:`~fer_core.inference.explore.layers`), Grad-CAM and occlusion maps (each ``(map,
+    note)``) and the what-if probabilities."""
+    face = np.asarray(face, np.uint8).reshape(48, 48)
+    what = explore.what_if(model, face)
+    target = int(what["as it is"].argmax())
+    return {"proba": what["as it is"], "layers": explore.layers(model, face),
+            "gradcam": gradcam(model, face[None], np.array([target]))[0],
+            "occlusion": explore.occlusion(model, face, target), "what_if": what}

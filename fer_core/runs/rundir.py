@@ -12,7 +12,9 @@ A training run lives in one folder (under ``data/runs`` unless told otherwise):
   ``best.keras``;
 - ``model.keras``: the final model (the selected checkpoint, no optimizer);
 - ``classes.json``, ``versions.json``, ``log.txt`` (a background job's output) and ``.lock``;
-- ``tensorboard/``: TensorBoard event logs, when TensorBoard is installed (see ``tblog``).
+- ``tensorboard/``: TensorBoard event logs, when TensorBoard is installed (see ``tblog``);
+- ``dynamics.npz``: training dynamics, the true class's probability of a fixed sample of
+  Training faces after each epoch (see :mod:`fer_core.training.dynamics`).
 
 A shipped model folder (``fer_core/shipping/default_model``) holds ``model.keras``, ``config.json`` and
 ``classes.json`` of the same format, and what :mod:`fer_core.runs.model_folder` adds.
@@ -53,6 +55,7 @@ FINAL = "model.keras"
 LEGACY_LAST, LEGACY_BEST = "last.keras", "best.keras"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
 TENSORBOARD = "tensorboard"  # TensorBoard event logs inside a run (see fer_core.training.tblog)
+DYNAMICS = "dynamics.npz"  # per epoch, the true class's probability of sampled Training faces (training.dynamics)
 #: Keys of ``run.json`` set when a job is submitted: the user's note, the job's id, the user's
 #: tags (a list of strings), the sweep the job belongs to (its id) and the configuration's label
 #: within the sweep (what sets it apart from the sweep's other configurations, seeds aside).
@@ -400,7 +403,7 @@ def is_own_file(name: str) -> bool:
     """True for the names of the files and folders a run directory holds by our hand (see the
     module's docstring); anything else in it was put there by someone else."""
     return (name in (CONFIG, INFO, STATE, METRICS, CLASSES, VERSIONS, LOG, LOCK, FINAL, LEGACY_LAST, LEGACY_BEST,
-                     EVAL_CACHE, TENSORBOARD) or bool(_CHECKPOINT.match(name)) or files.is_temp_name(name))
+                     EVAL_CACHE, TENSORBOARD, DYNAMICS) or bool(_CHECKPOINT.match(name)) or files.is_temp_name(name))
 
 
 def is_locked(run_dir: str | os.PathLike) -> bool:

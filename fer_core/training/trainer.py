@@ -23,6 +23,7 @@ from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
+from fer_core.training.dynamics import DynamicsLog
 from fer_core.training.pipeline import aug_strength, make_input
 from fer_core.training.validation import validate_config
 
@@ -99,7 +100,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
                on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None,
-               log: Callable | None = None):
+               log: Callable | None = None, dynamics: DynamicsLog | None = None):
     import keras
 
     class Schedule(keras.callbacks.Callback):
@@ -149,6 +150,10 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
                    "epoch_seconds": round(time.perf_counter() - self.t0, 3), "time": round(time.time(), 3)}
             if before_commit is not None:
                 before_commit(epoch + 1)
+            if dynamics is not None:  # written first, read only up to the committed epoch
+                t0 = time.perf_counter()
+                dynamics.record(epoch + 1, self.model)
+                row["dynamics_seconds"] = round(time.perf_counter() - t0, 3)
             rundir.commit_epoch(run_dir, self.model, row)
             if log is not None:  # one line per saved epoch, as Keras' own (which would also log a cut-short one)
                 log(f"Epoch {epoch + 1}/{cfg.epochs} - {row['epoch_seconds']:.0f}s - " + " - ".join(
@@ -312,7 +317,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
                   initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
                   callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit,
-                                       log=(lambda line: print(line, flush=True)) if verbose == 2 else None),
+                                       log=(lambda line: print(line, flush=True)) if verbose == 2 else None,
+                                       dynamics=DynamicsLog(run_dir, tr.images, tr.labels, start_epoch)),
                   verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
     status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value

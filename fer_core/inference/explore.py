@@ -1,0 +1,263 @@
+"""Inside the network: the features it classifies from (an embedding map), what each layer
+responds to for one face, which parts of the face decide its answer (occlusion) and what a change
+to the face does to it ("what if").
+
+Any model works: the shipped one, a run, an ensemble. Its **features** are the input of its
+classifier (the last ``Dense`` layer, ``probabilities``); an ensemble's are its members' features
+side by side, each scaled to unit length so that no member outweighs the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer_core.errors import ConfigError, ModelError
+from fer_core.inference.forward import predict_proba
+from fer_core.models.ensemble import members as ensemble_members
+
+METHODS = ("pca", "tsne")
+#: Neighbours that vote in the k-NN accuracy (leave-one-out) and that a face's neighbour list shows.
+KNN = 10
+#: Occlusion: a grey square this many pixels wide slides over the 48x48 face in steps of STRIDE.
+PATCH, STRIDE, GREY = 8, 4, 128
+
+_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (feature models, lock)
+_EXTRACTORS_LOCK = threading.Lock()
+
+
+def _classifier_inputs(model) -> list:
+    """Feature models of ``model``: one per member (one for a single network)."""
+    import keras
+
+    out = []
+    for net in ensemble_members(model) or [model]:
+        dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+        if not dense:
+            raise ModelError(f"{net.name}: no Dense classifier layer, so there are no features to map.")
+        out.append(keras.Model(net.inputs[0], dense[-1].input))
+    return out
+
+
+def _extractor(model):
+    with _EXTRACTORS_LOCK:
+        found = _EXTRACTORS.get(model)
+        if found is None:
+            found = _EXTRACTORS[model] = (_classifier_inputs(model), threading.Lock())
+        return found
+
+
+def features(model, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The features ``model`` classifies ``faces`` (N, 48, 48[, 1] uint8) from: (N, D) float32.
+    Safe from several threads (one forward pass per model at a time)."""
+    nets, lock = _extractor(model)
+    x = np.asarray(faces, np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    parts = []
+    with lock:
+        for net in nets:
+            f = np.concatenate([np.asarray(net(x[i:i + batch_size], training=False)).reshape(len(x[i:i + batch_size]), -1)
+                                for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 1), np.float32)
+            if len(nets) > 1:
+                f = f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-6)
+            parts.append(f.astype(np.float32))
+    return np.concatenate(parts, axis=1)
+
+
+def layout(feats: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """The features laid out in 2-D: ``pca`` (at once) or ``tsne`` (scikit-learn; seconds per
+    thousand faces). (N, 2) float32, each axis scaled to [0, 1]."""
+    if method not in METHODS:
+        raise ConfigError(f"Layout {method!r}: use one of {', '.join(METHODS)}.", field="method")
+    if len(feats) < 3:
+        raise ConfigError(f"{len(feats)} face(s): a map needs at least 3.", field="split")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        xy = PCA(n_components=2, random_state=seed).fit_transform(feats)
+    else:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        reduced = PCA(n_components=min(50, feats.shape[1], len(feats)), random_state=seed).fit_transform(feats)
+        xy = TSNE(n_components=2, perplexity=min(30.0, (len(feats) - 1) / 3), init="pca", random_state=seed,
+                  max_iter=500).fit_transform(reduced)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    return ((xy - lo) / np.where(hi > lo, hi - lo, 1)).astype(np.float32)
+
+
+def neighbours(x: np.ndarray, k: int = KNN) -> np.ndarray:
+    """Each point's ``k`` nearest other points (Euclidean), nearest first: (N, k) indices."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(x) - 1)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return idx[:, 1:]  # the first is the point itself
+
+
+def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = KNN) -> float:
+    """How often a face's class is the majority class of its ``k`` nearest other faces (leave
+    one out): how well the space keeps the classes apart, in the full features or on the map."""
+    idx = neighbours(x, k)
+    votes = labels[idx]
+    counts = np.stack([(votes == c).sum(axis=1) for c in range(int(labels.max()) + 1)], axis=1)
+    return float((counts.argmax(axis=1) == labels).mean())
+
+
+@dataclass
+class Embedding:
+    """A split's faces on a 2-D map, with their classes and the k-NN accuracies."""
+
+    method: str
+    split: str
+    index: np.ndarray  # the faces' positions in the split
+    xy: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+    confidence: np.ndarray
+    knn_full: float
+    knn_2d: float
+    near: np.ndarray  # each face's nearest faces in the full feature space (indices into ``index``)
+
+    def to_json(self, classes: tuple[str, ...]) -> dict:
+        return {"method": self.method, "split": self.split, "knn_accuracy_full": round(self.knn_full, 4),
+                "knn_accuracy_2d": round(self.knn_2d, 4), "k": KNN,
+                "points": [{"index": int(i), "x": round(float(x), 5), "y": round(float(y), 5),
+                            "true": classes[t], "pred": classes[p], "confidence": round(float(c), 4)}
+                           for i, (x, y), t, p, c in zip(self.index, self.xy, self.true, self.pred, self.confidence)]}
+
+
+def embed(model, images: np.ndarray, labels: np.ndarray, split: str, method: str = "pca",
+          sample: int | None = None, seed: int = 0) -> Embedding:
+    """The map of one split's faces (all of them, or a fixed ``sample``), its k-NN accuracies and
+    each face's neighbours."""
+    index = np.arange(len(labels))
+    if sample is not None and sample < len(labels):
+        index = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
+    faces, true = images[index], labels[index].astype(int)
+    feats = features(model, faces)
+    proba = predict_proba(model, faces)
+    xy = layout(feats, method, seed)
+    return Embedding(method, split, index, xy, true, proba.argmax(axis=1), proba.max(axis=1),
+                     knn_accuracy(feats, true), knn_accuracy(xy, true), neighbours(feats))
+
+
+# ---------------------------------------------------------------------- one face, layer by layer
+def _block_outputs(net) -> list:
+    """The layers that end a convolutional block (its activation, or its pooling): what a block sees."""
+    import keras
+
+    out = []
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)) or (
+                isinstance(layer, keras.layers.Activation) and len(getattr(layer, "output").shape) == 4):
+            out.append(layer)
+    return out
+
+
+def layers(model, face: np.ndarray, top: int = 6) -> dict:
+    """One face through the network (the first member of an ensemble): for every block, its
+    output's shape and its ``top`` most active channels (each a map scaled to [0, 1]); the first
+    convolution's filters; the class scores before and after the softmax."""
+    import keras
+
+    net = (ensemble_members(model) or [model])[0]
+    blocks = _block_outputs(net)
+    probe = keras.Model(net.inputs[0], [b.output for b in blocks])
+    x = np.asarray(face, np.float32).reshape(1, 48, 48, 1)
+    nets, lock = _extractor(model)
+    with lock:
+        maps = probe(x, training=False)
+        maps = [np.asarray(m)[0] for m in (maps if isinstance(maps, (list, tuple)) else [maps])]
+        feats = np.asarray(nets[0](x, training=False))[0]
+    out = []
+    for layer, m in zip(blocks, maps):
+        strength = m.reshape(-1, m.shape[-1]).mean(axis=0)
+        chans = []
+        for c in np.argsort(-strength)[:top]:
+            a = m[..., c]
+            span = float(a.max() - a.min())
+            chans.append({"channel": int(c), "mean": round(float(strength[c]), 4),
+                          "map": np.round((a - a.min()) / span if span > 0 else np.zeros_like(a), 3).tolist()})
+        out.append({"name": layer.name, "shape": list(m.shape), "top_channels": chans})
+    conv = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    filters = []
+    if conv:
+        w = np.asarray(conv[0].kernel)  # (h, w, in, out)
+        w = w.mean(axis=2)
+        for c in range(w.shape[-1]):
+            k = w[..., c]
+            span = float(k.max() - k.min())
+            filters.append(np.round((k - k.min()) / span if span > 0 else np.zeros_like(k), 3).tolist())
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)][-1]
+    logits = feats @ np.asarray(dense.kernel) + (np.asarray(dense.bias) if dense.use_bias else 0)
+    proba = np.exp(logits - logits.max())
+    return {"model": net.name, "layers": out, "first_filters": filters,
+            "logits": np.round(logits, 4).tolist(), "probabilities": np.round(proba / proba.sum(), 4).tolist()}
+
+
+# ---------------------------------------------------------------------- occlusion and "what if"
+def occlusion(model, face: np.ndarray, target: int | None = None) -> tuple[np.ndarray | None, str | None]:
+    """Occlusion sensitivity: a grey PATCH x PATCH square slides over the face (STRIDE apart) and
+    each pixel gets the mean drop of the ``target`` class's probability (default: the predicted
+    one) while it was covered, scaled to [0, 1]. Returns ``(map, None)`` or ``(None, why)``."""
+    face = np.asarray(face, np.uint8).reshape(48, 48)
+    base = predict_proba(model, face[None])[0]
+    target = int(base.argmax()) if target is None else target
+    spots = [(y, x) for y in range(0, 48 - PATCH + 1, STRIDE) for x in range(0, 48 - PATCH + 1, STRIDE)]
+    batch = np.repeat(face[None], len(spots), axis=0)
+    for k, (y, x) in enumerate(spots):
+        batch[k, y:y + PATCH, x:x + PATCH] = GREY
+    drop = base[target] - predict_proba(model, batch)[:, target]
+    total, count = np.zeros((48, 48), np.float32), np.zeros((48, 48), np.float32)
+    for (y, x), d in zip(spots, drop):
+        total[y:y + PATCH, x:x + PATCH] += d
+        count[y:y + PATCH, x:x + PATCH] += 1
+    heat = np.clip(total / np.maximum(count, 1), 0, None)
+    if heat.max() <= 1e-6:
+        return None, "Covering any part of this face never lowered the predicted class's probability."
+    return heat / heat.max(), None
+
+
+#: The what-if edits of a 48x48 face (FER2013 framing: eyes about rows 14-24, mouth rows 30-42).
+EDITS = ("cover the eyes", "cover the mouth", "cover the upper half", "cover the lower half", "mirror",
+         "rotate 15° left", "rotate 15° right", "brighten", "darken")
+
+
+def edit(face: np.ndarray, name: str) -> np.ndarray:
+    """The face with one what-if edit applied (see EDITS)."""
+    import cv2
+
+    f = np.asarray(face, np.uint8).reshape(48, 48).copy()
+    if name == "cover the eyes":
+        f[13:25, 4:44] = GREY
+    elif name == "cover the mouth":
+        f[30:43, 10:38] = GREY
+    elif name == "cover the upper half":
+        f[:24] = GREY
+    elif name == "cover the lower half":
+        f[24:] = GREY
+    elif name == "mirror":
+        f = f[:, ::-1].copy()
+    elif name.startswith("rotate"):
+        angle = 15 if "left" in name else -15
+        m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0)
+        f = cv2.warpAffine(f, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+    elif name == "brighten":
+        f = np.clip(f.astype(int) + 50, 0, 255).astype(np.uint8)
+    elif name == "darken":
+        f = np.clip(f.astype(int) - 50, 0, 255).astype(np.uint8)
+    else:
+        raise ConfigError(f"Unknown edit {name!r}: use one of {', '.join(EDITS)}.", field="edit")
+    return f
+
+
+def what_if(model, face: np.ndarray, names: tuple[str, ...] = EDITS) -> dict[str, np.ndarray]:
+    """The class probabilities of the face as it is (``"as it is"``) and after each edit, in one batch."""
+    faces = [np.asarray(face, np.uint8).reshape(48, 48)] + [edit(face, n) for n in names]
+    proba = predict_proba(model, np.stack(faces))
+    return dict(zip(("as it is", *names), proba))
