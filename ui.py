@@ -1,6 +1,7 @@
 """Helpers shared by the pages: cached loaders and the active settings (UI side only)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -13,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
+import altair as alt
 import numpy as np
+import pandas as pd
 
 
 if "tensorflow" not in sys.modules:  # aiortc (the live camera) must load before TensorFlow: after it, the
@@ -40,7 +43,7 @@ from fer_core.inference.explore import embed
 from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate
-from fer_core.training.dynamics import cartography_with_faces
+from fer_core.training.dynamics import REGIONS, cartography_with_faces
 
 
 def _import_tensorflow_quietly() -> None:
@@ -337,3 +340,54 @@ def cached_cartography(run: str, stamp: float) -> tuple[dict, np.ndarray] | None
     """A run's cartography (:mod:`fer_core.training.dynamics`) and its followed faces' images, or
     None when the run recorded none; ``stamp``: the dynamics file's modification time."""
     return cartography_with_faces(run, lambda source, merge: cached_dataset(source, merge))
+
+
+def face_url(face: np.ndarray, side: int = 72) -> str:
+    """A 48x48 face as a PNG data URL (a chart tooltip shows it)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(face, np.uint8)).resize((side, side), Image.Resampling.NEAREST).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def face_gallery(faces: np.ndarray, captions: list[str], columns: int = 8, limit: int = 32) -> None:
+    """Faces in rows of ``columns``, at most ``limit``, each with its caption."""
+    if not len(faces):
+        st.caption("No faces here.")
+        return
+    shown = min(limit, len(faces))
+    for start in range(0, shown, columns):
+        cols = st.columns(columns)
+        for col, k in zip(cols, range(start, min(start + columns, shown))):
+            col.image(np.asarray(faces[k], np.uint8), caption=captions[k], width="stretch")
+    if len(faces) > shown:
+        st.caption(f"{shown} of {len(faces)} faces shown.")
+
+
+def show_cartography(found: tuple[dict, np.ndarray], key: str) -> None:
+    """A run's training dynamics (from :func:`cached_cartography`): the regions' counts, the map of
+    confidence against variability (each face on hover), and a region's faces, least learned first."""
+    doc, faces = found
+    regions = doc["regions"]
+    cols = st.columns(3)
+    for col, name, text in zip(cols, REGIONS, ("easy to learn", "ambiguous", "hard to learn")):
+        col.metric(text, f"{regions[name]:,}", help={"easy": "confident and steady over the epochs",
+                                                     "ambiguous": "the third of the faces whose true-class "
+                                                                  "probability varied most over the epochs (standard "
+                                                                  f"deviation {doc['ambiguous_from']:.2f} or more)",
+                                                     "hard": "steadily given little probability"}[name])
+    pts = pd.DataFrame(doc["faces"])
+    pts["image"] = [face_url(f) for f in faces]
+    chart = alt.Chart(pts).mark_circle(size=24, opacity=0.7).encode(
+        x=alt.X("variability:Q", title="variability (std of the true class's probability)"),
+        y=alt.Y("confidence:Q", title="confidence (mean probability of the true class)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("correctness:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]),
+                        title="share of epochs right"),
+        tooltip=["image", "true", "confidence", "variability", "correctness", "region"]).properties(height=420)
+    st.altair_chart(chart, width="stretch")
+    st.caption(f"{len(pts):,} Training faces followed over {doc['epochs']} epochs. In FER2013 the hard-to-learn "
+               "corner (bottom left) is where mislabelled faces gather: look at them below and judge the label.")
+    region = st.radio("Faces of a region", REGIONS, index=2, horizontal=True, key=f"{key}_region",
+                      format_func={"easy": "easy to learn", "ambiguous": "ambiguous", "hard": "hard to learn"}.get)
+    inside = np.flatnonzero(pts.region == region)
+    inside = inside[np.argsort(pts.confidence.values[inside])]  # the least learned first
+    face_gallery(faces[inside], [f"labelled {pts.true[k]}\nconfidence {pts.confidence[k]:.2f}" for k in inside])

@@ -1,8 +1,6 @@
 """Explore page: inside the network. How it arranges the faces (a map of its features), what each
 layer sees of one face, which parts of the face decide its answer, and how it learned each face."""
 
-import base64
-import io
 
 import altair as alt
 import numpy as np
@@ -15,9 +13,9 @@ from fer_core.errors import FerError
 from fer_core.inference.explore import EDITS, KNN, METHODS
 from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import overlay
-from fer_core.training.dynamics import REGIONS, dynamics_stamp, runs_with_dynamics
+from fer_core.training.dynamics import dynamics_stamp, runs_with_dynamics
 from ui import (active_source, cached_analysis, cached_cartography, cached_dataset, cached_embedding,
-                cached_face_views, model_choices, use_app_navigation)
+                cached_face_views, face_gallery, face_url, model_choices, show_cartography, use_app_navigation)
 
 use_app_navigation()
 st.title("Explore: inside the network")
@@ -37,25 +35,6 @@ except FerError as exc:
     st.stop()
 classes = list(ref.classes)
 COLOURS = alt.Scale(domain=classes, scheme="tableau10")
-
-
-def png_url(face: np.ndarray, side: int = 72) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(face, np.uint8)).resize((side, side), Image.Resampling.NEAREST).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def gallery(faces: np.ndarray, captions: list[str], columns: int = 8, limit: int = 32) -> None:
-    if not len(faces):
-        st.caption("No faces here.")
-        return
-    shown = min(limit, len(faces))
-    for start in range(0, shown, columns):
-        cols = st.columns(columns)
-        for col, k in zip(cols, range(start, min(start + columns, shown))):
-            col.image(np.asarray(faces[k], np.uint8), caption=captions[k], width="stretch")
-    if len(faces) > shown:
-        st.caption(f"{shown} of {len(faces)} faces shown.")
 
 
 def grid(maps: list, cols: int = 8, cell: int = 40) -> np.ndarray:
@@ -113,7 +92,7 @@ def map_section() -> None:
                                 "predicted class": [classes[p] for p in emb.pred],
                                 "right or wrong": np.where(emb.true == emb.pred, "right", "wrong"),
                                 "confidence": np.round(emb.confidence, 3),
-                                "image": [png_url(f) for f in faces]})
+                                "image": [face_url(f) for f in faces]})
             scale = COLOURS if colour != "right or wrong" else alt.Scale(domain=["right", "wrong"],
                                                                          range=["#59a14f", "#e15759"])
             box = alt.selection_interval(name="box")
@@ -127,7 +106,7 @@ def map_section() -> None:
                 (x0, x1), (y0, y1) = ranges["x"], ranges["y"]
                 inside = np.flatnonzero((pts.x >= x0) & (pts.x <= x1) & (pts.y >= y0) & (pts.y <= y1))
                 st.markdown(f"**{len(inside)} selected face(s)**")
-                gallery(faces[inside], [f"true {classes[emb.true[k]]}\npredicted {classes[emb.pred[k]]}"
+                face_gallery(faces[inside], [f"true {classes[emb.true[k]]}\npredicted {classes[emb.pred[k]]}"
                                         for k in inside], columns=6, limit=24)
                 if len(inside) and picked is None:
                     picked = (emb, faces, int(inside[0]))
@@ -138,7 +117,7 @@ def map_section() -> None:
         st.markdown(f"**The first selected face and its {emb.near.shape[1]} nearest faces** in the model's "
                     "features (true / predicted class):")
         idx = [k, *emb.near[k]]
-        gallery(faces[idx], [("this face: " if j == 0 else "") + f"{classes[emb.true[i]]} / {classes[emb.pred[i]]}"
+        face_gallery(faces[idx], [("this face: " if j == 0 else "") + f"{classes[emb.true[i]]} / {classes[emb.pred[i]]}"
                              for j, i in enumerate(idx)], columns=len(idx), limit=len(idx))
 
 
@@ -253,31 +232,10 @@ def dynamics_section() -> None:
     except FerError as exc:
         st.error(str(exc))
         return
-    doc, faces = found
-    regions = doc["regions"]
-    cols = st.columns(3)
-    for col, name, text in zip(cols, REGIONS, ("easy to learn", "ambiguous", "hard to learn")):
-        col.metric(text, f"{regions[name]:,}", help={"easy": "confident and steady over the epochs",
-                                                     "ambiguous": "the third of the faces whose true-class "
-                                                                  "probability varied most over the epochs (standard "
-                                                                  f"deviation {doc['ambiguous_from']:.2f} or more)",
-                                                     "hard": "steadily given little probability"}[name])
-    pts = pd.DataFrame(doc["faces"])
-    pts["image"] = [png_url(f) for f in faces]
-    chart = alt.Chart(pts).mark_circle(size=24, opacity=0.7).encode(
-        x=alt.X("variability:Q", title="variability (std of the true class's probability)"),
-        y=alt.Y("confidence:Q", title="confidence (mean probability of the true class)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("correctness:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]),
-                        title="share of epochs right"),
-        tooltip=["image", "true", "confidence", "variability", "correctness", "region"]).properties(height=420)
-    st.altair_chart(chart, width="stretch")
-    st.caption(f"{len(pts):,} Training faces followed over {doc['epochs']} epochs. In FER2013 the hard-to-learn "
-               "corner (bottom left) is where mislabelled faces gather: look at them below and judge the label.")
-    region = st.radio("Faces of a region", REGIONS, index=2, horizontal=True, key="ex_dyn_region",
-                      format_func={"easy": "easy to learn", "ambiguous": "ambiguous", "hard": "hard to learn"}.get)
-    inside = np.flatnonzero(pts.region == region)
-    inside = inside[np.argsort(pts.confidence.values[inside])]  # the least learned first
-    gallery(faces[inside], [f"labelled {pts.true[k]}\nconfidence {pts.confidence[k]:.2f}" for k in inside])
+    if found is None:
+        st.info(f"{run.name} has no training dynamics.")
+        return
+    show_cartography(found, key="ex_dyn")
 
 
 with tab_dyn:

@@ -9,7 +9,8 @@ from fer_core.errors import FerError
 from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
 from fer_core.inference.loader import DEFAULT_MODEL, default_model
 from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, summarize
-from ui import cached_export, link_to, use_app_navigation
+from fer_core.training.dynamics import dynamics_stamp
+from ui import cached_cartography, cached_export, link_to, show_cartography, use_app_navigation
 
 use_app_navigation()
 st.title("Runs")
@@ -167,6 +168,17 @@ def draw_curves(names: list[str]) -> None:
 
 with curves_tab:
     draw_curves(chosen)
+    for name in chosen:  # runs that recorded their training dynamics (see the Explore page)
+        stamp = dynamics_stamp(by_name[name].path)
+        if stamp:
+            with st.expander(f"How {name} learned each face (training dynamics)"):
+                try:
+                    found = cached_cartography(str(by_name[name].path), stamp)
+                except FerError as exc:
+                    st.error(str(exc))
+                else:
+                    if found is not None:
+                        show_cartography(found, key=f"runs_dyn_{name}")
 
 
 def group_chart(frame: pd.DataFrame, metric: str) -> alt.LayerChart:
