@@ -490,8 +490,8 @@ def test_the_explore_map_shows_a_face_on_hover_and_a_box_selects_faces(browser, 
     area = chart.locator("canvas, svg").first.bounding_box()
     tooltip = page.locator("#vg-tooltip-element")
     found = False
-    for fy in np.linspace(0.15, 0.85, 15):  # sweep the plot until the pointer rests on a point
-        for fx in np.linspace(0.1, 0.9, 15):
+    for fy in np.linspace(0.15, 0.85, 25):  # sweep the plot until the pointer rests on a point
+        for fx in np.linspace(0.1, 0.9, 25):
             page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"])
             if tooltip.count() and "visible" in (tooltip.get_attribute("class") or "") and tooltip.locator("img").count():
                 found = True
