@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 _QUIET = threading.Lock()
 _quiet = {"depth": 0, "saved": None}
-_IMPORTING = threading.Lock()
+_IMPORTING = threading.RLock()
 _tensorflow = {"module": None}
 
 

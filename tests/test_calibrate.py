@@ -163,3 +163,13 @@ def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
     assert metrics["bn_recalibration"]["kept"] and metrics["stages"][-1]["then"] == [commands.on_run("recalibrate", "run")]
     card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
     assert commands.on_run("recalibrate", "run") in card and "batch-norm statistics were then re-estimated" in card
+
+
+def test_recalibrating_a_model_without_batch_norm_says_so_in_text_and_json(run_in_data, capsys):
+    """Regression: the tiny preset has no batch-norm layer; the CLI used to crash (KeyError) on
+    the accuracies that are never measured for it."""
+    assert main(["recalibrate", str(run_in_data), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["kept"] is False and rec["layers"] == 0 and "val_accuracy_before" not in rec
+    assert main(["recalibrate", str(run_in_data)]) == 0
+    assert "has no batch-norm layer" in capsys.readouterr().out

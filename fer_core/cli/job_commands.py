@@ -33,7 +33,8 @@ def submit(args: argparse.Namespace) -> int:
         job_id = jobs.submit(config_from_args(args), store, name=args.name or "", note=args.note or "",
                              tags=args.tag, where=args.runner, trusted=True)
         job = store.get(job_id)
-    emit(args, {"id": job_id, "status": job.status.value, "run_dir": job.run_dir, "runner": job.runner}, f"{job_id}")
+    emit(args, {"id": job_id, "status": job.status.value, "run_dir": job.run_dir, "runner": job.runner}, f"{job_id}",
+         one_line=True)
     return 0
 
 
@@ -60,7 +61,7 @@ def sweep(args: argparse.Namespace) -> int:
                            jobs.parse_values(args.set))
     sweep_id, ids = jobs.submit_sweep(made, where=args.runner, note=args.note or "", tags=args.tag)
     emit(args, {"sweep": sweep_id, "jobs": ids, "configurations": [label for label, _ in made.configs]},
-         f"sweep {sweep_id}: jobs {', '.join(map(str, ids))}")
+         f"sweep {sweep_id}: jobs {', '.join(map(str, ids))}", one_line=True)
     return 0
 
 

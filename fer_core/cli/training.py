@@ -77,10 +77,14 @@ def train_command(args: argparse.Namespace) -> int:
 def recalibrate(args: argparse.Namespace) -> int:
     rec = recalibrate_run(args.run_dir, args.data, args.tta,
                           log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
-    emit(args, rec, f"{args.run_dir}: PublicTest accuracy {rec['val_accuracy_before']:.4f} -> "
-                    f"{rec['val_accuracy_after']:.4f} ({rec['tta']}); "
-                    + ("model.keras is now the recalibrated model" if rec["kept"] else
-                       "model.keras stays the selected checkpoint"))
+    if "val_accuracy_before" not in rec:  # a model without batch normalization: nothing was measured
+        emit(args, rec, f"{args.run_dir}: the model has no batch-norm layer; model.keras stays the selected "
+                        "checkpoint")
+        return 0
+    emit(args, rec, lambda: print(
+        f"{args.run_dir}: PublicTest accuracy {rec['val_accuracy_before']:.4f} -> {rec['val_accuracy_after']:.4f} "
+        f"({rec['tta']}); " + ("model.keras is now the recalibrated model" if rec["kept"] else
+                               "model.keras stays the selected checkpoint")))
     return 0
 
 

@@ -5,7 +5,7 @@ The camera's frames reach :meth:`LiveAnalyser.process` on a thread of the WebRTC
 (``streamlit-webrtc``, which itself keeps only the newest frame while one is being processed).
 A frame that arrives while another is being analysed is never queued: it goes back at once with
 the last boxes drawn on it (``dropped``), so the picture stays live and the labels follow at the
-rate the analysis manages (``fps``). Faces are followed as in videos (:class:`fer_core.inference.video.Tracker`:
+rate the analysis manages (``fps``). Faces are followed as in videos (:class:`fer_core.inference.tracking.Tracker`:
 a track is a person) and classified without test-time augmentation unless told otherwise.
 """
 

@@ -69,7 +69,7 @@ BN_RECORD = "bn_recalibration"
 
 class RunStatus(str, Enum):
     """``run.json``'s ``status``: what the training process last said of the run (a job's own
-    status, queued to cancelled, is the job store's :class:`~fer_core.jobs.store.Status`)."""
+    status, queued to cancelled, is the job store's :class:`~fer_core.jobs.store.JobStatus`)."""
 
     RUNNING = "running"  # training, or killed while training (a job's ``interrupted``)
     STOPPED = "stopped"  # ended before its last epoch (a cancel, a time limit); resumable
