@@ -9,6 +9,7 @@ of one, and a crash or a full disk leaves the old file intact and no temporary f
 from __future__ import annotations
 
 import json
+import zipfile
 import os
 import re
 import uuid
@@ -100,5 +101,5 @@ def load_npz(path: str | os.PathLike, names: tuple[str, ...]) -> tuple[dict[str,
     try:
         with np.load(path, allow_pickle=False) as z:
             return {n: z[n] for n in names}, json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged cache entry is simply rebuilt

@@ -76,6 +76,7 @@ def map_section() -> None:
         with col:
             try:
                 emb = cached_embedding(which, source, split, method, sample)
+                names = list(resolve_model(which).classes)  # each model its own classes (merged or not)
             except FerError as exc:
                 st.error(str(exc))
                 continue
@@ -88,12 +89,12 @@ def map_section() -> None:
                       help="The same on the 2-D map: how much of that separation the picture keeps.")
             faces = part.images[emb.index]
             pts = pd.DataFrame({"x": emb.xy[:, 0], "y": emb.xy[:, 1], "point": np.arange(len(emb.index)),
-                                "true class": [classes[t] for t in emb.true],
-                                "predicted class": [classes[p] for p in emb.pred],
+                                "true class": [names[t] for t in emb.true],
+                                "predicted class": [names[p] for p in emb.pred],
                                 "right or wrong": np.where(emb.true == emb.pred, "right", "wrong"),
                                 "confidence": np.round(emb.confidence, 3),
                                 "image": [face_url(f) for f in faces]})
-            scale = COLOURS if colour != "right or wrong" else alt.Scale(domain=["right", "wrong"],
+            scale = alt.Scale(domain=names, scheme="tableau10") if colour != "right or wrong" else alt.Scale(domain=["right", "wrong"],
                                                                          range=["#59a14f", "#e15759"])
             box = alt.selection_interval(name="box")
             chart = alt.Chart(pts).mark_circle(size=28, opacity=0.75).encode(
@@ -106,18 +107,18 @@ def map_section() -> None:
                 (x0, x1), (y0, y1) = ranges["x"], ranges["y"]
                 inside = np.flatnonzero((pts.x >= x0) & (pts.x <= x1) & (pts.y >= y0) & (pts.y <= y1))
                 st.markdown(f"**{len(inside)} selected face(s)**")
-                face_gallery(faces[inside], [f"true {classes[emb.true[k]]}\npredicted {classes[emb.pred[k]]}"
-                                        for k in inside], columns=6, limit=24)
+                face_gallery(faces[inside], [f"true {names[emb.true[k]]}\npredicted {names[emb.pred[k]]}"
+                                             for k in inside], columns=6, limit=24)
                 if len(inside) and picked is None:
-                    picked = (emb, faces, int(inside[0]))
+                    picked = (emb, faces, int(inside[0]), names)
             else:
                 st.caption("Hover over a point to see its face; drag a box to see the faces inside it.")
     if picked is not None:
-        emb, faces, k = picked
+        emb, faces, k, names = picked
         st.markdown(f"**The first selected face and its {emb.near.shape[1]} nearest faces** in the model's "
                     "features (true / predicted class):")
         idx = [k, *emb.near[k]]
-        face_gallery(faces[idx], [("this face: " if j == 0 else "") + f"{classes[emb.true[i]]} / {classes[emb.pred[i]]}"
+        face_gallery(faces[idx], [("this face: " if j == 0 else "") + f"{names[emb.true[i]]} / {names[emb.pred[i]]}"
                              for j, i in enumerate(idx)], columns=len(idx), limit=len(idx))
 
 
@@ -158,8 +159,16 @@ def layers_section() -> None:
     face = face_picker("exl")
     if face is None:
         return
-    views = cached_face_views(model, face)
+    try:
+        views = cached_face_views(model, face)
+    except FerError as exc:
+        st.error(str(exc))
+        return
     doc = views["layers"]
+    if doc.get("note"):
+        st.info(doc["note"])
+    if not doc["probabilities"]:
+        return
     left, right = st.columns([1, 3])
     left.image(face, caption="the face (48x48)", width=144)
     probs = pd.DataFrame({"class": classes, "score": doc["logits"], "probability": doc["probabilities"]})
@@ -187,7 +196,11 @@ def why_section() -> None:
     face = face_picker("exw")
     if face is None:
         return
-    views = cached_face_views(model, face)
+    try:
+        views = cached_face_views(model, face)
+    except FerError as exc:
+        st.error(str(exc))
+        return
     label = classes[int(np.argmax(views["proba"]))]
     c1, c2, c3 = st.columns(3)
     c1.image(face, caption=f"the face: {label} ({np.max(views['proba']):.0%})", width=160)

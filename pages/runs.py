@@ -171,7 +171,7 @@ with curves_tab:
     for name in chosen:  # runs that recorded their training dynamics (see the Explore page)
         stamp = dynamics_stamp(by_name[name].path)
         if stamp:
-            with st.expander(f"How {name} learned each face (training dynamics)"):
+            if st.toggle(f"How {name} learned each face (training dynamics)", key=f"runs_dyn_on_{name}"):
                 try:
                     found = cached_cartography(str(by_name[name].path), stamp)
                 except FerError as exc:

@@ -238,9 +238,8 @@ def test_teacher_journey(browser, server):
     # 4. its curves on the Runs page
     j.open("runs")
     j.see("All runs (1)")
-    # loss, accuracy and learning rate of the run and its training dynamics; the groups' accuracy and loss;
-    # the shipped model's two
-    j.settle(page.get_by_test_id("stVegaLiteChart"), 8)
+    # loss, accuracy and learning rate of the run; the groups' accuracy and loss; the shipped model's two
+    j.settle(page.get_by_test_id("stVegaLiteChart"), 7)
     j.shot("runs-curves")
 
     # 5. its confusion matrix and a misclassified image on the Evaluate page

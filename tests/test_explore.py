@@ -215,5 +215,31 @@ def test_explore_page_map_layers_why_and_dynamics(demo_app, capsys):
     assert not at.exception
 
     runs = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=300).run()
+    assert not runs.exception and not {m.label for m in runs.metric} & {"easy to learn"}  # off until asked
+    runs.toggle(key="runs_dyn_on_dyn-run").set_value(True).run()
     assert not runs.exception
     assert {"easy to learn", "ambiguous", "hard to learn"} <= {m.label for m in runs.metric}  # the same map there
+
+
+def test_what_the_review_broke_is_refused_or_shown_right(data_dir, capsys):
+    """Regressions: a damaged dynamics file, a sample under 3, a softmax after batch norm, a network
+    without convolutions, duplicate faces in k-NN."""
+    from fer_core.models.build import create_model
+
+    run = train(TrainConfig.for_model("tiny", data="demo:30", epochs=1), data_dir / "runs" / "r")
+    good = (run / rundir.DYNAMICS).read_bytes()
+    (run / rundir.DYNAMICS).write_bytes(good[:300])  # cut short: not a zip any more
+    assert read_dynamics(run) is None
+    assert main(["explore", "dynamics", str(run)]) == 2 and "no training dynamics" in capsys.readouterr().err
+    train(run_dir=run, resume=True, epochs=2)  # a resume records them anew
+    assert list(read_dynamics(run).epochs) == [2]
+    assert main(["explore", "embed", "--data", "demo:30", "--sample", "0"]) == 2
+    face = make_demo_dataset(per_class=1, seed=2).images[0]
+    for arch in ("CP-FBDFB", "FBDF"):  # the scores pass a batch norm before the softmax; no convolution at all
+        model = create_model(arch, 7, conv_widths=[16])
+        doc = explore.layers(model, face)
+        assert np.allclose(doc["probabilities"], predict_proba(model, face[None])[0], atol=2e-3), arch
+    assert explore.layers(create_model("FBDF", 7, conv_widths=[16]), face)["note"]
+    x = np.repeat(np.random.default_rng(0).normal(size=(10, 4)), 2, axis=0)  # every point twice
+    idx = explore.neighbours(x, 3)
+    assert not (idx == np.arange(len(x))[:, None]).any()  # never its own neighbour, even beside its twin

@@ -27,6 +27,7 @@ PATCH, STRIDE, GREY = 8, 4, 128
 
 _EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (feature models, lock)
 _EXTRACTORS_LOCK = threading.Lock()
+_LAYERS_LOCK = threading.Lock()  # one face through a probe at a time (Keras calls share per-model state)
 
 
 def _classifier_inputs(model) -> list:
@@ -95,8 +96,8 @@ def neighbours(x: np.ndarray, k: int = KNN) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, len(x) - 1)
-    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-    return idx[:, 1:]  # the first is the point itself
+    _, idx = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()  # no X: each point's others, never itself
+    return idx
 
 
 def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = KNN) -> float:
@@ -105,7 +106,13 @@ def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = KNN) -> float:
     idx = neighbours(x, k)
     votes = labels[idx]
     counts = np.stack([(votes == c).sum(axis=1) for c in range(int(labels.max()) + 1)], axis=1)
-    return float((counts.argmax(axis=1) == labels).mean())
+    # a tie goes to the tied class of the nearest neighbour among them
+    tied = counts == counts.max(axis=1, keepdims=True)
+    rank = np.full(counts.shape, k + 1)
+    for j in range(idx.shape[1] - 1, -1, -1):
+        rank[np.arange(len(x)), votes[:, j]] = j
+    winner = np.where(tied, rank, k + 2).argmin(axis=1)
+    return float((winner == labels).mean())
 
 
 @dataclass
@@ -135,6 +142,8 @@ def embed(model, images: np.ndarray, labels: np.ndarray, split: str, method: str
           sample: int | None = None, seed: int = 0) -> Embedding:
     """The map of one split's faces (all of them, or a fixed ``sample``), its k-NN accuracies and
     each face's neighbours."""
+    if sample is not None and sample < 3:
+        raise ConfigError(f"--sample {sample}: a map needs at least 3 faces.", field="sample")
     index = np.arange(len(labels))
     if sample is not None and sample < len(labels):
         index = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
@@ -162,18 +171,22 @@ def _block_outputs(net) -> list:
 def layers(model, face: np.ndarray, top: int = 6) -> dict:
     """One face through the network (the first member of an ensemble): for every block, its
     output's shape and its ``top`` most active channels (each a map scaled to [0, 1]); the first
-    convolution's filters; the class scores before and after the softmax."""
+    convolution's filters; the class scores before the softmax and the probabilities after it
+    (``note`` says what a network without convolution blocks cannot show)."""
     import keras
 
     net = (ensemble_members(model) or [model])[0]
     blocks = _block_outputs(net)
-    probe = keras.Model(net.inputs[0], [b.output for b in blocks])
+    last = net.layers[-1]
+    # the scores: what the final softmax takes (a softmax layer's input; for a softmax Dense, its own sum)
+    probe = keras.Model(net.inputs[0], [b.output for b in blocks] + [last.input])
     x = np.asarray(face, np.float32).reshape(1, 48, 48, 1)
-    nets, lock = _extractor(model)
-    with lock:
-        maps = probe(x, training=False)
-        maps = [np.asarray(m)[0] for m in (maps if isinstance(maps, (list, tuple)) else [maps])]
-        feats = np.asarray(nets[0](x, training=False))[0]
+    with _LAYERS_LOCK:
+        outs = probe(x, training=False)
+        outs = [np.asarray(m)[0] for m in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    maps, scores = outs[:-1], outs[-1].reshape(-1)
+    if isinstance(last, keras.layers.Dense):  # the Dense layer's input: its sum is the scores
+        scores = scores @ np.asarray(last.kernel) + (np.asarray(last.bias) if last.use_bias else 0)
     out = []
     for layer, m in zip(blocks, maps):
         strength = m.reshape(-1, m.shape[-1]).mean(axis=0)
@@ -193,11 +206,10 @@ def layers(model, face: np.ndarray, top: int = 6) -> dict:
             k = w[..., c]
             span = float(k.max() - k.min())
             filters.append(np.round((k - k.min()) / span if span > 0 else np.zeros_like(k), 3).tolist())
-    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)][-1]
-    logits = feats @ np.asarray(dense.kernel) + (np.asarray(dense.bias) if dense.use_bias else 0)
-    proba = np.exp(logits - logits.max())
+    proba = np.exp(scores - scores.max())
     return {"model": net.name, "layers": out, "first_filters": filters,
-            "logits": np.round(logits, 4).tolist(), "probabilities": np.round(proba / proba.sum(), 4).tolist()}
+            "note": None if out else "This network has no convolution blocks: nothing spatial to show.",
+            "logits": np.round(scores, 4).tolist(), "probabilities": np.round(proba / proba.sum(), 4).tolist()}
 
 
 # ---------------------------------------------------------------------- occlusion and "what if"

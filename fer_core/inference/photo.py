@@ -291,6 +291,11 @@ def face_views(model, face: np.ndarray) -> dict:
     face = np.asarray(face, np.uint8).reshape(48, 48)
     what = explore.what_if(model, face)
     target = int(what["as it is"].argmax())
-    return {"proba": what["as it is"], "layers": explore.layers(model, face),
+    try:
+        inside = explore.layers(model, face)
+    except (FerError, ValueError) as exc:  # a network the probe cannot read: the rest still shows
+        inside = {"model": "", "layers": [], "first_filters": [], "logits": [], "probabilities": [],
+                  "note": f"Layer by layer is not available for this model ({exc})."}
+    return {"proba": what["as it is"], "layers": inside,
             "gradcam": gradcam(model, face[None], np.array([target]))[0],
             "occlusion": explore.occlusion(model, face, target), "what_if": what}

@@ -54,7 +54,7 @@ class DynamicsLog:
         self.index = sample_indices(len(labels))
         self.images, self.labels = images[self.index], labels[self.index]
         old = read_dynamics(run_dir, start_epoch)
-        same = old is not None and np.array_equal(old.index, self.index)
+        same = old is not None and np.array_equal(old.index, self.index) and np.array_equal(old.labels, self.labels)
         self.epochs = list(old.epochs) if same else []
         self.rows = list(zip(old.probabilities, old.correct)) if same else []
 
@@ -107,6 +107,9 @@ def read_dynamics(run_dir: str | os.PathLike, up_to: int | None = None) -> Dynam
     if loaded is None:
         return None
     arrays, _ = loaded
+    n, e = len(arrays["index"]), len(arrays["epochs"])
+    if arrays["labels"].shape != (n,) or arrays["probabilities"].shape != (e, n) or arrays["correct"].shape != (e, n):
+        return None  # a damaged file: as if none (a resume records it anew)
     last = rundir.read_state(run_dir).epoch if up_to is None else up_to
     keep = arrays["epochs"] <= last
     if not keep.any():
@@ -125,9 +128,9 @@ def cartography_with_faces(run_dir: str | os.PathLike, load=None) -> tuple[dict,
     cfg = rundir.read_config(run_dir)
     ds = (load or (lambda source, merge: load_dataset(source, merge=merge)))(cfg.data, cfg.merge)
     train = ds.subset("Training")
-    if len(train) <= int(found.index.max()):
-        raise DataError(f"{cfg.data}: its Training split has {len(train)} faces, fewer than when {run_dir} was "
-                        "trained; the followed faces cannot be shown.")
+    if len(train) <= int(found.index.max()) or not np.array_equal(train.labels[found.index], found.labels):
+        raise DataError(f"{cfg.data}: its Training split is not the one {run_dir} was trained on (other faces or "
+                        "labels), so the followed faces cannot be shown.")
     classes = rundir.read_classes(run_dir) or ds.class_names
     return found.cartography(tuple(classes)), train.images[found.index]
 
