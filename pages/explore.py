@@ -154,16 +154,25 @@ def face_picker(prefix: str) -> np.ndarray | None:
     return part.images[int(k)]
 
 
-@st.fragment
-def layers_section() -> None:
-    face = face_picker("exl")
+def face_and_views(prefix: str) -> tuple[np.ndarray, dict] | None:
+    """The face the user picked and everything the model shows of it; None (with a message) when
+    there is none yet or the model cannot show it."""
+    face = face_picker(prefix)
     if face is None:
-        return
+        return None
     try:
-        views = cached_face_views(model, face)
+        return face, cached_face_views(model, face)
     except FerError as exc:
         st.error(str(exc))
+        return None
+
+
+@st.fragment
+def layers_section() -> None:
+    picked = face_and_views("exl")
+    if picked is None:
         return
+    face, views = picked
     doc = views["layers"]
     if doc.get("note"):
         st.info(doc["note"])
@@ -193,14 +202,10 @@ with tab_layers:
 
 @st.fragment
 def why_section() -> None:
-    face = face_picker("exw")
-    if face is None:
+    picked = face_and_views("exw")
+    if picked is None:
         return
-    try:
-        views = cached_face_views(model, face)
-    except FerError as exc:
-        st.error(str(exc))
-        return
+    face, views = picked
     label = classes[int(np.argmax(views["proba"]))]
     c1, c2, c3 = st.columns(3)
     c1.image(face, caption=f"the face: {label} ({np.max(views['proba']):.0%})", width=160)
