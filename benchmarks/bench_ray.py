@@ -39,7 +39,7 @@ def first_epoch_seconds(where: str, repeats: int) -> list[float]:
         with jobs.JobStore() as store:
             poll("the first epoch", lambda: store.get(job_id).epoch >= 1, timeout=600, every=0.2)
             out.append(time.perf_counter() - t0)
-            poll("the end", lambda: store.get(job_id).status in jobs.FINAL, timeout=600, every=0.2)
+            poll("the end", lambda: store.get(job_id).status in jobs.ENDED, timeout=600, every=0.2)
     return out
 
 
@@ -52,7 +52,7 @@ def sweep_seconds(epochs: int, n: int = 8) -> float:
     t0 = time.perf_counter()
     sweep_id, ids = jobs.submit_sweep(jobs.make_sweep(lambda arch: base, seeds=list(range(n))), where="ray")
     with jobs.JobStore() as store:
-        poll("the sweep", lambda: all(store.get(i).status in jobs.FINAL for i in ids), timeout=1200)
+        poll("the sweep", lambda: all(store.get(i).status in jobs.ENDED for i in ids), timeout=1200)
         bad = [i for i in ids if store.get(i).status != jobs.JobStatus.SUCCEEDED]
     if bad:
         raise RuntimeError(f"jobs {bad} did not succeed")

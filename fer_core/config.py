@@ -1,7 +1,8 @@
 """Paths, constants and the app's persisted settings.
 
 The data directory (``data/`` next to the code unless ``FER_DATA_DIR`` says otherwise)
-holds the user's data sets, runs, caches and the job store.
+holds the user's data sets, runs (unless ``FER_RUNS_DIR`` puts them elsewhere), caches and the
+job store.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def cache_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """Return ``data/runs``, the default parent of training run directories."""
-    path = data_dir() / "runs"
+    """Return the default parent of training run directories: ``FER_RUNS_DIR`` when set (on a
+    cluster, the one folder that must be shared storage), else ``data/runs``."""
+    path = Path(os.environ["FER_RUNS_DIR"]) if os.environ.get("FER_RUNS_DIR") else data_dir() / "runs"
     if not read_only():
         path.mkdir(parents=True, exist_ok=True)
     return path

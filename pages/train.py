@@ -93,7 +93,9 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
                             + (" — stopping…" if job.cancel_requested and job.status == jobs.JobStatus.RUNNING else ""))
                 st.caption(f"elapsed {fmt_seconds(job.elapsed)} · ETA {fmt_seconds(job.eta)} · "
                            f"device {job.device or '-'} · run {os.path.basename(job.run_dir)}"
-                           + (" · on Ray" if job.runner == "ray" else "") + (f" · sweep {job.sweep}" if job.sweep else ""))
+                           + (f" · on Ray node {job.node_id or '(not placed yet)'}" if job.runner == "ray"
+                              else f" · on {job.node_id}" if job.node_id else "")
+                           + (f" · sweep {job.sweep}" if job.sweep else ""))
                 if job.status != jobs.JobStatus.QUEUED:
                     link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
                             run=os.path.basename(job.run_dir))

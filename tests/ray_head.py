@@ -49,13 +49,15 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-def poll(what: str, predicate, timeout: float = 240, every: float = 0.5):
-    """Schedule jobs (no page is open to do it) until ``predicate()`` gives something true; return it."""
+def poll(what: str, predicate, timeout: float = 240, every: float = 0.5, schedule: bool = True):
+    """Schedule jobs (no page is open to do it) until ``predicate()`` gives something true; return it.
+    ``schedule=False``: only wait, as when the app is not looking."""
     from fer_core import jobs
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        jobs.schedule()
+        if schedule:
+            jobs.schedule()
         value = predicate()
         if value:
             return value
@@ -64,37 +66,61 @@ def poll(what: str, predicate, timeout: float = 240, every: float = 0.5):
 
 
 class Head:
-    """``ray start --head --block`` with ``cpus`` CPUs and its own temp dir; a context manager."""
+    """``ray start --head --block`` with ``cpus`` CPUs and its own temp dir; a context manager.
+    ``worker=True``: a second node of the same cluster on this machine instead (it joins the
+    head at 127.0.0.1:6379, with ports of its own), which can be lost with :meth:`kill_raylet`."""
 
-    def __init__(self, tmp: Path, cpus: int = 2):
-        self.tmp, self.cpus, self.proc, self.started = Path(tmp), cpus, None, set()
+    def __init__(self, tmp: Path, cpus: int = 2, worker: bool = False):
+        self.tmp, self.cpus, self.worker, self.proc, self.started = Path(tmp), cpus, worker, None, set()
         self.left_behind: list[int] = []
         self.seconds = 0.0
 
     def __enter__(self) -> "Head":
         t0 = time.time()
         ray = str(Path(sys.executable).parent / "ray")
-        self.log = self.tmp / "head.log"
+        self.log = self.tmp / ("node.log" if self.worker else "head.log")
+        role = (["--address=127.0.0.1:6379", "--dashboard-agent-listen-port=52366", "--metrics-export-port=0"]
+                if self.worker else ["--head", "--dashboard-host=127.0.0.1", f"--temp-dir={self.tmp / 'ray'}"])
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                 f"--num-cpus={self.cpus}", "--disable-usage-stats", f"--temp-dir={self.tmp / 'ray'}", "--block"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [ray, "start", *role, "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}", "--disable-usage-stats",
+                 "--block"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{DASHBOARD}/api/version", timeout=2).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.__exit__()
-                    raise RuntimeError("the Ray head did not start:\n" + self.log.read_text()[-3000:])
-                time.sleep(0.5)
+        while not self._up():
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.__exit__()
+                raise RuntimeError("the Ray node did not start:\n" + self.log.read_text()[-3000:])
+            time.sleep(0.5)
         self.seconds = round(time.time() - t0, 1)
         return self
 
+    def _up(self) -> bool:
+        if self.worker:  # the node's raylet is running once it has children that are Ray's workers
+            return any(self._cmd(p).endswith("raylet") for p in descendants(self.proc.pid)) and "Ray runtime started" \
+                in self.log.read_text(errors="replace")
+        try:
+            urllib.request.urlopen(f"{DASHBOARD}/api/version", timeout=2).read()
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _cmd(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill_raylet(self) -> int:
+        """SIGKILL this node's raylet (found among the processes this node's ``ray start`` started):
+        the node is lost, as when its machine goes down. Returns the raylet's pid."""
+        self.note_processes()
+        pid = next(p for p in descendants(self.proc.pid) if self._cmd(p).endswith("raylet"))
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
     def __exit__(self, *exc) -> None:
-        """Stop the head by its PID; then make sure no process it started is left."""
+        """Stop the node by its PID; then make sure no process it started is left."""
         self.started |= descendants(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -113,5 +139,5 @@ class Head:
                 pass
 
     def note_processes(self) -> None:
-        """Remember the head's processes now (they are checked for at the end)."""
+        """Remember the node's processes now (they are checked for at the end)."""
         self.started |= descendants(self.proc.pid)

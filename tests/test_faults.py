@@ -49,7 +49,7 @@ def test_disk_full_while_saving_a_checkpoint_fails_the_job_with_a_message(data_d
         return tmp
 
     monkeypatch.setattr(files, "temp_path", temp_on_full_disk)
-    assert jobs.work(job_id) == 1
+    assert jobs.work(job_id, run_dir, store.get(job_id).attempt) == 1
     job = store.get(job_id)
     assert job.status == jobs.JobStatus.FAILED
     assert "No space left on device" in job.error and "disk is full" in job.error
@@ -66,6 +66,7 @@ def test_a_read_only_run_directory_fails_the_job_with_what_to_do(data_dir, monke
 
     store = jobs.JobStore()
     job_id = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=2), store, InProcess())
+    run_dir = store.get(job_id).run_dir
     real_temp = files.temp_path
 
     def read_only(path):
@@ -75,7 +76,7 @@ def test_a_read_only_run_directory_fails_the_job_with_what_to_do(data_dir, monke
         return tmp
 
     monkeypatch.setattr(files, "temp_path", read_only)
-    assert jobs.work(job_id) == 1
+    assert jobs.work(job_id, run_dir, store.get(job_id).attempt) == 1
     job = store.get(job_id)
     assert job.status == jobs.JobStatus.FAILED
     assert job.error.startswith("Read-only file system (") and "make it writable again" in job.error

@@ -13,7 +13,7 @@ import pytest
 from fer_core import jobs
 from fer_core.cli import main
 from fer_core.errors import ConfigError, JobError
-from fer_core.jobs import JobStatus, JobStore
+from fer_core.jobs import JobStatus, JobStore, reports
 from fer_core.jobs.runners import pid_alive
 from fer_core.runs import rundir
 from fer_core.runs.rundir import read_info, read_log, read_metrics
@@ -54,6 +54,12 @@ class FakeRunner:
         self.stopped = [*getattr(self, "stopped", []), job.id]
 
 
+def socket_name() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def wait_for(store, job_id, predicate, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -74,9 +80,13 @@ def test_state_transitions(store):
     assert jobs.schedule(store, runner) == []  # the slot is taken
     assert store.get(a).status == JobStatus.RUNNING and store.get(a).pid == os.getpid()
     assert store.cancel(b) == JobStatus.CANCELLED  # a queued job is dropped at once
+    run = store.get(a).run_dir
+    assert not reports.read_lease(run).cancel
     assert store.cancel(a) == JobStatus.RUNNING and store.get(a).cancel_requested
-    assert store.beat(a, 3, 10) is True  # the worker learns about it on its next heartbeat
-    store.record_epoch(a, 1, 2, {"val_accuracy": 0.5, "epoch_seconds": 10.0})
+    assert reports.read_lease(run).cancel  # the worker learns about it from its lease on its next heartbeat
+    reports.write_report(run, reports.Report(a, store.get(a).attempt, os.getpid(), "here", beat=1, epoch=1,
+                                             total_epochs=2, metrics={"val_accuracy": 0.5, "epoch_seconds": 10.0}))
+    jobs.schedule(store, runner)  # the scheduler takes the worker's report into the store
     job = store.get(a)
     assert (job.epoch, job.metrics["val_accuracy"]) == (1, 0.5) and job.progress == pytest.approx(0.5)
     store.finish(a, JobStatus.CANCELLED)
@@ -114,25 +124,77 @@ def test_dead_or_silent_workers_become_interrupted(store):
 
 
 def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
-    """The old worker of a job declared dead can no longer beat, record an epoch or finish it."""
+    """The old worker of a job declared dead loses its lease, and nothing it reports counts."""
     runner = FakeRunner()
     job_id = store.submit(tiny())
     jobs.schedule(store, runner)
-    first = store.get(job_id).attempt
-    assert store.beat(job_id, attempt=first) is False and store.holds(job_id, first)
+    job = store.get(job_id)
+    first, run = job.attempt, job.run_dir
+    lease = reports.read_lease(run)
+    assert lease.held_by(job_id, first) and lease.config == job.config and lease.runner == "local"
+    reports.write_report(run, reports.Report(job_id, first, 123, "node-a", beat=1, epoch=1, total_epochs=2))
     store.conn.execute("UPDATE jobs SET heartbeat = 0 WHERE id = ?", (job_id,))
-    assert store.reap(lambda pid: True, runner.stop) == [job_id]
+    jobs.schedule(store, runner)
+    job = store.get(job_id)
+    assert (job.epoch, job.pid, job.beat) == (1, 123, 1) and job.heartbeat > time.time() - 60  # the beat moved
+    store.conn.execute("UPDATE jobs SET heartbeat = 0 WHERE id = ?", (job_id,))
+    other = FakeRunner(slots=0)
+    jobs.schedule(store, other)  # the same beat again: no sign of life, the job is given up
+    assert store.get(job_id).status == JobStatus.INTERRUPTED and other.stopped == [job_id]
+    assert reports.read_lease(run).revoked and not reports.read_lease(run).held_by(job_id, first)
     store.resume(job_id)
     jobs.schedule(store, runner)
     second = store.get(job_id).attempt
-    assert second == first + 1 and store.holds(job_id, second) and not store.holds(job_id, first)
-    with pytest.raises(jobs.LeaseLost):
-        store.beat(job_id, attempt=first)
-    with pytest.raises(jobs.LeaseLost):
-        store.record_epoch(job_id, 5, 12, {"val_accuracy": 0.5}, attempt=first)
-    assert store.finish(job_id, JobStatus.FAILED, "stale", attempt=first) is False
-    assert store.get(job_id).status == JobStatus.RUNNING and store.get(job_id).epoch == 0
-    assert store.finish(job_id, JobStatus.SUCCEEDED, attempt=second)
+    assert second == first + 1 and reports.read_lease(run).held_by(job_id, second)
+    # the old attempt's report, however late and whatever it says, counts for nothing
+    reports.write_report(run, reports.Report(job_id, first, 123, "node-a", beat=9, epoch=2, total_epochs=2,
+                                             status=reports.FAILED, error="stale"))
+    jobs.schedule(store, runner)
+    job = store.get(job_id)
+    assert (job.status, job.epoch, job.error) == (JobStatus.RUNNING, 1, None)
+    reports.write_report(run, reports.Report(job_id, second, 456, "node-b", beat=1, epoch=2, total_epochs=2,
+                                             status=reports.SUCCEEDED))
+    jobs.schedule(store, runner)
+    job = store.get(job_id)
+    assert (job.status, job.epoch, job.pid) == (JobStatus.SUCCEEDED, 2, 456)
+
+
+def test_a_worker_without_its_lease_writes_nothing(store):
+    runner = FakeRunner()
+    job_id = store.submit(tiny())
+    jobs.schedule(store, runner)
+    job = store.get(job_id)
+    assert jobs.work(job_id, job.run_dir, job.attempt + 1) == 1  # not this attempt's lease
+    reports.update_lease(job.run_dir, job_id, job.attempt, revoked=True)
+    assert jobs.work(job_id, job.run_dir, job.attempt) == 1  # a revoked one
+    assert sorted(p.name for p in Path(job.run_dir).iterdir()) == ["lease.json", "run.json"]
+
+
+def test_a_cluster_worker_never_opens_the_job_store(store, monkeypatch):
+    """A worker on another node reads its lease and reports in the run directory only: here every
+    SQLite connection fails while it trains, and the job still succeeds once the app looks."""
+    import sqlite3
+
+    class Cluster(FakeRunner):
+        name = "ray"
+
+    runner = Cluster()
+    job_id = jobs.submit(tiny(epochs=2), store, runner)
+    job = store.get(job_id)
+
+    def no_sqlite(*args, **kwargs):
+        raise AssertionError("a worker opened an SQLite database")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite3, "connect", no_sqlite)
+        assert jobs.work(job_id, job.run_dir, job.attempt) == 0
+    assert store.get(job_id).status == JobStatus.RUNNING  # nothing has told the store yet
+    report = reports.read_report(job.run_dir, job_id, job.attempt)
+    assert (report.status, report.epoch, report.pid) == (reports.SUCCEEDED, 2, os.getpid())
+    jobs.schedule(store, runner)  # the app looks: the result is picked up
+    job = store.get(job_id)
+    assert (job.status, job.epoch, job.total_epochs) == (JobStatus.SUCCEEDED, 2, 2)
+    assert job.metrics["val_accuracy"] == read_metrics(job.run_dir)[-1]["val_accuracy"]
 
 
 def test_a_stalled_worker_is_stopped_and_the_resumed_job_writes_a_gap_free_history(data_dir, monkeypatch):
@@ -264,10 +326,13 @@ def test_jobs_cli(data_dir, capsys):
     assert main(["jobs", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(j["id"], j["status"]) for j in listed] == [(job_id, "succeeded")]
+    assert main(["jobs", "list"]) == 0
+    assert socket_name()[:12] in capsys.readouterr().out  # the node column
     assert main(["jobs", "show", str(job_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["arch"] == "tiny" and shown["note"] == "a first look"  # kept through training
     assert shown["tags"] == ["look", "seed-0"]
+    assert shown["node_id"] == socket_name()  # where it ran: this machine
     assert read_info(shown["run_dir"])["job"] == job_id  # the run names its job
     assert main(["jobs", "logs", str(job_id)]) == 0
     assert "succeeded" in capsys.readouterr().out
@@ -360,10 +425,41 @@ def test_ray_addresses_are_checked(monkeypatch):
     assert jobs.default_runner_name() == "ray" and jobs.get_runner("ray").slots() == []  # unreachable: no slots
 
 
-def test_a_worker_that_cannot_see_the_data_folder_says_so(tmp_path):
-    env = {**os.environ, "FER_DATA_DIR": str(tmp_path / "not-shared"), "PYTHONPATH": str(Path(__file__).parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "fer_core", "jobs", "work", "3", "--tee"], env=env,
+def test_one_ray_runner_per_address_serves_every_look_and_thread(data_dir, monkeypatch):
+    """Regression: schedule() built a new runner on every call, so its memory of an unreachable
+    cluster (15 s) never held and each page poll knocked on the cluster's door again."""
+    import socket
+    import threading
+
+    from fer_core.jobs import ray_runner
+
+    monkeypatch.setenv("FER_RAY_ADDRESS", "http://127.0.0.1:2")
+    knocks = []
+    real = socket.create_connection
+
+    def counted(address, *args, **kwargs):
+        knocks.append(address)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counted)
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(jobs.get_runner("ray"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r in found}) == 1 and found[0] is ray_runner.for_address("http://127.0.0.1:2/")
+    for _ in range(5):
+        jobs.schedule()  # what five page polls do
+    assert knocks == [("127.0.0.1", 2)]  # the first look found it down; the next ones remembered
+
+
+def test_a_worker_that_cannot_see_the_run_directory_says_so(tmp_path):
+    env = {**os.environ, "FER_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "fer_core", "jobs", "work", "3", "--run-dir",
+                           str(tmp_path / "not-shared" / "run"), "--attempt", "1", "--tee"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert "cannot be seen from this machine" in done.stdout and "FER_DATA_DIR must be the same shared folder" in done.stdout
-    assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "not-shared").exists()  # nothing created
+    assert "cannot be seen from this machine" in done.stdout and "storage that every machine" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "not-shared").exists() and not (tmp_path / "data").exists()  # nothing created

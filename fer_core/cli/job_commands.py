@@ -18,7 +18,7 @@ from fer_core.runs.trainconfig import TrainConfig
 
 
 def work(args: argparse.Namespace) -> int:
-    return jobs.work(args.id, tee=args.tee)
+    return jobs.work(args.id, args.run_dir, args.attempt, tee=args.tee)
 
 
 def repair(args: argparse.Namespace) -> int:
@@ -86,12 +86,12 @@ def listing(args: argparse.Namespace) -> int:
 
     def text() -> None:
         print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  {'runner':<6} "
-              f"{'sweep':>5}  arch / data")
+              f"{'node':<12}  {'sweep':>5}  arch / data")
         for j in listed:
             acc = j.metrics.get("val_accuracy")
             print(f"{j.id:>4}  {j.status.value:<11} {j.progress:>8.0%}  {fmt_seconds(j.elapsed):>8}  "
                   f"{fmt_seconds(j.eta):>8}  {'-' if acc is None else f'{acc:.4f}':>7}  {j.runner:<6} "
-                  f"{j.sweep or '-':>5}  {j.config.get('arch')} / {j.config.get('data')}")
+                  f"{(j.node_id or '-')[:12]:<12}  {j.sweep or '-':>5}  {j.config.get('arch')} / {j.config.get('data')}")
 
     emit(args, [j.to_dict() for j in listed], text)
     return 0
@@ -209,6 +209,8 @@ def add_commands(sub) -> None:
         p.add_argument("id", type=int)
         p.set_defaults(func=func)
     group.choices["resume"].add_argument("--epochs", type=int, help="extend the run to N epochs in all")
+    group.choices["work"].add_argument("--run-dir", required=True, help="the job's run directory (its lease is there)")
+    group.choices["work"].add_argument("--attempt", type=int, required=True, help="the attempt this worker runs")
     group.choices["work"].add_argument("--tee", action="store_true", help="also append the output to the run's "
                                        "log.txt (a cluster keeps the output elsewhere)")
     group.add_parser("repair", help="rebuild a damaged job store from the run directories (keeps a backup)"

@@ -5,7 +5,9 @@
 - :mod:`.scheduler`: ``schedule``, ``submit`` and ``scheduled_store`` (open, schedule, act, close),
   the runner a job goes to, its log and the cluster view;
 - :mod:`.sweep`: grids of configurations submitted as one sweep;
-- :mod:`.worker`: the body of ``python -m fer_core jobs work ID``.
+- :mod:`.worker`: the body of ``python -m fer_core jobs work ID``;
+- :mod:`.reports`: the lease and the worker's report, the files through which a worker and the
+  scheduler talk (a worker never opens the store).
 
 Workers are detached OS processes that never touch Streamlit; pages only poll the store.
 """

@@ -1,10 +1,12 @@
 """The Ray runner: jobs submitted to a Ray cluster through its Jobs API.
 
 Each attempt of a job is one Ray job whose entrypoint is the same worker command as a local
-job's (``python -m fer_core jobs work ID``); the worker writes the shared job store and run
-directory itself, under ``FER_DATA_DIR``, which must be the same shared folder on every node.
-The job store stays the one record the pages read; Ray's state is read only to know whether a
-worker is waiting, running or gone, to stop it and to show its log.
+job's (``python -m fer_core jobs work ID --run-dir DIR --attempt N``). The worker never opens
+the job store, which stays on the app's machine: it reads its lease from the run directory and
+reports there (:mod:`.reports`), so only the run directories need shared storage, at the same
+path on every node. The scheduler beside the app takes the reports into the store; Ray's state
+is read only to know whether a worker is waiting, running or gone, where it runs, to stop it
+and to show its log. Only Ray's public client APIs are used (the Jobs SDK and the State API).
 
 Ray's Jobs API runs any command it is sent (CVE-2023-48022): whoever reaches the dashboard
 address can run code on the cluster. FER Studio never starts a Ray head; bind yours to
@@ -14,13 +16,12 @@ loopback or turn on Ray's token authentication (README, "Training on a Ray clust
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import secrets
 import shlex
 import socket
+import threading
 import time
-import urllib.request
 from urllib.parse import urlparse
 
 from fer_core.errors import ConfigError, JobError
@@ -84,6 +85,7 @@ class RayRunner:
         self._client = None
         self._resources: tuple[float, dict] | None = None
         self._down_until = 0.0
+        self._lock = threading.Lock()  # one runner serves every session's thread (see for_address)
 
     # ------------------------------------------------------------ the cluster
     def _check_reachable(self) -> None:
@@ -104,6 +106,10 @@ class RayRunner:
     @property
     def client(self):
         self._check_reachable()
+        with self._lock:
+            return self._connect()
+
+    def _connect(self):
         if self._client is None:
             try:
                 from ray.job_submission import JobSubmissionClient
@@ -133,15 +139,14 @@ class RayRunner:
                 for n in found if n.state == "ALIVE"]
 
     def totals(self) -> dict[str, float]:
-        """Total CPUs and GPUs of the alive nodes (read at most every 10 s)."""
-        now = time.monotonic()
-        if self._resources is None or now - self._resources[0] > 10:
-            cpus = gpus = 0.0
-            for node in self.nodes():
-                cpus += node["resources"].get("CPU", 0.0)
-                gpus += node["resources"].get("GPU", 0.0)
-            self._resources = (now, {"CPU": cpus, "GPU": gpus})
-        return self._resources[1]
+        """Total CPUs and GPUs of the alive nodes (read at most every 10 s, for every caller)."""
+        cached = self._resources
+        if cached is not None and time.monotonic() - cached[0] <= 10:
+            return cached[1]
+        nodes = self.nodes()
+        totals = {k: sum(n["resources"].get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
+        self._resources = (time.monotonic(), totals)
+        return totals
 
     def request(self) -> dict[str, float]:
         """What one job asks the cluster for: ``{"GPU": n}`` when it has GPUs, else ``{"CPU": n}``."""
@@ -164,7 +169,7 @@ class RayRunner:
         submission = f"fer-job-{job.id}-attempt-{job.attempt}-{secrets.token_hex(3)}"
         try:
             return self.client.submit_job(
-                entrypoint=shlex.join(worker_command(job.id, tee=True)), submission_id=submission,
+                entrypoint=shlex.join(worker_command(job, tee=True)), submission_id=submission,
                 runtime_env={"env_vars": worker_env()}, metadata={"fer_job": str(job.id), "attempt": str(job.attempt)},
                 entrypoint_num_cpus=ask.get("CPU", 0), entrypoint_num_gpus=ask.get("GPU", 0))
         except JobError:
@@ -189,6 +194,15 @@ class RayRunner:
         if state == PENDING:
             return None
         return state is None or state == RUNNING
+
+    def node(self, job: Job) -> str | None:
+        """The id of the Ray node the job's worker runs on (None until Ray has placed it)."""
+        if not job.submission:
+            return None
+        try:
+            return self.client.get_job_info(job.submission).driver_node_id or None
+        except Exception:  # unreachable cluster, unknown id: asked again on the next look
+            return None
 
     def stop(self, job: Job) -> None:
         if job.submission:
@@ -218,32 +232,59 @@ class RayRunner:
         except Exception as exc:
             raise JobError(f"Cannot read job {job.id}'s log from Ray ({type(exc).__name__}: {str(exc)[:200]}).") from None
 
-    def usage(self) -> dict[str, float]:
-        """CPUs and GPUs in use on the cluster (by every job, FER Studio's or not), from the
-        dashboard's cluster status (a few seconds behind); {} when it cannot be read."""
-        request = urllib.request.Request(f"{self.address}/api/cluster_status?format=0")
-        if os.environ.get("RAY_AUTH_TOKEN"):  # Ray's token authentication (RAY_AUTH_MODE=token)
-            request.add_header("Authorization", f"Bearer {os.environ['RAY_AUTH_TOKEN']}")
+    def usage(self) -> dict[str, float] | None:
+        """CPUs and GPUs held now by the cluster's alive actors and running tasks (a job's
+        entrypoint reservation is its supervisor actor's), from Ray's State API; None when it
+        cannot be read."""
         try:
-            with urllib.request.urlopen(request, timeout=5) as reply:
-                report = json.load(reply)["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
-            return {k: float(report[k][0]) for k in ("CPU", "GPU") if k in report}
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return {}
+            from ray.util.state import list_actors, list_tasks
+
+            held = [*list_actors(address=self.address, filters=[("state", "=", "ALIVE")], detail=True, limit=10_000,
+                                 timeout=10, raise_on_missing_output=False),
+                    *list_tasks(address=self.address, filters=[("state", "=", "RUNNING")], detail=True, limit=10_000,
+                                timeout=10, raise_on_missing_output=False)]
+        except Exception:  # an old head, a timeout: the view shows totals only
+            return None
+        return {k: sum(float((item.required_resources or {}).get(k, 0.0)) for item in held) for k in ("CPU", "GPU")}
 
     def cluster(self) -> dict:
-        """The cluster view: address, total and free CPUs and GPUs, and FER Studio's jobs per node."""
+        """The cluster view: address, total and free CPUs and GPUs (free: not held by an alive
+        actor or a running task; None when that cannot be read), and FER Studio's jobs per
+        node (by node id and address)."""
         nodes = self.nodes()
         total = {k: sum(n["resources"].get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
+        client = self.client
+        try:
+            listed = client.list_jobs()
+        except Exception as exc:
+            raise JobError(f"Cannot list the Ray cluster's jobs at {self.address} ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}).") from None
         used = self.usage()
         per_node: dict[str, int] = {}
         ip = {n["id"]: n["ip"] for n in nodes}
-        for details in self.client.list_jobs():
+        for details in listed:
             if str(details.status.value) == RUNNING and (details.metadata or {}).get("fer_job"):
-                where = ip.get(details.driver_node_id or "", details.driver_node_id or "unknown node")
+                node = details.driver_node_id or ""
+                where = f"{node[:12]} ({ip[node]})" if node in ip else node or "unknown node"
                 per_node[where] = per_node.get(where, 0) + 1
         return {"runner": NAME, "address": self.address, "loopback": is_loopback(self.address), "nodes": len(nodes),
-                "cpus": total["CPU"], "gpus": total["GPU"],
-                "free_cpus": max(total["CPU"] - used["CPU"], 0.0) if "CPU" in used else None,
-                "free_gpus": max(total["GPU"] - used.get("GPU", 0.0), 0.0) if used else None, "slots": len(self.slots()),
-                "jobs_per_node": per_node}
+                "node_ids": [n["id"] for n in nodes], "cpus": total["CPU"], "gpus": total["GPU"],
+                "free_cpus": None if used is None else max(total["CPU"] - used["CPU"], 0.0),
+                "free_gpus": None if used is None else max(total["GPU"] - used["GPU"], 0.0),
+                "slots": len(self.slots()), "jobs_per_node": per_node}
+
+
+_RUNNERS: dict[str, RayRunner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def for_address(address: str) -> RayRunner:
+    """The one runner of a cluster address for the life of this process, so its client, its
+    memory of an unreachable cluster (15 s) and its cached totals (10 s) are shared by every
+    schedule() call, page and session. Safe to call from any thread."""
+    key = check_address(address)
+    with _RUNNERS_LOCK:
+        runner = _RUNNERS.get(key)
+        if runner is None:
+            runner = _RUNNERS[key] = RayRunner(key)
+        return runner

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ class Runner(Protocol):
 
     ``name`` is what the job store records (``local``, ``ray``); ``start`` returns the worker's
     pid (an int) or the cluster's id for it (a str); ``alive`` answers True (running), False
-    (gone) or None (waiting on the cluster, not started yet).
+    (gone) or None (waiting on the cluster, not started yet); ``node`` names where a started
+    job runs (None while that is not known yet).
     """
 
     name: str
@@ -35,21 +37,24 @@ class Runner(Protocol):
 
     def alive(self, job: Job) -> bool | None: ...
 
+    def node(self, job: Job) -> str | None: ...
+
     def stop(self, job: Job) -> None: ...
 
 
-def worker_command(job_id: int, tee: bool = False) -> list[str]:
-    """The command line of a job's worker process (``tee``: it also appends its output to the
-    run's log, for runners that keep the output elsewhere)."""
-    return [sys.executable, "-m", "fer_core", "jobs", "work", str(job_id), *(["--tee"] if tee else [])]
+def worker_command(job: Job, tee: bool = False) -> list[str]:
+    """The command line of the worker of a job's current attempt (``tee``: it also appends its
+    output to the run's log, for runners that keep the output elsewhere)."""
+    return [sys.executable, "-m", "fer_core", "jobs", "work", str(job.id), "--run-dir", str(job.run_dir),
+            "--attempt", str(job.attempt), *(["--tee"] if tee else [])]
 
 
 def worker_env() -> dict[str, str]:
     """What a worker needs in its environment, wherever it runs: the project on its import path,
-    the same data folder (and allowed data folders) as this process, unbuffered output."""
+    the same data and runs folders (and allowed data folders) as this process, unbuffered output."""
     env = {"PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "FER_DATA_DIR": str(data_dir().resolve()), "PYTHONUNBUFFERED": "1"}
-    for name in ("FER_DATA_ROOTS", "FER2013_DIR", "FER_STALE_SECONDS", "TF_CPP_MIN_LOG_LEVEL"):
+    for name in ("FER_RUNS_DIR", "FER_DATA_ROOTS", "FER2013_DIR", "TF_CPP_MIN_LOG_LEVEL"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
@@ -90,7 +95,7 @@ class LocalRunner:
             env["CUDA_VISIBLE_DEVICES"] = ids[job.slot % len(ids)].strip()
         Path(job.run_dir).mkdir(parents=True, exist_ok=True)
         with open(rundir.log_path(job.run_dir), "ab") as log:
-            proc = subprocess.Popen(worker_command(job.id), cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(worker_command(job), cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # outlives the Streamlit server
         return proc.pid
@@ -98,6 +103,10 @@ class LocalRunner:
     def alive(self, job: Job) -> bool:
         """False once the worker's process is gone (True before its pid is known)."""
         return job.pid is None or pid_alive(job.pid)
+
+    def node(self, job: Job) -> str:
+        """Where local jobs run: this machine."""
+        return socket.gethostname()
 
     def stop(self, job: Job) -> None:
         """Kill a job's worker (and its process group) if it is this job's worker on this machine.
@@ -111,7 +120,7 @@ class LocalRunner:
             cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return
-        if [c.decode(errors="replace") for c in cmdline if c][-4:] != worker_command(job.id)[-4:]:
+        if [c.decode(errors="replace") for c in cmdline if c][1:] != worker_command(job)[1:]:
             return
         try:
             os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session and process group

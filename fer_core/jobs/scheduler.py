@@ -1,9 +1,13 @@
 """Scheduling without a daemon: every look at the store starts what can start.
 
-Every page refresh, CLI call and ending worker calls :func:`schedule`, which, for each runner
-(this machine, and the Ray cluster when one is set), marks dead or silent workers
-``interrupted`` (stopping a silent one), drops cancelled jobs that never started on the
-cluster, and starts queued jobs, oldest first, while the runner has free slots.
+Every page refresh, CLI call and ending local worker calls :func:`schedule`, which, for each
+runner (this machine, and the Ray cluster when one is set), takes the workers' reports from
+their run directories into the store (:mod:`.reports`: progress, heartbeats, how they ended,
+and passes cancel requests on), marks dead or silent workers ``interrupted`` (revoking their
+lease and stopping a silent one), drops cancelled jobs that never started on the cluster, and
+starts queued jobs, oldest first, while the runner has free slots. This is the one place that
+turns what workers say into the store's state. A cluster's workers never call it (they never
+open the store): their results wait in their run directories until the app looks again.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import Iterator
 
 from fer_core.config import check_writable, load_settings, read_only, save_settings
 from fer_core.errors import ConfigError, FerError, JobError
+from fer_core.jobs import reports
 from fer_core.jobs.limits import Limits
-from fer_core.jobs.ray_runner import RayRunner, check_address
+from fer_core.jobs.ray_runner import check_address, for_address
 from fer_core.jobs.runners import LocalRunner, Runner
-from fer_core.jobs.store import LOCAL, JobStatus, JobStore
+from fer_core.jobs.store import LOCAL, Job, JobStatus, JobStore
 from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 
@@ -25,11 +30,12 @@ RUNNERS = (LOCAL, "ray")
 
 
 def ray_runner():
-    """The Ray runner for the configured address (``FER_RAY_ADDRESS`` or the setting), or None."""
+    """The Ray runner for the configured address (``FER_RAY_ADDRESS`` or the setting), or None:
+    one per address for the life of the process (see :func:`.ray_runner.for_address`)."""
     address = load_settings().active_ray_address()
     if not address:
         return None
-    return RayRunner(address)  # Ray's own client is imported only when first used
+    return for_address(address)  # Ray's own client is imported only when first used
 
 
 def ray_address_setting() -> tuple[str, bool]:
@@ -101,16 +107,43 @@ def _configured_runners() -> list[Runner]:
     return runners
 
 
+def ingest(store: JobStore, job: Job, runner: Runner | None = None) -> None:
+    """Take a running job's report into the store, pass a cancel request on to its worker and,
+    once ``runner`` knows it, record the node the job runs on."""
+    report = reports.read_report(job.run_dir, job.id, job.attempt)
+    if report is not None:
+        store.observe(report)
+    if job.cancel_requested:
+        reports.update_lease(job.run_dir, job.id, job.attempt, cancel=True)
+    if not job.node_id and runner is not None and hasattr(runner, "node"):
+        node = runner.node(job)
+        if node:
+            store.set_node(job.id, job.attempt, node)
+
+
 def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
     name = getattr(runner, "name", LOCAL)
-    store.reap(runner.alive, runner.stop, name, getattr(runner, "explain", None))
+    for job in store.list(JobStatus.RUNNING):
+        if job.runner == name:
+            ingest(store, job, runner)
+
+    def alive(job: Job) -> bool | None:
+        state = runner.alive(job)
+        if state is False:  # gone: its last report may have landed since it was read above
+            ingest(store, job)
+        return state
+
+    store.reap(alive, runner.stop, name, getattr(runner, "explain", None))
     for job in store.list(JobStatus.RUNNING):  # cancelled while still waiting on the cluster: no worker will hear it
         if job.runner == name and job.cancel_requested and runner.alive(job) is None:
             runner.stop(job)
-            store.finish(job.id, JobStatus.CANCELLED, attempt=job.attempt)
+            if store.finish(job.id, JobStatus.CANCELLED, attempt=job.attempt):
+                reports.update_lease(job.run_dir, job.id, job.attempt, revoked=True)
     started = []
     for job in store.claim(runner.slots(), name):
         try:
+            reports.write_lease(job.run_dir, reports.Lease(job.id, job.attempt, name, job.config, job.resume,
+                                                           job.total_epochs))
             handle = runner.start(job)
         except (OSError, FerError) as exc:
             store.finish(job.id, JobStatus.FAILED, f"Could not start the worker: {exc}", job.attempt)

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt INTEGER NOT NULL DEFAULT 0,
     runner TEXT NOT NULL DEFAULT 'local',
     submission TEXT,
-    sweep INTEGER
+    sweep INTEGER,
+    node_id TEXT,
+    beat INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -51,9 +53,10 @@ CREATE TABLE IF NOT EXISTS sweeps (
 """
 #: Columns added after the first release, with their definitions (added to older stores on open):
 #: the lease number; where the job runs (``local`` or ``ray``) and the cluster's id for it (Ray's
-#: submission id); the sweep it belongs to.
+#: submission id); the sweep it belongs to; the node it runs on (Ray's node id, or the host) and
+#: the last beat counter seen in its worker's report.
 ADDED_COLUMNS = {"attempt": "INTEGER NOT NULL DEFAULT 0", "runner": "TEXT NOT NULL DEFAULT 'local'",
-                 "submission": "TEXT", "sweep": "INTEGER"}
+                 "submission": "TEXT", "sweep": "INTEGER", "node_id": "TEXT", "beat": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

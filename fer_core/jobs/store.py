@@ -1,9 +1,11 @@
-"""The job store: one SQLite file (``data/jobs.sqlite3``) that every process reads and writes.
+"""The job store: one SQLite file (``data/jobs.sqlite3``) on the app's machine.
 
-WAL mode lets the Streamlit server, the CLI and every worker use it at the same time. Each
-claim of a job starts a new **attempt** (a lease with a fencing token): a worker writes only
-while the row still carries its attempt number, so a worker that was declared dead and
-replaced can never write over its successor.
+Only processes on that machine open it (the Streamlit server, the CLI, and a local worker when
+it ends, to start the next job); WAL mode lets them use it at the same time. Workers report
+through their run directory instead (:mod:`fer_core.jobs.reports`), which the scheduler reads
+into the store. Each claim of a job starts a new **attempt** (a lease with a fencing token):
+a report counts only while the row still carries its attempt number, and a revoked lease stops
+its worker, so a worker that was declared dead and replaced can never write over its successor.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from fer_core.config import runs_dir
 from fer_core.errors import JobError
+from fer_core.jobs import reports
 from fer_core.jobs.sqlite import connect, explain_sqlite, store_path, transaction
 from fer_core.runs import removal, rundir
 from fer_core.runs.trainconfig import TrainConfig
@@ -89,6 +92,8 @@ class Job:
     runner: str = LOCAL
     submission: str | None = None  # the cluster's id of the current attempt (Ray's submission id)
     sweep: int | None = None
+    node_id: str | None = None  # where the current attempt runs: Ray's node id, or the host
+    beat: int = 0  # the last beat counter seen in the worker's report
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
@@ -251,18 +256,15 @@ class JobStore:
             for slot, row in zip(free, queued):
                 c.execute("UPDATE jobs SET status = ?, slot = ?, pid = NULL, submission = NULL, started = ?,"
                           " finished = NULL, heartbeat = ?, step = 0, steps = 0, cancel_requested = 0, error = NULL,"
-                          " attempt = attempt + 1 WHERE id = ?",
+                          " node_id = NULL, beat = 0, attempt = attempt + 1 WHERE id = ?",
                           (JobStatus.RUNNING.value, slot, now, now, row["id"]))
             ids = [row["id"] for row in queued]
         return [self.get(i) for i in ids]
 
-    def set_pid(self, job_id: int, pid: int, device: str | None = None, attempt: int | None = None) -> bool:
-        """Record the worker's pid (and device); False when ``attempt`` no longer holds the job."""
+    def set_pid(self, job_id: int, pid: int) -> None:
+        """Record a local worker's pid as its runner started it."""
         with transaction(self.conn, self.path) as c:
-            cur = c.execute("UPDATE jobs SET pid = ?, device = COALESCE(?, device), heartbeat = ? WHERE id = ?"
-                            " AND (? IS NULL OR (attempt = ? AND status = ?))",
-                            (pid, device, time.time(), job_id, attempt, attempt, JobStatus.RUNNING.value))
-        return cur.rowcount == 1
+            c.execute("UPDATE jobs SET pid = ? WHERE id = ?", (pid, job_id))
 
     def set_submission(self, job_id: int, submission: str, attempt: int) -> bool:
         """Record the cluster's id of a job's attempt; False when ``attempt`` no longer holds the job."""
@@ -271,36 +273,32 @@ class JobStore:
                             (submission, time.time(), job_id, attempt, JobStatus.RUNNING.value))
         return cur.rowcount == 1
 
-    def holds(self, job_id: int, attempt: int) -> bool:
-        """True while ``attempt`` is the job's current, running attempt (the lease is held)."""
-        rows = self._rows("SELECT status, attempt FROM jobs WHERE id = ?", (int(job_id),))
-        row = rows[0] if rows else None
-        return bool(row) and row["status"] == JobStatus.RUNNING.value and row["attempt"] == attempt
-
-    def beat(self, job_id: int, step: int = 0, steps: int = 0, attempt: int | None = None) -> bool:
-        """Record a heartbeat (and the batch within the epoch); return True if cancel was asked.
-
-        Raises:
-            LeaseLost: ``attempt`` no longer holds the job (it was declared dead and reclaimed).
-        """
+    def set_node(self, job_id: int, attempt: int, node_id: str) -> None:
+        """Record where the job's current attempt runs (Ray's node id, or the host)."""
         with transaction(self.conn, self.path) as c:
-            cur = c.execute("UPDATE jobs SET heartbeat = ?, step = ?, steps = ? WHERE id = ? AND status = ?"
-                            " AND (? IS NULL OR attempt = ?)",
-                            (time.time(), step, steps, job_id, JobStatus.RUNNING.value, attempt, attempt))
-            row = c.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if attempt is not None and cur.rowcount != 1:
-            raise LeaseLost(job_id, attempt)
-        return bool(row and row["cancel_requested"])
+            c.execute("UPDATE jobs SET node_id = ? WHERE id = ? AND attempt = ?", (node_id, job_id, attempt))
 
-    def record_epoch(self, job_id: int, epoch: int, total: int, metrics: dict, attempt: int | None = None) -> None:
-        """Record a finished epoch's progress (only while ``attempt`` holds the job)."""
+    def observe(self, report: reports.Report) -> bool:
+        """Take a worker's report into the row, if its attempt still holds the job: progress,
+        pid and device, the heartbeat (now, when the beat counter moved) and, once the worker
+        has ended, its status. Returns whether the report counted."""
         with transaction(self.conn, self.path) as c:
-            cur = c.execute("UPDATE jobs SET epoch = ?, total_epochs = ?, metrics = ?, step = 0, heartbeat = ? WHERE id = ?"
-                            " AND (? IS NULL OR (attempt = ? AND status = ?))",
-                            (epoch, total, json.dumps(metrics), time.time(), job_id, attempt, attempt,
-                             JobStatus.RUNNING.value))
-        if attempt is not None and cur.rowcount != 1:
-            raise LeaseLost(job_id, attempt)
+            row = c.execute("SELECT beat FROM jobs WHERE id = ? AND attempt = ? AND status = ?",
+                            (report.job, report.attempt, JobStatus.RUNNING.value)).fetchone()
+            if row is None:
+                return False
+            moved = report.beat != row["beat"]
+            c.execute("UPDATE jobs SET pid = ?, device = ?, beat = ?, step = ?, steps = ?, heartbeat = CASE WHEN ?"
+                      " THEN ? ELSE heartbeat END WHERE id = ?",
+                      (report.pid, report.device or None, report.beat, report.step, report.steps, moved, time.time(),
+                       report.job))
+            if report.epoch:
+                c.execute("UPDATE jobs SET epoch = ?, total_epochs = ?, metrics = ? WHERE id = ?",
+                          (report.epoch, report.total_epochs, json.dumps(report.metrics), report.job))
+            if report.ended:
+                c.execute("UPDATE jobs SET status = ?, error = ?, finished = ?, step = 0 WHERE id = ?",
+                          (JobStatus(report.status).value, report.error, time.time(), report.job))
+        return True
 
     def finish(self, job_id: int, status: JobStatus, error: str | None = None, attempt: int | None = None) -> bool:
         """Record how a worker ended; False when ``attempt`` no longer holds the job (nothing written)."""
@@ -321,7 +319,9 @@ class JobStore:
                 return JobStatus.CANCELLED
             if job.status == JobStatus.RUNNING:
                 c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-                return JobStatus.RUNNING
+        if job.status == JobStatus.RUNNING:  # the worker reads it from its lease at its next heartbeat
+            reports.update_lease(job.run_dir, job.id, job.attempt, cancel=True)
+            return JobStatus.RUNNING
         raise JobError(f"Job {job_id} is {job.status.value}; only queued or running jobs can be cancelled.")
 
     def resume(self, job_id: int, epochs: int | None = None, max_waiting: int | None = None) -> None:
@@ -392,8 +392,8 @@ class JobStore:
             why = ("The worker process stopped without a word (killed, out of memory or machine restart)."
                    if dead else f"The worker sent no heartbeat for {stale:.0f} s (hung, stopped or asleep); "
                                 "it was stopped so that it can never write this run again.")
-            if dead and explain is not None:
-                why += " " + (explain(job) or "")
+            said = explain(job) if dead and explain is not None else ""
+            why += f" {said}" if said else ""
             with transaction(self.conn, self.path) as c:
                 cur = c.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?"
                                 " AND attempt = ?",
@@ -401,6 +401,7 @@ class JobStore:
                                  "checkpoint.", job.id, JobStatus.RUNNING.value, job.attempt))
             if cur.rowcount == 1:
                 gone.append(job.id)
+                reports.update_lease(job.run_dir, job.id, job.attempt, revoked=True)  # a live worker stops writing
                 if not dead and stop is not None:
                     stop(job)
         return gone

@@ -1,9 +1,11 @@
-"""The worker: runs one claimed job in its own process (``python -m fer_core jobs work ID``).
+"""The worker: runs one claimed job in its own process (``python -m fer_core jobs work ID ...``).
 
-It holds the job's lease (its attempt number) and checks it on every heartbeat and before
-every write to the store and the run directory; once the lease is lost (the scheduler found
-the worker silent and gave the job up) it stops without writing anything more. The run
-directory's lock keeps any second process from writing the run at the same time.
+It never opens the job store: it reads its lease from the run directory and reports there
+(:mod:`fer_core.jobs.reports`), so it runs the same on this machine and on a cluster node
+that shares only the run directories. It checks the lease on every heartbeat and before every
+write to the run directory; once the lease is revoked (the scheduler found the worker silent
+and gave the job up) or taken by another attempt, it stops without writing anything more. The
+run directory's lock keeps any second process from writing the run at the same time.
 """
 
 from __future__ import annotations
@@ -16,41 +18,37 @@ import threading
 import traceback
 from pathlib import Path
 
-from fer_core.config import data_dir
 from fer_core.device import device_line, device_name
 from fer_core.errors import FerError
+from fer_core.jobs import reports
 from fer_core.jobs.scheduler import schedule
-from fer_core.jobs.sqlite import STORE_FILE
-from fer_core.jobs.store import HEARTBEAT_SECONDS, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.store import HEARTBEAT_SECONDS, LOCAL, JobStatus, LeaseLost
 from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.trainer import train
 
 
-def work(job_id: int, store_file: str | Path | None = None, tee: bool = False) -> int:
-    """Run one claimed job in this process; return a process exit status.
+def work(job_id: int, run_dir: str | Path, attempt: int, tee: bool = False) -> int:
+    """Run attempt ``attempt`` of job ``job_id`` in this process; return a process exit status.
 
-    A heartbeat thread records liveness and batch progress and picks up cancel requests; the
-    training loop stops at the next batch when one arrives or when the lease is lost. ``tee``:
+    A heartbeat thread reports liveness and batch progress and picks up cancel requests and a
+    revoked lease; the training loop stops at the next batch when either arrives. ``tee``:
     also append everything printed to the run's ``log.txt`` (a Ray worker's output goes to
     Ray's log; the run directory then holds the same files as a local run's).
     """
-    if not tee:
-        return _work(job_id, store_file)
-    path = Path(store_file) if store_file else data_dir(create=False) / STORE_FILE
+    run_dir = Path(run_dir)
     log_file = None
-    if path.is_file():
+    if tee and run_dir.is_dir():
         try:
-            with JobStore(path) as store:
-                log_file = open(rundir.log_path(store.get(job_id).run_dir), "a")
-        except (OSError, FerError):
+            log_file = open(rundir.log_path(run_dir), "a")
+        except OSError:
             pass  # the checks in _work say what is wrong
     if log_file is None:
-        return _work(job_id, store_file)
+        return _work(job_id, run_dir, attempt)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(saved[0], log_file), _Tee(saved[1], log_file)
     try:
-        return _work(job_id, store_file)
+        return _work(job_id, run_dir, attempt)
     finally:
         sys.stdout, sys.stderr = saved
         log_file.close()
@@ -75,59 +73,74 @@ class _Tee:
         return False
 
 
-def _work(job_id: int, store_file: str | Path | None = None) -> int:
-    path = Path(store_file) if store_file else data_dir(create=False) / STORE_FILE
-    if not path.is_file():  # on a cluster node that does not share FER_DATA_DIR: say so, create nothing
-        print(f"job {job_id}: the job store {path} cannot be seen from this machine ({socket.gethostname()}); "
-              "FER_DATA_DIR must be the same shared folder on every machine that runs jobs.", flush=True)
+def _work(job_id: int, run_dir: Path, attempt: int) -> int:
+    if not run_dir.is_dir():  # a cluster node that does not share the run directories: say so, create nothing
+        print(f"job {job_id}: the run directory {run_dir} cannot be seen from this machine ({socket.gethostname()}); "
+              "run directories must be on storage that every machine running jobs shares, at the same path "
+              "(README, 'Training on a Ray cluster').", flush=True)
         return 1
-    store = JobStore(path)
-    job = store.get(job_id)
-    attempt = job.attempt
-    if job.status != JobStatus.RUNNING or not store.set_pid(job_id, os.getpid(), device_name(), attempt):
-        print(f"job {job_id} is {job.status.value}, not claimed to run by this attempt; nothing to do")
-        store.close()
+    lease = reports.read_lease(run_dir)
+    if lease is None or not lease.held_by(job_id, attempt):
+        print(f"job {job_id}: attempt {attempt} does not hold the run's lease (the job was given up or claimed "
+              "again); nothing to do", flush=True)
         return 1
+    report = reports.Report(job_id, attempt, os.getpid(), socket.gethostname(), device_name(),
+                            epoch=rundir.read_state(run_dir).epoch if lease.resume else 0,
+                            total_epochs=lease.total_epochs)
+    guard = threading.Lock()  # the heartbeat thread and the training loop both report
     cancel, done, lost = threading.Event(), threading.Event(), threading.Event()
-    where = {"step": 0, "steps": 0}
+
+    def send(**changes):
+        with guard:
+            for key, value in changes.items():
+                setattr(report, key, value)
+            report.beat += 1
+            reports.write_report(run_dir, report)
+
+    def check_lease():
+        now = reports.read_lease(run_dir)
+        if now is None or not now.held_by(job_id, attempt):
+            lost.set()
+            cancel.set()
+        elif now.cancel:
+            cancel.set()
 
     def heartbeat():
-        with JobStore(store.path) as beats:  # SQLite connections are not shared across threads
-            while not done.wait(HEARTBEAT_SECONDS):
-                try:
-                    if beats.beat(job_id, where["step"], where["steps"], attempt):
-                        cancel.set()
-                except LeaseLost:
-                    lost.set()
-                    cancel.set()
-                    return
-                except FerError as exc:
-                    print(f"heartbeat not recorded: {exc}", flush=True)
+        while not done.wait(HEARTBEAT_SECONDS):
+            try:
+                send()
+            except OSError as exc:
+                print(f"heartbeat not recorded: {exc}", flush=True)
+            check_lease()
+            if lost.is_set():
+                return
 
     def on_batch(epoch, step, steps):
-        where.update(step=step, steps=steps)
+        with guard:
+            report.step, report.steps = step, steps
 
     def before_commit(epoch):
-        if lost.is_set() or not store.holds(job_id, attempt):
-            lost.set()
+        check_lease()
+        if lost.is_set():
             raise LeaseLost(job_id, attempt)
 
     def on_epoch(epoch, total, row):
-        store.record_epoch(job_id, epoch, total, row, attempt)
+        send(epoch=epoch, total_epochs=total, metrics=row, step=0)
 
-    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
-    beat.start()
-    run_dir = Path(job.run_dir)
     status, error = JobStatus.FAILED, None
     try:
-        resume = job.resume and rundir.has_started(run_dir)
-        cfg = None if resume else TrainConfig.from_dict(job.config)
-        print(f"job {job_id}: {'resuming' if resume else 'starting'} {job.config.get('arch')} in {run_dir} "
+        send()  # the first heartbeat: started
+    except OSError as exc:
+        print(f"job {job_id}: cannot write to the run directory {run_dir}: {exc}", flush=True)
+        return 1
+    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beat.start()
+    try:
+        resume = lease.resume and rundir.has_started(run_dir)
+        cfg = None if resume else TrainConfig.from_dict(lease.config)
+        print(f"job {job_id}: {'resuming' if resume else 'starting'} {lease.config.get('arch')} in {run_dir} "
               f"(attempt {attempt}); {device_line()}", flush=True)
-        if not run_dir.is_dir():
-            raise FerError(f"The run directory {run_dir} cannot be seen from this machine ({socket.gethostname()}); "
-                           "FER_DATA_DIR must be the same shared folder on every machine that runs jobs.")
-        train(cfg, run_dir, resume=resume, epochs=job.total_epochs if resume else None, on_epoch=on_epoch,
+        train(cfg, run_dir, resume=resume, epochs=lease.total_epochs if resume else None, on_epoch=on_epoch,
               on_batch=on_batch, should_stop=cancel.is_set, before_commit=before_commit, verbose=2)
         finished = rundir.is_finished(rundir.read_info(run_dir))
         status = JobStatus.SUCCEEDED if finished else JobStatus.CANCELLED
@@ -143,17 +156,18 @@ def _work(job_id: int, store_file: str | Path | None = None) -> int:
         beat.join(timeout=HEARTBEAT_SECONDS * 2)
     if lost.is_set():
         print(f"job {job_id}: attempt {attempt} lost its lease; stopping without writing", flush=True)
-        store.close()
         return 1
     print(f"job {job_id}: {status.value}" + (f": {error}" if error else ""), flush=True)
     try:
-        store.finish(job_id, status, error, attempt)
-        schedule(store)  # start the next queued job even when no browser is open
-    except FerError as exc:  # the next look at the store will find this worker gone
-        print(f"job {job_id}: could not record the end of the job: {exc}", flush=True)
+        send(status=status.value, error=error, step=0)
+    except OSError as exc:  # the scheduler will find the worker gone and the job interrupted
+        print(f"job {job_id}: could not report the end of the job: {exc}", flush=True)
         return 1
-    finally:
-        store.close()
+    if lease.runner == LOCAL:  # on the app's machine: record the end and start the next queued job now,
+        try:                   # even when no page is open (a cluster's jobs wait for the app to look)
+            schedule()
+        except FerError as exc:
+            print(f"job {job_id}: the next queued job was not started: {exc}", flush=True)
     return 0 if status != JobStatus.FAILED else 1
 
 

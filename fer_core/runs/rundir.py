@@ -13,6 +13,8 @@ A training run lives in one folder (under ``data/runs`` unless told otherwise):
 - ``model.keras``: the final model (the selected checkpoint, no optimizer);
 - ``classes.json``, ``versions.json``, ``log.txt`` (a background job's output) and ``.lock``;
 - ``tensorboard/``: TensorBoard event logs, when TensorBoard is installed (see ``tblog``);
+- ``lease.json`` and ``worker-N.json``: a background job's lease and its worker's report of
+  attempt N (their contents are :mod:`fer_core.jobs.reports`'s);
 - ``dynamics.npz``: training dynamics, the true class's probability of a fixed sample of
   Training faces after each epoch (see :mod:`fer_core.training.dynamics`).
 
@@ -55,6 +57,7 @@ FINAL = "model.keras"
 LEGACY_LAST, LEGACY_BEST = "last.keras", "best.keras"
 EVAL_CACHE = "eval"  # folder of cached evaluations inside a run
 TENSORBOARD = "tensorboard"  # TensorBoard event logs inside a run (see fer_core.training.tblog)
+LEASE = "lease.json"  # a job's lease (fer_core.jobs.reports)
 DYNAMICS = "dynamics.npz"  # per epoch, the true class's probability of sampled Training faces (training.dynamics)
 #: Keys of ``run.json`` set when a job is submitted: the user's note, the job's id, the user's
 #: tags (a list of strings), the sweep the job belongs to (its id) and the configuration's label
@@ -82,6 +85,7 @@ def is_finished(info: dict) -> bool:
 
 
 _CHECKPOINT = re.compile(r"^(last|best)-e(\d{4,})\.keras$")
+_REPORT = re.compile(r"^worker-\d+\.json$")
 
 
 # ----------------------------------------------------------------------- finding
@@ -207,6 +211,15 @@ def write_versions(run_dir: str | os.PathLike, versions: dict) -> None:
 
 def eval_cache_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / EVAL_CACHE
+
+
+def lease_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / LEASE
+
+
+def report_path(run_dir: str | os.PathLike, attempt: int) -> Path:
+    """The report file of a job's attempt (one per attempt, see :mod:`fer_core.jobs.reports`)."""
+    return Path(run_dir) / f"worker-{int(attempt)}.json"
 
 
 def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
@@ -403,7 +416,8 @@ def is_own_file(name: str) -> bool:
     """True for the names of the files and folders a run directory holds by our hand (see the
     module's docstring); anything else in it was put there by someone else."""
     return (name in (CONFIG, INFO, STATE, METRICS, CLASSES, VERSIONS, LOG, LOCK, FINAL, LEGACY_LAST, LEGACY_BEST,
-                     EVAL_CACHE, TENSORBOARD, DYNAMICS) or bool(_CHECKPOINT.match(name)) or files.is_temp_name(name))
+                     EVAL_CACHE, TENSORBOARD, DYNAMICS, LEASE) or bool(_CHECKPOINT.match(name) or _REPORT.match(name))
+            or files.is_temp_name(name))
 
 
 def is_locked(run_dir: str | os.PathLike) -> bool:

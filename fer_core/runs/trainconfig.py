@@ -43,6 +43,10 @@ class TrainConfig:
     translation with the random-crop shift, and the erasing probability) grow linearly from zero
     over these first epochs (flips are on from the start), so the network first learns from clean
     faces; 0 applies full strength from the first epoch (a ramp longer than the run never does).
+    ``teacher`` (a model as ``init_from`` names one, ``default`` for the shipped one; empty: none)
+    turns the run into knowledge distillation (see :mod:`fer_core.training.distill`): the loss
+    mixes the hard labels (weight ``1 - soft_weight``) with the teacher's answers on the same
+    augmented batch, softened by ``temperature``.
     ``recalibrate_bn``: when training finishes, re-estimate the selected checkpoint's batch-norm
     statistics on the clean Training faces (see ``calibrate``); kept only if validation accuracy
     does not drop.
@@ -86,6 +90,9 @@ class TrainConfig:
     seed: int = 0
     init_from: str = ""
     recalibrate_bn: bool = True
+    teacher: str = ""
+    temperature: float = 4.0
+    soft_weight: float = 0.9
 
     def problems(self) -> dict[str, str]:
         """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""
@@ -123,6 +130,10 @@ class TrainConfig:
         need(0 <= self.translate < 0.5, "translate", "a fraction in [0, 0.5)")
         need(0 <= self.zoom < 1, "zoom", "a fraction in [0, 1)")
         need(0 <= self.erase <= 1, "erase", "a probability in [0, 1]")
+        need(0 < self.temperature <= 100, "temperature", "a number in (0, 100]")
+        need(0 <= self.soft_weight <= 1, "soft_weight", "a weight in [0, 1]")
+        need(not (str(self.teacher).strip() and self.class_weight != "none"), "class_weight",
+             "'none' when distilling: the teacher's answers already weigh the classes")
         need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
         need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
         if "arch" not in errors:

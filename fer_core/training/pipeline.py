@@ -8,10 +8,11 @@ from typing import Callable
 import numpy as np
 
 from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.distill import with_teacher
 
 
 def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool,
-               strength=None):
+               strength=None, teacher=None):
     """Build the tf.data pipeline: shuffle, batch, augment in parallel, prefetch.
 
     Every training batch carries its own random seed from a seeded stream that changes each
@@ -20,6 +21,8 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
     ``strength``: a scalar ``tf.Variable`` that scales the augmentation (see
     :func:`aug_strength`); Keras starts a new iterator every epoch, after ``on_epoch_begin``,
     so a value set there holds for the whole epoch. None: full strength.
+    ``teacher``: a model whose answers on each (augmented) batch join its labels, for
+    distillation (see :func:`fer_core.training.distill.with_teacher`).
     """
     import tensorflow as tf
 
@@ -38,6 +41,8 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
         k = 1.0 if strength is None else strength
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, seed: (augment(xy[0], seed, k), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if teacher is not None:
+        ds = ds.map(with_teacher(teacher), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -23,6 +23,7 @@ from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
+from fer_core.training import distill
 from fer_core.training.dynamics import DynamicsLog
 from fer_core.training.pipeline import aug_strength, make_input
 from fer_core.training.validation import validate_config
@@ -41,6 +42,18 @@ def make_optimizer(cfg: TrainConfig):
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
     return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
+
+
+def compile_model(model, cfg: TrainConfig, num_classes: int) -> None:
+    """Compile for training: cross-entropy on the labels, or the distillation loss with a teacher."""
+    import keras
+
+    if cfg.teacher:
+        loss, metric = (distill.distillation_loss(num_classes, cfg.temperature, cfg.soft_weight),
+                        distill.hard_label_accuracy(num_classes))
+    else:
+        loss, metric = keras.losses.CategoricalCrossentropy(), "accuracy"
+    model.compile(make_optimizer(cfg), loss=loss, metrics=[metric])
 
 
 def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
@@ -64,27 +77,29 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
     The configured network and optimizer run a few real training steps (augmentation
     included) on random faces of the configured batch size, after two warm-up steps; an epoch
     is ``num_train / batch_size`` such steps plus the validation pass (``num_val`` faces,
-    forward only, measured too). Measured now, on this machine: jobs that run meanwhile slow it.
+    forward only, measured too), the teacher's answers included when distilling. Measured now, on
+    this machine: jobs that run meanwhile slow it.
 
     Returns:
         ``{"epoch_seconds", "step_seconds", "steps_per_epoch", "val_seconds", "total_seconds"}``
         (``total_seconds`` for ``cfg.epochs`` epochs).
     """
-    import keras
-
     _setup_gpu()
     model = create_model(cfg.arch, num_classes, crop=cfg.crop, **cfg.arch_options())
-    model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    compile_model(model, cfg, num_classes)
+    teacher = distill.load_teacher(cfg.teacher, num_classes) if cfg.teacher else None
     rng = np.random.default_rng(0)
     n = cfg.batch_size * (steps + 2)
     faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
-    data = make_input(faces, labels, cfg, num_classes, training=True)
+    data = make_input(faces, labels, cfg, num_classes, training=True, teacher=teacher)
     model.fit(data.take(2), verbose=0, shuffle=False)  # builds the graph (a dataset is not shuffled by fit)
     t0 = time.perf_counter()
     model.fit(data.skip(2), verbose=0, shuffle=False)
     step = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
+    if teacher is not None:  # the validation faces' answers, computed once per run
+        teacher.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
     val = (time.perf_counter() - t0) / n * num_val
     per_epoch = -(-num_train // cfg.batch_size)
     epoch = step * per_epoch + val
@@ -291,17 +306,19 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     rundir.write_classes(run_dir, ds.class_names)
     rundir.write_versions(run_dir, _versions())
 
+    teacher = distill.load_teacher(cfg.teacher, ds.num_classes) if cfg.teacher else None
     state = rundir.restore(run_dir) if resume else None
     start_epoch = 0
     if state is not None and state.last:
         start_epoch = state.epoch
+        distill.keras_objects()  # a distilled run's checkpoint names its loss and metric
         model = rundir.load_checkpoint(run_dir / state.last)
     else:
         rundir.start_fresh(run_dir)
         model = create_model(cfg.arch, ds.num_classes, crop=cfg.crop, **cfg.arch_options())
         if cfg.init_from:
             _init_weights(model, cfg.init_from)
-        model.compile(make_optimizer(cfg), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+        compile_model(model, cfg, ds.num_classes)
 
     previous = rundir.read_info(run_dir)
     kept = (*rundir.SUBMITTED, "extended") if resume else rundir.SUBMITTED
@@ -313,8 +330,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     t0 = time.perf_counter()
     if start_epoch < cfg.epochs:
         strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
-        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength), epochs=cfg.epochs,
-                  initial_epoch=start_epoch, validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False),
+        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength, teacher), epochs=cfg.epochs,
+                  initial_epoch=start_epoch,
+                  validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False, teacher=teacher).cache(),
                   class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
                   callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit,
                                        log=(lambda line: print(line, flush=True)) if verbose == 2 else None,

@@ -4,7 +4,7 @@ The CLI (``train``, ``jobs submit``), the job store and the Train page all call
 :func:`check_config` (or :func:`validate_config`, which raises): field types and ranges
 (:meth:`TrainConfig.problems <fer_core.runs.trainconfig.TrainConfig.problems>`, notation widths
 included), then what needs the outside world: the data source lies in a folder the app may
-read, and ``init_from`` names a model that exists. Errors come keyed by field, so a form can
+read, and ``init_from`` and ``teacher`` name models that exist. Errors come keyed by field, so a form can
 show each one under its widget.
 """
 
@@ -42,12 +42,13 @@ def check_config(raw: dict | TrainConfig, trusted: bool = False) -> tuple[TrainC
                         or str(values.get("data") or "").startswith("demo") else None)
         except FerError as exc:
             problems["merge"] = str(exc)
-    init_from = str(values.get("init_from") or "").strip()
-    if init_from and "init_from" not in problems:
-        try:
-            resolve_model(init_from)
-        except FerError as exc:
-            problems["init_from"] = str(exc)
+    for key in ("init_from", "teacher"):  # models that must exist
+        spec = str(values.get(key) or "").strip()
+        if spec and key not in problems:
+            try:
+                resolve_model(spec)
+            except FerError as exc:
+                problems[key] = str(exc)
     return (None, problems) if problems else (cfg, {})
 
 

@@ -1,0 +1,121 @@
+"""How a job's worker and the scheduler talk: two files in the run directory, never the store.
+
+The job store is an SQLite file on the app's machine, and only processes there open it: SQLite
+over a network file system loses locks and WAL, so a worker on another node must not touch it.
+What the two sides need from each other goes through the run directory, which is on storage
+both can see, in two files, each written whole and atomically and each carrying the lease
+(the job's attempt number):
+
+- ``lease.json``, written by the app's side only: the job, its attempt, what to run (config,
+  resume, epochs in all), the runner, and two flags: ``cancel`` (stop at the next batch) and
+  ``revoked`` (the attempt was given up: stop and write nothing more). A worker whose attempt
+  is not the lease's, or whose lease is revoked, stops without writing.
+- ``worker-<attempt>.json``, written by that attempt's worker only: a beat counter, the batch
+  and the last committed epoch with its metrics, its pid, host and device, and at the end its
+  status and error. Every attempt has its own file, so a stale worker can never overwrite its
+  successor's; the scheduler reads only the current attempt's.
+
+The store's ``heartbeat`` is the app's clock when the scheduler last saw the beat counter
+change, so clocks on other nodes never matter; the history itself is the run directory's
+(:mod:`fer_core.runs.rundir`), which the lease fences in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from fer_core import files
+from fer_core.runs import rundir
+
+#: A worker's statuses in its report (the job store's names for the same ends).
+RUNNING, SUCCEEDED, CANCELLED, FAILED = "running", "succeeded", "cancelled", "failed"
+ENDS = (SUCCEEDED, CANCELLED, FAILED)
+
+
+@dataclass
+class Lease:
+    """What the app's side tells the worker of one attempt (``lease.json``)."""
+
+    job: int
+    attempt: int
+    runner: str
+    config: dict
+    resume: bool
+    total_epochs: int
+    cancel: bool = False
+    revoked: bool = False
+
+    def held_by(self, job: int, attempt: int) -> bool:
+        """True while this lease lets ``attempt`` of ``job`` run and write."""
+        return self.job == job and self.attempt == attempt and not self.revoked
+
+
+@dataclass
+class Report:
+    """What a worker tells the app's side (``worker-<attempt>.json``)."""
+
+    job: int
+    attempt: int
+    pid: int
+    host: str
+    device: str = ""
+    beat: int = 0
+    step: int = 0
+    steps: int = 0
+    epoch: int = 0
+    total_epochs: int = 0
+    metrics: dict = field(default_factory=dict)
+    status: str = RUNNING
+    error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDS
+
+
+def _read(cls, path: Path):
+    raw = files.read_json(path)
+    names = {f.name for f in fields(cls)}
+    if not isinstance(raw, dict) or not names >= set(raw):
+        return None
+    try:
+        return cls(**raw)
+    except TypeError:  # a field missing: not a file of ours, or of another version
+        return None
+
+
+def write_lease(run_dir: str | Path, lease: Lease) -> None:
+    files.write_json(rundir.lease_path(run_dir), asdict(lease))
+
+
+def read_lease(run_dir: str | Path) -> Lease | None:
+    """The run's lease, or None when there is none (or it cannot be read)."""
+    return _read(Lease, rundir.lease_path(run_dir))
+
+
+def update_lease(run_dir: str | Path, job: int, attempt: int, **flags) -> bool:
+    """Set ``cancel`` or ``revoked`` on the lease of ``attempt`` (a file already so is not
+    rewritten); False when the run holds another attempt's lease, or none, which is then left
+    alone, or when the file cannot be written (the scheduler tries again on its next look)."""
+    lease = read_lease(run_dir)
+    if lease is None or (lease.job, lease.attempt) != (job, attempt):
+        return False
+    if all(getattr(lease, k) == v for k, v in flags.items()):
+        return True
+    try:
+        write_lease(run_dir, Lease(**{**asdict(lease), **flags}))
+    except OSError:
+        return False
+    return True
+
+
+def write_report(run_dir: str | Path, report: Report) -> None:
+    files.write_json(rundir.report_path(run_dir, report.attempt), asdict(report))
+
+
+def read_report(run_dir: str | Path, job: int, attempt: int) -> Report | None:
+    """The report of ``attempt`` of ``job``, or None when it has not written one yet (or it is
+    unreadable, or names another job)."""
+    report = _read(Report, rundir.report_path(run_dir, attempt))
+    return report if report is not None and (report.job, report.attempt) == (job, attempt) else None
