@@ -188,6 +188,15 @@ with left:
     field("init_from", st.text_input, "Start from a trained model (optional)", placeholder="run name or .keras file",
           help="Fine-tune, or run a second schedule: the network starts from that model's weights instead of "
                "random ones. It must have the same architecture and crop.")
+    teacher = field("teacher", st.text_input, "Learn from a teacher (distillation, optional)",
+                    placeholder="default, a run name or .keras file",
+                    help="The network also learns from the teacher's answers on each augmented batch (flip "
+                         "averaged): a small student can come close to a large teacher. 'default' is the shipped model.")
+    if str(teacher or "").strip():
+        field("temperature", st.number_input, "Temperature", min_value=0.1, max_value=100.0, format="%g",
+              help="Softens both answers before they are compared; higher shows more of the teacher's doubts.")
+        field("soft_weight", st.slider, "Weight of the teacher's answers", 0.0, 1.0, step=0.05,
+              help="The rest goes to the labels.")
 with mid:
     st.subheader("Optimisation")
     optimizer = field("optimizer", st.selectbox, "Optimizer", OPTIMIZERS)

@@ -1,5 +1,10 @@
 """The architecture registry and the layer notation."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,3 +98,26 @@ def test_preprocessing_is_inside_the_model():
     names = [layer.name for layer in model.layers]
     assert "rescale" in names and "center_crop" in names
     assert model.input_shape == (None, 48, 48, 1)
+
+
+def test_every_registered_architecture_trains_on_an_odd_number_of_faces():
+    """Regression: training mini-xception crashed the whole process (SIGSEGV in TensorFlow 2.21's
+    oneDNN kernel for a strided 1x1 convolution) whenever a batch held an odd number of faces, as
+    the last batch of a FER2013 epoch does (28,709 % 64 = 37). Each architecture takes one step on
+    3 faces, in a child process, so that a crash fails this test instead of the test session."""
+    script = (
+        "import numpy as np, keras\n"
+        "from fer_core.models.build import create_model, model_names\n"
+        "x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype('float32')\n"
+        "y = keras.utils.to_categorical([0, 1, 2], 7)\n"
+        "for name in model_names():\n"
+        "    m = create_model(name, 7)\n"
+        "    m.compile(keras.optimizers.SGD(0.01), 'categorical_crossentropy')\n"
+        "    m.fit(x, y, batch_size=3, epochs=1, verbose=0)\n"
+        "    print('trained', name, flush=True)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    trained = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("trained ")]
+    assert done.returncode == 0 and trained == model_names(), (done.returncode, trained, done.stderr[-2000:])

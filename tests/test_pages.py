@@ -151,6 +151,12 @@ def test_train_page_catches_bad_values_next_to_the_field(demo_app):
     at.number_input(key="tr_learning_rate").set_value(0.01).run()
     at.text_input(key="tr_init_from").input("no-such-run").run()
     assert "no-such-run: no such model file, run directory or run name" in at.error[0].value and at.button(key="tr_submit").disabled
+    at.text_input(key="tr_init_from").input("").run()
+    at.text_input(key="tr_teacher").input("no-such-teacher").run()  # distillation: the teacher must exist too
+    assert "no-such-teacher: no such model" in at.error[0].value and at.button(key="tr_submit").disabled
+    at.text_input(key="tr_teacher").input("default").run()
+    assert not at.error and not at.button(key="tr_submit").disabled
+    assert at.number_input(key="tr_temperature").value == 4.0 and at.slider(key="tr_soft_weight").value == 0.9
 
 
 def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):

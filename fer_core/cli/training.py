@@ -29,7 +29,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {k: v for k, v in {
         "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
-        "init_from": args.init_from,
+        "init_from": args.init_from, "teacher": args.teacher,
     }.items() if v is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -101,6 +101,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--init-from", metavar="MODEL", help="start from a trained model's weights (a .keras file, run "
                                                        "directory or run name): fine-tuning, a second schedule")
+    p.add_argument("--teacher", metavar="MODEL", help="distillation: also learn from this model's answers on each "
+                   "augmented batch ('default', a run or a .keras file); --set temperature=T --set soft_weight=W")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
 

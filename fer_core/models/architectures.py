@@ -109,7 +109,11 @@ def mini_xception(x, num_classes):
         x = layers.Conv2D(8, 3, use_bias=False, kernel_regularizer=reg)(x)
         x = layers.Activation("relu")(layers.BatchNormalization()(x))
     for filters in (16, 32, 64, 128):
-        residual = layers.BatchNormalization()(layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x))
+        # a strided 1x1 convolution, written as every other pixel (a 1x1 pooling with stride 2) then a 1x1
+        # convolution: the same function and weights, but TensorFlow 2.21's oneDNN kernel for the strided
+        # form crashed the process (SIGSEGV) in training on an odd number of faces per batch
+        picked = layers.MaxPooling2D(1, strides=2, padding="same")(x)
+        residual = layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(picked))
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg)(x)
         x = layers.Activation("relu")(layers.BatchNormalization()(x))
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg)(x)

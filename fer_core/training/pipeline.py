@@ -42,7 +42,7 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, seed: (augment(xy[0], seed, k), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if teacher is not None:
-        ds = ds.map(with_teacher(teacher), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(with_teacher(teacher))  # one call at a time: its own ops use every core
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
