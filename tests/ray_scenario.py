@@ -100,7 +100,7 @@ def main() -> int:
         ray_job = listed[-1]
         out["sweep"] = {"id": sweep_id, "jobs": ids, "statuses": [j.status.value for j in listed],
                         "runners": sorted({j.runner for j in listed}), "most_at_once": most,
-                        "node_ids": sorted({j.node_id for j in listed}),
+                        "node_ids": sorted({str(j.node_id) for j in listed}),
                         "submissions": [j.submission for j in listed],
                         "ray_files": sorted(p.name for p in Path(ray_job.run_dir).iterdir()),
                         "local_files": sorted(p.name for p in Path(local.run_dir).iterdir()),
@@ -148,7 +148,7 @@ def main() -> int:
             # 4. the app stops looking (as when its machine is down): the worker trains on, and
             # its result is picked up at the app's next look
             late = jobs.submit(TrainConfig.from_dict(tiny(epochs=3)), where="ray")
-            started = store.get(late)
+            started = watched("the job to be sent to Ray", lambda: store.get(late).submission and store.get(late))
             ended = poll("Ray to end the job while nobody looks", lambda: (
                 watch.look(), runner.status(started) not in (None, "PENDING", "RUNNING") and runner.status(started))[1],
                          timeout=240, schedule=False)

@@ -146,6 +146,8 @@ def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
     jobs.schedule(store, runner)
     second = store.get(job_id).attempt
     assert second == first + 1 and reports.read_lease(run).held_by(job_id, second)
+    assert reports.update_lease(run, job_id, first, cancel=True)  # a late change for the old attempt...
+    assert reports.read_lease(run).held_by(job_id, second) and not reports.read_lease(run).cancel  # ...changes nothing
     # the old attempt's report, however late and whatever it says, counts for nothing
     reports.write_report(run, reports.Report(job_id, first, 123, "node-a", beat=9, epoch=2, total_epochs=2,
                                              status=reports.FAILED, error="stale"))
@@ -157,6 +159,29 @@ def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
     jobs.schedule(store, runner)
     job = store.get(job_id)
     assert (job.status, job.epoch, job.pid) == (JobStatus.SUCCEEDED, 2, 456)
+
+
+def test_a_silent_worker_keeps_its_job_until_its_lease_is_revoked(store, monkeypatch):
+    """Giving up a live but silent worker's job lets a resume start a second writer: that waits
+    until the worker has been told (its lease revoked). A revoked lease stays revoked, and a new
+    attempt starts without any report of its number left over (as after ``jobs repair``)."""
+    runner = FakeRunner()
+    job_id = store.submit(tiny())
+    jobs.schedule(store, runner)
+    job = store.get(job_id)
+    store.conn.execute("UPDATE jobs SET heartbeat = 0 WHERE id = ?", (job_id,))
+    with monkeypatch.context() as patch:
+        patch.setattr(reports, "update_lease", lambda *a, **k: False)  # the run directory cannot be written now
+        jobs.schedule(store, runner)
+        assert store.get(job_id).status == JobStatus.RUNNING and not getattr(runner, "stopped", [])
+    jobs.schedule(store, runner)  # the next look can: revoked, given up, stopped
+    assert store.get(job_id).status == JobStatus.INTERRUPTED and runner.stopped == [job_id]
+    assert reports.update_lease(job.run_dir, job_id, job.attempt, cancel=True) and reports.read_lease(job.run_dir).revoked
+    reports.write_report(job.run_dir, reports.Report(job_id, job.attempt + 1, 1, "old", status=reports.FAILED))
+    store.resume(job_id)
+    jobs.schedule(store, runner)
+    assert store.get(job_id).status == JobStatus.RUNNING and store.get(job_id).attempt == job.attempt + 1
+    assert reports.read_report(job.run_dir, job_id, job.attempt + 1) is None
 
 
 def test_a_worker_without_its_lease_writes_nothing(store):
@@ -434,6 +459,7 @@ def test_one_ray_runner_per_address_serves_every_look_and_thread(data_dir, monke
     from fer_core.jobs import ray_runner
 
     monkeypatch.setenv("FER_RAY_ADDRESS", "http://127.0.0.1:2")
+    monkeypatch.setattr(ray_runner, "_RUNNERS", {})  # this process's runners, as if it had just started
     knocks = []
     real = socket.create_connection
 

@@ -106,22 +106,25 @@ class RayRunner:
     @property
     def client(self):
         self._check_reachable()
-        with self._lock:
-            return self._connect()
+        if self._client is None:  # built outside any lock (it asks the dashboard); the first one built is kept
+            made = self._connect()
+            with self._lock:
+                if self._client is None:
+                    self._client = made
+        return self._client
 
     def _connect(self):
-        if self._client is None:
-            try:
-                from ray.job_submission import JobSubmissionClient
-            except ImportError:
-                raise JobError("The Ray runner needs Ray's Jobs API: pip install -r requirements-optional.txt "
-                               "(ray[default]).") from None
-            try:
-                self._client = JobSubmissionClient(self.address)
-            except Exception as exc:  # connection refused, timeouts, a wrong version: one message
-                raise JobError(f"Cannot reach the Ray cluster at {self.address} ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}). Is the head running, and is this its dashboard address?") from None
-        return self._client
+        """A new client of the Jobs API (it asks the dashboard for its version)."""
+        try:
+            from ray.job_submission import JobSubmissionClient
+        except ImportError:
+            raise JobError("The Ray runner needs Ray's Jobs API: pip install -r requirements-optional.txt "
+                           "(ray[default]).") from None
+        try:
+            return JobSubmissionClient(self.address)
+        except Exception as exc:  # connection refused, timeouts, a wrong version: one message
+            raise JobError(f"Cannot reach the Ray cluster at {self.address} ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}). Is the head running, and is this its dashboard address?") from None
 
     def nodes(self) -> list[dict]:
         """The cluster's alive nodes: id, address and total resources."""

@@ -22,10 +22,15 @@ change, so clocks on other nodes never matter; the history itself is the run dir
 
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Iterator
 
 from fer_core import files
+from fer_core.config import data_dir
 from fer_core.runs import rundir
 
 #: A worker's statuses in its report (the job store's names for the same ends).
@@ -85,8 +90,29 @@ def _read(cls, path: Path):
         return None
 
 
-def write_lease(run_dir: str | Path, lease: Lease) -> None:
+@contextmanager
+def _leases_locked() -> Iterator[None]:
+    """Every change of a lease happens under one lock of the app's machine (a file in its local
+    data folder, not on shared storage), so a cancel and a revoke from two sessions never undo
+    each other and a late change of attempt N never lands on attempt N+1's lease."""
+    fd = os.open(data_dir() / ".leases.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(run_dir: str | Path, lease: Lease) -> None:
     files.write_json(rundir.lease_path(run_dir), asdict(lease))
+
+
+def grant(run_dir: str | Path, lease: Lease) -> None:
+    """Give the run to a new attempt: its lease, and no report of that attempt number yet (a
+    rebuilt store, ``jobs repair``, counts attempts from 0 again)."""
+    with _leases_locked():
+        rundir.report_path(run_dir, lease.attempt).unlink(missing_ok=True)
+        _write(run_dir, lease)
 
 
 def read_lease(run_dir: str | Path) -> Lease | None:
@@ -96,15 +122,22 @@ def read_lease(run_dir: str | Path) -> Lease | None:
 
 def update_lease(run_dir: str | Path, job: int, attempt: int, **flags) -> bool:
     """Set ``cancel`` or ``revoked`` on the lease of ``attempt`` (a file already so is not
-    rewritten); False when the run holds another attempt's lease, or none, which is then left
-    alone, or when the file cannot be written (the scheduler tries again on its next look)."""
-    lease = read_lease(run_dir)
-    if lease is None or (lease.job, lease.attempt) != (job, attempt):
-        return False
-    if all(getattr(lease, k) == v for k, v in flags.items()):
-        return True
+    rewritten; a revoked lease stays revoked). True when the lease now says so, or when the run
+    holds another attempt's lease or none (nothing is left for ``attempt`` to hold); False when
+    the file cannot be read or written, so the caller can try again."""
     try:
-        write_lease(run_dir, Lease(**{**asdict(lease), **flags}))
+        with _leases_locked():
+            path = rundir.lease_path(run_dir)
+            if not path.exists():
+                return Path(run_dir).is_dir()  # no lease at all: nothing to change
+            lease = read_lease(run_dir)
+            if lease is None:
+                return False  # unreadable now
+            if (lease.job, lease.attempt) != (job, attempt):
+                return True
+            if lease.revoked or all(getattr(lease, k) == v for k, v in flags.items()):
+                return True
+            _write(run_dir, Lease(**{**asdict(lease), **flags}))
     except OSError:
         return False
     return True

@@ -142,11 +142,12 @@ def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
     started = []
     for job in store.claim(runner.slots(), name):
         try:
-            reports.write_lease(job.run_dir, reports.Lease(job.id, job.attempt, name, job.config, job.resume,
-                                                           job.total_epochs))
+            reports.grant(job.run_dir, reports.Lease(job.id, job.attempt, name, job.config, job.resume,
+                                                     job.total_epochs))
             handle = runner.start(job)
         except (OSError, FerError) as exc:
             store.finish(job.id, JobStatus.FAILED, f"Could not start the worker: {exc}", job.attempt)
+            reports.update_lease(job.run_dir, job.id, job.attempt, revoked=True)  # if it started after all
             continue
         if isinstance(handle, str):
             store.set_submission(job.id, handle, job.attempt)

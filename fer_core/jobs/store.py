@@ -287,7 +287,9 @@ class JobStore:
                             (report.job, report.attempt, JobStatus.RUNNING.value)).fetchone()
             if row is None:
                 return False
-            moved = report.beat != row["beat"]
+            if report.beat < row["beat"]:  # read before a newer one that another look already took
+                return False
+            moved = report.beat > row["beat"]
             c.execute("UPDATE jobs SET pid = ?, device = ?, beat = ?, step = ?, steps = ?, heartbeat = CASE WHEN ?"
                       " THEN ? ELSE heartbeat END WHERE id = ?",
                       (report.pid, report.device or None, report.beat, report.step, report.steps, moved, time.time(),
@@ -394,6 +396,10 @@ class JobStore:
                                 "it was stopped so that it can never write this run again.")
             said = explain(job) if dead and explain is not None else ""
             why += f" {said}" if said else ""
+            # a live worker must stop writing before its job can be given up (and resumed): a
+            # lease that cannot be revoked now keeps the job running until a later look can
+            if not reports.update_lease(job.run_dir, job.id, job.attempt, revoked=True) and not dead:
+                continue
             with transaction(self.conn, self.path) as c:
                 cur = c.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?"
                                 " AND attempt = ?",
@@ -401,7 +407,6 @@ class JobStore:
                                  "checkpoint.", job.id, JobStatus.RUNNING.value, job.attempt))
             if cur.rowcount == 1:
                 gone.append(job.id)
-                reports.update_lease(job.run_dir, job.id, job.attempt, revoked=True)  # a live worker stops writing
                 if not dead and stop is not None:
                     stop(job)
         return gone

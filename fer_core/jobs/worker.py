@@ -1,11 +1,13 @@
 """The worker: runs one claimed job in its own process (``python -m fer_core jobs work ID ...``).
 
-It never opens the job store: it reads its lease from the run directory and reports there
-(:mod:`fer_core.jobs.reports`), so it runs the same on this machine and on a cluster node
-that shares only the run directories. It checks the lease on every heartbeat and before every
-write to the run directory; once the lease is revoked (the scheduler found the worker silent
-and gave the job up) or taken by another attempt, it stops without writing anything more. The
-run directory's lock keeps any second process from writing the run at the same time.
+It reads its lease from the run directory and reports there (:mod:`fer_core.jobs.reports`),
+so it runs the same on this machine and on a cluster node that shares only the run
+directories. A cluster's worker never opens the job store; a local one opens it only after it
+has ended, on the app's machine, to start the next queued job (and to record its end if its
+disk refused the report). It checks the lease on every heartbeat, before every epoch it writes
+and before it writes how it ended; once the lease is revoked (the scheduler found the worker
+silent and gave the job up) or taken by another attempt, it stops without writing anything
+more. The run directory's lock keeps any second process from writing the run at the same time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from fer_core.device import device_line, device_name
 from fer_core.errors import FerError
 from fer_core.jobs import reports
 from fer_core.jobs.scheduler import schedule
-from fer_core.jobs.store import HEARTBEAT_SECONDS, LOCAL, JobStatus, LeaseLost
+from fer_core.jobs.store import HEARTBEAT_SECONDS, LOCAL, JobStatus, JobStore, LeaseLost
 from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.trainer import train
@@ -37,18 +40,28 @@ def work(job_id: int, run_dir: str | Path, attempt: int, tee: bool = False) -> i
     Ray's log; the run directory then holds the same files as a local run's).
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():  # a cluster node that does not share the run directories: say so, create nothing
+        print(f"job {job_id}: the run directory {run_dir} cannot be seen from this machine ({socket.gethostname()}); "
+              "run directories must be on storage that every machine running jobs shares, at the same path "
+              "(README, 'Training on a Ray cluster').", flush=True)
+        return 1
+    lease = reports.read_lease(run_dir)
+    if lease is None or not lease.held_by(job_id, attempt):  # checked before anything is written, the log too
+        print(f"job {job_id}: attempt {attempt} does not hold the run's lease (the job was given up or claimed "
+              "again); nothing to do", flush=True)
+        return 1
     log_file = None
-    if tee and run_dir.is_dir():
+    if tee:
         try:
             log_file = open(rundir.log_path(run_dir), "a")
         except OSError:
-            pass  # the checks in _work say what is wrong
+            pass  # the run directory's problem shows when the worker first reports
     if log_file is None:
-        return _work(job_id, run_dir, attempt)
+        return _work(job_id, run_dir, attempt, lease)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(saved[0], log_file), _Tee(saved[1], log_file)
     try:
-        return _work(job_id, run_dir, attempt)
+        return _work(job_id, run_dir, attempt, lease)
     finally:
         sys.stdout, sys.stderr = saved
         log_file.close()
@@ -73,17 +86,11 @@ class _Tee:
         return False
 
 
-def _work(job_id: int, run_dir: Path, attempt: int) -> int:
-    if not run_dir.is_dir():  # a cluster node that does not share the run directories: say so, create nothing
-        print(f"job {job_id}: the run directory {run_dir} cannot be seen from this machine ({socket.gethostname()}); "
-              "run directories must be on storage that every machine running jobs shares, at the same path "
-              "(README, 'Training on a Ray cluster').", flush=True)
-        return 1
-    lease = reports.read_lease(run_dir)
-    if lease is None or not lease.held_by(job_id, attempt):
-        print(f"job {job_id}: attempt {attempt} does not hold the run's lease (the job was given up or claimed "
-              "again); nothing to do", flush=True)
-        return 1
+#: Lease reads in a row that may fail (a network file system's hiccup) before the lease counts as lost.
+UNREADABLE_LIMIT = 3
+
+
+def _work(job_id: int, run_dir: Path, attempt: int, lease: reports.Lease) -> int:
     report = reports.Report(job_id, attempt, os.getpid(), socket.gethostname(), device_name(),
                             epoch=rundir.read_state(run_dir).epoch if lease.resume else 0,
                             total_epochs=lease.total_epochs)
@@ -97,9 +104,24 @@ def _work(job_id: int, run_dir: Path, attempt: int) -> int:
             report.beat += 1
             reports.write_report(run_dir, report)
 
-    def check_lease():
+    unreadable = [0]
+
+    def check_lease(patient: bool = False):
+        """Lost: the lease names another attempt, is revoked, or could not be read UNREADABLE_LIMIT
+        times in a row (``patient``: try that many times now, a second apart)."""
         now = reports.read_lease(run_dir)
-        if now is None or not now.held_by(job_id, attempt):
+        while now is None and patient and unreadable[0] < UNREADABLE_LIMIT - 1:
+            unreadable[0] += 1
+            time.sleep(1)
+            now = reports.read_lease(run_dir)
+        if now is None:
+            unreadable[0] += 1
+            if unreadable[0] >= UNREADABLE_LIMIT:
+                lost.set()
+                cancel.set()
+            return
+        unreadable[0] = 0
+        if not now.held_by(job_id, attempt):
             lost.set()
             cancel.set()
         elif now.cancel:
@@ -120,7 +142,7 @@ def _work(job_id: int, run_dir: Path, attempt: int) -> int:
             report.step, report.steps = step, steps
 
     def before_commit(epoch):
-        check_lease()
+        check_lease(patient=True)
         if lost.is_set():
             raise LeaseLost(job_id, attempt)
 
@@ -160,9 +182,15 @@ def _work(job_id: int, run_dir: Path, attempt: int) -> int:
     print(f"job {job_id}: {status.value}" + (f": {error}" if error else ""), flush=True)
     try:
         send(status=status.value, error=error, step=0)
-    except OSError as exc:  # the scheduler will find the worker gone and the job interrupted
+    except OSError as exc:
         print(f"job {job_id}: could not report the end of the job: {exc}", flush=True)
-        return 1
+        if lease.runner != LOCAL:  # the scheduler will find the worker gone and the job interrupted
+            return 1
+        try:  # on the app's machine: a full or read-only disk still gets its sentence in the store
+            with JobStore() as store:
+                store.finish(job_id, status, error, attempt)
+        except FerError:
+            return 1
     if lease.runner == LOCAL:  # on the app's machine: record the end and start the next queued job now,
         try:                   # even when no page is open (a cluster's jobs wait for the app to look)
             schedule()

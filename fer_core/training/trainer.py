@@ -340,6 +340,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
                   verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
     status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value
+    if before_commit is not None:  # a job's worker that lost its lease writes nothing more, even how it stopped
+        before_commit(done)
     if status == rundir.RunStatus.FINISHED:
         best_file = rundir.checkpoint(run_dir, "best")
         best = rundir.load_checkpoint(best_file) if best_file else model
@@ -348,8 +350,6 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
                                                               log=print if verbose else lambda *a: None), "by": "train"}
         elif verbose:
             print("batch-norm recalibration: off (recalibrate_bn is false); the checkpoint's statistics are kept")
-        if before_commit is not None:
-            before_commit(done)
         rundir.save_model(best, rundir.final_model(run_dir))
     info.update(status=status, finished=time.time(), train_seconds=round(time.perf_counter() - t0, 2),
                 epochs_done=done)
