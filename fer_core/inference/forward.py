@@ -85,15 +85,39 @@ def _lock_of(model) -> threading.Lock:
 
 
 def _compiled(model):
-    """The model's forward pass as a TensorFlow graph, traced once per model (and input shape,
-    until ``reduce_retracing`` generalises it): one face runs 6-9x faster than an eager call,
-    whose per-layer Python overhead dominates small inputs (shipped ensemble, 2 cores: 7 ms
-    against 65 ms). Held weakly: a model that is dropped takes its graph with it."""
-    import tensorflow as tf
-
-    with _GUARD:  # one graph per model, whichever session asks first (a tf.function may be called concurrently)
+    """The model's forward pass compiled once per model (and input shape): one face runs 6-9x
+    faster than an eager call, whose per-layer Python overhead dominates small inputs (shipped
+    ensemble, 2 cores, TensorFlow: 7 ms against 65 ms). Held weakly: a model that is dropped
+    takes its compiled pass with it."""
+    with _GUARD:  # one compiled pass per model, whichever session asks first (it may be called concurrently)
         fn = _COMPILED.get(model)
         if fn is None:
-            ref = weakref.ref(model)  # not the model itself: the cache must not keep its key alive
-            fn = _COMPILED[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+            fn = _COMPILED[model] = _forward_pass(weakref.ref(model))  # not the model: the key must not live on
         return fn
+
+
+def _forward_pass(ref):
+    """``x -> probabilities`` for the Keras backend in use: a ``tf.function`` under TensorFlow, a
+    ``jax.jit`` of the model's stateless call (its weights passed in) under JAX, else an eager
+    call. TensorFlow is imported only when it is the backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        @jax.jit
+        def run(trainable, non_trainable, x):
+            return ref().stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        def call(x):
+            model = ref()
+            return run([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+                       np.asarray(x, np.float32))
+
+        return call
+    return lambda x: ref()(x, training=False)
