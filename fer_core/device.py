@@ -1,4 +1,5 @@
-"""TensorFlow imported quietly, and the one line that says where training runs.
+"""TensorFlow (or Keras on another backend) imported quietly, and the one line that says where
+training runs.
 
 On a machine without a GPU, importing TensorFlow prints CUDA probing errors ("failed call to
 cuInit") and build notes ("rebuild TensorFlow with the appropriate compiler flags") that read
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 _QUIET = threading.Lock()
 _quiet = {"depth": 0, "saved": None}
 _IMPORTING = threading.RLock()
-_tensorflow = {"module": None}
+_tensorflow = {"module": None, "ready": False}
 
 
 @contextmanager
@@ -48,7 +49,8 @@ def quiet_stderr():
 
 
 def quiet_tensorflow():
-    """Import TensorFlow and Keras with their start-up messages on stderr silenced; return ``tensorflow``.
+    """Import Keras, and TensorFlow when it is Keras' backend, with their start-up messages on
+    stderr silenced; return ``tensorflow`` (None under another backend, which never imports it).
 
     TensorFlow's C++ logging writes to file descriptor 2 before it reads any setting, so the
     descriptor itself points at /dev/null during the import (and the first device query);
@@ -60,23 +62,26 @@ def quiet_tensorflow():
     the process (``module 'keras' has no attribute 'KerasTensor'``). Threads that may be first
     to use TensorFlow call this before their own ``import tensorflow`` / ``import keras``.
     """
-    if _tensorflow["module"] is not None:
+    if _tensorflow["ready"]:
         return _tensorflow["module"]
     with _IMPORTING:
-        if _tensorflow["module"] is None:
+        if not _tensorflow["ready"]:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             with quiet_stderr():
-                import keras  # noqa: F401
-                import tensorflow as tf
+                import keras
 
-                tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
-            _tensorflow["module"] = tf
+                if keras.backend.backend() == "tensorflow":
+                    import tensorflow as tf
+
+                    tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
+                    _tensorflow["module"] = tf
+            _tensorflow["ready"] = True
     return _tensorflow["module"]
 
 
 def tensorflow_ready() -> bool:
     """True once :func:`quiet_tensorflow` has finished (not merely started) the import."""
-    return _tensorflow["module"] is not None
+    return _tensorflow["ready"]
 
 
 def visible_gpus() -> int:
@@ -108,6 +113,17 @@ def device_name(gpus: int | None = None) -> str:
 def device_line() -> str:
     """``training on CPU (N cores)`` or ``training on GPU 0: <name>, GPU 1: ...``."""
     tf = quiet_tensorflow()
+    if tf is None:  # another Keras backend: its own accelerators
+        import keras
+
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            found = [f"GPU {d.id}: {d.device_kind}" for d in jax.devices() if d.platform == "gpu"]
+        else:
+            found = []
+        return f"training on {', '.join(found) or device_name(0)} ({backend})"
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return "training on " + device_name(0)
