@@ -4,6 +4,10 @@ Prints, measured in one run on this machine:
   - throughput (images/s) of a plain ``model.fit`` on in-memory float NumPy arrays against our
     tf.data pipeline (uint8 in, cast, one-hot, prefetch) without and with the default recipe's
     augmentation, same model and batch size, rounds interleaved, best round of each kept;
+  - ``--backend tensorflow,jax[,torch]``: training samples/s of the training engine's own input
+    path per Keras backend (tf.data augmentation under TensorFlow; NumPy batches and augmentation
+    inside the training step elsewhere; under TensorFlow also the in-step augmentation, to compare
+    the two), and prediction samples/s, each backend in its own process, rounds interleaved;
   - ``--demo``: how long the tiny preset takes to reach 95% validation accuracy on the demo set;
   - ``--real``: our default recipe against the Pramerdorfer & Kampel preset and experiment H at
     equal epochs on FER2013 (``FER2013_DIR``), PublicTest accuracy (last epoch, best epoch, and the
@@ -14,6 +18,7 @@ Prints, measured in one run on this machine:
     which git ignores: a sample CSV is written there).
 
 Usage: python benchmarks/bench_train.py [--arch study-g] [--rounds 3] [--demo]
+       python benchmarks/bench_train.py --backend tensorflow,jax --arch fer-vgg --images 1280
        FER2013_DIR=... python benchmarks/bench_train.py --real --epochs 10 [--train-limit 5000] \
            [--out data/bench-real]
 """
@@ -68,6 +73,66 @@ def throughput(arch: str, images: int, batch: int, rounds: int) -> None:
     for name in modes:
         rate = images / best[name]
         print(f"  {name:28s} {rate:8.0f} img/s  ({rate / base:5.2f}x plain)")
+
+
+def backend_child(mode: str, arch: str, images: int, batch: int, epochs: int) -> None:
+    """In a process whose KERAS_BACKEND is set: print one JSON line of samples/s (best epoch)."""
+    import json
+
+    from fer_core.data.demo import make_demo_dataset
+    from fer_core.device import setup_accelerators
+    from fer_core.models.build import create_model
+    from fer_core.training.pipeline import prepare
+    from fer_core.training.trainer import compile_model, seed_everything
+
+    setup_accelerators()
+    ds = make_demo_dataset(per_class=images // 7 + 1, seed=0)
+    faces, labels = ds.images[:images], ds.labels[:images]
+    cfg = TrainConfig.for_model("fer-vgg", batch_size=batch, epochs=epochs + 1)  # the default recipe's augmentation
+    seed_everything(0)
+    net = create_model(arch, 7, crop=cfg.crop)
+    compile_model(net, cfg, 7)
+    fitting = prepare(net, (faces, labels), (faces[:batch], labels[:batch]), cfg, 7,
+                      compile=lambda m, opt: compile_model(m, cfg, 7, opt), in_step=mode != "tensorflow")
+    best = float("inf")
+    for epoch in range(epochs + 1):  # the first builds and compiles the step
+        fitting.begin_epoch(epoch)
+        t0 = time.perf_counter()
+        fitting.model.fit(fitting.train, epochs=1, verbose=0, shuffle=False)
+        if epoch:
+            best = min(best, time.perf_counter() - t0)
+    x = faces[..., None].astype("float32")
+    net.predict(x[:batch], batch_size=batch, verbose=0)
+    t0 = time.perf_counter()
+    net.predict(x, batch_size=batch, verbose=0)
+    print(json.dumps({"train": images / best, "predict": images / (time.perf_counter() - t0)}))
+
+
+def backends(names: list[str], arch: str, images: int, batch: int, rounds: int, epochs: int) -> None:
+    """Each backend (and TensorFlow with in-step augmentation) in its own process, rounds interleaved."""
+    import json
+    import subprocess
+
+    modes = [m for name in names for m in ((name, "tensorflow-in-step") if name == "tensorflow" else (name,))]
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for mode in modes:
+            env = {**os.environ, "KERAS_BACKEND": mode.split("-")[0], "TF_CPP_MIN_LOG_LEVEL": "3"}
+            done = subprocess.run([sys.executable, __file__, "--backend-child", mode, "--arch", arch, "--images",
+                                   str(images), "--batch-size", str(batch), "--epochs", str(epochs)],
+                                  env=env, capture_output=True, text=True)
+            if done.returncode:
+                print(f"  {mode}: failed\n{done.stderr[-2000:]}")
+                continue
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            best[mode] = {k: max(v, best.get(mode, {}).get(k, 0)) for k, v in got.items()}
+    print(f"\nbackends: {arch}, {images} demo faces, batch {batch}, the default recipe's augmentation; best epoch of "
+          f"{epochs} per process, best of {rounds} interleaved rounds (samples/s)")
+    base = best.get("tensorflow", {}).get("train")
+    for mode, rates in best.items():
+        where = "tf.data, beside the step" if mode == "tensorflow" else "inside the training step"
+        ratio = f"  ({rates['train'] / base:4.2f}x TensorFlow's training)" if base else ""
+        print(f"  {mode:20s} train {rates['train']:7.0f}  predict {rates['predict']:7.0f}   augmentation {where}{ratio}")
 
 
 def demo(arch: str, epochs: int) -> None:
@@ -146,7 +211,12 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--models", default="fer-vgg,pk-vgg,study-h")
     parser.add_argument("--out", help="keep --real runs here and resume them on the next call")
+    parser.add_argument("--backend", help="compare Keras backends instead, e.g. tensorflow,jax")
+    parser.add_argument("--backend-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.backend_child:
+        backend_child(args.backend_child, args.arch, args.images, args.batch_size, args.epochs)
+        return
     os.environ.setdefault("FER_DATA_DIR", tempfile.mkdtemp(prefix="fer-bench-"))
     print(f"machine: {os.cpu_count()} CPU cores")
     if args.real:
@@ -154,6 +224,10 @@ def main() -> None:
         if not root:
             sys.exit("Set FER2013_DIR to the FER2013 image folder.")
         real(root, args.epochs, args.train_limit or None, args.models.split(","), args.out)
+        return
+    if args.backend:
+        backends(args.backend.split(","), args.arch, args.images, args.batch_size, args.rounds,
+                 args.epochs if args.epochs != 10 else 2)
         return
     throughput(args.arch, args.images, args.batch_size, args.rounds)
     if args.demo:

@@ -9,12 +9,16 @@ and print one line instead: ``training on CPU (2 cores)`` or ``training on GPU 0
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import threading
 from contextlib import contextmanager
+
+import numpy as np
 
 _QUIET = threading.Lock()
 _quiet = {"depth": 0, "saved": None}
@@ -134,3 +138,71 @@ def device_line() -> str:
         except (RuntimeError, ValueError):
             names.append(f"GPU {i}: {gpu.name}")
     return "training on " + ", ".join(names)
+
+
+def keras_backend() -> str:
+    """The Keras backend this process runs (``tensorflow``, ``jax`` or ``torch``), imported quietly."""
+    quiet_tensorflow()
+    import keras
+
+    return keras.backend.backend()
+
+
+def configured_backend() -> str:
+    """The Keras backend this process runs or will run, without importing Keras for it."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def installed_backends() -> list[str]:
+    """The Keras backends installed here (those a run can train under)."""
+    return [name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name) is not None]
+
+
+#: What a user reads where a TensorFlow-only feature meets another backend.
+TENSORFLOW_ONLY = ("{what} needs TensorFlow as Keras' backend, and this process runs {backend}: start it without "
+                   "KERAS_BACKEND={backend} (TensorFlow is the default) to use it.")
+
+
+def accelerators() -> int:
+    """How many GPUs the Keras backend of this process sees (0 on CPUs)."""
+    name = keras_backend()
+    if name == "tensorflow":
+        return len(quiet_tensorflow().config.list_physical_devices("GPU"))
+    if name == "jax":
+        import jax
+
+        return sum(1 for d in jax.devices() if d.platform == "gpu")
+    if name == "torch":
+        import torch
+
+        return torch.cuda.device_count()
+    return 0
+
+
+def setup_accelerators() -> None:
+    """Before a model is built for training: on GPUs, mixed precision (float16 compute, float32
+    weights and loss scaling, whatever the backend) and, under TensorFlow, memory growth, so that
+    several jobs can share a card. Nothing changes on CPUs."""
+    import keras
+
+    tf = quiet_tensorflow()
+    if tf is not None:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass  # already initialised
+    if accelerators():
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def library_versions() -> dict:
+    """What a run records in ``versions.json``: Python, Keras, its backend and NumPy."""
+    import keras
+
+    name = keras_backend()
+    backend = __import__(name)
+    return {"python": platform.python_version(), "keras": keras.__version__, "backend": name,
+            name: getattr(backend, "__version__", "?"), "numpy": np.__version__}

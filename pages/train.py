@@ -7,7 +7,7 @@ import streamlit as st
 
 from fer_core import jobs
 from fer_core.config import load_settings, read_only
-from fer_core.device import device_line
+from fer_core.device import configured_backend, device_line, installed_backends
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_duration, fmt_seconds
 from fer_core.models.build import get_spec, model_names
@@ -223,6 +223,10 @@ with mid:
     field("class_weight", st.radio, "Class weights", CLASS_WEIGHTS, horizontal=True,
           help="'balanced' weighs the rare disgust class up")
     field("seed", st.number_input, "Seed", min_value=0, step=1)
+    field("backend", st.selectbox, "Keras backend", ["", *installed_backends()],
+          format_func=lambda b: b or f"the server's ({configured_backend()})",
+          help="What the job's worker runs Keras on. JAX and PyTorch augment inside the training step, on the GPU "
+               "when there is one, and never import TensorFlow; on CPUs TensorFlow is the fastest.")
     field("recalibrate_bn", st.checkbox, "Recalibrate batch norm at the end",
           help="Re-estimate the batch-norm statistics of the selected checkpoint on the Training faces without "
                "augmentation; kept only if validation accuracy does not drop. Short runs gain the most.")

@@ -18,7 +18,7 @@ CORE = ROOT / "fer_core"
 # h5py: 0.1 s, needed only to write a release
 HEAVY = {"tensorflow", "keras", "cv2", "sklearn", "pyarrow", "h5py",
          # optional (requirements-optional.txt): imported only where used, so their absence costs nothing else
-         "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert", "tensorboard", "ray", "jax"}
+         "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert", "tensorboard", "ray", "jax", "torch"}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,9 +1,12 @@
-"""Other Keras backends: a model saved under TensorFlow predicts and evaluates the same under JAX,
-in a process where TensorFlow cannot even be imported."""
+"""Other Keras backends: under JAX, in a process where TensorFlow cannot even be imported, a model
+saved under TensorFlow predicts and evaluates the same; training runs (augmentation in the
+training step), resumes exactly where an unbroken run would be, distils; and what it trains loads
+and predicts the same under TensorFlow."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -24,24 +27,37 @@ class NoTensorFlow:
             raise ImportError("TensorFlow must not be imported under another backend")
 sys.meta_path.insert(0, NoTensorFlow())
 """
-PREDICT = NO_TENSORFLOW + """
+#: Everything under JAX in one child process (JAX starts once): the shipped model's answers
+#: (compiled forward pass and Keras' batched predict), the command line's ``evaluate``, and
+#: training: two epochs straight, one then a resume, a distilled student, ``evaluate`` of the
+#: trained run and its answers, for the parent (TensorFlow) to compare.
+UNDER_JAX = NO_TENSORFLOW + """
+import json
+from pathlib import Path
 import numpy as np, keras
+from fer_core.cli import main
 from fer_core.inference.forward import predict_proba
 from fer_core.inference.loader import load_model, resolve_model
-faces = np.load(sys.argv[1])
+from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training.trainer import train
+out = Path(sys.argv[1])
+faces = np.load(out / "faces.npy")
 model = load_model(resolve_model("default"))
 compiled = predict_proba(model, faces, "flip")  # a few faces: the compiled forward pass
 batched = predict_proba(model, faces, "flip", batch_size=4)  # more than a batch: Keras' predict
-np.save(sys.argv[2], np.stack([compiled, batched]))
-print(keras.backend.backend(), "tensorflow" in sys.modules)
-"""
-
-
-#: The command line's ``evaluate``, run the same way.
-EVALUATE = NO_TENSORFLOW + """
-from fer_core.cli import main
-code = main(["evaluate", "--model", "default", "--data", "demo:3", "--json"])
-print("tensorflow imported:", "tensorflow" in sys.modules, "exit", code)
+np.save(out / "default.npy", np.stack([compiled, batched]))
+print("EVALUATE-DEFAULT")
+assert main(["evaluate", "--model", "default", "--data", "demo:3", "--json"]) == 0
+cfg = TrainConfig.for_model("tiny", data="demo:10", epochs=2, batch_size=8, flip=True, rotation=10, zoom=0.1,
+                            translate=0.05, erase=0.5, crop=44, aug_warmup_epochs=1)
+train(cfg, out / "whole")
+train(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 1}), out / "split")
+train(run_dir=out / "split", resume=True, epochs=2)
+train(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 1, "teacher": str(out / "whole")}), out / "student")
+print("EVALUATE-TRAINED")
+assert main(["evaluate", "--model", str(out / "whole"), "--data", "demo:3", "--json"]) == 0
+np.save(out / "trained.npy", predict_proba(load_model(resolve_model(str(out / "whole"))), faces, "flip"))
+print("BACKEND", keras.backend.backend(), "TENSORFLOW-IMPORTED", "tensorflow" in sys.modules)
 """
 
 
@@ -61,33 +77,114 @@ def _under_jax(script: str, *args, data_dir: Path) -> subprocess.CompletedProces
     return done
 
 
-def test_the_shipped_model_predicts_the_same_under_jax_without_tensorflow(tmp_path):
+@pytest.fixture(scope="module")
+def jax_child(tmp_path_factory):
+    """The JAX child's folder (its runs and answers), the faces it answered for, and its output."""
     _need_jax()
     from fer_core.data.loading import load_dataset
+
+    out = tmp_path_factory.mktemp("under-jax")
+    faces = load_dataset("demo:2", use_cache=False).images[:6]
+    np.save(out / "faces.npy", faces)
+    done = _under_jax(UNDER_JAX, out, data_dir=out / "jax-data")
+    return out, faces, done.stdout
+
+
+def _json_between(stdout: str, start: str, end: str) -> dict:
+    import json
+
+    return json.loads(stdout[stdout.index(start) + len(start):stdout.index(end)])
+
+
+def test_jax_ran_everything_without_importing_tensorflow(jax_child):
+    assert jax_child[2].strip().endswith("BACKEND jax TENSORFLOW-IMPORTED False")
+
+
+def test_the_shipped_model_predicts_the_same_under_jax_without_tensorflow(jax_child):
     from fer_core.inference.forward import predict_proba
     from fer_core.inference.loader import load_model, resolve_model
 
-    faces = load_dataset("demo:2", use_cache=False).images[:6]
-    np.save(tmp_path / "faces.npy", faces)
-    done = _under_jax(PREDICT, tmp_path / "faces.npy", tmp_path / "jax.npy", data_dir=tmp_path / "jax-data")
-    assert done.stdout.split()[-2:] == ["jax", "False"]  # JAX ran it, and TensorFlow was never imported
-    under_jax = np.load(tmp_path / "jax.npy")
+    out, faces, _ = jax_child
+    under_jax = np.load(out / "default.npy")
     under_tf = predict_proba(load_model(resolve_model("default")), faces, "flip")
     np.testing.assert_allclose(under_jax[0], under_tf, atol=1e-4)
     np.testing.assert_allclose(under_jax[1], under_tf, atol=1e-4)
     assert (under_jax[0].argmax(1) == under_tf.argmax(1)).all()
 
 
-def test_evaluate_runs_under_jax_without_tensorflow_and_agrees(tmp_path, capsys):
-    _need_jax()
-    import json
-
+def test_evaluate_runs_under_jax_without_tensorflow_and_agrees(jax_child, capsys):
     from fer_core.cli import main
 
-    done = _under_jax(EVALUATE, data_dir=tmp_path / "jax-data")
-    assert done.stdout.strip().endswith("tensorflow imported: False exit 0")
-    under_jax = json.loads(done.stdout[:done.stdout.rindex("tensorflow imported:")])
+    under_jax = _json_between(jax_child[2], "EVALUATE-DEFAULT", "EVALUATE-TRAINED")
     assert main(["evaluate", "--model", "default", "--data", "demo:3", "--json"]) == 0
     under_tf = json.loads(capsys.readouterr().out)
     assert under_jax["num_images"] == under_tf["num_images"] > 0
     assert under_jax["accuracy"] == under_tf["accuracy"] and under_jax["confusion_matrix"] == under_tf["confusion_matrix"]
+
+
+def test_training_under_jax_resumes_exactly_distils_and_loads_under_tensorflow(jax_child):
+    from fer_core.inference.forward import predict_proba
+    from fer_core.inference.loader import load_model, resolve_model
+    from fer_core.runs import rundir
+
+    out, faces, stdout = jax_child
+    whole, split, student = (out / name for name in ("whole", "split", "student"))
+    for run in (whole, split, student):
+        assert rundir.read_config(run).backend == "jax" and rundir.read_info(run)["backend"] == "jax"
+        assert rundir.read_info(run)["status"] == "finished"
+    assert json.loads((whole / "versions.json").read_text())["backend"] == "jax"
+    # stopped after epoch 1 and resumed: the same batches, augmentation and weights as unbroken
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    assert [[r[k] for k in keys] for r in rundir.read_metrics(split)] == \
+        [[r[k] for k in keys] for r in rundir.read_metrics(whole)]
+    for a, b in zip(load_model(resolve_model(str(whole))).get_weights(), load_model(resolve_model(str(split))).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # the distilled student learned from the teacher's answers
+    assert rundir.read_config(student).teacher == str(whole) and np.isfinite(rundir.read_metrics(student)[0]["loss"])
+    evaluated = _json_between(stdout, "EVALUATE-TRAINED", "BACKEND")
+    assert evaluated["num_images"] > 0 and 0 <= evaluated["accuracy"] <= 1
+    # what JAX trained, TensorFlow loads and answers the same
+    under_tf = predict_proba(load_model(resolve_model(str(whole))), faces, "flip")
+    np.testing.assert_allclose(np.load(out / "trained.npy"), under_tf, atol=1e-4)
+
+
+def test_a_run_refuses_another_backend_than_it_was_started_under(tmp_path):
+    _need_jax()  # installed, so the config is valid; this process runs TensorFlow
+    from fer_core.errors import ConfigError
+    from fer_core.runs.trainconfig import TrainConfig
+    from fer_core.training.trainer import train
+
+    cfg = TrainConfig.for_model("tiny", data="demo:10", epochs=1, backend="jax")
+    with pytest.raises(ConfigError, match="KERAS_BACKEND=jax") as caught:
+        train(cfg, tmp_path / "run")
+    assert caught.value.field == "backend"
+
+
+def test_mixed_precision_is_set_on_any_backend_with_a_gpu(monkeypatch):
+    import keras
+
+    from fer_core import device
+
+    monkeypatch.setattr(device, "accelerators", lambda: 1)  # as a GPU machine answers, whatever the backend
+    before = keras.mixed_precision.global_policy().name
+    try:
+        device.setup_accelerators()
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    monkeypatch.setattr(device, "accelerators", lambda: 0)
+    device.setup_accelerators()
+    assert keras.mixed_precision.global_policy().name == before  # CPUs: unchanged
+
+
+def test_tensorflow_only_features_say_so_under_another_backend(monkeypatch):
+    from fer_core.inference import photo
+    from fer_core.shipping import export
+
+    faces = np.zeros((2, 48, 48), np.uint8)
+    monkeypatch.setattr(photo, "configured_backend", lambda: "jax")
+    maps = photo.gradcam(object(), faces, np.zeros(2, int))  # never reaches the model
+    assert [m for m, _ in maps] == [None, None] and "Grad-CAM needs TensorFlow" in maps[0][1]
+    assert "KERAS_BACKEND=jax" in maps[0][1]
+    monkeypatch.setattr(export, "configured_backend", lambda: "jax")
+    assert "needs TensorFlow as Keras' backend" in export.missing_runtime("onnx")

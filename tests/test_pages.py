@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -170,6 +172,9 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     at.number_input(key="tr_epochs").set_value(2).run()
     at.text_input(key="tr_run_name").set_value("first-try")
     at.text_input(key="tr_note").set_value("two epochs to see the curves").run()
+    # the job's worker trains under JAX (CI installs it): the form's backend reaches the worker
+    backend = "jax" if "jax" in at.selectbox(key="tr_backend").options or os.environ.get("FER_REQUIRE_DATA") else ""
+    at.selectbox(key="tr_backend").set_value(backend).run()
     at.button(key="tr_submit").click().run()
     assert not at.exception and not at.error
     assert any("**Job 1**" in m.value for m in at.markdown)  # shown at once
@@ -179,6 +184,8 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
         jobs.schedule(store)
         time.sleep(1)
     assert store.get(1).status == jobs.JobStatus.SUCCEEDED, read_log(store.get(1).run_dir)
+    info = json.loads((Path(store.get(1).run_dir) / "run.json").read_text())
+    assert info["backend"] == (backend or "tensorflow") and store.get(1).config["backend"] == backend
     at.run()
     assert any("`succeeded`" in m.value for m in at.markdown)
     assert any("[Curves of run first-try](./runs?run=first-try)" in m.value for m in at.markdown)  # job -> run
@@ -195,8 +202,6 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     # the run's loss, accuracy and learning rate; the groups' accuracy and loss; the shipped model's loss and accuracy
     assert len(runs.get("vega_lite_chart")) == 7
     assert any("learned each face" in t.label for t in runs.toggle)  # its training dynamics, on request
-    import json
-
     lines = json.loads(runs.get("vega_lite_chart")[0].proto.spec)["layer"][0]
     assert lines["mark"]["type"] == "line"  # the legend of training/validation draws their dashes, not dots
     assert lines["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"

@@ -27,7 +27,8 @@ def test_two_epoch_run_writes_a_complete_run_directory(tmp_path):
     rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2] and seen == [(1, 2), (2, 2)]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(rows[0])
-    assert TrainConfig.load(run / "config.json") == cfg
+    # the config as given, with the backend it ran under filled in
+    assert TrainConfig.load(run / "config.json") == TrainConfig.from_dict({**cfg.to_dict(), "backend": "tensorflow"})
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_done"] == 2 and "CPU" in info["device"]
     assert json.loads((run / "classes.json").read_text())[0] == "angry"

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "train":
+            training.choose_backend(args)
         if args.command in TF_COMMANDS or getattr(args, "jobs_command", None) == "work":
             quiet_tensorflow()
         if args.command == "train":

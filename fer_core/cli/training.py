@@ -11,8 +11,8 @@ from fer_core.config import runs_dir
 from fer_core.errors import FerError
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.runs.recipes import get_recipe
-from fer_core.runs.rundir import read_metrics
-from fer_core.runs.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
+from fer_core.runs.rundir import is_run, read_config, read_metrics
+from fer_core.runs.trainconfig import BACKENDS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.training.calibrate import recalibrate_run
 from fer_core.training.trainer import train
 from fer_core.training.validation import config_notes, validate_config
@@ -29,7 +29,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {k: v for k, v in {
         "data": args.data, "merge": args.merge, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed,
-        "init_from": args.init_from, "teacher": args.teacher,
+        "init_from": args.init_from, "teacher": args.teacher, "backend": args.backend,
     }.items() if v is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -44,6 +44,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     else:
         cfg = TrainConfig.for_model(args.arch, **overrides)
     return noted(validate_config(cfg, trusted=True))
+
+
+def choose_backend(args: argparse.Namespace) -> None:
+    """Before Keras is first imported: make ``train``'s backend the one asked for (``--backend``),
+    or the one a resumed run was started under, through ``KERAS_BACKEND``."""
+    backend = getattr(args, "backend", None)
+    if not backend and getattr(args, "resume", None) and is_run(args.resume):
+        backend = read_config(args.resume).backend
+    if backend and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
 
 
 def noted(cfg: TrainConfig) -> TrainConfig:
@@ -103,6 +113,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                                                        "directory or run name): fine-tuning, a second schedule")
     p.add_argument("--teacher", metavar="MODEL", help="distillation: also learn from this model's answers on each "
                    "augmented batch ('default', a run or a .keras file); --set temperature=T --set soft_weight=W")
+    p.add_argument("--backend", choices=[b for b in BACKENDS if b],
+                   help="the Keras backend to train under (default: the environment's KERAS_BACKEND, else tensorflow); "
+                        "JAX and PyTorch never import TensorFlow")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field, e.g. --set flip=true --set conv_widths=32,64")
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from fer_core.data.images import open_image, to_face_array
+from fer_core.device import TENSORFLOW_ONLY, configured_backend
 from fer_core.errors import FerError
 from fer_core.inference.drawing import LABEL_HEIGHT, label_faces
 from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, face_crop, face_json, get_detector
@@ -181,8 +182,12 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
 
     The map covers the centre crop the model sees (the rest of the 48x48 face stays 0). For an
     ensemble (see :mod:`fer_core.models.ensemble`), each member explains the ensemble's class and the
-    members' maps are averaged.
+    members' maps are averaged. It runs on TensorFlow only: under another Keras backend every face
+    gets no map and a note that says so.
     """
+    backend = configured_backend()
+    if backend != "tensorflow":
+        return [(None, TENSORFLOW_ONLY.format(what="Grad-CAM", backend=backend))] * len(faces)
     import tensorflow as tf
 
     parts = ensemble_members(model)

@@ -173,7 +173,7 @@ class RayRunner:
         try:
             return self.client.submit_job(
                 entrypoint=shlex.join(worker_command(job, tee=True)), submission_id=submission,
-                runtime_env={"env_vars": worker_env()}, metadata={"fer_job": str(job.id), "attempt": str(job.attempt)},
+                runtime_env={"env_vars": worker_env(job)}, metadata={"fer_job": str(job.id), "attempt": str(job.attempt)},
                 entrypoint_num_cpus=ask.get("CPU", 0), entrypoint_num_gpus=ask.get("GPU", 0))
         except JobError:
             raise

@@ -49,14 +49,18 @@ def worker_command(job: Job, tee: bool = False) -> list[str]:
             "--attempt", str(job.attempt), *(["--tee"] if tee else [])]
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(job: Job | None = None) -> dict[str, str]:
     """What a worker needs in its environment, wherever it runs: the project on its import path,
-    the same data and runs folders (and allowed data folders) as this process, unbuffered output."""
+    the same data and runs folders (and allowed data folders) as this process, unbuffered output,
+    and the Keras backend the job's config names (else this process's ``KERAS_BACKEND``, if set)."""
     env = {"PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "FER_DATA_DIR": str(data_dir().resolve()), "PYTHONUNBUFFERED": "1"}
-    for name in ("FER_RUNS_DIR", "FER_DATA_ROOTS", "FER2013_DIR", "TF_CPP_MIN_LOG_LEVEL"):
+    for name in ("FER_RUNS_DIR", "FER_DATA_ROOTS", "FER2013_DIR", "TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND"):
         if os.environ.get(name):
             env[name] = os.environ[name]
+    backend = (job.config or {}).get("backend") if job is not None else None
+    if backend:
+        env["KERAS_BACKEND"] = backend
     return env
 
 
@@ -89,7 +93,7 @@ class LocalRunner:
         return list(range(self.max_jobs or max(self.gpus, 1)))
 
     def start(self, job: Job) -> int:
-        env = {**os.environ, **worker_env()}
+        env = {**os.environ, **worker_env(job)}
         if self.gpus:
             ids = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(self.gpus)))).split(",")
             env["CUDA_VISIBLE_DEVICES"] = ids[job.slot % len(ids)].strip()

@@ -9,7 +9,8 @@ PROGRAM = "python -m fer_core"
 #: The data set as a reader's shell names it.
 FER2013 = '"$FER2013_DIR"'
 #: ``train`` options with a flag of their own; every other field is ``--set KEY=VALUE``.
-FLAGS = {"epochs": "--epochs", "learning_rate": "--lr", "init_from": "--init-from", "teacher": "--teacher"}
+FLAGS = {"epochs": "--epochs", "learning_rate": "--lr", "init_from": "--init-from", "teacher": "--teacher",
+         "backend": "--backend"}
 
 
 def train(cfg: TrainConfig, out: str, data: str = FER2013) -> str:

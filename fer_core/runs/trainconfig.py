@@ -14,6 +14,8 @@ from fer_core.models.build import get_spec, is_notation, model_names, registered
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
 CLASS_WEIGHTS = ("none", "balanced")
+#: Keras backends a run can train under ("": the environment's, ``KERAS_BACKEND``, recorded when the run starts).
+BACKENDS = ("", "tensorflow", "jax", "torch")
 
 
 def config_error(problems: dict[str, str]) -> ConfigError:
@@ -50,6 +52,8 @@ class TrainConfig:
     ``recalibrate_bn``: when training finishes, re-estimate the selected checkpoint's batch-norm
     statistics on the clean Training faces (see ``calibrate``); kept only if validation accuracy
     does not drop.
+    ``backend``: the Keras backend the run trains under (``tensorflow``, ``jax``, ``torch``); empty
+    takes the environment's (``KERAS_BACKEND``, else TensorFlow), and the run records which.
     Schedules: ``step`` multiplies by ``step_gamma`` every ``step_epochs``; ``cosine`` decays to
     zero over ``epochs`` after ``warmup_epochs``; ``plateau`` halves (``plateau_factor``) when
     validation accuracy stalls; ``inverse-time`` is Keras 2's old ``decay`` argument,
@@ -93,6 +97,7 @@ class TrainConfig:
     teacher: str = ""
     temperature: float = 4.0
     soft_weight: float = 0.9
+    backend: str = ""
 
     def problems(self) -> dict[str, str]:
         """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""
@@ -132,6 +137,8 @@ class TrainConfig:
         need(0 <= self.erase <= 1, "erase", "a probability in [0, 1]")
         need(0 < self.temperature <= 100, "temperature", "a number in (0, 100]")
         need(0 <= self.soft_weight <= 1, "soft_weight", "a weight in [0, 1]")
+        need(self.backend in BACKENDS, "backend", f"one of {', '.join(b for b in BACKENDS if b)}, or empty for the "
+                                                  "environment's")
         need(not (str(self.teacher).strip() and self.class_weight != "none"), "class_weight",
              "'none' when distilling: the teacher's answers already weigh the classes")
         need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core import __version__, files
-from fer_core.device import quiet_stderr
+from fer_core.device import TENSORFLOW_ONLY, configured_backend, quiet_stderr
 from fer_core.errors import ModelError
 from fer_core.inference.loader import ModelRef, load_model, resolve_model
 from fer_core.runs import rundir
@@ -70,7 +70,11 @@ def check_options(fmt: str, quantize: str = "none") -> None:
 
 
 def missing_runtime(fmt: str) -> str | None:
-    """Why ``fmt`` cannot be exported here (a library is not installed), or None when it can."""
+    """Why ``fmt`` cannot be exported here (a library is not installed, or Keras runs on another
+    backend than TensorFlow, which every exporter goes through), or None when it can."""
+    backend = configured_backend()
+    if backend != "tensorflow":
+        return TENSORFLOW_ONLY.format(what=f"Exporting {fmt}", backend=backend)
     absent = [name for name in NEEDS[fmt] if importlib.util.find_spec(name) is None]
     if absent:
         return (f"Exporting {fmt} needs {', '.join(absent)}, which is not installed: "

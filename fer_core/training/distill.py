@@ -4,7 +4,9 @@ The teacher (any model FER Studio can load: the shipped ensemble, a run, a ``.ke
 inside the input pipeline on the very batch the student sees, after augmentation, and its answer
 is averaged with its answer for the mirrored faces (the default test-time flip). Each batch's
 target is then ``[hard labels | teacher probabilities]``, so the student stays an ordinary
-functional model trained by ``model.fit``, and what is saved is the student alone.
+functional model trained by ``model.fit``, and what is saved is the student alone. (Under JAX or
+PyTorch the teacher answers inside the training step instead, as extra output columns of the
+model being fitted: see :mod:`fer_core.training.augment`; the loss reads either layout.)
 
 The loss mixes the two: ``(1 - soft_weight) * CE(hard, student) + soft_weight * T^2 *
 KL(teacher_T || student_T)``, where ``p_T = softmax(log p / T)`` softens both distributions by
@@ -41,6 +43,13 @@ def hard_label_accuracy(num_classes: int):
 _CLASSES: list = []
 
 
+def teacher_columns(y_true, y_pred, num_classes: int):
+    """The teacher's answers of a batch: the targets' last columns (the tf.data path puts them
+    there), else the outputs' (under other backends the teacher runs in the training step, see
+    :mod:`fer_core.training.augment`)."""
+    return y_true[:, num_classes:] if y_true.shape[-1] == 2 * num_classes else y_pred[:, num_classes:]
+
+
 def keras_objects() -> list:
     """The loss and metric classes, defined and registered with Keras on first use (Keras is a
     heavy import) and only once; call it before loading a distilled run's checkpoint."""
@@ -57,8 +66,8 @@ def keras_objects() -> list:
 
         def call(self, y_true, y_pred):
             k, t = self.num_classes, self.temperature
-            hard, soft = y_true[:, :k], y_true[:, k:]
-            y_pred = ops.clip(y_pred, _EPS, 1.0)
+            hard, soft = y_true[:, :k], teacher_columns(y_true, y_pred, k)
+            y_pred = ops.clip(y_pred[:, :k], _EPS, 1.0)
             ce = -ops.sum(hard * ops.log(y_pred), axis=-1)
             teacher = ops.softmax(ops.log(ops.clip(soft, _EPS, 1.0)) / t, axis=-1)
             student = ops.log_softmax(ops.log(y_pred) / t, axis=-1)
@@ -76,7 +85,8 @@ def keras_objects() -> list:
             self.num_classes = int(num_classes)
 
         def update_state(self, y_true, y_pred, sample_weight=None):
-            hit = ops.equal(ops.argmax(y_true[:, :self.num_classes], axis=-1), ops.argmax(y_pred, axis=-1))
+            k = self.num_classes
+            hit = ops.equal(ops.argmax(y_true[:, :k], axis=-1), ops.argmax(y_pred[:, :k], axis=-1))
             return super().update_state(ops.cast(hit, self.dtype), sample_weight)
 
         def get_config(self):

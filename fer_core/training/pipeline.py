@@ -1,14 +1,107 @@
-"""The training input: a tf.data pipeline of faces and one-hot labels, with the augmentation a
-configuration asks for (flips, shifts, rotations, zoom, erasing), ramped up over the first epochs."""
+"""The training input: faces and one-hot labels, with the augmentation a configuration asks for
+(flips, shifts, rotations, zoom, erasing), ramped up over the first epochs.
+
+:func:`prepare` sets up what ``model.fit`` runs for the process's Keras backend. Under
+TensorFlow: a tf.data pipeline that augments (and asks the teacher) in parallel, beside the
+training step. Under JAX or PyTorch, where nothing may import TensorFlow: NumPy batches from a
+``keras.utils.PyDataset`` and the augmentation inside the training step
+(:mod:`fer_core.training.augment`). Both are deterministic for a config and seed, resumed or not.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from fer_core.runs.trainconfig import TrainConfig
+from fer_core.training import augment as neutral
 from fer_core.training.distill import with_teacher
+
+
+@dataclass
+class Fitting:
+    """What ``fit`` runs: ``model`` (the network itself, or the network wrapped with the
+    augmentation and teacher, compiled with the network's optimizer), the training and validation
+    data, and ``begin_epoch(epoch)``, to call when an epoch begins (the augmentation's strength,
+    and under other backends its random stream)."""
+
+    model: object
+    train: object
+    validation: object
+    begin_epoch: Callable[[int], None]
+
+
+def prepare(net, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
+            num_classes: int, start_epoch: int = 0, teacher=None, compile: Callable | None = None,
+            in_step: bool | None = None) -> Fitting:
+    """The inputs and the model to fit ``net`` (compiled) on ``(faces, labels)`` pairs of uint8
+    faces (N, 48, 48) and class indices; ``compile(model, optimizer)`` compiles a wrapper the
+    way ``net`` is compiled. ``in_step``: augment inside the training step (None: only when the
+    backend is not TensorFlow; True under TensorFlow is for comparing, see ``bench_train.py``)."""
+    import keras
+
+    if in_step is None:
+        in_step = keras.backend.backend() != "tensorflow"
+    if not in_step:
+        import tensorflow as tf
+
+        strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
+        return Fitting(net, make_input(*train, cfg, num_classes, True, strength, teacher),
+                       make_input(*validation, cfg, num_classes, False, teacher=teacher).cache(),
+                       lambda epoch: strength is not None and strength.assign(aug_strength(cfg, epoch)))
+    model, augment = neutral.training_model(net, cfg, teacher)
+    compile(model, net.optimizer)
+
+    def begin_epoch(epoch: int) -> None:
+        if augment is not None:
+            augment.start_epoch(epoch, aug_strength(cfg, epoch))
+
+    onehot = smoothed_onehot(num_classes, cfg.label_smoothing)
+    val_x, val_y = validation
+    return Fitting(model, Batches(train[0], onehot[train[1]], cfg.batch_size, seed=cfg.seed, epoch=start_epoch),
+                   Batches(val_x, onehot[val_y], cfg.batch_size), begin_epoch)
+
+
+def smoothed_onehot(num_classes: int, smoothing: float) -> np.ndarray:
+    """Row ``c``: the (label-smoothed) one-hot target of class ``c``."""
+    return (np.eye(num_classes) * (1 - smoothing) + smoothing / num_classes).astype(np.float32)
+
+
+def Batches(images: np.ndarray, targets: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0,
+            workers: int = 2):
+    """A ``keras.utils.PyDataset`` of float32 face batches (N, 48, 48, 1) and their targets.
+
+    With a ``seed`` the order is shuffled per epoch, from ``(seed, epoch)`` (``epoch``: the
+    first one it serves), so a resumed run gets the batches an unbroken run would have; without,
+    it keeps the given order. Batches are gathered by ``workers`` threads ahead of the step.
+    """
+    import keras
+
+    class FaceBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=workers, use_multiprocessing=False)
+            self.epoch = epoch
+            self.order = self._order()
+
+        def _order(self):
+            if seed is None:
+                return np.arange(len(images))
+            return np.random.default_rng([seed, self.epoch]).permutation(len(images))
+
+        def __len__(self):
+            return -(-len(images) // batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            return images[idx][..., None].astype(np.float32), targets[idx]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return FaceBatches()
 
 
 def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool,
@@ -29,7 +122,7 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
     # Shuffle and batch indices, then gather whole batches: far cheaper than shuffling and
     # batching 48x48 tensors one by one.
     pixels = tf.constant(images[..., None])
-    onehot = tf.one_hot(labels, num_classes) * (1 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
+    onehot = tf.gather(smoothed_onehot(num_classes, cfg.label_smoothing), labels)
     ds = tf.data.Dataset.range(len(images))
     if training:
         ds = ds.shuffle(len(images), seed=cfg.seed, reshuffle_each_iteration=True)

@@ -1,7 +1,9 @@
 """TensorBoard event logs per run, written when the ``tensorboard`` package is installed.
 
 TensorFlow 2.21 no longer installs TensorBoard; without it nothing is written and nothing
-else changes. Each committed epoch (the row :mod:`fer_core.runs.rundir` records, after the commit)
+else changes. The event files are written with TensorFlow's summary writer, so runs trained under
+another Keras backend (which never imports TensorFlow) have none: their curves are on the Runs
+page and in ``metrics.jsonl``. Each committed epoch (the row :mod:`fer_core.runs.rundir` records, after the commit)
 is written under the run's ``tensorboard/`` folder, in the layout Keras' own callback uses
 (``train/`` and ``validation/`` with ``epoch_loss``, ``epoch_accuracy``,
 ``epoch_learning_rate``), so ``tensorboard --logdir data/runs`` shows every run beside the
@@ -13,12 +15,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from fer_core.device import keras_backend
 from fer_core.runs import rundir
 
 
 def enabled() -> bool:
-    """Whether TensorBoard is installed (then every training run writes its event log)."""
-    return importlib.util.find_spec("tensorboard") is not None
+    """Whether this process writes event logs: TensorBoard is installed and Keras runs on TensorFlow."""
+    return importlib.util.find_spec("tensorboard") is not None and keras_backend() == "tensorflow"
 
 
 class EpochLog:

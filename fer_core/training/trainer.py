@@ -7,7 +7,7 @@ duplicates one, is :mod:`fer_core.runs.rundir`'s business; this module only call
 from __future__ import annotations
 
 import os
-import platform
+import random
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from fer_core.data.loading import load_dataset
-from fer_core.device import device_name
+from fer_core.device import accelerators, device_name, keras_backend, library_versions, setup_accelerators
 from fer_core.errors import ConfigError, FerError
 from fer_core.inference.loader import load_model, resolve_model
 from fer_core.models.build import create_model
@@ -25,7 +25,7 @@ from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
 from fer_core.training import distill
 from fer_core.training.dynamics import DynamicsLog
-from fer_core.training.pipeline import aug_strength, make_input
+from fer_core.training.pipeline import aug_strength, prepare
 from fer_core.training.validation import validate_config
 
 
@@ -44,8 +44,9 @@ def make_optimizer(cfg: TrainConfig):
     return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
 
 
-def compile_model(model, cfg: TrainConfig, num_classes: int) -> None:
-    """Compile for training: cross-entropy on the labels, or the distillation loss with a teacher."""
+def compile_model(model, cfg: TrainConfig, num_classes: int, optimizer=None) -> None:
+    """Compile for training: cross-entropy on the labels, or the distillation loss with a teacher.
+    ``optimizer``: one already in use (another model's); None makes the config's."""
     import keras
 
     if cfg.teacher:
@@ -53,7 +54,7 @@ def compile_model(model, cfg: TrainConfig, num_classes: int) -> None:
                         distill.hard_label_accuracy(num_classes))
     else:
         loss, metric = keras.losses.CategoricalCrossentropy(), "accuracy"
-    model.compile(make_optimizer(cfg), loss=loss, metrics=[metric])
+    model.compile(optimizer or make_optimizer(cfg), loss=loss, metrics=[metric])
 
 
 def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
@@ -84,17 +85,20 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
         ``{"epoch_seconds", "step_seconds", "steps_per_epoch", "val_seconds", "total_seconds"}``
         (``total_seconds`` for ``cfg.epochs`` epochs).
     """
-    _setup_gpu()
+    setup_accelerators()
     model = create_model(cfg.arch, num_classes, crop=cfg.crop, **cfg.arch_options())
     compile_model(model, cfg, num_classes)
     teacher = distill.load_teacher(cfg.teacher, num_classes) if cfg.teacher else None
     rng = np.random.default_rng(0)
     n = cfg.batch_size * (steps + 2)
     faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
-    data = make_input(faces, labels, cfg, num_classes, training=True, teacher=teacher)
-    model.fit(data.take(2), verbose=0, shuffle=False)  # builds the graph (a dataset is not shuffled by fit)
-    t0 = time.perf_counter()
-    model.fit(data.skip(2), verbose=0, shuffle=False)
+    warm = 2 * cfg.batch_size
+    for part in ((faces[:warm], labels[:warm]), (faces[warm:], labels[warm:])):  # the first fit builds the step
+        fitting = prepare(model, part, part, cfg, num_classes, teacher=teacher,
+                          compile=lambda m, opt: compile_model(m, cfg, num_classes, opt))
+        fitting.begin_epoch(0)
+        t0 = time.perf_counter()
+        fitting.model.fit(fitting.train, verbose=0, shuffle=False)
     step = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
@@ -107,26 +111,44 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
             "val_seconds": round(val, 1), "total_seconds": round(epoch * cfg.epochs)}
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend for a reproducible run. Under TensorFlow this is
+    Keras' own ``set_random_seed``; elsewhere the same without it, since that one imports
+    TensorFlow whenever it is installed (Keras' unseeded initializers draw from Python's seed)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """'balanced' weights n / (k * n_c), as scikit-learn computes them."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
     return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Callable | None,
-               on_batch: Callable | None = None, strength=None, before_commit: Callable | None = None,
+def _callbacks(cfg, run_dir: Path, net, begin_epoch: Callable, on_epoch: Callable | None,
+               should_stop: Callable | None, on_batch: Callable | None = None, before_commit: Callable | None = None,
                log: Callable | None = None, dynamics: DynamicsLog | None = None):
+    """``net``: the network that is saved (the fitted model may wrap it, see :func:`prepare`)."""
     import keras
 
     class Schedule(keras.callbacks.Callback):
-        """Epoch-wise learning rate, and the augmentation strength the input pipeline reads."""
+        """Epoch-wise learning rate, and the augmentation's strength (and random stream)."""
 
         def on_epoch_begin(self, epoch, logs=None):
             lr = scheduled_lr(cfg, epoch)
             if lr is not None:
                 self.model.optimizer.learning_rate.assign(lr)
-            if strength is not None:
-                strength.assign(aug_strength(cfg, epoch))
+            begin_epoch(epoch)
 
     class Recorder(keras.callbacks.Callback):
         """Commits every finished epoch to the run directory (checkpoints and metrics in one
@@ -167,9 +189,9 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
                 before_commit(epoch + 1)
             if dynamics is not None:  # written first, read only up to the committed epoch
                 t0 = time.perf_counter()
-                dynamics.record(epoch + 1, self.model)
+                dynamics.record(epoch + 1, net)
                 row["dynamics_seconds"] = round(time.perf_counter() - t0, 3)
-            rundir.commit_epoch(run_dir, self.model, row)
+            rundir.commit_epoch(run_dir, net, row)
             if log is not None:  # one line per saved epoch, as Keras' own (which would also log a cut-short one)
                 log(f"Epoch {epoch + 1}/{cfg.epochs} - {row['epoch_seconds']:.0f}s - " + " - ".join(
                     f"{k}: {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row))
@@ -200,29 +222,6 @@ def _callbacks(cfg, run_dir: Path, on_epoch: Callable | None, should_stop: Calla
         cbs.insert(1, Plateau("val_accuracy", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
                               mode="max", verbose=0))
     return cbs
-
-
-def _versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__}
-
-
-def _setup_gpu() -> None:
-    """Memory growth (several jobs can share a card) and mixed precision, on GPUs only."""
-    import keras
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
 
 
 def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
@@ -262,9 +261,27 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     with rundir.lock(run_dir):
         if resume:
             cfg = extend(run_dir, epochs) if epochs is not None else rundir.read_config(run_dir)
+            check_backend(cfg, run_dir)
         else:
+            cfg = check_backend(cfg, run_dir)
             rundir.write_config(run_dir, cfg)
         return _train_locked(cfg, run_dir, resume, on_epoch, should_stop, on_batch, before_commit, verbose)
+
+
+def check_backend(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The config with its backend filled in (this process's, when it names none).
+
+    Raises:
+        ConfigError (field ``backend``): the config names another backend than this process runs.
+    """
+    here = keras_backend()
+    if not cfg.backend:
+        return TrainConfig.from_dict({**cfg.to_dict(), "backend": here})
+    if cfg.backend != here:
+        raise ConfigError(f"{run_dir} trains under {cfg.backend}, and this process runs Keras on {here}: start it "
+                          f"with KERAS_BACKEND={cfg.backend} ('train --backend {cfg.backend}' and jobs do that "
+                          "themselves).", field="backend")
+    return cfg
 
 
 def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
@@ -297,14 +314,13 @@ def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, should_stop, on_batch, before_commit,
                   verbose: int) -> Path:
     import keras
-    import tensorflow as tf
 
-    _setup_gpu()
-    keras.utils.set_random_seed(cfg.seed)
+    setup_accelerators()
+    seed_everything(cfg.seed)
     ds = load_dataset(cfg.data, merge=cfg.merge)
     tr, va = ds.fit_splits()
     rundir.write_classes(run_dir, ds.class_names)
-    rundir.write_versions(run_dir, _versions())
+    rundir.write_versions(run_dir, library_versions())
 
     teacher = distill.load_teacher(cfg.teacher, ds.num_classes) if cfg.teacher else None
     state = rundir.restore(run_dir) if resume else None
@@ -324,20 +340,21 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     kept = (*rundir.SUBMITTED, "extended") if resume else rundir.SUBMITTED
     info = {**{k: previous[k] for k in kept if k in previous},
             "data_source": ds.source, "merge": ds.merge, "num_train": len(tr), "num_val": len(va),
-            "params": int(model.count_params()), "device": device_name(len(tf.config.list_physical_devices("GPU"))), "status": rundir.RunStatus.RUNNING.value, "started": time.time(),
-            "start_epoch": start_epoch, "pid": os.getpid()}
+            "params": int(model.count_params()), "device": device_name(accelerators()), "backend": keras.backend.backend(),
+            "status": rundir.RunStatus.RUNNING.value, "started": time.time(), "start_epoch": start_epoch,
+            "pid": os.getpid()}
     rundir.write_info(run_dir, info)
     t0 = time.perf_counter()
     if start_epoch < cfg.epochs:
-        strength = tf.Variable(aug_strength(cfg, start_epoch), trainable=False) if cfg.aug_warmup_epochs else None
-        model.fit(make_input(tr.images, tr.labels, cfg, ds.num_classes, True, strength, teacher), epochs=cfg.epochs,
-                  initial_epoch=start_epoch,
-                  validation_data=make_input(va.images, va.labels, cfg, ds.num_classes, False, teacher=teacher).cache(),
-                  class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-                  callbacks=_callbacks(cfg, run_dir, on_epoch, should_stop, on_batch, strength, before_commit,
-                                       log=(lambda line: print(line, flush=True)) if verbose == 2 else None,
-                                       dynamics=DynamicsLog(run_dir, tr.images, tr.labels, start_epoch)),
-                  verbose=1 if verbose == 1 else 0, shuffle=False)
+        fitting = prepare(model, (tr.images, tr.labels), (va.images, va.labels), cfg, ds.num_classes, start_epoch,
+                          teacher, compile=lambda m, opt: compile_model(m, cfg, ds.num_classes, opt))
+        fitting.model.fit(
+            fitting.train, epochs=cfg.epochs, initial_epoch=start_epoch, validation_data=fitting.validation,
+            class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
+            callbacks=_callbacks(cfg, run_dir, model, fitting.begin_epoch, on_epoch, should_stop, on_batch,
+                                 before_commit, log=(lambda line: print(line, flush=True)) if verbose == 2 else None,
+                                 dynamics=DynamicsLog(run_dir, tr.images, tr.labels, start_epoch)),
+            verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
     status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value
     if before_commit is not None:  # a job's worker that lost its lease writes nothing more, even how it stopped

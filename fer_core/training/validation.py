@@ -4,11 +4,13 @@ The CLI (``train``, ``jobs submit``), the job store and the Train page all call
 :func:`check_config` (or :func:`validate_config`, which raises): field types and ranges
 (:meth:`TrainConfig.problems <fer_core.runs.trainconfig.TrainConfig.problems>`, notation widths
 included), then what needs the outside world: the data source lies in a folder the app may
-read, and ``init_from`` and ``teacher`` name models that exist. Errors come keyed by field, so a form can
+read, ``init_from`` and ``teacher`` name models that exist, and the backend is installed. Errors come keyed by field, so a form can
 show each one under its widget.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from fer_core.config import CLASS_NAMES
 from fer_core.data.loading import check_allowed, parse_merge, resolve_source
@@ -49,6 +51,10 @@ def check_config(raw: dict | TrainConfig, trusted: bool = False) -> tuple[TrainC
                 resolve_model(spec)
             except FerError as exc:
                 problems[key] = str(exc)
+    backend = str(values.get("backend") or "")
+    if backend and "backend" not in problems and importlib.util.find_spec(backend) is None:
+        problems["backend"] = (f"{backend} is not installed here; install it (JAX: pip install -r "
+                               "requirements-optional.txt) or leave the backend empty for the environment's")
     return (None, problems) if problems else (cfg, {})
 
 
