@@ -37,7 +37,8 @@ from fer_core.device import quiet_tensorflow, tensorflow_ready
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
-from fer_core.inference.loader import DEFAULT_MODEL, default_model, load_model, resolve_model
+from fer_core.inference.loader import (DEFAULT_MODEL, FAST_MODEL, default_model, load_model, resolve_model,
+                                      shipped_model, speed_model)
 from fer_core.models.build import create_model, list_models
 from fer_core.inference.explore import embed
 from fer_core.inference.photo import ImageResult, analyse, draw, face_views
@@ -171,16 +172,26 @@ def source_choices() -> list[str]:
 
 
 def model_choices() -> dict[str, str]:
-    """Models to offer, ``{spec for resolve_model: label}``: the shipped default, then finished runs."""
+    """Models to offer, ``{spec for resolve_model: label}``: the shipped default (the most
+    accurate), the shipped fast one when there is one, then finished runs."""
     out = {}
     if default_model() is not None:
-        out[DEFAULT_MODEL] = "Shipped default model"
+        out[DEFAULT_MODEL] = "Shipped default model (most accurate)"
+    if shipped_model(FAST_MODEL) is not None:
+        out[FAST_MODEL] = "Shipped fast model (distilled, for live views)"
     for run in list_runs():
         if run.error is None and run.model_file is not None:
             acc = run.best.get("val_accuracy")
             out[str(run.path)] = f"run {run.name}" + (f" (val {acc:.1%})" if acc is not None else "") + \
                 ("" if run.finished else f" [{run.status}]")
     return out
+
+
+def speed_index(choices: dict[str, str]) -> int:
+    """Where a model select starts in a view where speed matters (video, live camera, Explore):
+    at the shipped fast model when there is one, else at the first choice."""
+    spec = speed_model()
+    return list(choices).index(spec) if spec in choices else 0
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")

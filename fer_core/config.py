@@ -18,6 +18,8 @@ from fer_core.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The shipped default model's folder (written by ``release``, read by the model loader).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "default_model"
+#: The shipped fast model's folder: a distilled student for the views where speed matters.
+FAST_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "fast_model"
 
 #: FER2013's classes in the order of its label numbers 0..6.
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

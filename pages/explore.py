@@ -15,7 +15,8 @@ from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import overlay
 from fer_core.training.dynamics import dynamics_stamp, runs_with_dynamics
 from ui import (active_source, cached_analysis, cached_cartography, cached_dataset, cached_embedding,
-                cached_face_views, face_gallery, face_url, model_choices, show_cartography, use_app_navigation)
+                cached_face_views, face_gallery, face_url, model_choices, show_cartography, speed_index,
+                use_app_navigation)
 
 use_app_navigation()
 st.title("Explore: inside the network")
@@ -25,7 +26,9 @@ if not choices:
     st.info("No model yet: train one on the Train page (or restore the shipped default model).")
     st.stop()
 with st.sidebar:
-    model = st.selectbox("Model", list(choices), format_func=choices.get, key="ex_model")
+    model = st.selectbox("Model", list(choices), index=speed_index(choices), format_func=choices.get, key="ex_model",
+                         help="The shipped fast model, when there is one, is the default here: maps, layers and "
+                              "occlusion answer sooner. Choose the default model for the most accurate answers.")
     source = active_source()
     st.caption(f"Data set: **{source}** (change it on the Dataset page)")
 try:

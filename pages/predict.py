@@ -19,7 +19,8 @@ from fer_core.inference.live import LiveAnalyser
 from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
-from ui import analysis_slot, cached_analysis, cached_model, example_faces, model_choices, use_app_navigation
+from ui import (analysis_slot, cached_analysis, cached_model, example_faces, model_choices, speed_index,
+                use_app_navigation)
 
 use_app_navigation()
 st.title("Predict")
@@ -45,12 +46,18 @@ def probability_chart(probs: pd.DataFrame, winner: str) -> alt.LayerChart:
 
 PROBABILITY_ROW = 26  # px per class in the probability chart: room for every label at any width
 choices = model_choices()
+SPEED_FIRST = ("A video", "Live camera")  # modes where every frame counts: the fast model by default
 with st.sidebar:
     st.header("Model")
-    if choices:
-        spec = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="pr_model")
-    else:
+    if not choices:
         spec = None
+    elif st.session_state.get("pr_mode") in SPEED_FIRST:
+        spec = st.selectbox("Model for video and the live camera", list(choices), index=speed_index(choices),
+                            format_func=lambda k: choices[k], key="pr_model_speed",
+                            help="Speed first: the shipped fast model, when there is one, is the default here; "
+                                 "photos keep their own choice (the most accurate model by default).")
+    else:
+        spec = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="pr_model")
     tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
                        help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
     detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")

@@ -77,6 +77,22 @@ def run_in_data(trained_run, data_dir) -> Path:
 
 
 @pytest.fixture
+def fast_model(monkeypatch, trained_run, tmp_path) -> Path:
+    """A shipped fast model in place (``trained_run``'s model, with its config and classes), as in
+    a copy of FER Studio that ships one; returns its folder."""
+    import shutil
+
+    from fer_core.inference import loader
+
+    folder = tmp_path / "fast_model"
+    folder.mkdir()
+    for name in ("model.keras", "config.json", "classes.json"):
+        shutil.copy(trained_run / name, folder / name)
+    monkeypatch.setattr(loader, "FAST_MODEL_DIR", folder)
+    return folder
+
+
+@pytest.fixture
 def no_default_model(monkeypatch, tmp_path):
     """Hide the shipped default model, as on a checkout without it: runs are the fallback."""
     from fer_core.inference import loader

@@ -12,7 +12,7 @@ from fer_core.errors import ConfigError, DataError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
-from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.loader import load_model, resolve_model, speed_model
 from fer_core.inference.photo import analyse
 from fer_core.inference.video import (
     DEFAULT_FPS,
@@ -55,7 +55,7 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out names one annotated video, but {len(videos)} videos were given: "
                           "run predict once per video.", field="out")
     check_fps(args.fps)
-    ref = resolve_model(args.model)
+    ref = resolve_model(args.model or (speed_model() if videos else None))  # video: the fast model when shipped
     model = load_model(ref)
     photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
@@ -121,8 +121,9 @@ def _print_video(r: VideoResult, out: str | None) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser, tta_note: str) -> None:
     """--model, --tta and --json, shared by evaluate and predict."""
-    p.add_argument("--model", help="a .keras file, a run directory or run name, or 'default' (default: the app's "
-                                   "model: the shipped one, else the newest finished run)")
+    p.add_argument("--model", help="a .keras file, a run directory or run name, 'default' or 'fast' (default: the "
+                                   "app's model: the shipped one, else the newest finished run; for videos the "
+                                   "shipped fast model when there is one)")
     p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_MODES, help=f"test-time augmentation ({tta_note})")
     add_json_option(p)
 

@@ -9,21 +9,21 @@ from fer_core.config import load_settings
 from fer_core.data.loading import load_dataset
 from fer_core.errors import ConfigError, FerError
 from fer_core.inference import explore
-from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.loader import load_model, resolve_model, speed_model
 from fer_core.inference.photo import analyse
 from fer_core.runs import rundir
 from fer_core.training.dynamics import read_dynamics
 
 
 def embed(args: argparse.Namespace) -> int:
-    ref = resolve_model(args.model)
+    ref = resolve_model(args.model or speed_model())
     ds = load_dataset(args.data or load_settings().active_source(), merge=ref.merge)
     part = ds.subset(args.split)
     if len(part) < 3:
         raise ConfigError(f"{ds.source}: the {args.split} split has {len(part)} face(s); a map needs at least 3.",
                           field="split")
     result = explore.embed(load_model(ref), part.images, part.labels, args.split, args.method, args.sample)
-    doc = result.to_json(ref.classes)
+    doc = {"model": ref.name, **result.to_json(ref.classes)}
     emit(args, doc, f"model: {ref.name}  data: {ds.source}  split: {args.split}  faces: {len(result.index)}  "
                     f"layout: {args.method}\n10-NN accuracy of the classes: {result.knn_full:.1%} in the model's "
                     f"features, {result.knn_2d:.1%} on the 2-D map")
@@ -31,7 +31,7 @@ def embed(args: argparse.Namespace) -> int:
 
 
 def layers(args: argparse.Namespace) -> int:
-    ref = resolve_model(args.model)
+    ref = resolve_model(args.model or speed_model())
     model = load_model(ref)
     (res,) = analyse([(args.image, args.image)], model, ref.classes, detect="never" if args.no_detect else "auto")
     if res.error:
@@ -72,7 +72,8 @@ def add_commands(sub) -> None:
                            "training face was learned").add_subparsers(dest="explore_command", required=True)
     em = group.add_parser("embed", help="a split's faces laid out in 2-D by the model's features, with the "
                           "10-NN accuracy of the classes")
-    em.add_argument("--model", help="a .keras file, a run directory or name, or 'default'")
+    em.add_argument("--model", help="a .keras file, a run directory or name, 'default' or 'fast' "
+                                     "(default: the shipped fast model when there is one, else the app's model)")
     em.add_argument("--data", help="data source (default: the app's active data set)")
     em.add_argument("--split", default="PublicTest", help="Training, PublicTest or PrivateTest (default PublicTest)")
     em.add_argument("--method", default="pca", choices=explore.METHODS, help="layout: pca (at once) or tsne")
@@ -83,7 +84,8 @@ def add_commands(sub) -> None:
     ly = group.add_parser("layers", help="one face through the network: each block's most active channels, the "
                           "first layer's filters, scores and probabilities")
     ly.add_argument("image", help="a photo (its first face) or a face crop")
-    ly.add_argument("--model", help="a .keras file, a run directory or name, or 'default'")
+    ly.add_argument("--model", help="a .keras file, a run directory or name, 'default' or 'fast' "
+                                     "(default: the shipped fast model when there is one, else the app's model)")
     ly.add_argument("--no-detect", action="store_true", help="take the whole image as the face")
     add_json_option(ly)
     ly.set_defaults(func=layers)

@@ -10,15 +10,17 @@ from fer_core.cli.output import add_json_option, emit
 from fer_core.config import DEFAULT_MODEL_DIR
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.forward import DEFAULT_TTA
+from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, shipped_folder
 from fer_core.runs.model_folder import MODEL_CARD
 from fer_core.shipping.export import FORMATS, QUANTIZE, export_model
 from fer_core.shipping.release import compare_members, release, rewrite_card
 
 
 def release_command(args: argparse.Namespace) -> int:
-    metrics = release(args.run_dirs, args.data, note=args.note)
-    print(f"released {' + '.join(args.run_dirs)} as the default model ({metrics['size_mb']} MB); "
-          f"see {DEFAULT_MODEL_DIR / MODEL_CARD}")
+    folder = shipped_folder(args.shipped_as)
+    metrics = release(args.run_dirs, args.data, target=folder, note=args.note, shipped_as=args.shipped_as)
+    print(f"released {' + '.join(args.run_dirs)} as the {args.shipped_as} model ({metrics['size_mb']} MB); "
+          f"see {folder / MODEL_CARD}")
     return 0
 
 
@@ -57,6 +59,9 @@ def add_commands(sub) -> None:
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
     rel.add_argument("--note", default="", help="a sentence for the card's Data section: how the model was chosen, "
                      "earlier candidates measured on PrivateTest")
+    rel.add_argument("--as", dest="shipped_as", choices=(DEFAULT_MODEL, FAST_MODEL), default=DEFAULT_MODEL,
+                     help="which shipped model it becomes: 'default' (the most accurate) or 'fast' (for the views "
+                          "where speed matters)")
     rel.set_defaults(func=release_command)
 
     exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "

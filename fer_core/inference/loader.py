@@ -1,4 +1,5 @@
-"""Finding and loading models: the shipped default, a run directory, or a ``.keras`` file.
+"""Finding and loading models: the shipped ones (``default``, the most accurate; ``fast``, a
+distilled student for the views where speed matters), a run directory, or a ``.keras`` file.
 
 Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbitrary code
 (no ``Lambda`` layers with pickled Python).
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.config import CLASS_NAMES, DEFAULT_MODEL_DIR, load_settings, runs_dir
+from fer_core.config import CLASS_NAMES, DEFAULT_MODEL_DIR, FAST_MODEL_DIR, load_settings, runs_dir
 from fer_core.errors import FerError, ModelError
 from fer_core.runs import rundir
 
 #: The trained default model shipped inside the package (see its MODEL_CARD.md).
 DEFAULT_MODEL = "default"
+#: The shipped fast model, when this copy of FER Studio has one (see its MODEL_CARD.md).
+FAST_MODEL = "fast"
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,28 @@ def _from_run(run: Path) -> ModelRef:
     return _ref(model, run.name, run, run)
 
 
+def shipped_folder(name: str) -> Path:
+    """The package folder of a shipped model (``default`` or ``fast``)."""
+    return {DEFAULT_MODEL: DEFAULT_MODEL_DIR, FAST_MODEL: FAST_MODEL_DIR}[name]
+
+
+def shipped_model(name: str) -> ModelRef | None:
+    """A shipped model (``default`` or ``fast``), if it is in place."""
+    folder = shipped_folder(name)
+    if rundir.is_model_folder(folder):
+        return _ref(rundir.final_model(folder), name, folder)
+    return None
+
+
 def default_model() -> ModelRef | None:
     """The shipped default model, if it is in place."""
-    if rundir.is_model_folder(DEFAULT_MODEL_DIR):
-        return _ref(rundir.final_model(DEFAULT_MODEL_DIR), DEFAULT_MODEL, DEFAULT_MODEL_DIR)
-    return None
+    return shipped_model(DEFAULT_MODEL)
+
+
+def speed_model() -> str | None:
+    """The model spec for views where speed matters (video, the live camera, Explore's maps):
+    ``fast`` when it is shipped, else None (the app's model)."""
+    return FAST_MODEL if shipped_model(FAST_MODEL) is not None else None
 
 
 def newest_finished_run() -> ModelRef | None:
@@ -72,7 +92,7 @@ def resolve_model(spec: str | Path | None = None) -> ModelRef:
     """Find the model that ``spec`` names.
 
     Args:
-        spec: a ``.keras`` file, a run directory, a run name under ``data/runs``, ``"default"``,
+        spec: a ``.keras`` file, a run directory, a run name under ``data/runs``, ``"default"``, ``"fast"``,
             or None/"" for the model the app uses by default: the one chosen in the settings,
             else the shipped default, else the newest finished run.
 
@@ -97,6 +117,12 @@ def resolve_model(spec: str | Path | None = None) -> ModelRef:
         if ref is None:
             raise ModelError(f"The shipped default model is missing from {DEFAULT_MODEL_DIR}; reinstall FER Studio "
                              "or choose a run.")
+        return ref
+    if text == FAST_MODEL:
+        ref = shipped_model(FAST_MODEL)
+        if ref is None:
+            raise ModelError(f"This copy of FER Studio has no fast model ({FAST_MODEL_DIR} is empty): use 'default', "
+                             "or ship a distilled run with 'python -m fer_core release RUN --as fast'.")
         return ref
     path = Path(text).expanduser()
     if not path.exists() and (runs_dir() / text).is_dir():

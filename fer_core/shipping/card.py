@@ -152,7 +152,7 @@ def _measured(m: dict) -> dict:
     s = m["speed"]
     seconds = {t: r[f"PrivateTest/{t}"].get("seconds") for t in TTA_MODES}
     return dict(
-        title="FER Studio's default model", params=f"{m['params']:,}", size_mb=m["size_mb"],
+        title=f"FER Studio's {m.get('shipped_as', 'default')} model", params=f"{m['params']:,}", size_mb=m["size_mb"],
         num_classes=len(classes), classes=", ".join(classes), tta=tta, tta_views=TTA_VIEWS.get(tta, tta),
         num_val=f"{r['PublicTest/none']['num_images']:,}",
         results="\n".join(f"| {split} | " + " | ".join(_pct(r[split + "/" + t]["accuracy"]) for t in TTA_MODES)

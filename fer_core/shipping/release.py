@@ -20,7 +20,7 @@ from fer_core.data.loading import load_dataset
 from fer_core.errors import ModelError
 from fer_core.inference.evaluate import evaluate
 from fer_core.inference.forward import DEFAULT_TTA, predict_proba
-from fer_core.inference.loader import DEFAULT_MODEL_DIR, ModelRef, load_model
+from fer_core.inference.loader import DEFAULT_MODEL, DEFAULT_MODEL_DIR, ModelRef, load_model
 from fer_core.models.ensemble import build_ensemble
 from fer_core.models.ensemble import members as ensemble_members
 from fer_core.runs import commands, model_folder, rundir
@@ -35,7 +35,8 @@ MAX_MB = 25  # project rule: no tracked file over 25 MB (kernels in float16: thr
 TARGET = card.TARGET
 
 
-def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, note: str = "") -> dict:
+def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, note: str = "",
+            shipped_as: str = DEFAULT_MODEL) -> dict:
     """Ship a run, or several averaged as one ensemble, as the default model: copy it into
     ``target``, measure the file as shipped, write ``metrics.json`` and the card; return the metrics.
 
@@ -54,6 +55,7 @@ def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, not
         _release_ensemble(sources, data, target, log)
     if note:
         metrics["note"] = note
+    metrics["shipped_as"] = shipped_as
     files.write_json(target / model_folder.MODEL_METRICS, metrics)
     files.write_text(target / model_folder.MODEL_CARD, render(metrics))
     return metrics
