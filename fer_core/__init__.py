@@ -5,3 +5,7 @@ Heavy dependencies (TensorFlow) are imported lazily by the modules that need the
 """
 
 __version__ = "0.1.0"
+
+from fer_core.device import fence_tensorflow  # noqa: E402
+
+fence_tensorflow()  # under KERAS_BACKEND=jax or torch, TensorFlow is never imported, even by Keras

@@ -79,8 +79,37 @@ def quiet_tensorflow():
 
                     tf.config.list_physical_devices("GPU")  # the CUDA probe logs here on a CPU machine
                     _tensorflow["module"] = tf
+                else:
+                    fence_tensorflow(keras.backend.backend())
             _tensorflow["ready"] = True
     return _tensorflow["module"]
+
+
+def fence_tensorflow(backend: str | None = None) -> None:
+    """Under another Keras backend than TensorFlow (``backend``, else ``KERAS_BACKEND``), make
+    TensorFlow unimportable in this process, even where it is installed.
+
+    Keras reaches for TensorFlow by itself when it is installed, whatever the backend (saving a
+    model asks whether ``tensorflow`` is available, which imports it): seconds of start-up, its
+    C++ log lines in the middle of an epoch, and memory. An import finder first in
+    ``sys.meta_path`` makes ``import tensorflow`` raise ModuleNotFoundError, which Keras takes as
+    "not installed" (``sys.modules["tensorflow"] = None`` would not do: Keras reads a key there as
+    "imported"). A process that already imported TensorFlow keeps it.
+    """
+    backend = backend or os.environ.get("KERAS_BACKEND")
+    if backend and backend != "tensorflow" and "tensorflow" not in sys.modules \
+            and not any(isinstance(f, _NoTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoTensorFlow())
+
+
+class _NoTensorFlow:
+    """An import finder that refuses ``tensorflow`` and its submodules (see :func:`fence_tensorflow`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"TensorFlow is not used under KERAS_BACKEND={os.environ.get('KERAS_BACKEND')}",
+                                      name=name)
+        return None
 
 
 def tensorflow_ready() -> bool:
@@ -157,7 +186,13 @@ def configured_backend() -> str:
 
 def installed_backends() -> list[str]:
     """The Keras backends installed here (those a run can train under)."""
-    return [name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name) is not None]
+    def installed(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ImportError:  # fenced off in this process (see fence_tensorflow)
+            return False
+
+    return [name for name in ("tensorflow", "jax", "torch") if installed(name)]
 
 
 #: What a user reads where a TensorFlow-only feature meets another backend.

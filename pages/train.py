@@ -125,6 +125,8 @@ def apply_preset() -> None:
     cfg = TrainConfig.for_model(name, data=st.session_state.get(KEY + "data", active_source()),
                                 merge=st.session_state.get(KEY + "merge", ""))
     for key, value in cfg.to_dict().items():
+        if key == "backend" and KEY + key in st.session_state:
+            continue  # where jobs run is not the preset's business: the chosen backend stays
         st.session_state[KEY + key] = ", ".join(map(str, value)) if isinstance(value, list) else value
     st.session_state[KEY + "arch_choice"] = name
     st.session_state[KEY + "notation"] = get_notation(name)

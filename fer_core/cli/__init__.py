@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
+        if args.command == "train" or getattr(args, "jobs_command", None) == "work":
             training.choose_backend(args)
         if args.command in TF_COMMANDS or getattr(args, "jobs_command", None) == "work":
             quiet_tensorflow()

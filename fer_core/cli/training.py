@@ -8,6 +8,7 @@ import sys
 
 from fer_core.cli.output import add_json_option, emit
 from fer_core.config import runs_dir
+from fer_core.device import fence_tensorflow
 from fer_core.errors import FerError
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.runs.recipes import get_recipe
@@ -46,14 +47,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return noted(validate_config(cfg, trusted=True))
 
 
+def wanted_backend(args: argparse.Namespace) -> str | None:
+    """The backend ``train`` or a job's worker must run: the run's own when it has one (a resumed
+    run, a job's run folder; whatever the environment says), else the one asked for
+    (``--backend``), else None (the environment's)."""
+    run = getattr(args, "resume", None) or getattr(args, "run_dir", None)
+    recorded = read_config(run).backend if run and is_run(run) else ""
+    return recorded or getattr(args, "backend", None) or None
+
+
 def choose_backend(args: argparse.Namespace) -> None:
-    """Before Keras is first imported: make ``train``'s backend the one asked for (``--backend``),
-    or the one a resumed run was started under, through ``KERAS_BACKEND``."""
-    backend = getattr(args, "backend", None)
-    if not backend and getattr(args, "resume", None) and is_run(args.resume):
-        backend = read_config(args.resume).backend
+    """Before Keras is first imported: set ``KERAS_BACKEND`` to :func:`wanted_backend`."""
+    backend = wanted_backend(args)
     if backend and "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend
+        fence_tensorflow(backend)
 
 
 def noted(cfg: TrainConfig) -> TrainConfig:

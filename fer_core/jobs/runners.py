@@ -52,10 +52,15 @@ def worker_command(job: Job, tee: bool = False) -> list[str]:
 def worker_env(job: Job | None = None) -> dict[str, str]:
     """What a worker needs in its environment, wherever it runs: the project on its import path,
     the same data and runs folders (and allowed data folders) as this process, unbuffered output,
-    and the Keras backend the job's config names (else this process's ``KERAS_BACKEND``, if set)."""
+    and the Keras backend the job's config names (else this process's ``KERAS_BACKEND``, if set;
+    a worker resuming a run takes the run's own, see ``fer_core.cli.training.choose_backend``)."""
     env = {"PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "FER_DATA_DIR": str(data_dir().resolve()), "PYTHONUNBUFFERED": "1"}
-    for name in ("FER_RUNS_DIR", "FER_DATA_ROOTS", "FER2013_DIR", "TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND"):
+           "FER_DATA_DIR": str(data_dir().resolve()), "PYTHONUNBUFFERED": "1",
+           # JAX would take 75% of a GPU's memory per process; jobs that share a card grow as they need
+           # (TensorFlow's workers set memory growth themselves)
+           "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    for name in ("FER_RUNS_DIR", "FER_DATA_ROOTS", "FER2013_DIR", "TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND",
+                 "XLA_PYTHON_CLIENT_PREALLOCATE"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     backend = (job.config or {}).get("backend") if job is not None else None

@@ -3,7 +3,7 @@ only, and parsed back by the command line's own parser in ``tests/test_trainconf
 
 from __future__ import annotations
 
-from fer_core.runs.trainconfig import TrainConfig
+from fer_core.runs.trainconfig import DEFAULT_BACKEND, TrainConfig
 
 PROGRAM = "python -m fer_core"
 #: The data set as a reader's shell names it.
@@ -20,7 +20,7 @@ def train(cfg: TrainConfig, out: str, data: str = FER2013) -> str:
     parts = [PROGRAM, "train", f"--data {data}", f"--arch {cfg.arch}"]
     sets = []
     for key, value in cfg.to_dict().items():
-        if key in ("data", "arch") or value == base[key]:
+        if key in ("data", "arch") or value == base[key] or (key == "backend" and value == DEFAULT_BACKEND):
             continue
         if isinstance(value, list):
             text = ",".join(map(str, value))

@@ -16,6 +16,8 @@ SCHEDULES = ("constant", "step", "cosine", "plateau", "inverse-time")
 CLASS_WEIGHTS = ("none", "balanced")
 #: Keras backends a run can train under ("": the environment's, ``KERAS_BACKEND``, recorded when the run starts).
 BACKENDS = ("", "tensorflow", "jax", "torch")
+#: Keras' own default backend, when KERAS_BACKEND is not set.
+DEFAULT_BACKEND = "tensorflow"
 
 
 def config_error(problems: dict[str, str]) -> ConfigError:

@@ -13,8 +13,9 @@ plus ``-> teacher`` when distilling (its answers ride along as extra output colu
 :class:`fer_core.training.distill` losses read). The wrapper shares the network's variables and
 its optimizer, so a checkpoint saves the network alone, with that optimizer: the same files as
 under TensorFlow, which any backend loads. The augmentation's random stream restarts from
-``(seed, epoch)`` at every epoch (:meth:`Augment.start_epoch`), so a resumed run augments its
-next epoch as an unbroken run would have.
+``(seed, epoch)`` at every epoch (:meth:`Augment.start_epoch`), and so do the network's own
+random layers (:func:`reseed`, on every backend), so a resumed run goes on as an unbroken run
+would have.
 """
 
 from __future__ import annotations
@@ -25,6 +26,36 @@ from fer_core.config import IMAGE_SIZE
 from fer_core.runs.trainconfig import TrainConfig
 
 _CLASSES: dict = {}
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> np.ndarray:
+    """A Keras seed-generator state for an epoch: independent for each ``(seed, epoch, stream)``
+    (``[seed, epoch]`` itself would not be: Keras counts up the second number, so consecutive
+    epochs would share all but one draw)."""
+    return np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
+
+
+def reseed(model, seed: int, epoch: int) -> int:
+    """Restart every random layer of ``model`` (dropout, noise; nested models too) at its own
+    stream of ``(seed, epoch)``, so an epoch's randomness does not depend on whether the run was
+    resumed before it. Returns how many were reseeded."""
+    import keras
+
+    count = 0
+    for layer in _all_layers(model):
+        generator = getattr(layer, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            count += 1
+            generator.state.assign(epoch_seed(seed, epoch, count).astype(generator.state.dtype))
+    return count
+
+
+def _all_layers(model) -> list:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(_all_layers(layer))
+    return out
 
 
 def augments(cfg: TrainConfig) -> bool:
@@ -55,7 +86,7 @@ def _classes() -> dict:
             """Set the epoch's strength, and restart the random stream at ``(seed, epoch)``."""
             self.strength.assign(float(strength))
             state = self.seed_generator.state
-            state.assign(np.asarray([self.base_seed, epoch], dtype=state.dtype))
+            state.assign(epoch_seed(self.base_seed, epoch).astype(state.dtype))
 
         def call(self, x, training=None):
             if not training:

@@ -25,6 +25,7 @@ from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
 from fer_core.training import distill
 from fer_core.training.dynamics import DynamicsLog
+from fer_core.training.augment import reseed
 from fer_core.training.pipeline import aug_strength, prepare
 from fer_core.training.validation import validate_config
 
@@ -92,14 +93,13 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
     rng = np.random.default_rng(0)
     n = cfg.batch_size * (steps + 2)
     faces, labels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, num_classes, n)
-    warm = 2 * cfg.batch_size
-    for part in ((faces[:warm], labels[:warm]), (faces[warm:], labels[warm:])):  # the first fit builds the step
-        fitting = prepare(model, part, part, cfg, num_classes, teacher=teacher,
-                          compile=lambda m, opt: compile_model(m, cfg, num_classes, opt))
-        fitting.begin_epoch(0)
+    fitting = prepare(model, (faces, labels), (faces, labels), cfg, num_classes, teacher=teacher,
+                      compile=lambda m, opt: compile_model(m, cfg, num_classes, opt))
+    fitting.begin_epoch(0)
+    for _ in range(2):  # the first fit builds and compiles the training step; the second is timed
         t0 = time.perf_counter()
         fitting.model.fit(fitting.train, verbose=0, shuffle=False)
-    step = (time.perf_counter() - t0) / steps
+    step = (time.perf_counter() - t0) / (steps + 2)
     t0 = time.perf_counter()
     model.predict(faces[..., None].astype("float32"), batch_size=cfg.batch_size, verbose=0)
     if teacher is not None:  # the validation faces' answers, computed once per run
@@ -149,6 +149,7 @@ def _callbacks(cfg, run_dir: Path, net, begin_epoch: Callable, on_epoch: Callabl
             if lr is not None:
                 self.model.optimizer.learning_rate.assign(lr)
             begin_epoch(epoch)
+            reseed(net, cfg.seed, epoch)  # dropout: the same masks resumed or not
 
     class Recorder(keras.callbacks.Callback):
         """Commits every finished epoch to the run directory (checkpoints and metrics in one
@@ -260,8 +261,8 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
     with rundir.lock(run_dir):
         if resume:
+            check_backend(rundir.read_config(run_dir), run_dir)  # before an extension changes the run
             cfg = extend(run_dir, epochs) if epochs is not None else rundir.read_config(run_dir)
-            check_backend(cfg, run_dir)
         else:
             cfg = check_backend(cfg, run_dir)
             rundir.write_config(run_dir, cfg)

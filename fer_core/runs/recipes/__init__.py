@@ -85,9 +85,11 @@ def get_recipe(name: str) -> Recipe:
 
 
 def find_recipe(cfg: TrainConfig) -> Recipe | None:
-    """The recipe whose fields this config has (its data source aside), or None."""
-    mine = {k: v for k, v in cfg.to_dict().items() if k != "data"}
+    """The recipe whose fields this config has, or None: its data source and the Keras backend it
+    trained under aside (a recipe is the same under any backend)."""
+    aside = {"data": "", "backend": ""}
+    mine = cfg.to_dict() | aside
     for recipe in list_recipes():
-        if TrainConfig.from_dict(recipe.config).to_dict() | {"data": cfg.data} == mine | {"data": cfg.data}:
+        if TrainConfig.from_dict(recipe.config).to_dict() | aside == mine:
             return recipe
     return None
