@@ -28,8 +28,6 @@ def timed(label: str, fn, *args, **kwargs):
 
 
 def main() -> None:
-    import numpy as np
-
     from fer_core.data.loading import load_dataset
     from fer_core.device import quiet_tensorflow
     from fer_core.inference import explore

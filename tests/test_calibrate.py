@@ -152,7 +152,7 @@ def test_cli_and_release_use_the_recalibrated_model(bn_run, tmp_path, capsys):
     import keras
 
     model = keras.saving.load_model(run / "model.keras", compile=False)
-    bn = next(l for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     bn.moving_mean.assign(bn.moving_mean + 0.125)
     model.save(run / "model.keras")
     metrics = release(run, "demo", target=tmp_path / "default_model", log=lambda *a: None)

@@ -147,7 +147,7 @@ def test_folder_layout_with_prefixes(tmp_path):
     (root / "train/angry/.DS_Store").write_text("ignored")
     ds = load_dataset(root, use_cache=False)
     assert ds.images.shape == (6, 48, 48) and ds.images.dtype == np.uint8
-    by_origin = {o: (ds.class_names[l], s) for o, l, s in zip(ds.origins, ds.labels, ds.splits)}
+    by_origin = {o: (ds.class_names[label], s) for o, label, s in zip(ds.origins, ds.labels, ds.splits)}
     assert by_origin["train/angry/Training_1.jpg"] == ("angry", "Training")
     assert by_origin["test/happy/PublicTest_3.png"] == ("happy", "PublicTest")
     assert by_origin["test/sad/PrivateTest_4.bmp"] == ("sad", "PrivateTest")

@@ -45,8 +45,8 @@ def describe_network(model) -> str:
     parts = []
     convs = kinds.get("Conv2D", []) + kinds.get("SeparableConv2D", []) + kinds.get("DepthwiseConv2D", [])
     if convs:
-        filters = [l.filters for l in convs if getattr(l, "filters", None)]
-        sizes = sorted({"x".join(map(str, l.kernel_size)) for l in convs})
+        filters = [layer.filters for layer in convs if getattr(layer, "filters", None)]
+        sizes = sorted({"x".join(map(str, layer.kernel_size)) for layer in convs})
         sep = len(kinds.get("SeparableConv2D", [])) + len(kinds.get("DepthwiseConv2D", []))
         parts.append(f"{len(convs)} convolution layers ({'/'.join(sizes)}"
                      + (f", {_span(filters)} filters" if filters else "")
@@ -63,10 +63,10 @@ def describe_network(model) -> str:
     dense = kinds.get("Dense", [])
     if len(dense) > 1:
         parts.append(f"{len(dense) - 1} hidden dense layer{'s' if len(dense) > 2 else ''} of "
-                     f"{_span([l.units for l in dense[:-1]])} units")
+                     f"{_span([layer.units for layer in dense[:-1]])} units")
     drops = kinds.get("Dropout", [])
     if drops:
-        parts.append(f"dropout {_span([round(l.rate, 2) for l in drops]) if len({l.rate for l in drops}) > 1 else round(drops[0].rate, 2)}"
+        parts.append(f"dropout {_span([round(layer.rate, 2) for layer in drops]) if len({layer.rate for layer in drops}) > 1 else round(drops[0].rate, 2)}"
                      f" ({len(drops)} layer{'s' if len(drops) > 1 else ''})")
     outputs = model.output_shape[-1]
     parts.append(f"a softmax over {outputs} classes")

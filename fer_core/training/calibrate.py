@@ -59,22 +59,22 @@ def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int =
         return 0
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
-    saved = ([l.momentum for l in bns], [l.rate for l in drops])
+    saved = ([layer.momentum for layer in bns], [layer.rate for layer in drops])
     try:
-        for l in drops:
-            l.rate = 0.0
+        for layer in drops:
+            layer.rate = 0.0
         for k, start in enumerate(range(0, len(order), batch_size)):
             x = np.asarray(images[order[start:start + batch_size]], np.uint8).copy()
             mirror = rng.random(len(x)) < 0.5
             x[mirror] = x[mirror][:, :, ::-1]
-            for l in bns:
-                l.momentum = k / (k + 1)  # read at call time: eager calls see the new value
+            for layer in bns:
+                layer.momentum = k / (k + 1)  # read at call time: eager calls see the new value
             model(x[..., None], training=True)
     finally:
-        for l, m in zip(bns, saved[0]):
-            l.momentum = m
-        for l, r in zip(drops, saved[1]):
-            l.rate = r
+        for layer, m in zip(bns, saved[0]):
+            layer.momentum = m
+        for layer, r in zip(drops, saved[1]):
+            layer.rate = r
     return len(bns)
 
 
