@@ -226,9 +226,10 @@ with mid:
           help="'balanced' weighs the rare disgust class up")
     field("seed", st.number_input, "Seed", min_value=0, step=1)
     field("backend", st.selectbox, "Keras backend", ["", *installed_backends()],
-          format_func=lambda b: b or f"the server's ({configured_backend()})",
-          help="What the job's worker runs Keras on. JAX and PyTorch augment inside the training step, on the GPU "
-               "when there is one, and never import TensorFlow; on CPUs TensorFlow is the fastest.")
+          format_func=lambda b: b or f"auto ({configured_backend()})",
+          help="What the job's worker runs Keras on; auto: the server's KERAS_BACKEND (else TensorFlow). JAX and "
+               "PyTorch augment inside the training step, on the GPU when there is one, and never import "
+               "TensorFlow; on CPUs TensorFlow is the fastest.")
     field("recalibrate_bn", st.checkbox, "Recalibrate batch norm at the end",
           help="Re-estimate the batch-norm statistics of the selected checkpoint on the Training faces without "
                "augmentation; kept only if validation accuracy does not drop. Short runs gain the most.")
