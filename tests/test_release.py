@@ -158,3 +158,23 @@ def test_the_shipped_file_holds_float16_kernels_and_its_metrics_are_the_files(tr
     for tta in TTA_MODES:
         assert evaluate(shipped, ds, "PrivateTest", tta).metrics["accuracy"] == \
             metrics["results"][f"PrivateTest/{tta}"]["accuracy"]
+
+
+def test_release_as_fast_ships_beside_the_default_with_its_own_card(trained_run, tmp_path, monkeypatch, capsys):
+    from fer_core.cli import main
+    from fer_core.inference import loader
+    from fer_core.shipping.card import ROLES
+
+    monkeypatch.setattr(loader, "FAST_MODEL_DIR", tmp_path / "fast_model")
+    assert main(["release", str(trained_run), "--data", "demo", "--as", "fast"]) == 0
+    assert "as the fast model" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "fast_model" / "metrics.json").read_text())
+    assert metrics["shipped_as"] == "fast" and loader.resolve_model("fast").path == tmp_path / "fast_model" / "model.keras"
+    card = (tmp_path / "fast_model" / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: FER Studio's fast model") and "video and live" in card
+    target = ROLES["fast"]["target"]
+    acc = metrics["results"][f"PrivateTest/{DEFAULT_TTA}"]["accuracy"]
+    assert f"FER Studio's target is {target * 100:.2f}%" in card.replace("\n", " ")
+    assert (f"meets it by {(acc - target) * 100:.1f}" if acc >= target else
+            f"falls {(target - acc) * 100:.1f} points short") in card
+    assert (loader.DEFAULT_MODEL_DIR / "metrics.json").read_text() != json.dumps(metrics)  # the default is untouched
