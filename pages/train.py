@@ -282,7 +282,10 @@ def estimate(cfg: TrainConfig | None) -> None:
                 f"{est['steps_per_epoch']:,} steps of {cfg.batch_size} faces at {est['step_seconds']:.2f} s, plus "
                 f"{est['val_seconds']:.0f} s of validation. **{cfg.epochs} epochs: about "
                 f"{fmt_duration(est['total_seconds'])}**."
-                + (f" Measured while {busy} other job(s) ran: alone it would be faster." if busy else ""))
+                + (f" Measured while {busy} other job(s) ran: alone it would be faster." if busy else "")
+                + (f" Measured under {configured_backend()}, this server's backend: the job trains under "
+                   f"{cfg.backend}, at that backend's own speed (README, 'Other Keras backends')."
+                   if cfg.backend and cfg.backend != configured_backend() else ""))
     elif done:
         st.caption("The form changed since the last estimate.")
 

@@ -379,6 +379,12 @@ def test_train_page_estimates_the_time_per_epoch_and_counts_the_forms_parameters
     batch = at.number_input(key="tr_batch_size").value
     steps = -(-2800 // batch)  # the demo set's 2,800 Training faces
     assert "per epoch**" in info.value and f"{steps:,} steps of {batch} faces" in info.value
+    assert "this server's backend" not in info.value
+    if "jax" in at.selectbox(key="tr_backend").options or os.environ.get("FER_REQUIRE_DATA"):
+        at.selectbox(key="tr_backend").set_value("jax").run()  # a job under JAX: measured here under TensorFlow
+        at.button(key="tr_estimate").click().run()
+        (info,) = [i for i in at.info if "per epoch" in i.value]
+        assert "Measured under tensorflow, this server's backend: the job trains under jax" in info.value
     at.number_input(key="tr_epochs").set_value(3).run()
     assert not [i for i in at.info if "per epoch" in i.value]
     assert "The form changed since the last estimate." in [c.value for c in at.caption]
