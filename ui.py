@@ -187,11 +187,14 @@ def model_choices() -> dict[str, str]:
     return out
 
 
-def speed_index(choices: dict[str, str]) -> int:
+def speed_index(choices: dict[str, str], otherwise: str | None = None) -> int:
     """Where a model select starts in a view where speed matters (video, live camera, Explore):
-    at the shipped fast model when there is one, else at the first choice."""
-    spec = speed_model()
-    return list(choices).index(spec) if spec in choices else 0
+    at the shipped fast model when there is one, else at ``otherwise`` (e.g. the model chosen for
+    photos), else at the first choice."""
+    for spec in (speed_model(), otherwise):
+        if spec in choices:
+            return list(choices).index(spec)
+    return 0
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")

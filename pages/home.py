@@ -4,7 +4,7 @@ import streamlit as st
 
 from fer_core.config import CLASS_NAMES, load_settings
 from fer_core.errors import FerError
-from fer_core.inference.loader import DEFAULT_MODEL, resolve_model
+from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, resolve_model
 from ui import use_app_navigation
 
 settings = load_settings()
@@ -29,7 +29,8 @@ with col2:
     st.subheader("Active model")
     try:
         ref = resolve_model()
-        label = "the shipped default model" if ref.name == DEFAULT_MODEL else f"run {ref.name}"
+        label = {DEFAULT_MODEL: "the shipped default model", FAST_MODEL: "the shipped fast model"}.get(
+            ref.name, f"run {ref.name}")
         st.success(f"**{label}** ({len(ref.classes)} classes)")
     except FerError as exc:
         st.info(str(exc))

@@ -52,7 +52,8 @@ with st.sidebar:
     if not choices:
         spec = None
     elif st.session_state.get("pr_mode") in SPEED_FIRST:
-        spec = st.selectbox("Model for video and the live camera", list(choices), index=speed_index(choices),
+        spec = st.selectbox("Model for video and the live camera", list(choices),
+                            index=speed_index(choices, st.session_state.get("pr_model")),
                             format_func=lambda k: choices[k], key="pr_model_speed",
                             help="Speed first: the shipped fast model, when there is one, is the default here; "
                                  "photos keep their own choice (the most accurate model by default).")

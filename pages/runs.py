@@ -7,7 +7,7 @@ import streamlit as st
 from fer_core import jobs
 from fer_core.errors import FerError
 from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
-from fer_core.inference.loader import DEFAULT_MODEL, default_model
+from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_model
 from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, summarize
 from fer_core.training.dynamics import dynamics_stamp
 from ui import cached_cartography, cached_export, link_to, show_cartography, use_app_navigation
@@ -284,6 +284,9 @@ with download_tab:
     if default_model() is not None:
         st.markdown("**The shipped model**")
         export_panel(DEFAULT_MODEL, "the shipped model", "export_default")
+    if shipped_model(FAST_MODEL) is not None:
+        st.markdown("**The shipped fast model** (for live views and small devices)")
+        export_panel(FAST_MODEL, "the shipped fast model", "export_fast")
     if not chosen:
         st.info("Choose a run above.")
     for name in chosen:

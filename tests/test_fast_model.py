@@ -54,3 +54,50 @@ def test_pages_offer_fast_and_default_to_it_where_speed_matters(fast_model, demo
 
     ex = AppTest.from_file(EXPLORE, default_timeout=TIMEOUT).run()
     assert not ex.exception and ex.selectbox(key="ex_model").value == "fast"
+
+
+def test_without_a_fast_model_video_starts_at_the_photos_choice(monkeypatch, tmp_path, demo_app, run_in_data):
+    from fer_core.inference import loader
+
+    monkeypatch.setattr(loader, "FAST_MODEL_DIR", tmp_path / "no-fast-model")
+    at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
+    at.selectbox(key="pr_model").set_value(str(run_in_data)).run()
+    at.radio(key="pr_mode").set_value("A video").run()
+    assert not at.exception and at.selectbox(key="pr_model_speed").value == str(run_in_data)
+
+
+def test_no_run_can_take_a_shipped_models_name(data_dir):
+    from fer_core.errors import ConfigError
+    from fer_core.runs.rundir import new_run_dir
+
+    for name in ("fast", "default"):
+        with pytest.raises(ConfigError, match="names a shipped model"):
+            new_run_dir("tiny", name)
+    assert new_run_dir("tiny", "fast-v2").name == "fast-v2"
+
+
+def test_predict_keeps_photos_on_the_apps_model_and_sends_videos_to_fast(fast_model, demo_app, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from fer_core.cli import main
+
+    skimage_data = pytest.importorskip("skimage.data")
+    frame = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (160, 120))
+    photo, clip = tmp_path / "photo.png", tmp_path / "clip.avi"
+    cv2.imwrite(str(photo), frame)
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 120))
+    for i in range(5):
+        writer.write(np.roll(frame, i, axis=1))
+    writer.release()
+    assert main(["predict", str(photo), str(clip), "--fps", "5", "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["model"] for d in docs] == ["default", "fast"]
+    assert main(["predict", str(photo), str(clip), "--fps", "5", "--model", "default", "--json"]) == 0
+    assert [d["model"] for d in json.loads(capsys.readouterr().out)] == ["default", "default"]  # asked: kept
+
+
+def test_runs_page_exports_the_fast_model_too(fast_model, demo_app, run_in_data):
+    at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("The shipped fast model" in m.value for m in at.markdown)

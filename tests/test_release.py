@@ -166,6 +166,7 @@ def test_release_as_fast_ships_beside_the_default_with_its_own_card(trained_run,
     from fer_core.shipping.card import ROLES
 
     monkeypatch.setattr(loader, "FAST_MODEL_DIR", tmp_path / "fast_model")
+    default_before = {p.name: p.read_bytes() for p in loader.DEFAULT_MODEL_DIR.iterdir() if p.is_file()}
     assert main(["release", str(trained_run), "--data", "demo", "--as", "fast"]) == 0
     assert "as the fast model" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "fast_model" / "metrics.json").read_text())
@@ -177,4 +178,8 @@ def test_release_as_fast_ships_beside_the_default_with_its_own_card(trained_run,
     assert f"FER Studio's target is {target * 100:.2f}%" in card.replace("\n", " ")
     assert (f"meets it by {(acc - target) * 100:.1f}" if acc >= target else
             f"falls {(target - acc) * 100:.1f} points short") in card
-    assert (loader.DEFAULT_MODEL_DIR / "metrics.json").read_text() != json.dumps(metrics)  # the default is untouched
+    assert {p.name: p.read_bytes() for p in loader.DEFAULT_MODEL_DIR.iterdir() if p.is_file()} == default_before
+    # its card says how to reproduce it, as the fast model again (not over the default)
+    assert f'release data/runs/{trained_run.name} --data "$FER2013_DIR" --as fast' in card
+    assert "`python -m fer_core release --as fast`" in card
+    assert all(r["model"] == "fast" for r in metrics["results"].values())

@@ -55,17 +55,22 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out names one annotated video, but {len(videos)} videos were given: "
                           "run predict once per video.", field="out")
     check_fps(args.fps)
-    ref = resolve_model(args.model or (speed_model() if videos else None))  # video: the fast model when shipped
+    # photos: the app's model (the most accurate); videos: the fast one when it is shipped
+    ref = resolve_model(args.model) if len(videos) < len(args.images) else None
+    video_ref = (resolve_model(args.model or speed_model()) if videos else None) or ref
+    ref = ref or video_ref
     model = load_model(ref)
+    video_model = model if video_ref == ref else load_model(video_ref)
     photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
                      detector=args.detector, occlude=args.explain and args.json)
-    clips = {f: _video(f, model, ref.classes, args) for f in videos}
+    clips = {f: _video(f, video_model, video_ref.classes, args) for f in videos}
     results = [clips[f] if f in clips else photos.pop(0) for f in args.images]
     failed = any(getattr(r, "error", None) for r in results)
 
     def text() -> None:
-        print(f"model: {ref.name}  TTA: {args.tta}  detector: {args.detector}")
+        models = ref.name if video_ref == ref else f"{ref.name} (photos), {video_ref.name} (videos)"
+        print(f"model: {models}  TTA: {args.tta}  detector: {args.detector}")
         for r in results:
             if r.error:
                 print(f"{r.file}: error: {r.error}")
@@ -79,8 +84,8 @@ def predict(args: argparse.Namespace) -> int:
                     print(f"{r.file}: face {i} at {f.box.as_list()}: {f.label} "
                           f"({', '.join(f'{c} {p:.0%}' for c, p in top)})")
 
-    docs = [r.to_json() if isinstance(r, VideoResult) else r.to_json(ref.classes, explain=args.explain)
-            for r in results] if args.json else None
+    docs = [{**r.to_json(), "model": video_ref.name} if isinstance(r, VideoResult) else
+            {**r.to_json(ref.classes, explain=args.explain), "model": ref.name} for r in results] if args.json else None
     emit(args, docs[0] if docs and len(args.images) == 1 and videos else docs, text)
     return 1 if failed else 0
 

@@ -66,7 +66,8 @@ def add_commands(sub) -> None:
 
     exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "
                          "probabilities out, preprocessing inside)")
-    exp.add_argument("model", metavar="RUN|default", help="a run directory or name, a .keras file, or 'default'")
+    exp.add_argument("model", metavar="RUN|default|fast", help="a run directory or name, a .keras file, 'default' or "
+                     "'fast'")
     exp.add_argument("--format", required=True, choices=FORMATS)
     exp.add_argument("--quantize", default="none", choices=QUANTIZE,
                      help="dynamic: int8 weights; float16: half-float weights (ONNX and TFLite; default none)")

@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.config import CLASS_NAMES, DEFAULT_MODEL_DIR, FAST_MODEL_DIR, load_settings, runs_dir
+from fer_core.config import (CLASS_NAMES, DEFAULT_MODEL, DEFAULT_MODEL_DIR, FAST_MODEL, FAST_MODEL_DIR, load_settings,
+                             runs_dir)
 from fer_core.errors import FerError, ModelError
 from fer_core.runs import rundir
 
-#: The trained default model shipped inside the package (see its MODEL_CARD.md).
-DEFAULT_MODEL = "default"
-#: The shipped fast model, when this copy of FER Studio has one (see its MODEL_CARD.md).
-FAST_MODEL = "fast"
 
 
 @dataclass(frozen=True)

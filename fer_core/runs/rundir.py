@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fer_core import files
-from fer_core.config import runs_dir
+from fer_core.config import DEFAULT_MODEL, FAST_MODEL, runs_dir
 from fer_core.errors import ConfigError, FerError
 from fer_core.runs.trainconfig import TrainConfig
 
@@ -108,12 +108,19 @@ def run_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
 
 
+#: Names that mean the shipped models wherever a model is named, so no run may take them.
+RESERVED_NAMES = (DEFAULT_MODEL, FAST_MODEL)
+
+
 def new_run_dir(arch: str, name: str = "") -> Path:
     """Create a fresh, unique run directory under ``data/runs``: ``name`` or a time stamp and the arch."""
     if name:
         clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.strip())[:80].strip(".")
         if not clean:
             raise ConfigError(f"Run name {name!r}: use letters, digits, '-', '_' or '.'.")
+        if clean in RESERVED_NAMES:
+            raise ConfigError(f"Run name {clean!r} names a shipped model ('--model {clean}'); choose another name.",
+                              field="name")
         path = runs_dir() / clean
         try:
             path.mkdir(parents=True)

@@ -26,7 +26,8 @@ TARGET = 0.72
 ROLES = {
     "default": {"target": TARGET, "intro": (
         "The model FER Studio uses when no other is chosen: the app's Predict and Evaluate pages and the\n"
-        "`predict` and `evaluate` commands.")},
+        "`predict` and `evaluate` commands (video, the live camera and Explore start at the fast model\n"
+        "when one is shipped).")},
     "fast": {"target": 0.71, "intro": (
         "FER Studio's fast model, for the views where speed matters: the Predict page's video and live\n"
         "camera modes, Explore, and `predict` on videos use it by default (the choice is shown; the\n"
@@ -175,6 +176,7 @@ def _measured(m: dict) -> dict:
         results="\n".join(f"| {split} | " + " | ".join(_pct(r[split + "/" + t]["accuracy"]) for t in TTA_MODES)
                           + " | %.4f |" % r[split + "/" + tta]["macro_f1"] for split in ("PublicTest", "PrivateTest")),
         target=_pct(role(m)["target"]), intro=role(m)["intro"],
+        release_as="" if (m.get("shipped_as") or "default") == "default" else f" --as {m['shipped_as']}",
         per_class="\n".join(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                             for c, v in d["per_class"].items()),
         class_header=" | ".join(classes), class_rule="---|" * len(classes),

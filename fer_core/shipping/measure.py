@@ -33,14 +33,14 @@ def measure_speed(model, faces: np.ndarray, repeat: int = 20) -> dict:
     return out
 
 
-def measure_release(model, ds, log) -> dict:
+def measure_release(model, ds, log, name: str = "default") -> dict:
     """``{"results", "speed"}`` of a model to ship: PublicTest and PrivateTest with every TTA
     (timed), then its speed."""
     results = {}
     for split in ("PublicTest", "PrivateTest"):
         for tta in TTA_MODES:
             t0 = time.perf_counter()
-            res = evaluate(model, ds, split, tta, name="default")
+            res = evaluate(model, ds, split, tta, name=name)
             seconds = time.perf_counter() - t0
             results[f"{split}/{tta}"] = {**res.to_json(), "seconds": round(seconds, 2)}
             log(f"{split:11s} TTA {tta:8s} accuracy {res.metrics['accuracy']:.4f}  macro F1 "

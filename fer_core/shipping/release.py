@@ -51,8 +51,8 @@ def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, not
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if not sources:
         raise ModelError("Give a run directory to release (several: an ensemble of them).")
-    metrics, render = _release_run(sources[0], data, target, log) if len(sources) == 1 else \
-        _release_ensemble(sources, data, target, log)
+    metrics, render = _release_run(sources[0], data, target, log, shipped_as) if len(sources) == 1 else \
+        _release_ensemble(sources, data, target, log, shipped_as)
     if note:
         metrics["note"] = note
     metrics["shipped_as"] = shipped_as
@@ -61,7 +61,7 @@ def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, not
     return metrics
 
 
-def _release_run(run_dir: str | Path, data: str, target: Path, log):
+def _release_run(run_dir: str | Path, data: str, target: Path, log, shipped_as: str = DEFAULT_MODEL):
     """A single run shipped: its metrics and how its card is written (both by :func:`release`)."""
     run = summarize(run_dir)
     if run.error or run.config is None:
@@ -84,7 +84,7 @@ def _release_run(run_dir: str | Path, data: str, target: Path, log):
                "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
                "device": run.info.get("device"), "num_train": run.info.get("num_train"),
                "bn_recalibration": run.info.get(rundir.BN_RECORD) if recalibrated else None,
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(model, ds, log)}
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(model, ds, log, shipped_as)}
     network = card.describe_network(model)
     return metrics, lambda m: card.render(m, run.config.to_dict(), run.metrics, network)
 
@@ -137,7 +137,7 @@ def _member(source: str | Path) -> tuple[object, dict]:
                    "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "history": run.metrics}
 
 
-def _release_ensemble(sources: list, data: str, target: Path, log):
+def _release_ensemble(sources: list, data: str, target: Path, log, shipped_as: str = DEFAULT_MODEL):
     """Several runs or released models averaged as one model (see :mod:`fer_core.models.ensemble`):
     its metrics and how its card is written (both by :func:`release`).
 
@@ -173,7 +173,7 @@ def _release_ensemble(sources: list, data: str, target: Path, log):
     metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
-               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(ensemble, ds, log)}
+               "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(ensemble, ds, log, shipped_as)}
     return metrics, card.render_ensemble
 
 
