@@ -101,3 +101,16 @@ def test_runs_page_exports_the_fast_model_too(fast_model, demo_app, run_in_data)
     at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("The shipped fast model" in m.value for m in at.markdown)
+
+
+def test_the_study_table_has_a_row_for_the_fast_model_once_it_is_released(trained_run, monkeypatch, tmp_path):
+    from fer_core.inference import loader
+    from fer_core.shipping.release import release
+    from fer_core.training.catalog import reference_rows
+
+    monkeypatch.setattr(loader, "FAST_MODEL_DIR", tmp_path / "fast_model")
+    assert [r["kind"] for r in reference_rows() if r["kind"] != "published"] == ["shipped model"]
+    metrics = release(trained_run, "demo", target=tmp_path / "fast_model", log=lambda *a: None, shipped_as="fast")
+    (row,) = [r for r in reference_rows() if r["kind"] == "shipped fast model"]
+    assert row["run"].startswith("FER Studio's fast model") and row["parameters"] == metrics["params"]
+    assert row["test accuracy"] == metrics["results"][f"PrivateTest/{metrics['default_tta']}"]["accuracy"]

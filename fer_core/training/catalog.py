@@ -98,9 +98,9 @@ def _study_row(kind: str, name: str, cfg: TrainConfig | None, params, epochs, va
 
 
 def reference_rows(model_dir: str | Path | None = None) -> list[dict]:
-    """The study table's reference points: the published results, then the shipped model
-    (PrivateTest with its default TTA, from its ``metrics.json``) when it is there."""
-    model_dir = model_dir if model_dir is not None else loader.DEFAULT_MODEL_DIR
+    """The study table's reference points: the published results, then the shipped models
+    (PrivateTest with their default TTA, from their ``metrics.json``) that are there: the default
+    and the fast one. ``model_dir``: only that model folder instead."""
     rows = []
     for ref in PUBLISHED:
         row = dict.fromkeys(STUDY_COLUMNS)
@@ -108,25 +108,35 @@ def reference_rows(model_dir: str | Path | None = None) -> list[dict]:
         if ref.get("preset"):
             row["architecture"] = notation_of(ref["preset"])
         rows.append(row)
-    metrics = model_folder.read_model_metrics(model_dir)
-    if metrics:
-        try:
-            cfg = rundir.read_config(model_dir)
-        except FerError:
-            cfg = None
-        tta = metrics.get("default_tta", "none")
-        results = metrics.get("results", {})
-        row = _study_row(
-            "shipped model", f"FER Studio's shipped model (TTA {tta})", cfg, metrics.get("params"),
-            metrics.get("epochs_trained"), results.get(f"PublicTest/{tta}", {}).get("accuracy"),
-            results.get(f"PrivateTest/{tta}", {}).get("accuracy"))
-        if metrics.get("kind") == "ensemble":  # its members' architectures, not one config's
-            archs = [m["config"]["arch"] for m in metrics["members"]]
-            row.update({"preset": f"ensemble of {len(archs)}: " + " + ".join(archs),
-                        "architecture": " + ".join(notation_of(a) or a for a in archs),
-                        "epochs": sum(st["epochs"] for m in metrics["members"] for st in m["stages"])})
-        rows.append(row)
+    folders = [(model_dir, loader.DEFAULT_MODEL)] if model_dir is not None else \
+        [(loader.shipped_folder(name), name) for name in (loader.DEFAULT_MODEL, loader.FAST_MODEL)]
+    for folder, name in folders:
+        row = _shipped_row(folder, name)
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _shipped_row(folder: str | Path, name: str) -> dict | None:
+    metrics = model_folder.read_model_metrics(folder)
+    if not metrics:
+        return None
+    try:
+        cfg = rundir.read_config(folder)
+    except FerError:
+        cfg = None
+    tta = metrics.get("default_tta", "none")
+    results = metrics.get("results", {})
+    kind, label = (("shipped model", "FER Studio's shipped model") if name == loader.DEFAULT_MODEL else
+                   ("shipped fast model", "FER Studio's fast model"))
+    row = _study_row(kind, f"{label} (TTA {tta})", cfg, metrics.get("params"), metrics.get("epochs_trained"),
+                     results.get(f"PublicTest/{tta}", {}).get("accuracy"), results.get(f"PrivateTest/{tta}", {}).get("accuracy"))
+    if metrics.get("kind") == "ensemble":  # its members' architectures, not one config's
+        archs = [m["config"]["arch"] for m in metrics["members"]]
+        row.update({"preset": f"ensemble of {len(archs)}: " + " + ".join(archs),
+                    "architecture": " + ".join(notation_of(a) or a for a in archs),
+                    "epochs": sum(st["epochs"] for m in metrics["members"] for st in m["stages"])})
+    return row
 
 
 def shipped_histories(model_dir: str | Path | None = None) -> list[RunSummary]:
