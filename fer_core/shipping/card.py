@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from fer_core.inference.forward import TTA_MODES
-from fer_core.models.build import get_spec, is_notation, notation_of
+from fer_core.models.build import all_layers, get_spec, is_notation, notation_of
 from fer_core.runs.trainconfig import TrainConfig
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
@@ -42,13 +42,6 @@ TTA_VIEWS = {"none": "the face as it is", "flip": "the face and its mirror image
              "tencrop": "ten shifted and mirrored crops, averaged"}
 
 
-def _layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.extend(_layers(layer) if hasattr(layer, "layers") else [layer])
-    return out
-
-
 def _span(values: list[int]) -> str:
     values = sorted(set(values))
     return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
@@ -57,7 +50,9 @@ def _span(values: list[int]) -> str:
 def describe_network(model) -> str:
     """One sentence that describes a Keras model from its layers (any architecture)."""
     kinds: dict[str, list] = {}
-    for layer in _layers(model):
+    for layer in all_layers(model):
+        if hasattr(layer, "layers"):
+            continue  # a nested model: its layers follow
         kinds.setdefault(type(layer).__name__, []).append(layer)
     parts = []
     convs = kinds.get("Conv2D", []) + kinds.get("SeparableConv2D", []) + kinds.get("DepthwiseConv2D", [])
@@ -128,6 +123,10 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     named = [st["recipe"] for st in stages if st.get("recipe")]
     recipes_line = (f"Every stage is a named recipe (`fer_core/runs/recipes/`): {', '.join(f'`{n}`' for n in named)}."
                     if named and len(named) == len(stages) else "")
+    if cfg.get("teacher"):
+        recipes_line = (f"{recipes_line} A student distilled from the teacher `{cfg['teacher']}`: it learned from the "
+                        f"teacher's answers on the same augmented faces (temperature {cfg['temperature']}, weight "
+                        f"{cfg['soft_weight']}) as well as from the labels.").strip()
     selected = f"epoch {m['selected_epoch']} of {m['epochs_trained']}"
     if len(stages) > 1:
         selected += (" of its last training stage, which started from the weights of "
@@ -185,7 +184,24 @@ def _measured(m: dict) -> dict:
         machine=s["machine"], latency_none=s["latency_ms_none"], latency_tta=s.get(f"latency_ms_{tta}", "-"),
         throughput=f"{s['throughput_faces_per_s']:,}",
         eval_seconds=", ".join(f"{seconds[t]} s with {t}" for t in TTA_MODES if seconds[t] is not None),
-        use=USE_TEMPLATE.read_text(), note=f"\n{m['note']}" if m.get("note") else "")
+        use=USE_TEMPLATE.read_text(), note=f"\n{m['note']}" if m.get("note") else "",
+        comparison=comparison_section(m.get("comparison")))
+
+
+def comparison_section(c: dict | None) -> str:
+    """The side-by-side table ``benchmarks/bench_model.py --table --write-cards`` measured (all
+    models in one run, on one machine), or nothing before it ran."""
+    if not c:
+        return ""
+    rows = "\n".join(f"| {r['model']} | {r['params']:,} | {_pct(r['private_flip'])} | {_pct(r['private_none'])} | "
+                     f"{r['faces_per_s']:,} | {r['ms_per_face']:.1f} | {r['mb']:.2f} |" for r in c["rows"])
+    return ("\n## Side by side\n"
+            f"Measured in one run of `benchmarks/bench_model.py --table` on {c['machine']} ({c['date']}): PrivateTest "
+            f"accuracy, batch throughput and one face without TTA (best of {c['rounds']} interleaved rounds), size "
+            "on disk (the file as distributed; v1, which ships inside the ensemble, as a release would save it "
+            "alone).\n\n"
+            "| model | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | ms per face | MB |\n"
+            f"|---|---|---|---|---|---|---|\n{rows}\n")
 
 
 def render_ensemble(m: dict) -> str:

@@ -224,9 +224,11 @@ def stage(run) -> dict:
             "command": command, "then": then}
 
 
-def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None = None) -> dict:
+def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None = None,
+                 comparison: dict | None = None) -> dict:
     """Write a released model's card again from its ``metrics.json`` (no evaluation is repeated),
-    with a new ``note`` for its Data section when one is given ("" removes it).
+    with a new ``note`` for its Data section when one is given ("" removes it), and a new side-by-side
+    ``comparison`` when one is given (:func:`fer_core.shipping.card.comparison_section`).
 
     The default TTA and the card's template may have changed since the release; the speed is
     measured again on this machine (on demo faces: latency does not depend on what the face shows).
@@ -243,6 +245,8 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None =
         metrics["note"] = note
     elif note is not None:
         metrics.pop("note", None)
+    if comparison:
+        metrics["comparison"] = comparison
     by_run = {r.run: r for r in list_recipes()}
     for st in metrics.get("stages", []):
         st.pop("recalibrate", None)

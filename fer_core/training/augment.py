@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer_core.config import IMAGE_SIZE
+from fer_core.models.build import all_layers
 from fer_core.runs.trainconfig import TrainConfig
 
 _CLASSES: dict = {}
@@ -42,20 +43,12 @@ def reseed(model, seed: int, epoch: int) -> int:
     import keras
 
     count = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         generator = getattr(layer, "seed_generator", None)
         if isinstance(generator, keras.random.SeedGenerator):
             count += 1
             generator.state.assign(epoch_seed(seed, epoch, count).astype(generator.state.dtype))
     return count
-
-
-def _all_layers(model) -> list:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        out.extend(_all_layers(layer))
-    return out
 
 
 def augments(cfg: TrainConfig) -> bool:

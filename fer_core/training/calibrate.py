@@ -23,6 +23,7 @@ from fer_core.data.loading import load_dataset
 from fer_core.errors import ConfigError
 from fer_core.inference.forward import DEFAULT_TTA, predict_proba
 from fer_core.inference.loader import ModelRef, load_model
+from fer_core.models.build import all_layers
 from fer_core.runs import rundir
 
 
@@ -30,13 +31,8 @@ def _layers(model, kind: str) -> list:
     """Every layer of ``keras.layers.<kind>`` (subclasses too), nested models included."""
     import keras
 
-    cls, out = getattr(keras.layers, kind), []
-    for layer in model.layers:
-        if isinstance(layer, cls):
-            out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_layers(layer, kind))
-    return out
+    cls = getattr(keras.layers, kind)
+    return [layer for layer in all_layers(model) if isinstance(layer, cls)]
 
 
 def recalibrate_bn(model, images: np.ndarray, batch_size: int = 256, seed: int = 0) -> int:
