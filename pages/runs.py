@@ -7,7 +7,7 @@ import streamlit as st
 from fer_core import jobs
 from fer_core.errors import FerError
 from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
-from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_model
+from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_folder, shipped_model
 from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, summarize
 from fer_core.training.dynamics import dynamics_stamp
 from ui import cached_cartography, cached_export, link_to, show_cartography, use_app_navigation
@@ -239,12 +239,19 @@ with study_tab:
                "in its model card.")
 
 with shipped_tab:
-    history = shipped_histories()
+    shown = DEFAULT_MODEL
+    if shipped_model(FAST_MODEL) is not None:
+        shown = st.radio("Shipped model", (DEFAULT_MODEL, FAST_MODEL), horizontal=True, key="runs_shipped",
+                         format_func={DEFAULT_MODEL: "default (the most accurate)",
+                                      FAST_MODEL: "fast (for live views)"}.get)
+    history = shipped_histories(shipped_folder(shown))
     if not history:
-        st.info("The shipped model came without its training history.")
+        st.info(f"The shipped {shown} model came without its training history.")
     else:
-        st.caption("The per-epoch history of each training run behind the shipped model (shipped with it in "
-                   "`fer_core/shipping/default_model/history/`); its model card says how the runs were combined.")
+        folder = shipped_folder(shown)
+        st.caption(f"The per-epoch history of each training run behind the shipped {shown} model (shipped with it "
+                   f"in `fer_core/shipping/{folder.name}/history/`); its model card says how the runs were "
+                   "combined.")
         frame = pd.DataFrame(curves(history))
         for metric in ("loss", "accuracy"):
             st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")

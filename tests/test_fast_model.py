@@ -97,10 +97,20 @@ def test_predict_keeps_photos_on_the_apps_model_and_sends_videos_to_fast(fast_mo
     assert [d["model"] for d in json.loads(capsys.readouterr().out)] == ["default", "default"]  # asked: kept
 
 
-def test_runs_page_exports_the_fast_model_too(fast_model, demo_app, run_in_data):
+def test_runs_page_exports_the_fast_model_and_shows_how_it_learned(fast_model, demo_app, run_in_data, trained_run):
+    from fer_core.runs.model_folder import write_history
+    from fer_core.runs.rundir import read_metrics
+
+    write_history(fast_model, "fast-run", read_metrics(trained_run))
     at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("The shipped fast model" in m.value for m in at.markdown)
+    charts = len(at.get("vega_lite_chart"))
+    assert at.radio(key="runs_shipped").value == "default"  # the default model's history first
+    at.radio(key="runs_shipped").set_value("fast").run()
+    assert not at.exception and any("fast model (shipped with it in `fer_core/shipping/fast_model/history/`)" in c.value
+                                    for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == charts  # its loss and accuracy curves in place of the default's
 
 
 def test_the_study_table_has_a_row_for_the_fast_model_once_it_is_released(trained_run, monkeypatch, tmp_path):

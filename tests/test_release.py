@@ -12,8 +12,14 @@ from fer_core.shipping.release import TARGET, release
 
 
 def test_release_writes_model_metrics_and_card(trained_run, tmp_path):
+    from fer_core.runs.model_folder import read_histories, write_history
+    from fer_core.runs.rundir import read_metrics
+
     target = tmp_path / "default_model"
+    write_history(target, "an-earlier-release", [{"epoch": 1, "accuracy": 0.5}])
     metrics = release(trained_run, "demo", target=target, log=lambda *a: None)
+    # the run's per-epoch history ships with it, and only this model's (an earlier release's is gone)
+    assert read_histories(target) == {trained_run.name: json.loads(json.dumps(read_metrics(trained_run)))}
 
     for name in ("model.keras", "config.json", "classes.json", "metrics.json", "MODEL_CARD.md"):
         assert (target / name).exists(), name
@@ -49,6 +55,10 @@ def test_release_of_a_second_stage_documents_both_stages(trained_run, tmp_path):
 
     assert [s["run"] for s in metrics["stages"]] == [trained_run.name, "second-stage"]
     assert [s["epochs"] for s in metrics["stages"]] == [3, 1]
+    from fer_core.runs.model_folder import read_histories
+
+    assert {name: len(rows) for name, rows in read_histories(tmp_path / "default_model").items()} == \
+        {trained_run.name: 3, "second-stage": 1}  # every stage's history
     assert metrics["train_minutes"] == pytest.approx(sum(s["train_minutes"] for s in metrics["stages"]), abs=0.11)
     card = (tmp_path / "default_model" / "MODEL_CARD.md").read_text()
     assert f"--init-from {trained_run}" in card and "--set erase=0.25" in card

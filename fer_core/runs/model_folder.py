@@ -22,6 +22,16 @@ def write_history(folder: str | os.PathLike, name: str, rows: list[dict]) -> Pat
     return files.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def replace_histories(folder: str | os.PathLike, histories: dict[str, list[dict]]) -> None:
+    """Ship exactly ``histories`` (``{run name: rows}``) with a released model: each is written, and
+    any other history there (an earlier release's) is removed, so the curves shown are this model's."""
+    for name, rows in histories.items():
+        write_history(folder, name, rows)
+    for path in (Path(folder) / HISTORY).glob("*.jsonl"):
+        if path.stem not in histories:
+            path.unlink()
+
+
 def read_histories(folder: str | os.PathLike) -> dict[str, list[dict]]:
     """``{run name: per-epoch rows}`` shipped with a released model ({} when none)."""
     out = {}

@@ -2,9 +2,11 @@
 
 ``python -m fer_core release RUN_DIR --data FER2013_DIR`` copies the run's best checkpoint
 (selected on PublicTest during training; its batch-norm-recalibrated version when one was kept)
-into ``fer_core/shipping/default_model/`` (kernels stored in float16, see :func:`fer_core.shipping.compact.compact`) with its config
-and class names, evaluates the saved file on PublicTest and PrivateTest with every TTA mode, times
-it, and writes ``metrics.json`` and ``MODEL_CARD.md`` from those measurements.
+into ``fer_core/shipping/default_model/`` (``--as fast``: ``fast_model/``; kernels stored in float16,
+see :func:`fer_core.shipping.compact.compact`) with its config, class names and per-epoch history
+(``history/``, each training run behind it), evaluates the saved file on PublicTest and PrivateTest
+with every TTA mode, times it, and writes ``metrics.json`` and ``MODEL_CARD.md`` from those
+measurements.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def _release_run(run_dir: str | Path, data: str, target: Path, log, shipped_as: 
 
     ds = load_dataset(data, merge=run.config.merge)
     # a run started from another run's weights (init_from) needs that run's compute and command too
-    stages = [stage(r) for r in lineage(run)]
+    runs = lineage(run)
+    stages = [stage(r) for r in runs]
+    model_folder.replace_histories(target, {r.name: r.metrics for r in runs if r.metrics})
     metrics = {"run": run.name, "epochs_trained": len(run.metrics), "selected_epoch": run.best.get("epoch"),
                "params": int(model.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
@@ -125,7 +129,7 @@ def _member(source: str | Path) -> tuple[object, dict]:
         config = rundir.read_config(path)
         return model, {"name": metrics["run"], "source": str(source), "config": config.to_dict(),
                        "params": int(model.count_params()), "stages": metrics.get("stages", []),
-                           "train_minutes": metrics.get("train_minutes", 0),
+                       "train_minutes": metrics.get("train_minutes", 0),
                        "history": model_folder.read_histories(path).get(metrics["run"], [])}
     run = summarize(path)
     if run.error or run.config is None:
@@ -166,10 +170,8 @@ def _release_ensemble(sources: list, data: str, target: Path, log, shipped_as: s
         log(f"member {info['name']}: PublicTest {info['results']['PublicTest']:.4f}, PrivateTest "
             f"{info['results']['PrivateTest']:.4f} ({DEFAULT_TTA})")
         infos.append(info)
-    for info in infos:
-        history = info.pop("history")
-        if history:
-            model_folder.write_history(target, info["name"], history)
+    model_folder.replace_histories(target, {info["name"]: history for info in infos
+                                            if (history := info.pop("history"))})
     metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),

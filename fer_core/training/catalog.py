@@ -140,7 +140,8 @@ def _shipped_row(folder: str | Path, name: str) -> dict | None:
 
 
 def shipped_histories(model_dir: str | Path | None = None) -> list[RunSummary]:
-    """The per-epoch histories shipped with the default model, as runs the curves can draw.
+    """The per-epoch histories shipped with a released model (the default model when no folder is
+    given), as runs the curves can draw.
 
     The default folder is looked up at call time, not bound when this module is first imported
     (a test that hides the shipped model must not hide its histories for good)."""
