@@ -34,6 +34,7 @@ from fer_core.data.loading import Dataset, check_allowed, load_dataset
 from fer_core.data.loading import source_choices as data_source_choices
 from fer_core.data.demo import make_demo_dataset
 from fer_core.device import quiet_tensorflow, tensorflow_ready
+from fer_core.errors import FerError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
@@ -187,14 +188,28 @@ def model_choices() -> dict[str, str]:
     return out
 
 
+def app_index(choices: dict[str, str]) -> int:
+    """Where a model select starts by default: at the app's model (the one chosen in the settings,
+    else the shipped default, else the newest finished run; see ``resolve_model``), else at the first
+    choice. Never at the fast model merely because it comes first."""
+    try:
+        ref = resolve_model(None)
+    except FerError:
+        return 0
+    for i, spec in enumerate(choices):
+        if spec == ref.name or Path(spec) in (ref.path, ref.path.parent):
+            return i
+    return 0
+
+
 def speed_index(choices: dict[str, str], otherwise: str | None = None) -> int:
     """Where a model select starts in a view where speed matters (video, live camera, Explore):
     at the shipped fast model when there is one, else at ``otherwise`` (e.g. the model chosen for
-    photos), else at the first choice."""
+    photos), else at the app's model (:func:`app_index`)."""
     for spec in (speed_model(), otherwise):
         if spec in choices:
             return list(choices).index(spec)
-    return 0
+    return app_index(choices)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")

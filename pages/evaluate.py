@@ -10,7 +10,7 @@ from fer_core.inference.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
 from fer_core.inference.loader import data_mismatch, resolve_model, top_k
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
-from ui import (active_source, cached_dataset, cached_evaluation, model_choices, source_choices,
+from ui import (active_source, app_index, cached_dataset, cached_evaluation, model_choices, source_choices,
                 use_app_navigation)
 
 use_app_navigation()
@@ -24,7 +24,8 @@ if not choices:
     st.stop()
 with st.sidebar:
     st.header("What to evaluate")
-    model = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="ev_model")
+    model = st.selectbox("Model", list(choices), index=app_index(choices), format_func=lambda k: choices[k],
+                         key="ev_model")
     source = st.selectbox("Data source", source_choices(), accept_new_options=True, key="ev_source",
                           index=source_choices().index(active_source()))
     split = st.selectbox("Split", [*SPLITS, "all"], index=SPLITS.index("PrivateTest"), key="ev_split")

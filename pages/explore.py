@@ -126,8 +126,8 @@ def map_section() -> None:
 
 
 with tab_map:
-    st.caption("Every face of a split placed by the features the model computes just before its classifier (an "
-               "ensemble: its members' features side by side). Faces the model finds alike land close together; "
+    st.caption("Every face of a split placed by the features the model computes just before its classifier (for an "
+               "ensemble, its members' features side by side). Faces the model finds alike land close together; "
                "where two classes' colours mix, the model confuses them.")
     map_section()
 

@@ -19,7 +19,7 @@ from fer_core.inference.live import LiveAnalyser
 from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
-from ui import (analysis_slot, cached_analysis, cached_model, example_faces, model_choices, speed_index,
+from ui import (analysis_slot, app_index, cached_analysis, cached_model, example_faces, model_choices, speed_index,
                 use_app_navigation)
 
 use_app_navigation()
@@ -54,11 +54,12 @@ with st.sidebar:
     elif st.session_state.get("pr_mode") in SPEED_FIRST:
         spec = st.selectbox("Model for video and the live camera", list(choices),
                             index=speed_index(choices, st.session_state.get("pr_model")),
-                            format_func=lambda k: choices[k], key="pr_model_speed",
+                            format_func=lambda k: choices[k], key="pr_model_speed", persist_state="page",
                             help="Speed first: the shipped fast model, when there is one, is the default here; "
                                  "photos keep their own choice (the most accurate model by default).")
     else:
-        spec = st.selectbox("Model", list(choices), format_func=lambda k: choices[k], key="pr_model")
+        spec = st.selectbox("Model", list(choices), index=app_index(choices), format_func=lambda k: choices[k],
+                            key="pr_model", persist_state="page")
     tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
                        help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
     detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")
@@ -159,7 +160,7 @@ def video_section() -> None:
     left.video(webm, format="video/webm")
     right.download_button("Annotated video (WebM)", webm, file_name=Path(up.name).stem + "-annotated.webm",
                           mime="video/webm", key="pr_video_dl")
-    right.download_button("Results (JSON)", json.dumps(result.to_json(), indent=2),
+    right.download_button("Results (JSON)", json.dumps({**result.to_json(), "model": ref.name}, indent=2),
                           file_name=Path(up.name).stem + ".json", mime="application/json", key="pr_video_json")
     if not tracks:
         st.warning("No face found in the analysed frames. Try more frames per second, or a video with larger, more "

@@ -51,6 +51,12 @@ def test_pages_offer_fast_and_default_to_it_where_speed_matters(fast_model, demo
     at.radio(key="pr_mode").set_value("Photos").run()
     at.radio(key="pr_mode").set_value("A video").run()
     assert at.selectbox(key="pr_model_speed").value == "default" and not at.exception
+    # and the photos' choice survives a visit to the video mode too
+    at.radio(key="pr_mode").set_value("Photos").run()
+    at.selectbox(key="pr_model").set_value("fast").run()
+    at.radio(key="pr_mode").set_value("A video").run()
+    at.radio(key="pr_mode").set_value("Photos").run()
+    assert at.selectbox(key="pr_model").value == "fast" and not at.exception
 
     ex = AppTest.from_file(EXPLORE, default_timeout=TIMEOUT).run()
     assert not ex.exception and ex.selectbox(key="ex_model").value == "fast"
@@ -124,3 +130,17 @@ def test_the_study_table_has_a_row_for_the_fast_model_once_it_is_released(traine
     (row,) = [r for r in reference_rows() if r["kind"] == "shipped fast model"]
     assert row["run"].startswith("FER Studio's fast model") and row["parameters"] == metrics["params"]
     assert row["test accuracy"] == metrics["results"][f"PrivateTest/{metrics['default_tta']}"]["accuracy"]
+
+
+def test_photos_and_evaluate_start_at_the_apps_model_never_at_fast_by_position(fast_model, no_default_model, demo_app,
+                                                                              run_in_data, capsys):
+    """Regression: without the default model, photos and Evaluate started at the first choice, the fast
+    model, where the app's model (here the newest run) was meant."""
+    from fer_core.cli import main
+
+    at = AppTest.from_file(PREDICT, default_timeout=TIMEOUT).run()
+    assert not at.exception and at.selectbox(key="pr_model").value == str(run_in_data)
+    ev = AppTest.from_file(str(ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT).run()
+    assert ev.selectbox(key="ev_model").value == str(run_in_data)
+    # the card command knows the shipped models by name
+    assert main(["card", "fast"]) != 0 and f"{fast_model}: no metrics.json" in capsys.readouterr().err

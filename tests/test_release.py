@@ -212,3 +212,25 @@ def test_release_as_fast_ships_beside_the_default_with_its_own_card(trained_run,
     assert "`python -m fer_core release --as fast`" in card
     assert all(r["model"] == "fast" for r in metrics["results"].values())
     assert_side_by_side(tmp_path / "fast_model")
+
+
+def test_a_failed_release_leaves_the_shipped_folder_as_it_was(trained_run, tmp_path, monkeypatch):
+    """Regression: the model file went in before the data were read and the card written, so a wrong
+    --data left a model without its card and metrics (and a first fast model in use, unmeasured)."""
+    from fer_core.inference import loader
+
+    monkeypatch.setattr(loader, "FAST_MODEL_DIR", tmp_path / "fast_model")
+    with pytest.raises(FerError):
+        release(trained_run, str(tmp_path / "no-such-data"), log=lambda *a: None, shipped_as="fast")
+    assert not (tmp_path / "fast_model").exists() and loader.speed_model() is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left behind
+    # released as fast without a target: into the fast model's folder, never the default's
+    default_before = {p.name: p.stat().st_mtime_ns for p in loader.DEFAULT_MODEL_DIR.iterdir()}
+    release(trained_run, "demo", log=lambda *a: None, shipped_as="fast")
+    assert loader.speed_model() == "fast" and (tmp_path / "fast_model" / "MODEL_CARD.md").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in loader.DEFAULT_MODEL_DIR.iterdir()} == default_before
+    before = {p.name: p.read_bytes() for p in (tmp_path / "fast_model").iterdir() if p.is_file()}
+    with pytest.raises(FerError):
+        release(trained_run, str(tmp_path / "no-such-data"), log=lambda *a: None, shipped_as="fast")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fast_model").iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast_model"]

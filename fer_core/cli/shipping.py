@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from fer_core.cli.output import add_json_option, emit
-from fer_core.config import DEFAULT_MODEL_DIR
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.forward import DEFAULT_TTA
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, shipped_folder
@@ -45,15 +44,16 @@ def members(args: argparse.Namespace) -> int:
 
 
 def card(args: argparse.Namespace) -> int:
-    folder = Path(args.model_dir) if args.model_dir else DEFAULT_MODEL_DIR
+    name = args.model_dir or DEFAULT_MODEL
+    folder = shipped_folder(name) if name in (DEFAULT_MODEL, FAST_MODEL) else Path(name)
     rewrite_card(folder, note=args.note)
     print(f"wrote {folder / MODEL_CARD} from its metrics.json")
     return 0
 
 
 def add_commands(sub) -> None:
-    rel = sub.add_parser("release", help="ship a run (or several, averaged as one ensemble) as the default model: "
-                         "copy, evaluate, write the model card")
+    rel = sub.add_parser("release", help="ship a run (or several, averaged as one ensemble) as the default model "
+                         "(--as fast: the fast one): copy, evaluate, write the model card")
     rel.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                      help="a run directory; several: an ensemble of them (a released model's folder may be one)")
     rel.add_argument("--data", required=True, help="FER2013 (for PublicTest and PrivateTest)")
@@ -84,6 +84,7 @@ def add_commands(sub) -> None:
 
     crd = sub.add_parser("card", help="write a released model's card again from its metrics.json (after a "
                          "change of the default TTA or of the card template; nothing is evaluated again)")
-    crd.add_argument("model_dir", nargs="?", help="the model folder (default: the shipped model)")
+    crd.add_argument("model_dir", nargs="?", metavar="default|fast|FOLDER",
+                     help="a shipped model ('default', the default, or 'fast') or a released model's folder")
     crd.add_argument("--note", help="replace the card's note on how the model was chosen ('' removes it)")
     crd.set_defaults(func=card)

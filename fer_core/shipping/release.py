@@ -12,6 +12,7 @@ measurements.
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from fer_core.data.loading import load_dataset
 from fer_core.errors import ModelError
 from fer_core.inference.evaluate import evaluate
 from fer_core.inference.forward import DEFAULT_TTA, predict_proba
-from fer_core.inference.loader import DEFAULT_MODEL, DEFAULT_MODEL_DIR, ModelRef, load_model
+from fer_core.inference.loader import DEFAULT_MODEL, DEFAULT_MODEL_DIR, ModelRef, load_model, shipped_folder
 from fer_core.models.ensemble import build_ensemble
 from fer_core.models.ensemble import members as ensemble_members
 from fer_core.runs import commands, model_folder, rundir
@@ -37,10 +38,16 @@ MAX_MB = 25  # project rule: no tracked file over 25 MB (kernels in float16: thr
 TARGET = card.TARGET
 
 
-def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, note: str = "",
+def release(sources, data: str, target: Path | None = None, log=print, note: str = "",
             shipped_as: str = DEFAULT_MODEL) -> dict:
-    """Ship a run, or several averaged as one ensemble, as the default model: copy it into
-    ``target``, measure the file as shipped, write ``metrics.json`` and the card; return the metrics.
+    """Ship a run, or several averaged as one ensemble, as a shipped model (``shipped_as``: the
+    default or the fast one): copy it into ``target`` (the shipped model's own folder unless
+    given), measure the file as shipped, write ``metrics.json`` and the card; return the metrics.
+
+    Crash protocol: everything is written into a staging folder beside ``target`` and swapped in
+    only once complete (``target`` renamed to a ``.old`` sibling, the staging folder renamed to
+    ``target``, the old one removed). A failure leaves ``target`` as it was, never a model without
+    its card and metrics; a crash between the two renames is undone by the next release.
 
     ``sources``: a run directory, or a list of them (released model folders may be ensemble
     members). ``note`` goes into the card's Data section (how the model was chosen, which
@@ -53,13 +60,26 @@ def release(sources, data: str, target: Path = DEFAULT_MODEL_DIR, log=print, not
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if not sources:
         raise ModelError("Give a run directory to release (several: an ensemble of them).")
-    metrics, render = _release_run(sources[0], data, target, log, shipped_as) if len(sources) == 1 else \
-        _release_ensemble(sources, data, target, log, shipped_as)
-    if note:
-        metrics["note"] = note
-    metrics["shipped_as"] = shipped_as
-    files.write_json(target / model_folder.MODEL_METRICS, metrics)
-    files.write_text(target / model_folder.MODEL_CARD, render(metrics))
+    target = Path(target) if target is not None else shipped_folder(shipped_as)
+    staging, old = target.with_name(f".{target.name}.staging"), target.with_name(f".{target.name}.old")
+    if old.exists() and not target.exists():
+        old.rename(target)  # a crash between the two renames below: the last complete release is back
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        metrics, render = _release_run(sources[0], data, staging, log, shipped_as) if len(sources) == 1 else \
+            _release_ensemble(sources, data, staging, log, shipped_as)
+        if note:
+            metrics["note"] = note
+        metrics["shipped_as"] = shipped_as
+        files.write_json(staging / model_folder.MODEL_METRICS, metrics)
+        files.write_text(staging / model_folder.MODEL_CARD, render(metrics))
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return metrics
 
 
@@ -239,7 +259,8 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None =
     metrics = model_folder.read_model_metrics(target)
     if not metrics.get("results"):
         raise ModelError(f"{target}: no metrics.json with results; run 'python -m fer_core release' first.")
-    ref = ModelRef(rundir.final_model(target), "default", rundir.read_classes(target) or ())
+    ref = ModelRef(rundir.final_model(target), metrics.get("shipped_as") or DEFAULT_MODEL,
+                   rundir.read_classes(target) or ())
     model = load_model(ref)
     cfg = rundir.read_config(target)
     metrics["default_tta"] = DEFAULT_TTA

@@ -108,7 +108,7 @@ def reference_rows(model_dir: str | Path | None = None) -> list[dict]:
         if ref.get("preset"):
             row["architecture"] = notation_of(ref["preset"])
         rows.append(row)
-    folders = [(model_dir, loader.DEFAULT_MODEL)] if model_dir is not None else \
+    folders = [(model_dir, None)] if model_dir is not None else \
         [(loader.shipped_folder(name), name) for name in (loader.DEFAULT_MODEL, loader.FAST_MODEL)]
     for folder, name in folders:
         row = _shipped_row(folder, name)
@@ -117,10 +117,12 @@ def reference_rows(model_dir: str | Path | None = None) -> list[dict]:
     return rows
 
 
-def _shipped_row(folder: str | Path, name: str) -> dict | None:
+def _shipped_row(folder: str | Path, name: str | None) -> dict | None:
+    """``folder``'s row; ``name`` None: the shipped model its metrics say it was released as."""
     metrics = model_folder.read_model_metrics(folder)
     if not metrics:
         return None
+    name = name or metrics.get("shipped_as") or loader.DEFAULT_MODEL
     try:
         cfg = rundir.read_config(folder)
     except FerError:
