@@ -214,7 +214,8 @@ def speed_index(choices: dict[str, str], otherwise: str | None = None) -> int:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def cached_model(path: str, stamp: str):
-    """A loaded model, kept across reruns and sessions until its file changes (``stamp``)."""
+    """A loaded model, kept across reruns and sessions until its file changes (``stamp``). Always
+    keyed by the model file's path, so a model named two ways ("fast", its folder) loads once."""
     return load_model(resolve_model(path))
 
 
@@ -329,7 +330,7 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
     so many large photos do not pile up in the server's memory.
     """
     ref = resolve_model(model)
-    res = analyse([(name, data)], cached_model(model, stamp), ref.classes, detect=detect, tta=tta,
+    res = analyse([(name, data)], cached_model(str(ref.path), stamp), ref.classes, detect=detect, tta=tta,
                   explain=explain, detector=detector, occlude=occlude)[0]
     drawn = b""
     if res.image is not None:
@@ -351,7 +352,7 @@ def cached_embedding(model: str, source: str, split: str, method: str, sample: i
 def _embedding(model: str, stamp: str, source: str, split: str, method: str, sample: int | None):
     ref = resolve_model(model)
     part = cached_dataset(source, ref.merge).subset(split)
-    return embed(cached_model(model, stamp), part.images, part.labels, split, method, sample)
+    return embed(cached_model(str(ref.path), stamp), part.images, part.labels, split, method, sample)
 
 
 def cached_face_views(model: str, face: np.ndarray) -> dict:
@@ -361,7 +362,7 @@ def cached_face_views(model: str, face: np.ndarray) -> dict:
 
 @st.cache_data(max_entries=32, ttl=1800, show_spinner="Looking inside the network…")
 def _face_views(model: str, stamp: str, face: bytes) -> dict:
-    return face_views(cached_model(model, stamp), np.frombuffer(face, np.uint8).reshape(48, 48))
+    return face_views(cached_model(str(resolve_model(model).path), stamp), np.frombuffer(face, np.uint8).reshape(48, 48))
 
 
 @st.cache_data(max_entries=8, ttl=1800, show_spinner="Reading the training dynamics…")
