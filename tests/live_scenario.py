@@ -75,7 +75,10 @@ def main() -> dict:
                 found = READOUT.search(shown)
                 if found:
                     seen.append(found.group(0))
-                    if len(seen) >= 3:  # refreshed: three readings, a second or more apart
+                    faces, fps = int(found.group(1)), float(found.group(2))
+                    # refreshed: three readings, a second or more apart, the last with the face at a
+                    # measured rate (on a busy machine the first frames can take longer than the rate window)
+                    if len(seen) >= 3 and faces >= 1 and fps > 0:
                         break
                 page.wait_for_timeout(1000)
             page.screenshot(path=str(work / "live.png"))
