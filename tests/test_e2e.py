@@ -514,3 +514,37 @@ def test_the_explore_map_shows_a_face_on_hover_and_a_box_selects_faces(browser, 
     assert n > 0
     j.shot("explore-map-selection")
     page.close()
+
+
+def test_the_photos_model_survives_a_visit_to_the_video_mode(browser, tmp_path, trained_run):
+    """Regression: only one of the two model selects is drawn at a time, and Streamlit dropped the
+    hidden one's value, so after the video mode the photos' model was back at the default. (AppTest
+    keeps it either way; only the real server showed it.)"""
+    _need_browser()
+    shutil.copytree(trained_run, tmp_path / "data" / "runs" / "mine")
+    srv = Server(tmp_path / "data", tmp_path / "server.log").start()
+    try:
+        page = browser.new_page()
+        page.set_default_timeout(120_000)
+        j = Journey(page, srv.url)
+        j.open("predict")
+        j.see("Test-time augmentation")
+        j.idle()
+        assert "Shipped default model" in j.selectbox("Model").inner_html()
+        j.selectbox("Model").click()
+        page.keyboard.type("run mine")
+        page.get_by_role("option", name="run mine").first.wait_for()
+        page.keyboard.press("Enter")
+        j.idle()
+        assert "run mine" in j.selectbox("Model").inner_html()
+        page.get_by_text("A video", exact=True).click()
+        j.see("Model for video and the live camera")
+        j.idle()
+        page.get_by_text("Photos", exact=True).first.click()
+        page.wait_for_function("() => !document.querySelector('[data-testid=stSidebar]').innerText"
+                               ".includes('Model for video')")
+        j.idle()
+        assert "run mine" in j.selectbox("Model").inner_html()
+        page.close()
+    finally:
+        srv.stop()
