@@ -244,11 +244,11 @@ with shipped_tab:
         shown = st.radio("Shipped model", (DEFAULT_MODEL, FAST_MODEL), horizontal=True, key="runs_shipped",
                          format_func={DEFAULT_MODEL: "default (the most accurate)",
                                       FAST_MODEL: "fast (for live views)"}.get)
-    history = shipped_histories(shipped_folder(shown))
+    folder = shipped_folder(shown)
+    history = shipped_histories(folder)
     if not history:
         st.info(f"The shipped {shown} model came without its training history.")
     else:
-        folder = shipped_folder(shown)
         st.caption(f"The per-epoch history of each training run behind the shipped {shown} model (shipped with it "
                    f"in `fer_core/shipping/{folder.name}/history/`); its model card says how the runs were "
                    "combined.")

@@ -22,14 +22,11 @@ def write_history(folder: str | os.PathLike, name: str, rows: list[dict]) -> Pat
     return files.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def replace_histories(folder: str | os.PathLike, histories: dict[str, list[dict]]) -> None:
-    """Ship exactly ``histories`` (``{run name: rows}``) with a released model: each is written, and
-    any other history there (an earlier release's) is removed, so the curves shown are this model's."""
+def write_histories(folder: str | os.PathLike, histories: dict[str, list[dict]]) -> None:
+    """Ship ``histories`` (``{run name: rows}``, empty ones left out) with a released model."""
     for name, rows in histories.items():
-        write_history(folder, name, rows)
-    for path in (Path(folder) / HISTORY).glob("*.jsonl"):
-        if path.stem not in histories:
-            path.unlink()
+        if rows:
+            write_history(folder, name, rows)
 
 
 def read_histories(folder: str | os.PathLike) -> dict[str, list[dict]]:

@@ -102,7 +102,7 @@ def _release_run(run_dir: str | Path, data: str, target: Path, log, shipped_as: 
     # a run started from another run's weights (init_from) needs that run's compute and command too
     runs = lineage(run)
     stages = [stage(r) for r in runs]
-    model_folder.replace_histories(target, {r.name: r.metrics for r in runs if r.metrics})
+    model_folder.write_histories(target, {r.name: r.metrics for r in runs})
     metrics = {"run": run.name, "epochs_trained": len(run.metrics), "selected_epoch": run.best.get("epoch"),
                "params": int(model.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(st["train_minutes"] for st in stages), 1), "stages": stages,
@@ -190,8 +190,7 @@ def _release_ensemble(sources: list, data: str, target: Path, log, shipped_as: s
         log(f"member {info['name']}: PublicTest {info['results']['PublicTest']:.4f}, PrivateTest "
             f"{info['results']['PrivateTest']:.4f} ({DEFAULT_TTA})")
         infos.append(info)
-    model_folder.replace_histories(target, {info["name"]: history for info in infos
-                                            if (history := info.pop("history"))})
+    model_folder.write_histories(target, {info["name"]: info.pop("history") for info in infos})
     metrics = {"kind": "ensemble", "run": " + ".join(i["name"] for i in infos), "members": infos,
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
