@@ -319,7 +319,9 @@ def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
 PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Explore", "Predict"]
 
 
-@pytest.mark.parametrize("path", ["dataset", "train", "runs", "evaluate", "predict"])
+# Every page goes through the same navigation (app.py); two suffice: the lightest page and the heaviest (each
+# case costs a fresh server, about ten seconds of the suite).
+@pytest.mark.parametrize("path", ["dataset", "predict"])
 def test_deep_link_on_a_fresh_server_shows_only_the_apps_navigation(browser, tmp_path, path):
     """A bookmarked page opened on a server that has served nothing yet: the app's own
     navigation (its page titles), never Streamlit's list of files (``app``, ``ui``...)."""
