@@ -38,7 +38,8 @@ from fer_core.errors import FerError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
-from fer_core.inference.loader import (DEFAULT_MODEL, FAST_MODEL, default_model, load_model, resolve_model,
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import (DEFAULT_MODEL, FAST_MODEL, default_model, resolve_model,
                                       shipped_model, speed_model)
 from fer_core.models.build import create_model, list_models
 from fer_core.inference.explore import embed
@@ -179,7 +180,7 @@ def model_choices() -> dict[str, str]:
     if default_model() is not None:
         out[DEFAULT_MODEL] = "Shipped default model (most accurate)"
     if shipped_model(FAST_MODEL) is not None:
-        out[FAST_MODEL] = "Shipped fast model (distilled, for live views)"
+        out[FAST_MODEL] = "Shipped fast model (for live views)"
     for run in list_runs():
         if run.error is None and run.model_file is not None:
             acc = run.best.get("val_accuracy")
@@ -216,7 +217,7 @@ def speed_index(choices: dict[str, str], otherwise: str | None = None) -> int:
 def cached_model(path: str, stamp: str):
     """A loaded model, kept across reruns and sessions until its file changes (``stamp``). Always
     keyed by the model file's path, so a model named two ways ("fast", its folder) loads once."""
-    return load_model(resolve_model(path))
+    return load_engine(resolve_model(path))
 
 
 def cached_evaluation(model: str, source: str, split: str, tta: str):

@@ -32,7 +32,8 @@ def main() -> None:
     from fer_core.device import quiet_tensorflow
     from fer_core.inference import explore
     from fer_core.inference.forward import predict_proba
-    from fer_core.inference.loader import load_model, resolve_model
+    from fer_core.inference.engine import load_engine
+    from fer_core.inference.loader import resolve_model
     from fer_core.inference.photo import face_views
     from fer_core.training.dynamics import SAMPLE
 
@@ -42,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     quiet_tensorflow()
     ref = resolve_model(args.model)
-    model = load_model(ref)
+    model = load_engine(ref)
     source = os.environ.get("FER2013_DIR") or "demo"
     part = load_dataset(source).subset(args.split)
     print(f"model {ref.name}, {source} {args.split}: {len(part)} faces; {platform.machine()}, "

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data.loading import load_dataset  # noqa: E402
 from fer_core.inference.faces import crop_face, get_detector  # noqa: E402
-from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.engine import load_engine  # noqa: E402
+from fer_core.inference.loader import resolve_model  # noqa: E402
 from fer_core.inference.photo import analyse  # noqa: E402
 from fer_core.inference.forward import predict_proba  # noqa: E402
 
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     ref = resolve_model("default")
-    model = load_model(ref)
+    model = load_engine(ref)
     speed(model, ref.classes, args.repeat)
     root = os.environ.get("FER2013_DIR")
     if not root:

@@ -23,7 +23,8 @@ def main() -> None:
     from skimage import data as skimage_data
 
     from fer_core.device import quiet_tensorflow
-    from fer_core.inference.loader import load_model, resolve_model
+    from fer_core.inference.engine import load_engine
+    from fer_core.inference.loader import resolve_model
     from fer_core.inference.live import LiveAnalyser
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     quiet_tensorflow()
     ref = resolve_model(args.model)
-    live = LiveAnalyser(load_model(ref), ref.classes)
+    live = LiveAnalyser(load_engine(ref), ref.classes)
     photo = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (480, 480))
     frames = []
     for i in range(30):

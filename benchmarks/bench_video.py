@@ -24,7 +24,8 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.inference.loader import load_model, resolve_model  # noqa: E402
+from fer_core.inference.engine import load_engine  # noqa: E402
+from fer_core.inference.loader import resolve_model  # noqa: E402
 from fer_core.inference.video import analyse_video  # noqa: E402
 
 W, H = 640, 480
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     args = parser.parse_args()
     ref = resolve_model("default")
-    model = load_model(ref)
+    model = load_engine(ref)
     with tempfile.TemporaryDirectory() as tmp:
         speed(model, ref.classes, args.seconds, Path(tmp))
         if args.minutes > 0:

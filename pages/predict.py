@@ -78,6 +78,8 @@ try:
 except FerError as exc:
     st.error(str(exc))
     st.stop()
+if model.note:  # the engine fell back to Keras: slower, and the page says why
+    st.info(model.note)
 
 
 

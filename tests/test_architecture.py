@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "fer_core"
 # imported inside functions to keep start-up fast (pyarrow: the CSV parser, needed only to read a CSV)
 # h5py: 0.1 s, needed only to write a release
-HEAVY = {"tensorflow", "keras", "cv2", "sklearn", "pyarrow", "h5py",
+HEAVY = {"tensorflow", "keras", "cv2", "sklearn", "pyarrow", "h5py", "ai_edge_litert",
          # optional (requirements-optional.txt): imported only where used, so their absence costs nothing else
-         "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert", "tensorboard", "ray", "jax", "torch"}
+         "onnx", "onnxruntime", "tf2onnx", "tensorboard", "ray", "jax", "torch"}
 
 
 def _modules() -> dict[str, Path]:

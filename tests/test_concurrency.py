@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import analyse
 from fer_core.shared import Gate, Pool
 
@@ -37,7 +38,7 @@ def photos() -> list[tuple[str, bytes]]:
 @pytest.fixture(scope="module")
 def shipped():
     ref = resolve_model("default")
-    return load_model(ref), ref.classes
+    return load_engine(ref), ref.classes  # what the app runs: the engine, its interpreters pooled
 
 
 def _summary(result):

@@ -42,7 +42,7 @@ def test_pages_offer_fast_and_default_to_it_where_speed_matters(fast_model, demo
     assert not at.exception
     photos = at.selectbox(key="pr_model")
     assert photos.value == "default" and photos.options == ["Shipped default model (most accurate)",
-                                                            "Shipped fast model (distilled, for live views)"]
+                                                            "Shipped fast model (for live views)"]
     at.radio(key="pr_mode").set_value("A video").run()
     speed = at.selectbox(key="pr_model_speed")
     assert not at.exception and speed.value == "fast" and speed.options == photos.options

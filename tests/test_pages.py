@@ -208,8 +208,8 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     table = runs.dataframe[0]
     assert list(table.proto.column_order)[:3] == ["run", "status", "note"]  # the telling columns first
     (study,) = [d.value for d in runs.dataframe if "kind" in d.value.columns]
-    assert list(study["kind"]) == ["published", "published", "shipped model", "your run"]
-    assert study["architecture"][3] == "CP-CP-CP-F" and study["test accuracy"][0] == 0.727
+    assert list(study["kind"]) == ["published", "published", "shipped model", "shipped fast model", "your run"]
+    assert study["architecture"][4] == "CP-CP-CP-F" and study["test accuracy"][0] == 0.727
     (summary,) = [d.value for d in runs.dataframe if "last epoch" in d.value.columns]
     assert set(summary["last epoch"]) == {2}
     labels = [b.label for b in runs.get("download_button")]

@@ -12,7 +12,9 @@ from fer_core.errors import ConfigError, DataError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
-from fer_core.inference.loader import load_model, resolve_model, speed_model
+from fer_core.inference.benchmark import RUNTIMES, entries_for, machine, run_benchmark
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import resolve_model, speed_model
 from fer_core.inference.photo import analyse
 from fer_core.inference.video import (
     DEFAULT_FPS,
@@ -59,8 +61,8 @@ def predict(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model) if len(videos) < len(args.images) else None
     video_ref = (resolve_model(args.model or speed_model()) if videos else None) or ref
     ref = ref or video_ref
-    model = load_model(ref)
-    video_model = model if video_ref == ref else load_model(video_ref)
+    model = load_engine(ref)
+    video_model = model if video_ref == ref else load_engine(video_ref)
     photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
                      detector=args.detector, occlude=args.explain and args.json)
@@ -124,6 +126,34 @@ def _print_video(r: VideoResult, out: str | None) -> None:
         print(f"  annotated video: {out}")
 
 
+def benchmark(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds {args.rounds}: give at least 1.", field="rounds")
+    names = args.model or [m for m in ("default", speed_model()) if m]
+    refs = [resolve_model(name) for name in names]
+    runtimes = RUNTIMES if args.runtime == "all" else (args.runtime,)
+    entries = [e for ref in refs for e in entries_for(ref, runtimes)]
+    ds = load_dataset(args.data or load_settings().active_source(), merge=refs[0].merge)
+    part = ds.subset(args.split)
+    if not len(part):
+        raise ConfigError(f"{ds.source}: the {args.split} split has no faces; choose another --split.", field="split")
+    log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    rows = run_benchmark(entries, part.images, part.labels, args.rounds, log)
+    doc = {"models": rows, "machine": machine(), "data": str(ds.source), "split": args.split, "faces": len(part),
+           "rounds": args.rounds}
+
+    def text() -> None:
+        print(f"{doc['machine']}; {args.split} ({len(part):,} faces); speeds: best of {args.rounds} interleaved rounds")
+        print("| model | runtime | accuracy | with flip | faces/s | ms per face | MB | parameters |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['model']} | {r['runtime']} | {r['accuracy']:.2%} | {r['accuracy_flip']:.2%} | "
+                  f"{r['faces_per_s']:,} | {r['ms_per_face']:.2f} | {r['size_mb']:.2f} | {r['params']:,} |")
+
+    emit(args, doc, text)
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser, tta_note: str) -> None:
     """--model, --tta and --json, shared by evaluate and predict."""
     p.add_argument("--model", help="a .keras file, a run directory or run name, 'default' or 'fast' (default: the "
@@ -139,6 +169,16 @@ def add_commands(sub) -> None:
     ev.add_argument("--data", help="data source (default: the app's active data set)")
     ev.add_argument("--split", default="PrivateTest", help="Training, PublicTest, PrivateTest or all")
     ev.set_defaults(func=evaluate)
+
+    bm = sub.add_parser("benchmark", help="every model by runtime (the app's engine and Keras): accuracy, faces/s, "
+                        "ms per face, size")
+    bm.add_argument("--model", action="append", help="a model (repeatable; default: 'default', and 'fast' when shipped)")
+    bm.add_argument("--data", help="data source (default: the app's active data set)")
+    bm.add_argument("--split", default="PrivateTest", help="Training, PublicTest or PrivateTest (default PrivateTest)")
+    bm.add_argument("--runtime", default="all", choices=("all", *RUNTIMES), help="which runtimes (default all)")
+    bm.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds (default 3)")
+    add_json_option(bm)
+    bm.set_defaults(func=benchmark)
 
     pr = sub.add_parser("predict", help="find the faces in photos and videos and classify each one")
     pr.add_argument("images", nargs="+", metavar="IMAGE|VIDEO",

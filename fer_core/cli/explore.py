@@ -9,7 +9,8 @@ from fer_core.config import load_settings
 from fer_core.data.loading import load_dataset
 from fer_core.errors import ConfigError, FerError
 from fer_core.inference import explore
-from fer_core.inference.loader import load_model, resolve_model, speed_model
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import resolve_model, speed_model
 from fer_core.inference.photo import analyse
 from fer_core.runs import rundir
 from fer_core.training.dynamics import read_dynamics
@@ -22,7 +23,7 @@ def embed(args: argparse.Namespace) -> int:
     if len(part) < 3:
         raise ConfigError(f"{ds.source}: the {args.split} split has {len(part)} face(s); a map needs at least 3.",
                           field="split")
-    result = explore.embed(load_model(ref), part.images, part.labels, args.split, args.method, args.sample)
+    result = explore.embed(load_engine(ref), part.images, part.labels, args.split, args.method, args.sample)
     doc = {"model": ref.name, **result.to_json(ref.classes)}
     emit(args, doc, f"model: {ref.name}  data: {ds.source}  split: {args.split}  faces: {len(result.index)}  "
                     f"layout: {args.method}\n10-NN accuracy of the classes: {result.knn_full:.1%} in the model's "
@@ -32,7 +33,7 @@ def embed(args: argparse.Namespace) -> int:
 
 def layers(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model or speed_model())
-    model = load_model(ref)
+    model = load_engine(ref)
     (res,) = analyse([(args.image, args.image)], model, ref.classes, detect="never" if args.no_detect else "auto")
     if res.error:
         raise FerError(res.error)

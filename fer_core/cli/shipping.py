@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from fer_core.cli.output import add_json_option, emit
+from fer_core.errors import ConfigError
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.forward import DEFAULT_TTA
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, shipped_folder
 from fer_core.runs.model_folder import MODEL_CARD
 from fer_core.shipping.export import FORMATS, QUANTIZE, export_model
-from fer_core.shipping.release import compare_members, release, rewrite_card
+from fer_core.shipping.release import compare_members, member_folder, recompile, release, rewrite_card
 
 
 def release_command(args: argparse.Namespace) -> int:
     folder = shipped_folder(args.shipped_as)
-    metrics = release(args.run_dirs, args.data, target=folder, note=args.note, shipped_as=args.shipped_as)
+    if args.member:
+        if len(args.run_dirs) != 1:
+            raise ConfigError("--member names a member of one ensemble: give only that ensemble ('default' or its "
+                              "folder).", field="member")
+        ensemble = args.run_dirs[0]
+        ensemble = shipped_folder(ensemble) if ensemble in (DEFAULT_MODEL, FAST_MODEL) else Path(ensemble)
+        with tempfile.TemporaryDirectory(prefix="fer-member-") as tmp:
+            source = member_folder(ensemble, args.member, Path(tmp) / args.member)
+            metrics = release([source], args.data, target=folder, note=args.note, shipped_as=args.shipped_as)
+        args.run_dirs = [f"{args.member} (a member of {ensemble.name})"]
+    else:
+        metrics = release(args.run_dirs, args.data, target=folder, note=args.note, shipped_as=args.shipped_as)
     print(f"released {' + '.join(args.run_dirs)} as the {args.shipped_as} model ({metrics['size_mb']} MB); "
           f"see {folder / MODEL_CARD}")
+    return 0
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    name = args.model_dir or DEFAULT_MODEL
+    folder = shipped_folder(name) if name in (DEFAULT_MODEL, FAST_MODEL) else Path(name)
+    engine = recompile(folder, args.data, log=lambda line: print(line, flush=True))
+    print(f"{folder.name}: the app runs it with {engine['runtime']}; see {folder / MODEL_CARD}")
     return 0
 
 
@@ -62,7 +83,16 @@ def add_commands(sub) -> None:
     rel.add_argument("--as", dest="shipped_as", choices=(DEFAULT_MODEL, FAST_MODEL), default=DEFAULT_MODEL,
                      help="which shipped model it becomes: 'default' (the most accurate) or 'fast' (for the views "
                           "where speed matters)")
+    rel.add_argument("--member", metavar="NAME", help="ship one member of an ensemble alone (the one source is the "
+                     "ensemble: 'default' or its folder; NAME as its card lists it)")
     rel.set_defaults(func=release_command)
+
+    cmp = sub.add_parser("compile", help="compile a shipped model for the inference engine again (LiteRT, chosen by "
+                         "measurement on PublicTest) and write its card")
+    cmp.add_argument("model_dir", nargs="?", metavar="default|fast|FOLDER",
+                     help="a shipped model ('default', the default, or 'fast') or a released model's folder")
+    cmp.add_argument("--data", required=True, help="FER2013 (PublicTest chooses; PrivateTest is reported)")
+    cmp.set_defaults(func=compile_command)
 
     exp = sub.add_parser("export", help="write a model as ONNX, TFLite or a TensorFlow SavedModel (uint8 faces in, "
                          "probabilities out, preprocessing inside)")

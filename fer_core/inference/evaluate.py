@@ -18,10 +18,11 @@ from fer_core.config import cache_dir, read_only
 from fer_core.data.dataset import Dataset
 from fer_core.errors import DataError
 from fer_core.inference.forward import predict_proba
-from fer_core.inference.loader import ModelRef, load_model
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import ModelRef
 from fer_core.runs import rundir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: answers of the inference engine (LiteRT), no longer of Keras
 
 
 @dataclass
@@ -140,7 +141,7 @@ def _save(file: Path, res: EvalResult) -> None:
 
 
 def evaluate_cached(ref: ModelRef, dataset: Dataset, split: str | None, tta: str = "none",
-                    load: Callable = load_model) -> tuple[EvalResult, bool]:
+                    load: Callable = load_engine) -> tuple[EvalResult, bool]:
     """Evaluate with the on-disk cache; returns ``(result, came_from_cache)``.
 
     The key covers the model file (path, size, modification time), the split's pixels and

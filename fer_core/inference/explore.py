@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_core.errors import ConfigError, ModelError
-from fer_core.inference.forward import predict_proba
+from fer_core.inference.forward import Classifier, keras_model, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
 
 METHODS = ("pca", "tsne")
@@ -53,7 +53,13 @@ def _extractor(model):
 
 def features(model, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The features ``model`` classifies ``faces`` (N, 48, 48[, 1] uint8) from: (N, D) float32.
-    Safe from several threads (one forward pass per model at a time)."""
+    The engine gives them from its artifact; a Keras model (or the engine's when Keras runs it)
+    one forward pass per model at a time. Safe from several threads."""
+    if isinstance(model, Classifier):
+        found = model.features(faces)
+        if found is not None:
+            return found
+        model = model.keras
     nets, lock = _extractor(model)
     x = np.asarray(faces, np.float32)
     if x.ndim == 3:
@@ -148,8 +154,9 @@ def embed(model, images: np.ndarray, labels: np.ndarray, split: str, method: str
     if sample is not None and sample < len(labels):
         index = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
     faces, true = images[index], labels[index].astype(int)
-    feats = features(model, faces)
-    proba = predict_proba(model, faces)
+    proba, feats = model.proba_and_features(faces) if isinstance(model, Classifier) else (None, None)
+    if feats is None:  # a Keras model, or an engine that runs Keras
+        feats, proba = features(model, faces), predict_proba(model, faces)
     xy = layout(feats, method, seed)
     return Embedding(method, split, index, xy, true, proba.argmax(axis=1), proba.max(axis=1),
                      knn_accuracy(feats, true), knn_accuracy(xy, true), neighbours(feats))
@@ -175,6 +182,7 @@ def layers(model, face: np.ndarray, top: int = 6) -> dict:
     (``note`` says what a network without convolution blocks cannot show)."""
     import keras
 
+    model = keras_model(model)  # the layers of the engine's Keras model
     net = (ensemble_members(model) or [model])[0]
     blocks = _block_outputs(net)
     last = net.layers[-1]

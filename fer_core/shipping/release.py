@@ -23,6 +23,7 @@ from fer_core.data.loading import load_dataset
 from fer_core.errors import ModelError
 from fer_core.inference.evaluate import evaluate
 from fer_core.inference.forward import DEFAULT_TTA, predict_proba
+from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import DEFAULT_MODEL, DEFAULT_MODEL_DIR, ModelRef, load_model, shipped_folder
 from fer_core.models.ensemble import build_ensemble
 from fer_core.models.ensemble import members as ensemble_members
@@ -31,6 +32,7 @@ from fer_core.runs.recipes import find_recipe, list_recipes
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.shipping import card
 from fer_core.shipping.compact import compact
+from fer_core.shipping.compiled import compile_shipped
 from fer_core.shipping.measure import measure_release, measure_speed
 from fer_core.training.catalog import lineage, summarize
 
@@ -66,8 +68,14 @@ def release(sources, data: str, target: Path | None = None, log=print, note: str
         old.rename(target)  # a crash between the two renames below: the last complete release is back
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        metrics, render = _release_run(sources[0], data, staging, log, shipped_as) if len(sources) == 1 else \
-            _release_ensemble(sources, data, staging, log, shipped_as)
+        if len(sources) > 1:
+            metrics, render, ds = _release_ensemble(sources, data, staging, log, shipped_as)
+        elif not model_folder.read_model_metrics(sources[0]).get("results"):  # a run, not a released model
+            metrics, render, ds = _release_run(sources[0], data, staging, log, shipped_as)
+        else:
+            metrics, render, ds = _release_folder(sources[0], data, staging, log, shipped_as)
+        metrics["engine"] = compile_shipped(staging, ds, metrics["results"], shipped_as, log)
+        metrics["speed"] = metrics["engine"].pop("speed", None) or metrics["speed"]  # as the app runs it
         if note:
             metrics["note"] = note
         metrics["shipped_as"] = shipped_as
@@ -110,7 +118,60 @@ def _release_run(run_dir: str | Path, data: str, target: Path, log, shipped_as: 
                "bn_recalibration": run.info.get(rundir.BN_RECORD) if recalibrated else None,
                "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(model, ds, log, shipped_as)}
     network = card.describe_network(model)
-    return metrics, lambda m: card.render(m, run.config.to_dict(), run.metrics, network)
+    return metrics, lambda m: card.render(m, run.config.to_dict(), run.metrics, network), ds
+
+
+def _release_folder(path: str | Path, data: str, target: Path, log, shipped_as: str = DEFAULT_MODEL):
+    """A released model's folder shipped again (e.g. one member of the default ensemble, see
+    :func:`member_folder`): its metrics and how its card is written (both by :func:`release`)."""
+    model, info = _member(path)
+    target.mkdir(parents=True, exist_ok=True)
+    size_mb = _save_shipped(model, target, f"{path}: ")
+    cfg = TrainConfig.from_dict(info["config"])
+    ds = load_dataset(data, merge=cfg.merge)
+    model = load_model(ModelRef(rundir.final_model(target), info["name"], ds.class_names))
+    rundir.write_config(target, cfg)
+    rundir.write_classes(target, ds.class_names)
+    history = info["history"]
+    model_folder.write_histories(target, {info["name"]: history})
+    stages = info["stages"]
+    best = max(history, key=lambda row: row.get("val_accuracy", 0)) if history else {}
+    metrics = {"run": info["name"], "epochs_trained": len(history) or (stages[-1]["epochs"] if stages else 0),
+               "selected_epoch": best.get("epoch"), "params": int(model.count_params()),
+               "size_mb": round(size_mb, 2), "train_minutes": info["train_minutes"], "stages": stages,
+               "device": stages[-1].get("device") if stages else None, "num_train": None,
+               "bn_recalibration": None, "member_of": info.get("member_of"), "default_tta": DEFAULT_TTA,
+               "data": str(ds.source), **measure_release(model, ds, log, shipped_as)}
+    network = card.describe_network(model)
+    return metrics, lambda m: card.render(m, cfg.to_dict(), history, network), ds
+
+
+def member_folder(ensemble: Path, name: str, out: Path) -> Path:
+    """Write one member of a shipped ensemble (``name``, as its card lists it) as a released
+    model's folder ``out`` (model, config, classes, history, what its card said of it), so
+    :func:`release` can ship it alone.
+
+    Raises:
+        ModelError: ``ensemble`` is not an ensemble, or has no member of that name.
+    """
+    metrics = model_folder.read_model_metrics(ensemble)
+    infos = metrics.get("members") or []
+    names = [m["name"] for m in infos]
+    if metrics.get("kind") != "ensemble" or name not in names:
+        raise ModelError(f"{ensemble}: no ensemble member named {name!r}" +
+                         (f"; its members are {', '.join(names)}." if names else " (not an ensemble)."))
+    i = names.index(name)
+    ensemble_model = load_model(ModelRef(rundir.final_model(ensemble), "ensemble", rundir.read_classes(ensemble) or ()))
+    member = ensemble_members(ensemble_model)[i]
+    out.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(rundir.final_model(out), lambda tmp: member.save(tmp))
+    rundir.write_config(out, TrainConfig.from_dict(infos[i]["config"]))
+    rundir.write_classes(out, rundir.read_classes(ensemble) or ())
+    model_folder.write_histories(out, {name: model_folder.read_histories(ensemble).get(name, [])})
+    files.write_json(out / model_folder.MODEL_METRICS, {
+        "run": name, "results": infos[i].get("results"), "stages": infos[i].get("stages", []),
+        "train_minutes": infos[i].get("train_minutes", 0), "member_of": str(metrics.get("run"))})
+    return out
 
 
 def released_file(run, where) -> Path:
@@ -149,7 +210,7 @@ def _member(source: str | Path) -> tuple[object, dict]:
         config = rundir.read_config(path)
         return model, {"name": metrics["run"], "source": str(source), "config": config.to_dict(),
                        "params": int(model.count_params()), "stages": metrics.get("stages", []),
-                       "train_minutes": metrics.get("train_minutes", 0),
+                       "train_minutes": metrics.get("train_minutes", 0), "member_of": metrics.get("member_of"),
                        "history": model_folder.read_histories(path).get(metrics["run"], [])}
     run = summarize(path)
     if run.error or run.config is None:
@@ -195,7 +256,7 @@ def _release_ensemble(sources: list, data: str, target: Path, log, shipped_as: s
                "params": int(ensemble.count_params()), "size_mb": round(size_mb, 2),
                "train_minutes": round(sum(i["train_minutes"] for i in infos), 1),
                "default_tta": DEFAULT_TTA, "data": str(ds.source), **measure_release(ensemble, ds, log, shipped_as)}
-    return metrics, card.render_ensemble
+    return metrics, card.render_ensemble, ds
 
 
 def compare_members(sources: list, data: str, split: str = "PublicTest", log=print) -> list[dict]:
@@ -245,6 +306,20 @@ def stage(run) -> dict:
             "command": command, "then": then}
 
 
+def recompile(target: Path, data: str, log=print) -> dict:
+    """Compile a released model for the inference engine again (:func:`compile_shipped`), keep
+    what it chose in ``metrics.json`` and write the card again; returns the engine's record."""
+    metrics = model_folder.read_model_metrics(target)
+    if not metrics.get("results"):
+        raise ModelError(f"{target}: no metrics.json with results; run 'python -m fer_core release' first.")
+    ds = load_dataset(data, merge=rundir.read_config(target).merge)
+    metrics["engine"] = compile_shipped(target, ds, metrics["results"], metrics.get("shipped_as") or DEFAULT_MODEL, log)
+    metrics["engine"].pop("speed", None)  # the card's speed is measured again below, as the app runs it
+    files.write_json(target / model_folder.MODEL_METRICS, metrics)
+    rewrite_card(target, log)
+    return metrics["engine"]
+
+
 def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None = None,
                  comparison: dict | None = None) -> dict:
     """Write a released model's card again from its ``metrics.json`` (no evaluation is repeated),
@@ -260,7 +335,8 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None =
         raise ModelError(f"{target}: no metrics.json with results; run 'python -m fer_core release' first.")
     ref = ModelRef(rundir.final_model(target), metrics.get("shipped_as") or DEFAULT_MODEL,
                    rundir.read_classes(target) or ())
-    model = load_model(ref)
+    engine = load_engine(ref)  # the artifact beside the model when there is one: the speed the app gets
+    model = engine.keras
     cfg = rundir.read_config(target)
     metrics["default_tta"] = DEFAULT_TTA
     if note:
@@ -275,7 +351,7 @@ def rewrite_card(target: Path = DEFAULT_MODEL_DIR, log=print, note: str | None =
         recipe = by_run.get(st["run"])
         if recipe is not None:  # the stage's recipe, now that stages are named recipes
             st.update(recipe=recipe.name, command=recipe.command(), then=recipe.follow_up())
-    metrics["speed"] = measure_speed(model, make_demo_dataset(per_class=300, seed=3).images)
+    metrics["speed"] = measure_speed(engine, make_demo_dataset(per_class=300, seed=3).images)
     log(f"speed: {metrics['speed']}")
     files.write_json(target / model_folder.MODEL_METRICS, metrics)
     text = (card.render_ensemble(metrics) if metrics.get("kind") == "ensemble" else
