@@ -57,6 +57,9 @@ def main() -> None:
     full = timed("10-NN accuracy, all features", explore.knn_accuracy, feats, labels)
     print(f"{'':<52} = {full:.1%}; on the PCA map {explore.knn_accuracy(pca, labels):.1%}, on the t-SNE map "
           f"{explore.knn_accuracy(tsne, labels):.1%}")
+    timed("the whole map as the page makes it (PCA)", explore.embed, model, part.images, part.labels, args.split, "pca")
+    timed("the whole map as the page makes it (t-SNE)", explore.embed, model, part.images, part.labels, args.split,
+          "tsne")
     face = part.images[0]
     timed("occlusion map of one face (100 covered copies)", explore.occlusion, model, face)
     timed("what-if: the face and its 9 edits, one batch", explore.what_if, model, face)

@@ -60,8 +60,9 @@ def test_a_read_only_server_shows_jobs_but_changes_nothing(lecturer_job, monkeyp
     with pytest.raises(ConfigError, match="read-only"):
         save_upload("fer.csv", b"emotion,pixels,Usage\n")
     after = sorted(p.relative_to(demo_app) for p in demo_app.rglob("*"))
-    # nothing written: only SQLite's shared-memory index of the WAL, which any reader of a WAL store opens
-    assert {str(p) for p in set(after) - set(before)} <= {"jobs.sqlite3-shm", "jobs.sqlite3-wal"}
+    # nothing written, not even SQLite's side files (regression: mode=ro created jobs.sqlite3-wal and -shm,
+    # and on a read-only mount the store could not be opened at all)
+    assert after == before
 
 
 def test_a_read_only_server_still_analyses_photos(demo_app, monkeypatch):
@@ -76,6 +77,31 @@ def test_a_read_only_server_still_analyses_photos(demo_app, monkeypatch):
     assert not at.exception and not at.error
     assert any(m.value.startswith("**Face 1:") for m in at.markdown)
     assert not demo_app.exists()  # analysed in memory: nothing written, not even the data folder
+
+
+def test_a_read_only_server_sees_the_live_store_and_creates_no_file(demo_app, monkeypatch):
+    from fer_core.jobs.sqlite import connect
+
+    holder = type("Holder", (), {"slots": lambda self: [], "alive": lambda self, job: True,
+                                 "stop": lambda self, job: None})()
+    writer = jobs.JobStore()  # the full server, its store open (WAL and shared memory files in place)
+    first = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), writer, holder)
+    monkeypatch.setenv("FER_READ_ONLY", "1")
+    files_now = sorted(p.name for p in demo_app.iterdir())
+    reader = connect()
+    assert [r["id"] for r in reader.execute("SELECT id FROM jobs")] == [first]
+    monkeypatch.delenv("FER_READ_ONLY")
+    second = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), writer, holder)
+    assert [r["id"] for r in reader.execute("SELECT id FROM jobs")] == [first, second]  # committed changes show
+    reader.close()
+    assert sorted(p.name for p in demo_app.iterdir()) == files_now
+    writer.close()
+    monkeypatch.setenv("FER_READ_ONLY", "1")
+    closed = sorted(p.name for p in demo_app.iterdir())
+    reader = connect()  # the full server gone: everything is in the main file, read as it is
+    assert [r["id"] for r in reader.execute("SELECT id FROM jobs")] == [first, second]
+    reader.close()
+    assert sorted(p.name for p in demo_app.iterdir()) == closed and "jobs.sqlite3-shm" not in closed
 
 
 def test_a_read_only_store_with_no_jobs_yet_is_empty(demo_app, monkeypatch):

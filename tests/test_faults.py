@@ -194,9 +194,10 @@ def test_a_damaged_page_of_the_store_is_a_clear_error_and_repair_rebuilds_it(run
     assert list(data_dir.glob(f"{jobs.STORE_FILE}.damaged-*"))
     with jobs.JobStore() as store:
         rebuilt = {Path(j.run_dir).name: j for j in store.list()}
-    # every run directory is a job again: the finished run succeeded, the queued ones can be resumed
+    # every run directory is a job again: the finished run succeeded, the queued ones are queued again
     assert rebuilt[run_in_data.name].status == jobs.JobStatus.SUCCEEDED
-    assert len(rebuilt) == len([p for p in (data_dir / "runs").iterdir() if (p / "config.json").exists()])
+    queued = [j for j in rebuilt.values() if j.status == jobs.JobStatus.QUEUED]
+    assert len(queued) == 40 and sorted(j.id for j in queued) == list(range(1, 41))  # under their own ids
 
 
 def test_a_full_disk_in_the_store_is_reported_as_such_and_rolls_back_cleanly(data_dir):

@@ -118,9 +118,27 @@ def test_dead_or_silent_workers_become_interrupted(store):
     assert "Resume" in store.get(a).error
     store.resume(a)
     jobs.schedule(store, runner)
-    store.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time() - jobs.STALE_SECONDS - 1, a))
+    # a worker that has trained (it reported batches), silent past the stale limit
+    store.conn.execute("UPDATE jobs SET heartbeat = ?, steps = 10 WHERE id = ?", (time.time() - jobs.STALE_SECONDS - 1, a))
     assert store.reap(lambda pid: True, runner.stop) == [a]  # alive pid, but no heartbeat for too long
     assert runner.stopped == [a]  # a silent worker that is still alive is stopped, not left running
+
+
+def test_a_starting_worker_is_slow_not_hung_until_the_start_limit(store, monkeypatch):
+    """Regression (a class's busy machine): a worker still importing TensorFlow, its heartbeat
+    thread starved, was given up 30 s after it started. Before its first batch, a live worker
+    keeps its job until FER_START_SECONDS; a dead one is given up at once, as before."""
+    monkeypatch.setenv("FER_START_SECONDS", "120")
+    runner = FakeRunner(slots=2)
+    a, b = store.submit(tiny()), store.submit(tiny())
+    jobs.schedule(store, runner)
+    store.conn.execute("UPDATE jobs SET heartbeat = ?", (time.time() - jobs.STALE_SECONDS - 5,))
+    assert store.reap(lambda job: True, runner.stop) == []  # silent past the stale limit, but starting
+    assert {store.get(a).status, store.get(b).status} == {JobStatus.RUNNING}
+    store.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time() - 121, a))
+    assert store.reap(lambda job: True, runner.stop) == [a]  # past the start limit: hung
+    assert "while starting" in store.get(a).error
+    assert store.reap(lambda job: False) == [b]  # a dead worker never waits
 
 
 def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
@@ -295,6 +313,54 @@ def test_job_runs_to_success_in_its_own_process(store):
     log = read_log(job.run_dir)
     assert "Epoch 2/2" in log and f"job {job_id}: succeeded" in log
     assert "batch-norm recalibration: " in log  # whether it ran and what it changed (lecturer issue, point 7)
+
+
+def test_jobs_started_on_a_saturated_machine_all_succeed(store, monkeypatch):
+    """Regression: on a class's busy server a healthy job became interrupted ("no heartbeat for
+    30 s") while its worker was still importing TensorFlow. Here the cores are saturated by busy
+    processes (each bounded to two minutes) and the stale limit is the shortest allowed, 6 s:
+    every job still starts, trains and succeeds."""
+    monkeypatch.setenv("FER_STALE_SECONDS", "6")
+    spin = "import time\nend = time.time() + 120\nwhile time.time() < end:\n    pass\n"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        ids = [jobs.submit(tiny(epochs=2), store) for _ in range(2)]
+        for job_id in ids:
+            job = wait_for(store, job_id, lambda j: j.status in jobs.ENDED, timeout=600)
+            assert job.status == JobStatus.SUCCEEDED, job.error
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+
+
+def test_repair_keeps_a_running_job_running_and_a_queued_one_queued(data_dir, capsys):
+    """Regression: `jobs repair` on a damaged store, one job running and one queued, said "rebuilt
+    2 job(s)" and dropped both; the worker went on unseen, a new job trained beside it and the
+    lost job could be neither resumed nor cancelled."""
+    with JobStore() as store:
+        running = jobs.submit(tiny(epochs=200), store)
+        queued = store.submit(tiny(epochs=1))
+        job = wait_for(store, running, lambda j: j.epoch >= 1 and j.pid)
+        attempt, pid = job.attempt, job.pid
+    store_file = data_dir / jobs.STORE_FILE
+    store_file.write_bytes(b"not a database" * 100)  # damaged
+    assert main(["jobs", "repair"]) == 0
+    capsys.readouterr()
+    with JobStore() as store:
+        live, waiting = store.get(running), store.get(queued)
+        assert (live.status, live.attempt, live.pid) == (JobStatus.RUNNING, attempt, pid)
+        assert waiting.status == JobStatus.QUEUED
+        jobs.schedule(store)
+        assert store.get(queued).status == JobStatus.QUEUED  # no second worker beside the live one
+        wait_for(store, running, lambda j: j.epoch >= live.epoch + 1)  # still followed: its reports arrive
+        assert store.cancel(running) == JobStatus.RUNNING  # and it can be cancelled
+        job = wait_for(store, running, lambda j: j.status in jobs.ENDED, timeout=120)
+        assert job.status == JobStatus.CANCELLED
+        rows = read_metrics(job.run_dir)
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+        job = wait_for(store, queued, lambda j: j.status in jobs.ENDED)  # then the queued one runs
+        assert job.status == JobStatus.SUCCEEDED, job.error
 
 
 def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(store):

@@ -117,3 +117,38 @@ def test_a_released_models_histories_round_trip_and_a_damaged_line_is_skipped(tm
     assert run.name == "member-run" and run.metrics == rows
     assert len(curves([run])) == 8  # 2 epochs x (loss, accuracy) x (training, validation)
     assert model_folder.read_histories(tmp_path / "none") == {}
+
+
+def test_a_lost_or_truncated_commit_record_is_rebuilt_never_trained_over(tmp_path, capsys):
+    """Regression: with state.json truncated, `train --resume RUN --epochs 6` printed "resuming",
+    trained from epoch 1 and replaced the checkpoints and history of the epochs done."""
+    run_dir = train(tiny(epochs=3), tmp_path / "run")
+    before = rundir.read_metrics(run_dir)
+    (run_dir / rundir.STATE).write_text('{"epoch": 3, "last": "last-e0')  # cut mid-write by a full disk, say
+    assert main(["train", "--resume", str(run_dir), "--epochs", "5"]) == 0
+    rows = rundir.read_metrics(run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[:3] == before  # the epochs done are kept as they were, not trained again
+    # a job's worker resumes such a run too (it asks has_started), never starts it over
+    (run_dir / rundir.STATE).unlink()
+    assert rundir.has_started(run_dir)
+
+
+def test_a_record_that_cannot_be_rebuilt_or_a_bad_history_is_refused_and_nothing_changes(tmp_path, capsys):
+    run_dir = train(tiny(epochs=3), tmp_path / "run")
+    state = json.loads((run_dir / rundir.STATE).read_text())
+    kept = sorted(p.name for p in run_dir.iterdir())
+
+    (run_dir / rundir.STATE).write_text("{")
+    (run_dir / rundir.METRICS).write_text("")  # no history to rebuild it from
+    assert main(["train", "--resume", str(run_dir), "--epochs", "6"]) == 2
+    assert "commit record (state.json) is missing or unreadable" in capsys.readouterr().err
+    assert sorted(p.name for p in run_dir.iterdir()) == kept and rundir.read_config(run_dir).epochs == 3
+
+    for rows, named in (([1, 2, 2], "repeats epoch 2"), ([1, 3, 4], "missing epoch 2")):
+        bad = {**state, "metrics": [{**state["metrics"][0], "epoch": e} for e in rows]}
+        (run_dir / rundir.STATE).write_text(json.dumps(bad))
+        assert main(["train", "--resume", str(run_dir), "--epochs", "6"]) == 2
+        assert named in capsys.readouterr().err
+        assert json.loads((run_dir / rundir.STATE).read_text()) == bad  # refused, untouched
+    assert rundir.read_config(run_dir).epochs == 3

@@ -63,6 +63,8 @@ def predict(args: argparse.Namespace) -> int:
     ref = ref or video_ref
     model = load_engine(ref)
     video_model = model if video_ref == ref else load_engine(video_ref)
+    for note in {m.note for m in (model, video_model) if m.note}:  # the engine fell back to Keras: say why
+        print(note, file=sys.stderr, flush=True)
     photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
                      detector=args.detector, occlude=args.explain and args.json)

@@ -158,18 +158,25 @@ def explain_sqlite(exc: BaseException) -> str:
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only server's view of the store: opened read-only (every write fails), or an
-    empty table when the full server has not made the store yet."""
+    """A read-only server's view of the store, which creates no file, not even SQLite's side files
+    (``-wal``, ``-shm``), and works on a read-only mount: while the full server has the store open
+    (both side files exist) it is opened read-only and sees every committed change; otherwise
+    everything is in the main file and it is opened ``immutable``. An empty table when the full
+    server has not made the store yet."""
     if path.is_file():
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
-            return conn
-        except sqlite3.Error as exc:
-            raise JobError(f"The job store {path} cannot be read: {explain_sqlite(exc)}.") from None
+        live = all(path.with_name(path.name + s).is_file() for s in ("-wal", "-shm"))
+        last = None
+        for mode in (("mode=ro", "immutable=1") if live else ("immutable=1",)):
+            try:
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+                conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+                return conn
+            except sqlite3.Error as exc:
+                last = exc  # a read-only mount refuses the shared memory file: read the main file as it is
+        raise JobError(f"The job store {path} cannot be read: {explain_sqlite(last)}.") from None
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     create_schema(conn)

@@ -40,6 +40,22 @@ def stale_seconds() -> float:
         value = STALE_SECONDS
     return max(value, 3 * HEARTBEAT_SECONDS)
 
+
+#: A worker that has not reported its first batch yet is starting: Python, TensorFlow and the data
+#: set load first, which takes minutes on a saturated machine and can starve its heartbeat thread
+#: (an import holds the interpreter). While its process lives it is slow, not hung: its silence
+#: counts only after this long (``FER_START_SECONDS``; never less than the stale limit).
+START_SECONDS = 900.0
+
+
+def start_seconds() -> float:
+    """How long a live worker may take to start before its silence counts (see START_SECONDS)."""
+    try:
+        value = float(os.environ.get("FER_START_SECONDS", START_SECONDS))
+    except ValueError:
+        value = START_SECONDS
+    return max(value, stale_seconds())
+
 LOCAL = "local"
 
 
@@ -230,7 +246,8 @@ class JobStore:
                                                                  time.time(), str(path), cfg.epochs, runner, sweep))
                 job_id = int(cur.lastrowid)
                 labels = {rundir.JOB: job_id, rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep,
-                          rundir.SWEEP_CONFIG: sweep_config}
+                          rundir.SWEEP_CONFIG: sweep_config,
+                          rundir.QUEUED: {"config": cfg.to_dict(), "runner": runner}}
                 rundir.update_info(path, **{k: v for k, v in labels.items() if v})
                 return job_id
         except BaseException:
@@ -380,7 +397,7 @@ class JobStore:
         fences it off, and ``stop(job)`` (the runner's) ends it. ``explain(job)``: what the
         runner knows of a dead worker's end, added to the job's error.
         """
-        now, stale = time.time(), stale_seconds()
+        now, stale, starting = time.time(), stale_seconds(), start_seconds()
         gone = []
         for job in self.list(JobStatus.RUNNING):
             if job.runner != runner:
@@ -389,11 +406,13 @@ class JobStore:
             if state is None:
                 continue
             dead = not state
-            if not dead and (job.heartbeat or 0) >= now - stale:
+            limit = stale if job.steps else starting  # no batch reported yet: still starting (slow, not hung)
+            if not dead and (job.heartbeat or 0) >= now - limit:
                 continue
+            silent = "(hung, stopped or asleep)" if job.steps else "while starting (hung before its first batch)"
             why = ("The worker process stopped without a word (killed, out of memory or machine restart)."
-                   if dead else f"The worker sent no heartbeat for {stale:.0f} s (hung, stopped or asleep); "
-                                "it was stopped so that it can never write this run again.")
+                   if dead else f"The worker sent no heartbeat for {limit:.0f} s {silent}; it was stopped so that "
+                                "it can never write this run again.")
             said = explain(job) if dead and explain is not None else ""
             why += f" {said}" if said else ""
             # a live worker must stop writing before its job can be given up (and resumed): a

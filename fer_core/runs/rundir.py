@@ -65,6 +65,9 @@ DYNAMICS = "dynamics.npz"  # per epoch, the true class's probability of sampled 
 #: Training keeps them.
 NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG = "note", "job", "tags", "sweep", "sweep_config"
 SUBMITTED = (NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG)
+#: The key of ``run.json`` that holds a job's request while it waits (``{"config", "runner"}``):
+#: what ``jobs repair`` queues again when the store is lost. Training drops it (config.json then holds it).
+QUEUED = "queued"
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
 
@@ -84,7 +87,8 @@ def is_finished(info: dict) -> bool:
     return info.get("status") == RunStatus.FINISHED
 
 
-_CHECKPOINT = re.compile(r"^(last|best)-e(\d{4,})\.keras$")
+#: A checkpoint file's name: ``last-eNNNN.keras`` or ``best-eNNNN.keras``.
+CHECKPOINT_NAME = re.compile(r"^(last|best)-e(\d{4,})\.keras$")
 _REPORT = re.compile(r"^worker-\d+\.json$")
 
 
@@ -99,13 +103,21 @@ def is_model_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / FINAL).is_file()
 
 
-def run_dirs(root: str | os.PathLike | None = None) -> list[Path]:
-    """Every run directory under ``root`` (default ``data/runs``), newest first."""
+def run_dirs(root: str | os.PathLike | None = None, with_queued: bool = False) -> list[Path]:
+    """Every run directory under ``root`` (default ``data/runs``), newest first; ``with_queued``:
+    also the folders of jobs still waiting (a ``run.json`` with their request, no config yet)."""
     root = Path(root) if root else runs_dir()
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and is_run(p)]
-    return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
+
+    def waiting(p: Path) -> bool:
+        try:
+            return with_queued and QUEUED in read_info(p)
+        except ConfigError:
+            return False
+
+    found = [p for p in root.iterdir() if p.is_dir() and (is_run(p) or waiting(p))]
+    return sorted(found, key=lambda p: (p / (CONFIG if is_run(p) else INFO)).stat().st_mtime, reverse=True)
 
 
 #: Names that mean the shipped models wherever a model is named, so no run may take them.
@@ -278,10 +290,10 @@ def read_state(run_dir: str | os.PathLike) -> State:
     if "metrics" in raw:
         return State(raw["epoch"], raw.get("last", ""), raw.get("best", ""), list(raw["metrics"]))
     return State(raw["epoch"], LEGACY_LAST if (run_dir / LEGACY_LAST).exists() else "",
-                 LEGACY_BEST if (run_dir / LEGACY_BEST).exists() else "", _read_jsonl(run_dir / METRICS)[:raw["epoch"]])
+                 LEGACY_BEST if (run_dir / LEGACY_BEST).exists() else "", read_jsonl(run_dir / METRICS)[:raw["epoch"]])
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     try:
         text = path.read_text()
     except OSError:
@@ -300,7 +312,7 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     run_dir = Path(run_dir)
     if (run_dir / STATE).exists():
         return read_state(run_dir).metrics
-    return _read_jsonl(run_dir / METRICS)
+    return read_jsonl(run_dir / METRICS)
 
 
 def commit_epoch(run_dir: str | os.PathLike, model, row: dict) -> State:
@@ -318,34 +330,28 @@ def commit_epoch(run_dir: str | os.PathLike, model, row: dict) -> State:
         new.best = f"best-e{epoch:04d}.keras"
         save_model(model, run_dir / new.best)
     files.write_json(run_dir / STATE, {"epoch": new.epoch, "last": new.last, "best": new.best, "metrics": new.metrics})
-    _tidy(run_dir, new)
-    _write_metrics_file(run_dir, new.metrics)
+    tidy(run_dir, new)
+    write_metrics_file(run_dir, new.metrics)
     return new
 
 
-def _write_metrics_file(run_dir: Path, rows: list[dict]) -> None:
+def write_metrics_file(run_dir: Path, rows: list[dict]) -> None:
     files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _tidy(run_dir: Path, state: State) -> None:
+def tidy(run_dir: Path, state: State) -> None:
     """Remove checkpoints the state no longer names and temporary files a crash left."""
     keep = {state.last, state.best}
     for p in run_dir.iterdir():
-        stale_ckpt = (_CHECKPOINT.match(p.name) or p.name in (LEGACY_LAST, LEGACY_BEST)) and p.name not in keep
+        stale_ckpt = (CHECKPOINT_NAME.match(p.name) or p.name in (LEGACY_LAST, LEGACY_BEST)) and p.name not in keep
         if stale_ckpt or files.is_temp_name(p.name):
             p.unlink(missing_ok=True)
 
 
-def restore(run_dir: str | os.PathLike) -> State:
-    """Make a run directory consistent with its commit record before resuming; return the record."""
-    run_dir = Path(run_dir)
-    state = read_state(run_dir)
-    if state.last and not (run_dir / state.last).exists():
-        raise ConfigError(f"{run_dir}: the checkpoint {state.last} of epoch {state.epoch} is missing; "
-                          "start the run again.")
-    _tidy(run_dir, state)
-    _write_metrics_file(run_dir, state.metrics)
-    return state
+def lost_record(run_dir: Path) -> bool:
+    """A history without a commit record: ``metrics.jsonl`` is written only after a commit, so
+    rows there mean ``state.json`` existed (checkpoints alone are an epoch never committed)."""
+    return not (run_dir / STATE).exists() and bool(read_jsonl(run_dir / METRICS))
 
 
 def extension_problem(run_dir: str | os.PathLike, epochs) -> str | None:
@@ -364,13 +370,15 @@ def start_fresh(run_dir: str | os.PathLike) -> None:
     """Clear a run's record before its first epoch (a new run in an existing folder)."""
     run_dir = Path(run_dir)
     (run_dir / STATE).unlink(missing_ok=True)
-    _tidy(run_dir, State())
-    _write_metrics_file(run_dir, [])
+    tidy(run_dir, State())
+    write_metrics_file(run_dir, [])
 
 
 def has_started(run_dir: str | os.PathLike) -> bool:
-    """True once a run has a commit record (at least one epoch, or a legacy state file)."""
-    return (Path(run_dir) / STATE).exists()
+    """True once a run has a commit record (at least one epoch, or a legacy state file), or
+    training files without one (a lost record: resuming rebuilds or refuses it, never starts over)."""
+    run_dir = Path(run_dir)
+    return (run_dir / STATE).exists() or (run_dir.is_dir() and lost_record(run_dir))
 
 
 def checkpoint(run_dir: str | os.PathLike, which: str) -> Path | None:
@@ -423,7 +431,7 @@ def is_own_file(name: str) -> bool:
     """True for the names of the files and folders a run directory holds by our hand (see the
     module's docstring); anything else in it was put there by someone else."""
     return (name in (CONFIG, INFO, STATE, METRICS, CLASSES, VERSIONS, LOG, LOCK, FINAL, LEGACY_LAST, LEGACY_BEST,
-                     EVAL_CACHE, TENSORBOARD, DYNAMICS, LEASE) or bool(_CHECKPOINT.match(name) or _REPORT.match(name))
+                     EVAL_CACHE, TENSORBOARD, DYNAMICS, LEASE) or bool(CHECKPOINT_NAME.match(name) or _REPORT.match(name))
             or files.is_temp_name(name))
 
 

@@ -19,7 +19,7 @@ from fer_core.device import accelerators, device_name, keras_backend, library_ve
 from fer_core.errors import ConfigError, FerError
 from fer_core.inference.loader import load_model, resolve_model
 from fer_core.models.build import create_model
-from fer_core.runs import rundir
+from fer_core.runs import recovery, rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
@@ -261,6 +261,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
     with rundir.lock(run_dir):
         if resume:
+            recovery.restore(run_dir)  # a damaged commit record is rebuilt or refused before anything changes
             check_backend(rundir.read_config(run_dir), run_dir)  # before an extension changes the run
             cfg = extend(run_dir, epochs) if epochs is not None else rundir.read_config(run_dir)
         else:
@@ -324,7 +325,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     rundir.write_versions(run_dir, library_versions())
 
     teacher = distill.load_teacher(cfg.teacher, ds.num_classes) if cfg.teacher else None
-    state = rundir.restore(run_dir) if resume else None
+    state = recovery.restore(run_dir) if resume else None
     start_epoch = 0
     if state is not None and state.last:
         start_epoch = state.epoch
