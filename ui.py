@@ -9,8 +9,7 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -29,7 +28,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
-from fer_core.config import load_settings, read_only
+from fer_core.config import check_writable, load_settings, read_only
 from fer_core.data.loading import Dataset, check_allowed, load_dataset
 from fer_core.data.loading import source_choices as data_source_choices
 from fer_core.data.demo import make_demo_dataset
@@ -45,7 +44,7 @@ from fer_core.models.build import create_model, list_models
 from fer_core.inference.explore import embed
 from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
-from fer_core.shared import analysis_gate
+from fer_core.shared import analysis_gate, result_cache
 from fer_core.training.dynamics import REGIONS, cartography_with_faces
 
 
@@ -223,10 +222,9 @@ def cached_model(path: str, stamp: str):
 def cached_evaluation(model: str, source: str, split: str, tta: str):
     """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
     ref = resolve_model(model)
-    return gated(_evaluation, model, ref.stamp, source, split, tta)
+    return gated(_evaluation, model, ref.stamp, source, split, tta, spinner="Evaluating…")
 
 
-@st.cache_data(max_entries=6, ttl=1800, show_spinner="Evaluating…")
 def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
 
     ref = resolve_model(model)
@@ -238,11 +236,12 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
 
 def cached_export(model: str, fmt: str, quantize: str) -> tuple[str, bytes]:
     """``(file name, zip bytes)`` of a model's export (see :func:`fer_core.shipping.export.export_zip`),
-    made once per model file, format and quantization."""
-    return _export(model, resolve_model(model).stamp, fmt, quantize)
+    made once per model file, format and quantization, through the analysis gate (an export takes a
+    core for a minute). Never on a read-only server: its exports are made on the full one."""
+    check_writable("Exporting a model")
+    return gated(_export, model, resolve_model(model).stamp, fmt, quantize)
 
 
-@st.cache_data(max_entries=4, ttl=600, show_spinner=False)
 def _export(model: str, stamp: str, fmt: str, quantize: str) -> tuple[str, bytes]:
     return export_zip(model, fmt, quantize)
 
@@ -288,29 +287,25 @@ def analysis_slot():
         note.empty()
 
 
-_COMPUTED: OrderedDict = OrderedDict()  # keys of recent cached results: a rerun that hits the cache never queues
-_COMPUTED_LOCK = threading.Lock()
-
-
-def gated(fn, *args):
-    """``fn(*args)`` (a cached function) through the server's analysis gate, unless the same call
-    was computed recently: a cache hit costs nothing and must not wait behind others' analyses.
-    (A result the cache dropped meanwhile is computed again without waiting: rare, and bounded.)"""
+def gated(fn, *args, spinner: str | None = None):
+    """``fn(*args)``, kept in the server's result cache (:func:`fer_core.shared.result_cache`) and
+    computed through the analysis gate: a cached result is returned at once and never waits behind
+    others' analyses; one the cache no longer holds is computed again through the gate (the cache
+    is the one record of what it holds, so nothing skips the gate without being cached)."""
     digest = hashlib.sha1(fn.__name__.encode())
     for a in args:  # a photo's bytes as they are, the settings by their repr
         digest.update(a if isinstance(a, bytes) else repr(a).encode())
         digest.update(b"\0")
     key = digest.hexdigest()
-    with _COMPUTED_LOCK:
-        hit = key in _COMPUTED
-    if hit:
-        return fn(*args)
+    found, out = result_cache().get(key)
+    if found:
+        return out
     with analysis_slot():
-        out = fn(*args)
-    with _COMPUTED_LOCK:
-        _COMPUTED[key] = True
-        while len(_COMPUTED) > 256:
-            _COMPUTED.popitem(last=False)
+        found, out = result_cache().get(key)  # another session computed it while this one waited
+        if not found:
+            with st.spinner(spinner) if spinner else nullcontext():
+                out = fn(*args)
+            result_cache().put(key, out)
     return out
 
 
@@ -320,7 +315,6 @@ def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str,
     return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector, occlude)
 
 
-@st.cache_data(max_entries=32, ttl=1800, show_spinner=False)
 def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
               explain: bool, detector: str, occlude: bool = False) -> tuple[ImageResult, bytes]:
     """One photo's faces and predictions, and the photo with its boxes drawn (JPEG bytes),
@@ -346,10 +340,10 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
 def cached_embedding(model: str, source: str, split: str, method: str, sample: int | None):
     """The map of a split (:func:`fer_core.inference.explore.embed`), computed once per model file,
     data, split, layout and sample, through the analysis gate."""
-    return gated(_embedding, model, resolve_model(model).stamp, source, split, method, sample)
+    return gated(_embedding, model, resolve_model(model).stamp, source, split, method, sample,
+                 spinner="Computing the model's features and the map…")
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Computing the model's features and the map…")
 def _embedding(model: str, stamp: str, source: str, split: str, method: str, sample: int | None):
     ref = resolve_model(model)
     part = cached_dataset(source, ref.merge).subset(split)
@@ -358,10 +352,10 @@ def _embedding(model: str, stamp: str, source: str, split: str, method: str, sam
 
 def cached_face_views(model: str, face: np.ndarray) -> dict:
     """One face inside the model: its layers, Grad-CAM, occlusion and the what-if probabilities."""
-    return gated(_face_views, model, resolve_model(model).stamp, np.ascontiguousarray(face, np.uint8).tobytes())
+    return gated(_face_views, model, resolve_model(model).stamp, np.ascontiguousarray(face, np.uint8).tobytes(),
+                 spinner="Looking inside the network…")
 
 
-@st.cache_data(max_entries=32, ttl=1800, show_spinner="Looking inside the network…")
 def _face_views(model: str, stamp: str, face: bytes) -> dict:
     return face_views(cached_model(str(resolve_model(model).path), stamp), np.frombuffer(face, np.uint8).reshape(48, 48))
 

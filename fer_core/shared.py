@@ -13,8 +13,10 @@ each waiting session can be told how many are ahead of it.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 from functools import cache
 from typing import Callable, Generic, Iterator, TypeVar
@@ -118,3 +120,57 @@ def max_analyses() -> int:
 def analysis_gate() -> Gate:
     """The one gate every analysis of this process goes through (photos, videos, evaluations)."""
     return Gate(max_analyses())
+
+
+class ResultCache:
+    """Results of heavy analyses, kept a while for any session that asks again: at most
+    ``entries`` of them, ``max_bytes`` in all (pickled) and ``ttl`` seconds each, least recently
+    used dropped first. It is the one record of what is cached, so a caller knows exactly when a
+    result is there (a hit skips the analysis gate; a result dropped is computed again through
+    it), and every caller gets its own copy (no session changes another's result)."""
+
+    def __init__(self, entries: int, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic):
+        self.entries, self.max_bytes, self.ttl, self.clock = entries, max_bytes, ttl, clock
+        self.items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[bool, object]:
+        """``(True, a copy of the result)``, or ``(False, None)`` when it is not (or no longer) kept."""
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None and self.clock() - found[0] > self.ttl:
+                self._drop(key)
+                found = None
+            if found is None:
+                return False, None
+            self.items.move_to_end(key)
+        return True, pickle.loads(found[1])
+
+    def put(self, key: str, value: object) -> None:
+        """Keep ``value`` (one larger than the whole budget is not kept)."""
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            if key in self.items:
+                self._drop(key)
+            if len(blob) > self.max_bytes:
+                return
+            self.items[key] = (self.clock(), blob)
+            self.size += len(blob)
+            while len(self.items) > self.entries or self.size > self.max_bytes:
+                self._drop(next(iter(self.items)))
+
+    def _drop(self, key: str) -> None:
+        self.size -= len(self.items.pop(key)[1])
+
+
+def result_cache_mb() -> int:
+    """Megabytes of analysis results one server keeps (``FER_RESULT_CACHE_MB``, default 256)."""
+    value = os.environ.get("FER_RESULT_CACHE_MB", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 256
+
+
+@cache
+def result_cache() -> ResultCache:
+    """The one cache of analysis results of this process (photos, evaluations, maps, faces, exports)."""
+    return ResultCache(entries=128, max_bytes=result_cache_mb() * 1024 * 1024, ttl=1800.0)

@@ -16,7 +16,7 @@ from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.loader import resolve_model
 from fer_core.inference.live import LiveAnalyser
-from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay
+from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay, within_limits
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
 from ui import (analysis_slot, app_index, cached_analysis, cached_model, example_faces, model_choices, speed_index,
@@ -243,12 +243,9 @@ if mode == "Live camera":
 uploads = st.file_uploader("Photos", type=list(PHOTO_TYPES), accept_multiple_files=True, key="pr_upload",
                            help="JPEG (also .jfif), PNG, WebP, BMP, GIF (first frame) or TIFF; phone photos are turned "
                                 f"upright. At most {max_photos()} photos at a time.")
-uploads = list(uploads or [])
-if len(uploads) > max_photos():
-    st.warning(f"{len(uploads)} photos uploaded: only the first {max_photos()} are analysed "
-               "(FER_MAX_PHOTOS sets the limit). Upload the others in another batch.")
-    uploads = uploads[:max_photos()]
-images = [(u.name, u.getvalue()) for u in uploads]
+images, refused = within_limits([(u.name, u.getvalue()) for u in uploads or []])
+if refused:
+    st.warning(refused)
 if st.toggle("Use the camera", key="pr_camera_on"):
     shot = st.camera_input("Take a picture", key="pr_camera")
     if shot is not None:

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import jobs
+from fer_core.config import read_only
 from fer_core.errors import FerError
 from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_folder, shipped_model
@@ -261,7 +262,12 @@ EXPORT_LABELS = {"onnx": "ONNX", "tflite": "TFLite", "saved_model": "TensorFlow 
 
 @st.fragment
 def export_panel(spec: str, label: str, key: str) -> None:
-    """Export a model in a format (and quantization), then a button to download the zip."""
+    """Export a model in a format (and quantization), then a button to download the zip. Not on a
+    read-only server: an export takes a core for a minute, and its students share the lecturer's."""
+    if read_only():
+        st.caption(f"Exports of {label} are made on the lecturer's full server (or with `python -m fer_core "
+                   "export`): a read-only server offers none, so no student's click takes the class's CPU.")
+        return
     fmt_col, quant_col, go_col = st.columns([2, 2, 1], vertical_alignment="bottom")
     fmt = fmt_col.selectbox(f"Export {label} as", FORMATS, format_func=EXPORT_LABELS.get, key=f"{key}_fmt")
     quantize = quant_col.selectbox("Quantization", QUANTIZE if fmt != "saved_model" else ("none",),
@@ -274,7 +280,7 @@ def export_panel(spec: str, label: str, key: str) -> None:
     if go_col.button("Export", key=f"{key}_go"):
         st.session_state[f"{key}_ready"] = (fmt, quantize)
     if st.session_state.get(f"{key}_ready") != (fmt, quantize):
-        st.caption("Takes 5-20 s. The export takes uint8 faces (N, 48, 48, 1) named `faces` and returns "
+        st.caption("Takes up to a minute or two on a busy server (it waits its turn behind other analyses). The export takes uint8 faces (N, 48, 48, 1) named `faces` and returns "
                    "`probabilities`; `classes.json` and `export.json` come with it.")
         return
     with st.spinner(f"Exporting {label} as {EXPORT_LABELS[fmt]}…"):

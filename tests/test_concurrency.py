@@ -212,3 +212,65 @@ def test_first_page_loads_of_several_sessions_never_break_tensorflow():
     done = subprocess.run([sys.executable, str(root / "tests" / "first_page_loads.py")], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_a_result_the_cache_dropped_waits_its_turn_again(monkeypatch):
+    """Regression: the gate's record of computed results (256 keys) outlived the results cache
+    (32 entries): after one session analysed 40 photos, six sessions' uploads ran at once past
+    FER_MAX_ANALYSES=1. Now the cache is the record: a dropped result queues like a new one."""
+    import ui
+    from fer_core import shared
+
+    small = shared.ResultCache(entries=2, max_bytes=10**6, ttl=600)
+    monkeypatch.setattr(ui, "result_cache", lambda: small)
+    calls = []
+
+    def work(x):
+        calls.append(x)
+        return [x]
+
+    for x in (1, 2, 3):  # the third pushes the first out
+        assert ui.gated(work, x) == [x]
+    got = ui.gated(work, 3)
+    got.append("changed by one session")
+    assert ui.gated(work, 3) == [3] and calls == [1, 2, 3]  # a hit: a copy, not computed again
+    gate, release = shared.analysis_gate(), threading.Event()
+
+    def hold():
+        with gate.slot():
+            release.wait(30)
+
+    holders = [threading.Thread(target=hold) for _ in range(gate.capacity)]
+    for t in holders:
+        t.start()
+    deadline = time.monotonic() + 10
+    while gate.running < gate.capacity and time.monotonic() < deadline:
+        time.sleep(0.01)
+    done = []
+    t = threading.Thread(target=lambda: done.append(ui.gated(work, 1)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not gate.queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(gate.queue) == 1 and not done  # dropped from the cache: it waits at the gate
+    release.set()
+    t.join(timeout=30)
+    for h in holders:
+        h.join(timeout=30)
+    assert done == [[1]] and calls == [1, 2, 3, 1]
+
+
+def test_the_result_cache_is_bounded_in_entries_bytes_and_age():
+    from fer_core.shared import ResultCache
+
+    now = [0.0]
+    cache = ResultCache(entries=3, max_bytes=3000, ttl=10, clock=lambda: now[0])
+    for k in "abc":
+        cache.put(k, b"x" * 900)
+    assert all(cache.get(k)[0] for k in "abc") and cache.size <= 3000
+    cache.put("d", b"x" * 900)  # over the bytes: the least recently used goes
+    assert not cache.get("a")[0] and cache.get("d")[0] and cache.size <= 3000
+    cache.put("huge", b"x" * 5000)  # larger than the whole budget: not kept, nothing else lost
+    assert not cache.get("huge")[0] and cache.get("d")[0]
+    now[0] = 11
+    assert not cache.get("d")[0] and not cache.get("b")[0]  # too old

@@ -228,3 +228,22 @@ def test_groups_never_mix_data_sets():
     assert set(table) == {"tiny · on demo", "tiny · on FER2013"}
     assert table["tiny · on FER2013"]["runs"] == 2 and table["tiny · on FER2013"]["best val_acc mean"] == pytest.approx(0.6)
     assert {r["group"] for r in catalog.group_curves(members, "architecture")} == set(table)
+
+
+def test_a_read_only_server_offers_no_export(demo_app, run_in_data, monkeypatch):
+    """A student's click must not take a core for a minute (nor 20 MB per student): on the
+    read-only server the Downloads tab says where exports are made and offers none."""
+    monkeypatch.setenv("FER_READ_ONLY", "1")
+    at = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert not [s for s in at.selectbox if (s.key or "").startswith("export_")]
+    assert not [b for b in at.button if (b.key or "").startswith("export_")]
+    assert any("read-only server offers none" in c.value for c in at.caption)
+    from fer_core.config import check_writable  # and the helper refuses, whoever calls it
+    from fer_core.errors import ConfigError
+    import ui
+
+    with pytest.raises(ConfigError, match="read-only"):
+        ui.cached_export(run_in_data.name, "tflite", "none")
+    with pytest.raises(ConfigError):
+        check_writable("Exporting a model")

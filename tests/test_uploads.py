@@ -153,3 +153,18 @@ def test_a_refused_re_upload_never_removes_the_same_upload_in_use(data_dir, demo
     with pytest.raises(DataError):
         add_upload("fer.csv", content, interrupted)
     assert first.is_file() and len(load_dataset(first)) == len(demo_small)
+
+
+def test_one_upload_of_photos_is_bounded_in_bytes_as_well_as_count(monkeypatch):
+    """Regression: FER_MAX_PHOTOS counted files, not bytes: two sessions each uploading two 300 MB
+    .jpg files took a class server from 1.5 to 4 GB. The photos over the budget are refused by name."""
+    from fer_core.inference.photo import within_limits
+
+    monkeypatch.setenv("FER_MAX_PHOTO_MB", "10")
+    monkeypatch.setenv("FER_MAX_PHOTOS", "3")
+    photos = [("a.jpg", b"x" * 4_000_000), ("huge.jpg", b"x" * 9_000_000), ("b.jpg", b"x" * 5_000_000),
+              ("c.jpg", b"x" * 100), ("d.jpg", b"x" * 100)]
+    kept, why = within_limits(photos)
+    assert [n for n, _ in kept] == ["a.jpg", "b.jpg", "c.jpg"]  # in order, within 10 MB and 3 photos
+    assert "huge.jpg (9.0 MB)" in why and "d.jpg" in why and "FER_MAX_PHOTO_MB" in why
+    assert within_limits(photos[:1]) == (photos[:1], None)

@@ -16,7 +16,8 @@ from skimage import data as skimage_data
 from fer_core.cli import main
 from fer_core.errors import ConfigError, DataError
 from fer_core.inference.faces import Box, iou
-from fer_core.inference.loader import load_model, resolve_model
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import analyse
 from fer_core.inference.tracking import TRACK_GAP, Tracker
 from fer_core.inference.video import analyse_video, analyse_video_bytes, open_video, sampled_frames
@@ -50,7 +51,21 @@ def make_clip(path: Path, frames, fps: float = 10, codec: str = "MJPG") -> Path:
 @pytest.fixture(scope="module")
 def shipped():
     ref = resolve_model("default")
-    return load_model(ref), ref.classes
+    return load_engine(ref), ref.classes  # as the app runs it
+
+
+def test_a_video_with_huge_frames_is_refused_before_any_frame_is_decoded(tmp_path, capsys, monkeypatch):
+    """Regression: a 16.5 MB MJPEG AVI of 40 frames at 8192x8192 took a server from 1.3 to 3.5 GB
+    (videos had no pixel cap; photos stop at 60 MP). The cap is 4K UHD; here lowered to keep the
+    test small: a 640x480 clip against a 0.2-MP cap."""
+    clip = make_clip(tmp_path / "big.avi", [photo_bgr()] * 3)
+    monkeypatch.setenv("FER_MAX_VIDEO_PIXELS", "200000")
+    with pytest.raises(DataError, match=r"frames are 640x480 \(0.3 megapixels\).*up to 0.2 megapixels"):
+        open_video(clip)
+    assert main(["predict", str(clip)]) == 1
+    assert "Scale it down first" in capsys.readouterr().out
+    monkeypatch.delenv("FER_MAX_VIDEO_PIXELS")
+    assert open_video(clip).isOpened()  # 0.3 MP is far under the default cap
 
 
 def test_frames_are_sampled_at_the_chosen_rate_and_streamed(tmp_path):

@@ -35,6 +35,32 @@ def max_photos() -> int:
     """How many photos one upload may hold (``FER_MAX_PHOTOS``, default 20): the rest are refused."""
     value = os.environ.get("FER_MAX_PHOTOS", "")
     return int(value) if value.isdigit() and int(value) > 0 else MAX_PHOTOS
+
+
+MAX_PHOTO_MB = 100  # megabytes of photos analysed per upload unless FER_MAX_PHOTO_MB says otherwise
+
+
+def max_photo_bytes() -> int:
+    """Bytes of photos one upload may hold (``FER_MAX_PHOTO_MB``, default 100 MB)."""
+    value = os.environ.get("FER_MAX_PHOTO_MB", "")
+    return (int(value) if value.isdigit() and int(value) > 0 else MAX_PHOTO_MB) * 1_000_000
+
+
+def within_limits(photos: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], str | None]:
+    """The photos of one upload that are analysed (in order, at most :func:`max_photos` of them and
+    :func:`max_photo_bytes` in all), and what was refused, by name (None when nothing was)."""
+    kept, refused, total = [], [], 0
+    for name, data in photos:
+        if len(kept) < max_photos() and total + len(data) <= max_photo_bytes():
+            kept.append((name, data))
+            total += len(data)
+        else:
+            refused.append(f"{name} ({len(data) / 1e6:.1f} MB)")
+    if not refused:
+        return kept, None
+    return kept, (f"Not analysed: {', '.join(refused[:5])}{' and others' if len(refused) > 5 else ''}. One upload takes "
+                  f"at most {max_photos()} photos and {max_photo_bytes() / 1e6:.0f} MB in all (FER_MAX_PHOTOS, "
+                  "FER_MAX_PHOTO_MB); upload the others in another batch, or smaller copies.")
 DETECT_MODES = ("auto", "always", "never")
 
 

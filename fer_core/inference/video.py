@@ -203,11 +203,31 @@ class VideoResult:
                 "tracks": self.tracks()}
 
 
+#: The largest frame analysed (4K UHD): a decoded 8192x8192 frame alone takes 200 MB, and a
+#: 16 MB MJPEG file can hold forty of them (``FER_MAX_VIDEO_PIXELS`` changes it).
+MAX_VIDEO_PIXELS = 3840 * 2160
+
+
+def max_video_pixels() -> int:
+    """Pixels of one video frame at most (``FER_MAX_VIDEO_PIXELS``, default 4K UHD)."""
+    value = os.environ.get("FER_MAX_VIDEO_PIXELS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_VIDEO_PIXELS
+
+
+def check_frame_size(width: int, height: int, label: str) -> None:
+    """Raise DataError when a video's frames are larger than :func:`max_video_pixels`."""
+    if width * height > max_video_pixels():
+        raise DataError(f"{label}: its frames are {width}x{height} ({width * height / 1e6:.1f} megapixels); FER Studio "
+                        f"analyses videos of up to {max_video_pixels() / 1e6:.1f} megapixels a frame (4K UHD). Scale "
+                        "it down first, e.g. ffmpeg -i IN -vf scale=1920:-2 OUT.mp4.")
+
+
 def open_video(path: str | os.PathLike, name: str | None = None):
     """An opened ``cv2.VideoCapture``.
 
     Raises:
-        DataError: no such file, or FFmpeg cannot read it as a video.
+        DataError: no such file, FFmpeg cannot read it as a video, or its frames are larger than
+            :func:`max_video_pixels` (checked before any frame is decoded).
     """
     import cv2
 
@@ -222,6 +242,11 @@ def open_video(path: str | os.PathLike, name: str | None = None):
     if not cap.isOpened():
         raise DataError(f"{label}: cannot be read as a video (not a video, damaged, or in a format OpenCV's "
                         f"FFmpeg does not read). Use {', '.join(VIDEO_TYPES[:4]).upper()} (H.264, VP8/VP9, MJPEG).")
+    try:
+        check_frame_size(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), label)
+    except DataError:
+        cap.release()
+        raise
     return cap
 
 
@@ -346,6 +371,8 @@ def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress
                     "FER_MAX_VIDEO_FRAMES).")
                 break
             count += 1
+            if result.size is None:  # a container that did not state its frame size: the first frame tells
+                check_frame_size(frame.shape[1], frame.shape[0], result.file)
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if result.size is None:
                 result.size = (gray.shape[1], gray.shape[0])
