@@ -115,7 +115,8 @@ def video_section() -> None:
     done = st.session_state.get("pr_video_done")
     if done is None or done["key"] != key:
         try:
-            note = video_note(data, up.name, fps)
+            with analysis_slot():  # the upload is written to a temporary file to be read: gated like the analysis
+                note = video_note(data, up.name, fps)
         except FerError as exc:
             st.error(str(exc))
             return

@@ -221,3 +221,27 @@ def test_replacing_an_export_removes_only_its_own_files(tmp_path):
     (out / "mine.txt").write_text("keep")
     with pytest.raises(ModelError, match="holds mine.txt"):
         export.check_out(out)
+
+
+def test_a_users_file_inside_a_saved_model_export_is_never_deleted(tmp_path, capsys):
+    """Regression: `export --out` over a SavedModel export deleted the user's saved_model/assets/labels.txt."""
+    out = tmp_path / "exp"
+    (out / "saved_model" / "assets").mkdir(parents=True)
+    (out / "saved_model" / "saved_model.pb").write_bytes(b"old graph")
+    (out / "saved_model" / "assets" / "labels.txt").write_text("the user's labels")
+    (out / "classes.json").write_text("[]")
+    (out / "export.json").write_text(json.dumps({"fer_studio": "0", "format": "saved_model"}))
+    with pytest.raises(ModelError, match="saved_model/assets/labels.txt"):
+        export.check_out(out)
+    assert main(["export", "default", "--format", "saved_model", "--out", str(out)]) == 2
+    assert "never deletes your files" in capsys.readouterr().err
+    assert (out / "saved_model" / "assets" / "labels.txt").read_text() == "the user's labels"
+
+
+def test_export_into_the_current_empty_folder(run_in_data, tmp_path, monkeypatch, capsys):
+    """Regression: `export --out .` printed a traceback after the work (removing the empty folder "." failed)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["export", run_in_data.name, "--format", "tflite", "--out", "."]) == 0
+    assert sorted(p.name for p in here.iterdir()) == ["classes.json", "export.json", "model.tflite"]

@@ -101,17 +101,18 @@ def test_a_resumed_job_joins_the_queue_under_its_total(store):
 
 
 def test_a_sweep_goes_in_whole_or_not_at_all(store, monkeypatch):
-    """A sweep that meets a full queue half-way (another submission landed meanwhile) leaves none
-    of its jobs queued."""
-    real_submit, calls = JobStore.submit, []
+    """A sweep that meets a full queue (another submission landed meanwhile) leaves none of its jobs
+    queued. Regression: its jobs were queued one transaction each, so another process could start
+    the first before the sweep was refused ("Job 1 is running; cancel it first": half queued); now
+    the whole sweep is one transaction."""
+    real_many, landed = JobStore.submit_many, []
 
     def crowded(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # someone else's job lands between the sweep's first and second
-            real_submit(self, tiny())
-        return real_submit(self, *args, **kwargs)
+        if not landed:  # someone else's job lands just before the sweep's
+            landed.append(real_many(self, [{"cfg": tiny()}]))
+        return real_many(self, *args, **kwargs)
 
-    monkeypatch.setattr(JobStore, "submit", crowded)
+    monkeypatch.setattr(JobStore, "submit_many", crowded)
     with pytest.raises(JobError, match="queue is full"):
         jobs.submit_sweep(jobs.make_sweep(lambda arch: tiny().to_dict(), seeds=[0, 1]), store, runner=FakeRunner(0),
                           limits=Limits(queued=2))

@@ -236,3 +236,35 @@ def test_a_preset_that_takes_a_dropout_rate_gets_the_configs(tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert rates == [0.6, 0.6]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2 ** 70)])
+def test_a_bad_seed_is_refused_where_it_is_typed(tmp_path, capsys, data_dir, seed):
+    """Regression: `train --seed -1` (or 2**70) printed a traceback and left a run folder holding only
+    config.json; `jobs submit --seed -1` was queued and failed in the worker."""
+    from fer_core.jobs import JobStore
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "demo:30", "--arch", "tiny", "--epochs", "1", "--seed", seed, "--out", str(out)]) == 2
+    assert "seed: an integer from 0 to 4294967295" in capsys.readouterr().err and not out.exists()
+    assert main(["jobs", "submit", "--data", "demo:30", "--arch", "tiny", "--epochs", "1", "--seed", seed]) == 2
+    assert "seed: an integer from 0" in capsys.readouterr().err
+    with JobStore() as store:
+        assert store.list() == []
+
+
+def test_output_paths_that_cannot_be_written_give_one_line_before_any_work(tmp_path, capsys, data_dir):
+    """Regression: `train --out FILE`, `train --out FILE/run` and `export --out FILE/x` printed tracebacks
+    (the export after loading the model); every such case is one line, exit 2, and writes nothing."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cases = [(["train", "--data", "demo:30", "--arch", "tiny", "--epochs", "1", "--out", str(blocker)],
+              "already exists and is not a folder"),
+             (["train", "--data", "demo:30", "--arch", "tiny", "--epochs", "1", "--out", str(blocker / "run")],
+              "Not a directory"),
+             (["export", "default", "--format", "tflite", "--out", str(blocker / "x")], "is a file")]
+    for argv, why in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert blocker.read_text() == "x" and {p.name for p in tmp_path.iterdir()} <= {"a-file", "data"}

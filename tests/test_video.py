@@ -273,3 +273,19 @@ def test_the_appearance_descriptor_tells_faces_apart(real_data_dir):
     same = np.array([appearance(f) @ appearance(moved(f)) for f in faces])
     other = np.array([appearance(faces[i]) @ appearance(moved(faces[i - 1])) for i in range(len(faces))])
     assert (same >= SAME_FACE).mean() >= 0.95 and (other < SAME_FACE).mean() >= 0.95
+
+
+def test_out_never_overwrites_a_file_and_a_bad_folder_is_refused_before_any_work(tmp_path, capsys):
+    """Regression: `predict clip --out existing.webm` overwrote the file silently; an --out in a
+    missing folder or under a file printed a traceback after the work."""
+    clip = make_clip(tmp_path / "clip.avi", [photo_bgr()] * 3)
+    mine = tmp_path / "mine.webm"
+    mine.write_bytes(b"the user's own video")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out, why in ((mine, "already exists"), (tmp_path / "no" / "such.webm", "does not exist"),
+                     (blocker / "x.webm", "is a file")):
+        assert main(["predict", str(clip), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert mine.read_bytes() == b"the user's own video"

@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave that cannot be written (a file as its folder, read-only, full)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}. Check the path you gave, that its folder exists and is "
+              "writable, and that the disk is not full.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -222,6 +222,21 @@ def check_frame_size(width: int, height: int, label: str) -> None:
                         "it down first, e.g. ffmpeg -i IN -vf scale=1920:-2 OUT.mp4.")
 
 
+def check_out_file(out: Path) -> None:
+    """Raise ConfigError, before any work, when ``out`` cannot be written as a new file: it exists
+    (FER Studio never overwrites a file it did not write), or its folder is missing, a file, or
+    not writable."""
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"{out}: already exists; FER Studio does not overwrite it. Choose another name, or "
+                          "delete it first.", field="out")
+    parent = out.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{out}: its folder {parent} " + ("is a file" if parent.exists() else "does not exist")
+                          + "; choose a file in an existing folder.", field="out")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{out}: its folder {parent} is not writable; choose another.", field="out")
+
+
 def open_video(path: str | os.PathLike, name: str | None = None):
     """An opened ``cv2.VideoCapture``.
 
@@ -310,6 +325,8 @@ def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, na
     if out is not None and Path(out).suffix.lower() != OUT_SUFFIX:
         raise ConfigError(f"{out}: the annotated video is written as WebM (VP8, which browsers play); "
                           f"give a file name ending in {OUT_SUFFIX}.", field="out")
+    if out is not None:
+        check_out_file(Path(out))
     finder = get_detector(detector) if isinstance(detector, str) else detector
     label = name or str(src)
     result = VideoResult(label, tuple(classes), fps, finder.name)

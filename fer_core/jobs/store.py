@@ -233,25 +233,40 @@ class JobStore:
         (JobError) when that many jobs are already queued or running, counted in the same
         transaction as the insert.
         """
-        cfg, tags = validate_config(cfg, trusted), clean_tags(tags)
-        created = run_dir is None
-        path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
-        path.mkdir(parents=True, exist_ok=True)
+        return self.submit_many([{"cfg": cfg, "run_dir": run_dir, "name": name, "sweep_config": sweep_config}],
+                                note, tags, sweep, runner, max_waiting, trusted)[0]
+
+    def submit_many(self, jobs: list[dict], note: str = "", tags: tuple[str, ...] | list[str] = (),
+                    sweep: int | None = None, runner: str = LOCAL, max_waiting: int | None = None,
+                    trusted: bool = False) -> list[int]:
+        """Queue several jobs (``{"cfg", "run_dir", "name", "sweep_config"}`` each) in one
+        transaction: all of them or none (a sweep racing another submission never ends half
+        queued). See :meth:`submit` for the rest."""
+        items = [(validate_config(j["cfg"], trusted), j.get("run_dir"), j.get("name", ""), j.get("sweep_config", ""))
+                 for j in jobs]
+        tags, made, ids = clean_tags(tags), [], []
         try:
+            paths = []
+            for cfg, run_dir, name, _ in items:
+                path = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch, name)
+                if not run_dir:
+                    made.append(path)
+                path.mkdir(parents=True, exist_ok=True)
+                paths.append(path)
             with transaction(self.conn, self.path) as c:
-                if max_waiting is not None and self.count_waiting() >= max_waiting:
+                if max_waiting is not None and self.count_waiting() + len(items) > max_waiting:
                     raise JobError(queue_full_message(self.count_waiting(), max_waiting))
-                cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
-                                " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
-                                                                 time.time(), str(path), cfg.epochs, runner, sweep))
-                job_id = int(cur.lastrowid)
-                labels = {rundir.JOB: job_id, rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep,
-                          rundir.SWEEP_CONFIG: sweep_config,
-                          rundir.QUEUED: {"config": cfg.to_dict(), "runner": runner}}
-                rundir.update_info(path, **{k: v for k, v in labels.items() if v})
-                return job_id
+                for (cfg, _, _, label), path in zip(items, paths):
+                    cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
+                                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
+                                                                     time.time(), str(path), cfg.epochs, runner, sweep))
+                    ids.append(int(cur.lastrowid))
+                    labels = {rundir.JOB: ids[-1], rundir.NOTE: note.strip(), rundir.TAGS: tags, rundir.SWEEP: sweep,
+                              rundir.SWEEP_CONFIG: label, rundir.QUEUED: {"config": cfg.to_dict(), "runner": runner}}
+                    rundir.update_info(path, **{k: v for k, v in labels.items() if v})
+            return ids
         except BaseException:
-            if created:
+            for path in made:
                 shutil.rmtree(path, ignore_errors=True)
             raise
 

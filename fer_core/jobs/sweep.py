@@ -135,16 +135,11 @@ def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None 
         get_runner(where)  # a Ray sweep needs a cluster address before anything is queued
     tags = clean_tags(tags)
     sweep_id = store.new_sweep({**sweep.spec, "runner": where, "jobs": len(sweep.configs)})
-    ids = []
-    try:
-        for label, cfg in sweep.configs:
-            slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)[:60]
-            ids.append(store.submit(cfg, name=f"sweep{sweep_id}-{slug}-seed{cfg.seed}", note=note, tags=tags,
-                                    sweep=sweep_id, runner=where, sweep_config=label, max_waiting=limits.queued))
-    except JobError:  # the queue filled up meanwhile (another submission): a sweep goes in whole or not at all
-        for job_id in ids:
-            store.delete(job_id)
-        raise
+    requests = [{"cfg": cfg, "sweep_config": label,
+                 "name": f"sweep{sweep_id}-{''.join(ch if ch.isalnum() or ch in '-_.' else '-' for ch in label)[:60]}"
+                         f"-seed{cfg.seed}"} for label, cfg in sweep.configs]
+    # one transaction: the sweep goes in whole or not at all, whatever another submission does meanwhile
+    ids = store.submit_many(requests, note=note, tags=tags, sweep=sweep_id, runner=where, max_waiting=limits.queued)
     schedule(store, runner)
     return sweep_id, ids
 

@@ -118,6 +118,9 @@ class TrainConfig:
         need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
         need(0 <= self.weight_decay < 1, "weight_decay", "a number in [0, 1)")
         need(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
+        # the random generators (NumPy's, TensorFlow's) take 32-bit seeds; -1 or 2**70 crashed the trainer
+        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32, "seed",
+             f"an integer from 0 to {2 ** 32 - 1}")
         need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
         need(0 <= self.warmup_epochs < max(self.epochs, 1), "warmup_epochs", "fewer than the epochs")
         need(isinstance(self.aug_warmup_epochs, int) and 0 <= self.aug_warmup_epochs <= 10_000,

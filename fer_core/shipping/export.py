@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import re
 import tempfile
 import time
@@ -117,7 +118,7 @@ def export_model(spec: str | Path | None, fmt: str, out: str | Path | None = Non
     if problem:
         raise ModelError(problem)
     ref = resolve_model(spec)
-    out = Path(out) if out else default_out(ref, fmt, quantize)
+    out = Path(os.path.abspath(out if out else default_out(ref, fmt, quantize)))  # "." is a folder like any other
     earlier = check_out(out)
     started = time.monotonic()
     model = load_model(ref)
@@ -162,9 +163,9 @@ def is_export_file(name: str) -> bool:
     return name in (META, rundir.CLASSES, *GRAPH.values())
 
 
-#: What TensorFlow writes inside ``saved_model/`` (paths relative to it).
-_SAVED_MODEL_FILES = re.compile(r"^(saved_model\.pb|fingerprint\.pb|variables/variables\.(index|data-\d+-of-\d+)"
-                                r"|assets/[^/]+)$")
+#: What TensorFlow writes inside ``saved_model/`` (paths relative to it). Our models have no assets
+#: (no vocabulary files), so a file under ``assets/`` is someone else's and is never removed.
+_SAVED_MODEL_FILES = re.compile(r"^(saved_model\.pb|fingerprint\.pb|variables/variables\.(index|data-\d+-of-\d+))$")
 
 
 def _foreign(out: Path) -> list[str]:
@@ -191,6 +192,11 @@ def check_out(out: Path) -> bool:
         ModelError: ``out`` holds anything an export does not write (or its export.json is not
             ours): nothing of the user's is ever replaced or deleted.
     """
+    if not out.parent.is_dir():
+        raise ModelError(f"{out}: its folder {out.parent} " + ("is a file" if out.parent.exists() else "does not exist")
+                         + "; choose an --out in an existing folder.")
+    if not os.access(out.parent, os.W_OK):
+        raise ModelError(f"{out}: its folder {out.parent} is not writable; choose another --out.")
     if not out.exists() and not out.is_symlink():
         return False
     if out.is_symlink() or not out.is_dir():

@@ -256,6 +256,8 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
     else:
         cfg = validate_config(cfg or TrainConfig(), trusted=True)  # the form's, the CLI's and the job store's check
         run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"{run_dir}: already exists and is not a folder; choose another --out for the run.")
         run_dir.mkdir(parents=True, exist_ok=True)
         if rundir.has_started(run_dir):
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder.")
