@@ -289,3 +289,34 @@ def test_out_never_overwrites_a_file_and_a_bad_folder_is_refused_before_any_work
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert mine.read_bytes() == b"the user's own video"
+
+
+def test_a_short_annotated_video_is_an_error_not_a_success(tmp_path, capsys, monkeypatch):
+    """Regression: `predict clip --out` on a full disk exited 0 with 6 of 10 frames written (OpenCV's
+    writer says nothing). The written video is read back: a short one is refused and not kept."""
+    from fer_core.inference import annotated
+
+    real_init = annotated.VideoWriter.__init__
+
+    class FullDisk:  # the encoder's frames stop reaching the file after the sixth, without a word
+        def __init__(self, writer):
+            self.writer, self.n = writer, 0
+
+        def write(self, frame):
+            self.n += 1
+            if self.n <= 6:
+                self.writer.write(frame)
+
+        def release(self):
+            self.writer.release()
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.writer = FullDisk(self.writer)
+
+    monkeypatch.setattr(annotated.VideoWriter, "__init__", init)
+    clip = make_clip(tmp_path / "clip.avi", [photo_bgr()] * 10, fps=5)
+    out = tmp_path / "annotated.webm"
+    assert main(["predict", str(clip), "--fps", "5", "--out", str(out)]) == 1
+    assert "holds 6 of its 10 frames" in capsys.readouterr().out
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["clip.avi"]

@@ -39,6 +39,7 @@ class VideoWriter:
         if not self.writer.isOpened():
             raise DataError(f"{path}: cannot write a WebM video here (OpenCV's FFmpeg has no VP8 encoder, or the "
                             "folder is not writable).")
+        self.path, self.sent = Path(path), 0
         self.queue: queue.Queue = queue.Queue(queue_size)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._drain, name="fer-video-writer", daemon=True)
@@ -56,6 +57,7 @@ class VideoWriter:
         if self.error is not None:
             raise self.error
         self.queue.put((frame, vf))
+        self.sent += 1
 
     def close(self) -> None:
         """Finish writing (waits for the queued frames) and close the file."""
@@ -64,6 +66,23 @@ class VideoWriter:
         self.writer.release()
         if self.error is not None:
             raise self.error
+        kept = readable_frames(self.path)
+        if kept < self.sent:  # OpenCV's writer says nothing when the disk fills up
+            raise DataError(f"{self.path}: the annotated video holds {kept} of its {self.sent} frames (the disk is full "
+                            "or the folder stopped accepting writes); nothing was kept. Free some space and try again.")
+
+
+def readable_frames(path: Path) -> int:
+    """How many frames of a video can be read back (each decoded: VP8 at the output size is fast)."""
+    import cv2
+
+    with quiet_stderr():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        n = 0
+        while cap.isOpened() and cap.grab():
+            n += 1
+        cap.release()
+    return n
 
 
 def annotate(frame: np.ndarray, vf) -> np.ndarray:
