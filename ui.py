@@ -35,6 +35,7 @@ from fer_core.data.demo import make_demo_dataset
 from fer_core.device import quiet_tensorflow, tensorflow_ready
 from fer_core.errors import FerError
 from fer_core.inference.evaluate import evaluate_cached
+from fer_core.jobs.sqlite import connect, store_path
 from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.engine import load_engine
@@ -86,11 +87,25 @@ def use_app_navigation(tensorflow: bool = True) -> None:
                 quiet_tensorflow()
             except Exception:  # a broken install shows where TensorFlow is used, with its message
                 pass
+    if not read_only():
+        try:
+            keep_store_open(str(store_path()))
+        except FerError:
+            pass  # a damaged store: the pages that read it say so, and how to repair it
     if read_only():
         st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results and analyse photos; nothing "
                         "here changes or stores anything.")
     if st.sidebar.toggle("Larger text (back row)", key="ui_large_text"):
         st.markdown(LARGE_TEXT_CSS, unsafe_allow_html=True)
+
+
+@st.cache_resource(show_spinner=False)
+def keep_store_open(path: str):
+    """One connection to the job store held for the life of the full server: SQLite keeps the
+    store's ``-wal`` and ``-shm`` files while any connection is open, so a read-only server beside
+    it reads the live store through them (``mode=ro``) instead of the main file alone, which this
+    server may be writing (:func:`fer_core.jobs.sqlite.connect`)."""
+    return connect(path)
 
 
 #: Every screen from a phone (390 px) to a projector (800-1280 px, sidebar open): pictures never

@@ -153,3 +153,22 @@ def test_benchmark_prints_every_model_by_runtime(run_in_data, demo_app, capsys, 
     assert lite["params"] == keras_row["params"] and abs(lite["accuracy"] - keras_row["accuracy"]) <= 0.05
     assert doc["machine"] and doc["split"] == "PublicTest"
     assert main(["benchmark", "--model", run_in_data.name, "--data", "demo:20", "--rounds", "0"]) == 2
+
+
+def test_a_shipped_model_whose_release_kept_no_artifact_runs_keras(run_in_data, tmp_path, fresh, monkeypatch):
+    """compile_shipped found no artifact close enough to Keras: the folder records it, a stale
+    artifact is gone, and the engine never compiles one on first use for that file."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for name in ("model.keras", "config.json", "classes.json"):
+        shutil.copy(run_in_data / name, folder / name)
+    (folder / ARTIFACT).write_bytes(b"an earlier release's artifact")
+    eng.write_keras_choice(folder, eng.file_id(folder / "model.keras"), "at release no LiteRT artifact came close")
+    assert not (folder / ARTIFACT).exists()
+
+    def no_compiling(*a, **k):
+        raise AssertionError("compiled although the release chose Keras")
+
+    monkeypatch.setattr(eng, "convert", no_compiling)
+    engine = load_engine(resolve_model(str(folder)))
+    assert engine.artifact is None and engine.runtime == "Keras" and "at release" in engine.note

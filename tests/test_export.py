@@ -242,6 +242,9 @@ def test_export_into_the_current_empty_folder(run_in_data, tmp_path, monkeypatch
     """Regression: `export --out .` printed a traceback after the work (removing the empty folder "." failed)."""
     here = tmp_path / "here"
     here.mkdir()
+    inode = here.stat().st_ino
     monkeypatch.chdir(here)
     assert main(["export", run_in_data.name, "--format", "tflite", "--out", "."]) == 0
-    assert sorted(p.name for p in here.iterdir()) == ["classes.json", "export.json", "model.tflite"]
+    assert main(["export", run_in_data.name, "--format", "tflite", "--out", "."]) == 0  # again: replaced in place
+    assert sorted(p.name for p in Path(".").iterdir()) == ["classes.json", "export.json", "model.tflite"]
+    assert here.stat().st_ino == inode  # the same folder: never removed under the user's shell

@@ -20,7 +20,7 @@ from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import analyse
 from fer_core.inference.tracking import TRACK_GAP, Tracker
-from fer_core.inference.video import analyse_video, analyse_video_bytes, open_video, sampled_frames
+from fer_core.inference.video import analyse_video, analyse_video_bytes, open_video, probe_video, sampled_frames
 
 W, H = 640, 480
 
@@ -64,6 +64,8 @@ def test_a_video_with_huge_frames_is_refused_before_any_frame_is_decoded(tmp_pat
         open_video(clip)
     assert main(["predict", str(clip)]) == 1
     assert "Scale it down first" in capsys.readouterr().out
+    with pytest.raises(DataError, match="megapixels"):  # the page's probe says so before the Analyse button
+        probe_video(clip.read_bytes(), "big.avi")
     monkeypatch.delenv("FER_MAX_VIDEO_PIXELS")
     assert open_video(clip).isOpened()  # 0.3 MP is far under the default cap
 

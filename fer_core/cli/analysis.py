@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fer_core.cli.output import add_json_option, emit
 from fer_core.config import load_settings
@@ -22,6 +23,7 @@ from fer_core.inference.video import (
     VideoResult,
     analyse_video,
     check_fps,
+    check_out_file,
     is_video,
     limit_note,
     video_timing_of,
@@ -57,6 +59,8 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out names one annotated video, but {len(videos)} videos were given: "
                           "run predict once per video.", field="out")
     check_fps(args.fps)
+    if args.out:
+        check_out_file(Path(args.out))  # before any model loads or photo is analysed
     # photos: the app's model (the most accurate); videos: the fast one when it is shipped
     ref = resolve_model(args.model) if len(videos) < len(args.images) else None
     video_ref = (resolve_model(args.model or speed_model()) if videos else None) or ref

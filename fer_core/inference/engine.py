@@ -163,11 +163,27 @@ def write_artifact(folder: Path, data: bytes, meta: dict) -> None:
                                      "artifact": hashlib.sha256(data).hexdigest()})
 
 
+def write_keras_choice(folder: Path, source: str, why: str) -> None:
+    """Record beside a shipped model that Keras runs it (no artifact kept its accuracy): any earlier
+    artifact is removed, and the engine never compiles one on first use for this file."""
+    (folder / ARTIFACT).unlink(missing_ok=True)
+    files.write_json(folder / META, {"format": FORMAT, "runtime": "keras", "source": source, "why": why})
+
+
+def keras_choice(folder: Path, source: str) -> str | None:
+    """Why Keras runs the model whose SHA-256 is ``source`` (recorded at release), or None."""
+    meta = files.read_json(folder / META, None)
+    if isinstance(meta, dict) and meta.get("runtime") == "keras" and meta.get("source") == source:
+        return str(meta.get("why") or "recorded at release")
+    return None
+
+
 def read_artifact(folder: Path, source: str) -> tuple[bytes, dict] | None:
     """``(flatbuffer, meta)`` of the artifact in ``folder`` compiled from the model whose SHA-256
     is ``source``; None when there is none, or it is for another model, or it is damaged."""
     meta = files.read_json(folder / META, None)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("source") != source:
+    if (not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("source") != source
+            or meta.get("runtime") != RUNTIME):
         return None
     try:
         data = (folder / ARTIFACT).read_bytes()
@@ -310,6 +326,9 @@ def load_engine(ref: ModelRef, log=lambda line: None) -> Engine:
         if found is not None:
             return Engine(ref, found[0], dict(found[1]))
     model = load_model(ref)
+    chosen = keras_choice(ref.path.parent, source)
+    if chosen is not None:
+        return Engine(ref, keras_model=model, note=f"Keras runs this model: {chosen}.")
     problem = problem or compile_missing()
     if problem is not None:
         return Engine(ref, keras_model=model, note=f"Keras runs this model: {problem}.")

@@ -103,6 +103,8 @@ def video_timing_of(path: str | os.PathLike) -> tuple[float | None, float | None
     (the analysis itself then says what is wrong)."""
     try:
         cap = open_video(path)
+    except FrameSizeError:
+        raise  # said before any work: nothing of it will be analysed
     except DataError:
         return None, None
     try:
@@ -113,7 +115,11 @@ def video_timing_of(path: str | os.PathLike) -> tuple[float | None, float | None
 
 def probe_video(data: bytes, name: str, fps: float = DEFAULT_FPS) -> tuple[float | None, str | None]:
     """``(duration, note)`` of an uploaded video before any work: its stated length and what
-    :func:`limit_note` says of it."""
+    :func:`limit_note` says of it.
+
+    Raises:
+        FrameSizeError: its frames are too large to analyse (refused before any is decoded).
+    """
     suffix = Path(name).suffix.lower() if is_video(name) else ".mp4"
     with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
         src = Path(tmp) / f"upload{suffix}"
@@ -214,18 +220,25 @@ def max_video_pixels() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else MAX_VIDEO_PIXELS
 
 
+class FrameSizeError(DataError):
+    """A video's frames are larger than :func:`max_video_pixels`."""
+
+
 def check_frame_size(width: int, height: int, label: str) -> None:
-    """Raise DataError when a video's frames are larger than :func:`max_video_pixels`."""
+    """Raise FrameSizeError when a video's frames are larger than :func:`max_video_pixels`."""
     if width * height > max_video_pixels():
-        raise DataError(f"{label}: its frames are {width}x{height} ({width * height / 1e6:.1f} megapixels); FER Studio "
+        raise FrameSizeError(f"{label}: its frames are {width}x{height} ({width * height / 1e6:.1f} megapixels); FER Studio "
                         f"analyses videos of up to {max_video_pixels() / 1e6:.1f} megapixels a frame (4K UHD). Scale "
                         "it down first, e.g. ffmpeg -i IN -vf scale=1920:-2 OUT.mp4.")
 
 
 def check_out_file(out: Path) -> None:
-    """Raise ConfigError, before any work, when ``out`` cannot be written as a new file: it exists
-    (FER Studio never overwrites a file it did not write), or its folder is missing, a file, or
-    not writable."""
+    """Raise ConfigError, before any work, when ``out`` cannot be written as a new annotated video:
+    not a ``.webm`` name, it exists (FER Studio never overwrites a file it did not write), or its
+    folder is missing, a file, or not writable."""
+    if out.suffix.lower() != OUT_SUFFIX:
+        raise ConfigError(f"{out}: the annotated video is written as WebM (VP8, which browsers play); "
+                          f"give a file name ending in {OUT_SUFFIX}.", field="out")
     if out.exists() or out.is_symlink():
         raise ConfigError(f"{out}: already exists; FER Studio does not overwrite it. Choose another name, or "
                           "delete it first.", field="out")
@@ -322,9 +335,6 @@ def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, na
         ConfigError: ``fps`` out of range, or ``out`` not a ``.webm`` file.
     """
     fps = check_fps(fps)
-    if out is not None and Path(out).suffix.lower() != OUT_SUFFIX:
-        raise ConfigError(f"{out}: the annotated video is written as WebM (VP8, which browsers play); "
-                          f"give a file name ending in {OUT_SUFFIX}.", field="out")
     if out is not None:
         check_out_file(Path(out))
     finder = get_detector(detector) if isinstance(detector, str) else detector

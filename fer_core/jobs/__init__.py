@@ -29,7 +29,8 @@ from fer_core.jobs.scheduler import (
            submit,
 )
 from fer_core.jobs.sqlite import STORE_FILE, connect, store_path, transaction
-from fer_core.jobs.store import ENDED, RESUMABLE, STALE_SECONDS, Job, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.liveness import STALE_SECONDS
+from fer_core.jobs.store import ENDED, RESUMABLE, Job, JobStatus, JobStore, LeaseLost
 from fer_core.jobs.sweep import FORM_SWEEPS, STUDY, form_sweep, make_sweep, parse_ints, parse_values, submit_sweep
 from fer_core.jobs.worker import work
 

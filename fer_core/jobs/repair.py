@@ -4,10 +4,11 @@ What each run directory says becomes its job again, under the job's own id (``ru
 ``job``) and attempt (its lease's), so the fencing of a live worker still holds:
 
 - a lease that is not revoked, whose worker has not reported an end and is alive on this machine
-  (or has not reported yet): **running**, in slot 0 of its runner, so no second worker starts
-  while it writes; the scheduler then follows it as any running job (a silent one is given up);
+  (or has not reported yet): **running**, each in a slot of its runner of its own, so no new worker
+  starts while they write; the scheduler then follows it as any running job (a silent one is given up);
 - a worker that is gone: **interrupted** (its lease revoked first), resumable from its last checkpoint;
-- a run that never started but holds its queued request (``run.json``'s ``queued``): **queued**;
+- a run that never started but holds its queued request (``run.json``'s ``queued``): **queued**
+  (**cancelled** when it was cancelled while it waited);
 - a finished run: **succeeded**; any other: **interrupted**.
 """
 
@@ -42,6 +43,10 @@ def repair(path: str | Path | None = None) -> tuple[Path | None, list[int]]:
         if side.exists():
             side.rename(Path(f"{backup or path}{suffix}"))
     rows = [r for r in map(job_row, reversed(rundir.run_dirs(with_queued=True))) if r is not None]  # oldest first
+    slots: dict[str, int] = {}
+    for row in rows:  # live workers keep distinct slots of their runner, so no new one starts beside them
+        if row["status"] == JobStatus.RUNNING.value:
+            row["slot"] = slots[row["runner"]] = slots.get(row["runner"], -1) + 1
     ids = []
     with JobStore(path) as store:  # the jobs' own ids first, then new ids for runs that had none
         for row in sorted(rows, key=lambda r: r["id"] is None):
@@ -73,10 +78,12 @@ def job_row(run: Path) -> dict | None:
            "attempt": lease.attempt if lease else 0, "resume": 1}
     if lease is not None and lease.job == job_id and _live(run, lease):
         return {**row, "status": JobStatus.RUNNING.value, "started": info.get("started") or now, "heartbeat": now,
-                "slot": 0, "pid": _pid(run, lease)}
+                "pid": _pid(run, lease)}
     if lease is not None and not lease.revoked:
         reports.update_lease(run, lease.job, lease.attempt, revoked=True)  # a stray worker must never write again
     if not rundir.is_run(run) and queued and lease is None:
+        if queued.get("cancelled"):
+            return {**row, "status": JobStatus.CANCELLED.value, "resume": 0, "finished": now}
         return {**row, "status": JobStatus.QUEUED.value, "resume": 0}
     finished = rundir.is_finished(info)
     return {**row, "status": (JobStatus.SUCCEEDED if finished else JobStatus.INTERRUPTED).value,

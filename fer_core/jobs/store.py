@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -20,41 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_core.config import runs_dir
-from fer_core.errors import JobError
+from fer_core.errors import FerError, JobError
 from fer_core.jobs import reports
+from fer_core.jobs.liveness import start_seconds, stale_seconds
 from fer_core.jobs.sqlite import connect, explain_sqlite, store_path, transaction
 from fer_core.runs import removal, rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.validation import clean_tags, validate_config
-
-HEARTBEAT_SECONDS = 2.0
-#: No heartbeat for this long: the worker is gone, hung or asleep (``FER_STALE_SECONDS`` changes it).
-STALE_SECONDS = 30.0
-
-
-def stale_seconds() -> float:
-    """How long a worker may stay silent before it loses its job (at least 3 heartbeats)."""
-    try:
-        value = float(os.environ.get("FER_STALE_SECONDS", STALE_SECONDS))
-    except ValueError:
-        value = STALE_SECONDS
-    return max(value, 3 * HEARTBEAT_SECONDS)
-
-
-#: A worker that has not reported its first batch yet is starting: Python, TensorFlow and the data
-#: set load first, which takes minutes on a saturated machine and can starve its heartbeat thread
-#: (an import holds the interpreter). While its process lives it is slow, not hung: its silence
-#: counts only after this long (``FER_START_SECONDS``; never less than the stale limit).
-START_SECONDS = 900.0
-
-
-def start_seconds() -> float:
-    """How long a live worker may take to start before its silence counts (see START_SECONDS)."""
-    try:
-        value = float(os.environ.get("FER_START_SECONDS", START_SECONDS))
-    except ValueError:
-        value = START_SECONDS
-    return max(value, stale_seconds())
 
 LOCAL = "local"
 
@@ -154,10 +125,23 @@ class Job:
         return out
 
 
-def queue_full_message(waiting: int, limit: int) -> str:
-    """The refusal when the queue holds ``waiting`` jobs and the server allows ``limit`` (FER_MAX_QUEUED)."""
-    return (f"The job queue is full: {waiting} job(s) are waiting or running and this server allows {limit} "
+def queue_full_message(waiting: int, limit: int, adding: int = 1) -> str:
+    """The refusal when the queue holds ``waiting`` jobs, ``adding`` more were asked for and the
+    server allows ``limit`` (FER_MAX_QUEUED)."""
+    what = "" if adding == 1 else f"; these {adding} jobs would make {waiting + adding}"
+    return (f"The job queue is full: {waiting} job(s) are waiting or running{what} and this server allows {limit} "
             "(FER_MAX_QUEUED). Wait for some to finish, or cancel or delete one of yours, then submit again.")
+
+
+def _mark_request(run_dir: str | Path, cancelled: bool) -> None:
+    """Record in a waiting job's request (``run.json``'s ``queued``) whether it was cancelled, for
+    ``jobs repair``; a run that started has no request left, and nothing is written then."""
+    try:
+        request = rundir.read_info(run_dir).get(rundir.QUEUED)
+        if isinstance(request, dict) and request.get("cancelled", False) != cancelled:
+            rundir.update_info(run_dir, **{rundir.QUEUED: {**request, "cancelled": cancelled}})
+    except (FerError, OSError):
+        pass  # only jobs repair reads it; the store holds the truth
 
 
 class JobStore:
@@ -255,7 +239,7 @@ class JobStore:
                 paths.append(path)
             with transaction(self.conn, self.path) as c:
                 if max_waiting is not None and self.count_waiting() + len(items) > max_waiting:
-                    raise JobError(queue_full_message(self.count_waiting(), max_waiting))
+                    raise JobError(queue_full_message(self.count_waiting(), max_waiting, len(items)))
                 for (cfg, _, _, label), path in zip(items, paths):
                     cur = c.execute("INSERT INTO jobs (config, status, created, run_dir, total_epochs, runner, sweep)"
                                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(cfg.to_dict()), JobStatus.QUEUED.value,
@@ -350,6 +334,7 @@ class JobStore:
             if job.status == JobStatus.QUEUED:
                 c.execute("UPDATE jobs SET status = ?, finished = ? WHERE id = ?",
                           (JobStatus.CANCELLED.value, time.time(), job_id))
+                _mark_request(job.run_dir, cancelled=True)  # jobs repair must not queue it again
                 return JobStatus.CANCELLED
             if job.status == JobStatus.RUNNING:
                 c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
@@ -384,6 +369,7 @@ class JobStore:
             c.execute("UPDATE jobs SET status = ?, resume = 1, error = NULL, finished = NULL, cancel_requested = 0,"
                       " pid = NULL, config = ?, total_epochs = ? WHERE id = ?",
                       (JobStatus.QUEUED.value, json.dumps(config), total, job_id))
+            _mark_request(job.run_dir, cancelled=False)
 
     def delete(self, job_id: int, remove_files: bool = True) -> list[str]:
         """Forget a job that is not running and remove what its training wrote.

@@ -25,7 +25,8 @@ from fer_core.device import device_line, device_name
 from fer_core.errors import FerError
 from fer_core.jobs import reports
 from fer_core.jobs.scheduler import schedule
-from fer_core.jobs.store import HEARTBEAT_SECONDS, LOCAL, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.liveness import HEARTBEAT_SECONDS
+from fer_core.jobs.store import LOCAL, JobStatus, JobStore, LeaseLost
 from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.trainer import train

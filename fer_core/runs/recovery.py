@@ -70,7 +70,8 @@ def restore(run_dir: str | os.PathLike) -> rundir.State:
         files.write_json(run_dir / rundir.STATE, {"epoch": state.epoch, "last": state.last, "best": state.best,
                                            "metrics": state.metrics})
     state = rundir.read_state(run_dir)
-    problem = history_problem(state.metrics, state.epoch)
+    legacy = isinstance(raw, dict) and "metrics" not in raw  # its history lived in metrics.jsonl, written second
+    problem = history_problem(state.metrics, len(state.metrics) if legacy else state.epoch)
     if problem:
         raise ConfigError(f"{run_dir}: {problem}; nothing was changed. Restore state.json from a backup, or train "
                           "a new run.")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.inference.engine import LABELS, MAX_DROP, QUANTIZE, Engine, convert, meta_for, write_artifact
+from fer_core.inference.engine import (LABELS, MAX_DROP, QUANTIZE, Engine, convert, file_id, meta_for, write_artifact,
+                                       write_keras_choice)
 from fer_core.inference.evaluate import evaluate
 from fer_core.inference.forward import DEFAULT_TTA, model_crop, predict_proba
 from fer_core.inference.loader import ModelRef, load_model
@@ -62,7 +63,9 @@ def compile_shipped(folder: Path, ds, keras_results: dict, name: str, log=print)
         f"the fastest within {MAX_DROP * 100:.1f} points of Keras on PublicTest ({DEFAULT_TTA})"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}
     if chosen is None:
-        log("no artifact kept: every candidate fell more than the allowed margin below Keras on PublicTest")
+        why = f"at release no LiteRT artifact came within {MAX_DROP * 100:.1f} points of Keras on PublicTest"
+        log(f"no artifact kept: {why}")
+        write_keras_choice(folder, file_id(ref.path), why)
         return {**out, "runtime": "Keras"}
     row, data, engine = chosen
     private = {}

@@ -142,16 +142,17 @@ def export_model(spec: str | Path | None, fmt: str, out: str | Path | None = Non
             "output": {"name": OUTPUT, "dtype": "float32", "shape": [None, len(ref.classes)],
                        "meaning": "class probabilities, in the order of classes.json"},
             "classes": list(ref.classes), "fer_studio": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        if earlier:  # the earlier export steps aside, the new one takes its place, then it goes
+        if out.exists():  # the folder stays (it may be someone's current folder): only its files change
             old = Path(tmp) / "earlier"
-            out.rename(old)
-            work.rename(out)
+            old.mkdir()
+            if earlier:  # the earlier export's own files step aside, then go
+                for p in list(out.iterdir()):
+                    if is_export_file(p.name):
+                        p.rename(old / p.name)
+            for p in list(work.iterdir()):
+                p.rename(out / p.name)
             remove_export(old)
-            if old.exists():  # something appeared in it meanwhile: keep it, never delete it
-                old.rename(out.with_name(f"{out.name}.kept-{int(time.time())}"))
         else:
-            if out.exists():
-                out.rmdir()  # empty (check_out): only a folder with nothing in it
             work.rename(out)
     graph = out / GRAPH[fmt]
     size = sum(p.stat().st_size for p in graph.rglob("*") if p.is_file()) if graph.is_dir() else graph.stat().st_size
