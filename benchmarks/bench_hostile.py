@@ -71,6 +71,7 @@ async def student(browser, url: str, act, timeout: float) -> str:
 async def upload_video(page, url: str, video: Path) -> str:
     await page.goto(f"{url}/predict", wait_until="domcontentloaded")
     await page.get_by_text("A video", exact=True).click()
+    await page.get_by_text("Frames analysed per second of video").wait_for()  # the video uploader is in place
     await page.locator('input[type="file"]').first.set_input_files(str(video))
     await page.get_by_text("megapixels a frame").first.wait_for()
     return "video refused before decoding"

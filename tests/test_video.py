@@ -64,7 +64,7 @@ def test_a_video_with_huge_frames_is_refused_before_any_frame_is_decoded(tmp_pat
         open_video(clip)
     assert main(["predict", str(clip)]) == 1
     assert "Scale it down first" in capsys.readouterr().out
-    with pytest.raises(DataError, match="megapixels"):  # the page's probe says so before the Analyse button
+    with pytest.raises(DataError, match="big.avi: its frames are 640x480"):  # the page says so before Analyse
         probe_video(clip.read_bytes(), "big.avi")
     monkeypatch.delenv("FER_MAX_VIDEO_PIXELS")
     assert open_video(clip).isOpened()  # 0.3 MP is far under the default cap

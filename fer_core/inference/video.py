@@ -98,11 +98,11 @@ def video_rate(cap) -> float | None:
     return rate if 0 < rate <= 1000 else None
 
 
-def video_timing_of(path: str | os.PathLike) -> tuple[float | None, float | None]:
+def video_timing_of(path: str | os.PathLike, name: str | None = None) -> tuple[float | None, float | None]:
     """A video file's stated ``(duration, frame rate)``; Nones when not stated or not readable
-    (the analysis itself then says what is wrong)."""
+    (the analysis itself then says what is wrong). ``name``: how messages call the file."""
     try:
-        cap = open_video(path)
+        cap = open_video(path, name)
     except FrameSizeError:
         raise  # said before any work: nothing of it will be analysed
     except DataError:
@@ -124,7 +124,7 @@ def probe_video(data: bytes, name: str, fps: float = DEFAULT_FPS) -> tuple[float
     with tempfile.TemporaryDirectory(prefix="fer-video-") as tmp:
         src = Path(tmp) / f"upload{suffix}"
         src.write_bytes(data)
-        duration, rate = video_timing_of(src)
+        duration, rate = video_timing_of(src, name)
     return duration, limit_note(duration, fps, rate)
 
 
