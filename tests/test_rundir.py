@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -119,10 +121,10 @@ def test_a_released_models_histories_round_trip_and_a_damaged_line_is_skipped(tm
     assert model_folder.read_histories(tmp_path / "none") == {}
 
 
-def test_a_lost_or_truncated_commit_record_is_rebuilt_never_trained_over(tmp_path, capsys):
+def test_a_lost_or_truncated_commit_record_is_rebuilt_never_trained_over(trained_run, tmp_path, capsys):
     """Regression: with state.json truncated, `train --resume RUN --epochs 6` printed "resuming",
     trained from epoch 1 and replaced the checkpoints and history of the epochs done."""
-    run_dir = train(tiny(epochs=3), tmp_path / "run")
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     before = rundir.read_metrics(run_dir)
     (run_dir / rundir.STATE).write_text('{"epoch": 3, "last": "last-e0')  # cut mid-write by a full disk, say
     assert main(["train", "--resume", str(run_dir), "--epochs", "5"]) == 0
@@ -134,8 +136,9 @@ def test_a_lost_or_truncated_commit_record_is_rebuilt_never_trained_over(tmp_pat
     assert rundir.has_started(run_dir)
 
 
-def test_a_record_that_cannot_be_rebuilt_or_a_bad_history_is_refused_and_nothing_changes(tmp_path, capsys):
-    run_dir = train(tiny(epochs=3), tmp_path / "run")
+def test_a_record_that_cannot_be_rebuilt_or_a_bad_history_is_refused_and_nothing_changes(trained_run, tmp_path,
+                                                                                          capsys):
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     state = json.loads((run_dir / rundir.STATE).read_text())
     kept = sorted(p.name for p in run_dir.iterdir())
 

@@ -221,7 +221,7 @@ def max_video_pixels() -> int:
 
 
 class FrameSizeError(DataError):
-    """A video's frames are larger than :func:`max_video_pixels`."""
+    """A video's frames are larger than :func:`max_video_pixels` (said before any work)."""
 
 
 def check_frame_size(width: int, height: int, label: str) -> None:
@@ -243,11 +243,10 @@ def check_out_file(out: Path) -> None:
         raise ConfigError(f"{out}: already exists; FER Studio does not overwrite it. Choose another name, or "
                           "delete it first.", field="out")
     parent = out.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{out}: its folder {parent} " + ("is a file" if parent.exists() else "does not exist")
-                          + "; choose a file in an existing folder.", field="out")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{out}: its folder {parent} is not writable; choose another.", field="out")
+    why = ("is a file" if parent.exists() else "does not exist") if not parent.is_dir() else \
+        None if os.access(parent, os.W_OK) else "is not writable"
+    if why:
+        raise ConfigError(f"{out}: its folder {parent} {why}; choose a file in an existing, writable folder.", field="out")
 
 
 def open_video(path: str | os.PathLike, name: str | None = None):
