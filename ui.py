@@ -45,7 +45,7 @@ from fer_core.models.build import create_model, list_models
 from fer_core.inference.explore import embed
 from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
-from fer_core.shared import analysis_gate, result_cache
+from fer_core.shared import analysis_gate, release_memory, result_cache
 from fer_core.training.dynamics import REGIONS, cartography_with_faces
 
 
@@ -300,6 +300,7 @@ def analysis_slot():
             yield
     finally:
         note.empty()
+        release_memory()
 
 
 def gated(fn, *args, spinner: str | None = None):
