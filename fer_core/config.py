@@ -18,7 +18,7 @@ from fer_core.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The shipped default model's folder (written by ``release``, read by the model loader).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "default_model"
-#: The shipped fast model's folder: a distilled student for the views where speed matters.
+#: The shipped fast model's folder: a small model for the views where speed matters.
 FAST_MODEL_DIR = Path(__file__).resolve().parent / "shipping" / "fast_model"
 #: The names of the shipped models wherever a model is named (``--model default``, ``fast``).
 DEFAULT_MODEL, FAST_MODEL = "default", "fast"

@@ -127,9 +127,9 @@ def test_a_lost_or_truncated_commit_record_is_rebuilt_never_trained_over(trained
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
     before = rundir.read_metrics(run_dir)
     (run_dir / rundir.STATE).write_text('{"epoch": 3, "last": "last-e0')  # cut mid-write by a full disk, say
-    assert main(["train", "--resume", str(run_dir), "--epochs", "5"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--epochs", "4"]) == 0
     rows = rundir.read_metrics(run_dir)
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert rows[:3] == before  # the epochs done are kept as they were, not trained again
     # a job's worker resumes such a run too (it asks has_started), never starts it over
     (run_dir / rundir.STATE).unlink()
