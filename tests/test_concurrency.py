@@ -164,18 +164,9 @@ def test_stderr_silencing_from_several_threads_always_restores_it():
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
-def test_a_cached_result_does_not_wait_behind_other_analyses():
-    import ui
-    from fer_core.shared import analysis_gate
-
-    calls = []
-
-    def work(x):
-        calls.append(x)
-        return x * 2
-
-    assert ui.gated(work, 21) == 42  # computed through the gate, remembered
-    gate, release = analysis_gate(), threading.Event()
+def fill_the_gate(gate) -> tuple[threading.Event, list[threading.Thread]]:
+    """Every place of ``gate`` taken by a thread that holds it until the returned event is set."""
+    release = threading.Event()
 
     def hold():
         with gate.slot():
@@ -187,6 +178,22 @@ def test_a_cached_result_does_not_wait_behind_other_analyses():
     deadline = time.monotonic() + 10
     while gate.running < gate.capacity and time.monotonic() < deadline:
         time.sleep(0.01)
+    return release, holders
+
+
+def test_a_cached_result_does_not_wait_behind_other_analyses():
+    import ui
+    from fer_core.shared import analysis_gate
+
+    calls = []
+
+    def work(x):
+        calls.append(x)
+        return x * 2
+
+    assert ui.gated(work, 21) == 42  # computed through the gate, remembered
+    gate = analysis_gate()
+    release, holders = fill_the_gate(gate)
     assert gate.running == gate.capacity  # every place taken by others' analyses
     done = []
     t = threading.Thread(target=lambda: done.append(ui.gated(work, 21)))
@@ -234,18 +241,8 @@ def test_a_result_the_cache_dropped_waits_its_turn_again(monkeypatch):
     got = ui.gated(work, 3)
     got.append("changed by one session")
     assert ui.gated(work, 3) == [3] and calls == [1, 2, 3]  # a hit: a copy, not computed again
-    gate, release = shared.analysis_gate(), threading.Event()
-
-    def hold():
-        with gate.slot():
-            release.wait(30)
-
-    holders = [threading.Thread(target=hold) for _ in range(gate.capacity)]
-    for t in holders:
-        t.start()
-    deadline = time.monotonic() + 10
-    while gate.running < gate.capacity and time.monotonic() < deadline:
-        time.sleep(0.01)
+    gate = shared.analysis_gate()
+    release, holders = fill_the_gate(gate)
     done = []
     t = threading.Thread(target=lambda: done.append(ui.gated(work, 1)))
     t.start()

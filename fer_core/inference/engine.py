@@ -139,9 +139,10 @@ def convert(model, quantize: str = "dynamic", graph=None) -> bytes:
     """
     if quantize not in ("none", "dynamic", "float16"):
         raise ModelError(f"{quantize!r} is not a LiteRT quantization; use one of none, dynamic, float16.")
-    problem = compile_missing() if graph is None else None
-    if problem and "TensorFlow" in problem:
-        raise ModelError(f"Cannot compile the model: {problem}.")
+    backend = configured_backend()
+    if backend != "tensorflow":
+        raise ModelError(f"Cannot compile the model: the converter needs TensorFlow as Keras' backend, and this "
+                         f"process runs {backend}.")
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="fer-engine-") as tmp:
@@ -199,10 +200,11 @@ def cache_folder(source: str) -> Path:
     return cache_dir() / "engine" / source[:32]
 
 
-def meta_for(ref_or_path, quantize: str, crop: int, parity: dict) -> dict:
-    """The ``engine.json`` fields of an artifact compiled from a model file."""
-    path = ref_or_path.path if isinstance(ref_or_path, ModelRef) else Path(ref_or_path)
-    return {"source": file_id(path), "quantize": quantize, "crop": int(crop), "parity": parity}
+def meta_for(ref: ModelRef, model, quantize: str) -> dict:
+    """The ``engine.json`` fields of an artifact compiled from ``ref``'s file (Keras ``model``);
+    its parity is added once measured."""
+    return {"source": file_id(ref.path), "quantize": quantize, "crop": model_crop(model),
+            "params": int(model.count_params()), "parity": {}}
 
 
 # ------------------------------------------------------------------ the engine
@@ -344,7 +346,7 @@ def load_engine(ref: ModelRef, log=lambda line: None) -> Engine:
             except Exception as exc:  # the converter raises many types; all mean "no artifact"
                 reasons.append(f"{quantize}: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
-            meta = {**meta_for(ref, quantize, model_crop(model), {}), "params": int(model.count_params())}
+            meta = meta_for(ref, model, quantize)
             engine = Engine(ref, data, meta, keras_model=model)
             parity = probe_parity(engine, model, faces)
             if parity["agreement"] < MIN_AGREEMENT:

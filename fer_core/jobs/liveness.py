@@ -15,13 +15,16 @@ HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 30.0
 
 
+def _seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def stale_seconds() -> float:
     """How long a worker may stay silent before it loses its job (at least 3 heartbeats)."""
-    try:
-        value = float(os.environ.get("FER_STALE_SECONDS", STALE_SECONDS))
-    except ValueError:
-        value = STALE_SECONDS
-    return max(value, 3 * HEARTBEAT_SECONDS)
+    return max(_seconds("FER_STALE_SECONDS", STALE_SECONDS), 3 * HEARTBEAT_SECONDS)
 
 
 #: A worker that has not reported its first batch yet is starting: Python, TensorFlow and the data
@@ -33,8 +36,4 @@ START_SECONDS = 900.0
 
 def start_seconds() -> float:
     """How long a live worker may take to start before its silence counts (see START_SECONDS)."""
-    try:
-        value = float(os.environ.get("FER_START_SECONDS", START_SECONDS))
-    except ValueError:
-        value = START_SECONDS
-    return max(value, stale_seconds())
+    return max(_seconds("FER_START_SECONDS", START_SECONDS), stale_seconds())

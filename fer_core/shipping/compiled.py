@@ -22,7 +22,7 @@ import numpy as np
 from fer_core.inference.engine import (LABELS, MAX_DROP, QUANTIZE, Engine, convert, file_id, meta_for, write_artifact,
                                        write_keras_choice)
 from fer_core.inference.evaluate import evaluate
-from fer_core.inference.forward import DEFAULT_TTA, model_crop, predict_proba
+from fer_core.inference.forward import DEFAULT_TTA, predict_proba
 from fer_core.inference.loader import ModelRef, load_model
 from fer_core.runs import rundir
 from fer_core.shipping.measure import measure_speed
@@ -50,7 +50,7 @@ def compile_shipped(folder: Path, ds, keras_results: dict, name: str, log=print)
     candidates, chosen = [], None
     for quantize in QUANTIZE:
         data = convert(model, quantize)
-        meta = {**meta_for(ref, quantize, model_crop(model), {}), "params": int(model.count_params())}
+        meta = meta_for(ref, model, quantize)
         engine = Engine(ref, data, meta)
         accuracy = float((predict_proba(engine, public.images, DEFAULT_TTA).argmax(1) == public.labels).mean())
         speed = throughput(engine, public.images[:2048])

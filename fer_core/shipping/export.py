@@ -34,6 +34,7 @@ import numpy as np
 from fer_core import __version__, files
 from fer_core.device import TENSORFLOW_ONLY, configured_backend, quiet_stderr
 from fer_core.errors import ModelError
+from fer_core.inference.engine import convert
 from fer_core.inference.loader import ModelRef, load_model, resolve_model
 from fer_core.runs import rundir
 
@@ -235,16 +236,7 @@ def _write_saved_model(model, path: Path, quantize: str, scratch: Path, classes)
 
 
 def _write_tflite(model, path: Path, quantize: str, scratch: Path, classes) -> None:
-    import tensorflow as tf
-
-    saved = scratch / "saved_model"
-    _write_saved_model(model, saved, "none", scratch, classes)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float activations
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    path.write_bytes(converter.convert())
+    path.write_bytes(convert(None, quantize, graph=model))  # the inference engine's converter
 
 
 def _write_onnx(model, path: Path, quantize: str, scratch: Path, classes) -> None:
