@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
     st.Page("pages/explore.py", title="Explore", icon="🔬"),
     st.Page("pages/predict.py", title="Predict", icon="📷"),
+    st.Page("pages/quiz.py", title="Quiz", icon="🧠"),
 ]
 
 st.navigation(PAGES).run()

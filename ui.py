@@ -47,6 +47,8 @@ from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate, release_memory, result_cache
 from fer_core.training.dynamics import REGIONS, cartography_with_faces
+from fer_core.quiz.rounds import Round, check_settings, make_round
+from fer_core.quiz.store import QuizStore
 
 
 def _import_tensorflow_quietly() -> None:
@@ -93,8 +95,8 @@ def use_app_navigation(tensorflow: bool = True) -> None:
         except FerError:
             pass  # a damaged store: the pages that read it say so, and how to repair it
     if read_only():
-        st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results and analyse photos; nothing "
-                        "here changes or stores anything.")
+        st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results, analyse photos and play the "
+                        "quiz; nothing here changes anything (it stores only quiz answers).")
     if st.sidebar.toggle("Larger text (back row)", key="ui_large_text"):
         st.markdown(LARGE_TEXT_CSS, unsafe_allow_html=True)
 
@@ -122,6 +124,9 @@ SCREEN_CSS = """<style>
 [class*="st-key-face_card"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [class*="st-key-face_card"] [data-testid="stColumn"]:nth-child(2) { min-width: min(100%, 260px); }
 [class*="st-key-face_card"] [data-testid="stColumn"]:not(:nth-child(2)) { min-width: 110px; }
+[class*="st-key-metric_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; row-gap: 0.5rem; }
+[class*="st-key-metric_row"] [data-testid="stColumn"] { min-width: 150px; flex: 1 1 150px; }
+[class*="st-key-metric_row"] [data-testid="stMetricLabel"] p { white-space: normal; }
 [class*="st-key-grid_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [class*="st-key-grid_row"] [data-testid="stColumn"] { min-width: 96px; flex: 1 1 96px; }
 [class*="st-key-grid_row"] button p { font-size: 0.8rem; white-space: normal; word-break: break-word; }
@@ -432,3 +437,53 @@ def show_cartography(found: tuple[dict, np.ndarray], key: str) -> None:
     inside = np.flatnonzero(pts.region == region)
     inside = inside[np.argsort(pts.confidence.values[inside])]  # the least learned first
     face_gallery(faces[inside], [f"labelled {pts.true[k]}\nconfidence {pts.confidence[k]:.2f}" for k in inside])
+
+
+# ---------------------------------------------------------------------------------------- Quiz
+def cached_round(model: str, source: str, split: str, size: int, seed: int, draw: str, timer: int) -> Round:
+    """A quiz round drawn from a data set and answered by a model (:func:`fer_core.quiz.rounds.make_round`),
+    made once per settings and model file, through the analysis gate."""
+    return gated(_round, model, resolve_model(model).stamp, source, split, size, seed, draw, timer,
+                 spinner="Drawing the faces; the network answers them…")
+
+
+def _round(model: str, stamp: str, source: str, split: str, size: int, seed: int, draw: str, timer: int) -> Round:
+    ref = resolve_model(model)
+    check_settings(size, draw, split, timer)
+    return make_round(cached_dataset(source, ref.merge), split, size, seed, cached_model(str(ref.path), stamp), ref,
+                      draw=draw, timer=timer, source=source)
+
+
+def round_faces(rnd: Round) -> np.ndarray:
+    """A round's faces, from this server's copy of its data set (QuizError when that copy differs)."""
+    return rnd.faces(cached_dataset(rnd.source, rnd.merge))
+
+
+@st.cache_resource(show_spinner=False)
+def quiz_store(path: str) -> QuizStore:
+    """One connection to the quiz store for every session of this server (it serialises its calls);
+    on a read-only server, once the lecturer's side has made the file."""
+    return QuizStore(path)
+
+
+def big_face(face: np.ndarray, side: int = 288) -> Image.Image:
+    """A 48x48 face enlarged for a quiz (smoothly: the pixels of a face are not the point)."""
+    return Image.fromarray(np.asarray(face, np.uint8)).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def confusion_chart(matrix, classes: list[str], title: str, height: int = 300) -> alt.LayerChart:
+    """A confusion matrix as a heat map: rows true, columns answered, each cell its count and row share."""
+    cm = np.asarray(matrix)
+    rows = cm.sum(axis=1, keepdims=True)
+    cells = pd.DataFrame([{"true": classes[i], "answered": classes[j], "count": int(cm[i, j]),
+                           "percent": float(cm[i, j] / rows[i, 0] * 100) if rows[i, 0] else 0.0}
+                          for i in range(len(classes)) for j in range(len(classes))])
+    base = alt.Chart(cells, title=title).encode(x=alt.X("answered:N", sort=classes, title="answered"),
+                                                y=alt.Y("true:N", sort=classes, title="label"))
+    heat = base.mark_rect().encode(color=alt.Color("percent:Q", title="% of row", legend=None,
+                                                   scale=alt.Scale(scheme="blues", domain=[0, 100])),
+                                   tooltip=["true", "answered", "count", alt.Tooltip("percent:Q", format=".0f")])
+    text = base.mark_text(baseline="middle").encode(
+        text=alt.condition("datum.count > 0", alt.Text("count:Q"), alt.value("")),
+        color=alt.condition("datum.percent > 50", alt.value("white"), alt.value("black")))
+    return (heat + text).properties(height=height)

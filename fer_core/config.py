@@ -42,6 +42,17 @@ def read_only() -> bool:
     return os.environ.get(READ_ONLY_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def env_number(name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number setting from the environment: ``default`` when unset, and when the value is
+    not a whole number or is below ``minimum`` (a typo never turns a limit off)."""
+    value = os.environ.get(name, "").strip()
+    try:
+        number = int(value)
+    except ValueError:
+        return default
+    return number if number >= minimum else default
+
+
 def check_writable(what: str) -> None:
     """Raises ConfigError on a read-only server, saying that ``what`` is not offered here."""
     if read_only():

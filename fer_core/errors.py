@@ -30,3 +30,7 @@ class ModelError(FerError):
 
 class JobError(FerError):
     """A background job cannot be found, changed or recorded (job store, runner)."""
+
+
+class QuizError(FerError):
+    """A quiz round cannot be made, found or answered (a closed round, an unknown code, a limit)."""

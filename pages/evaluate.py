@@ -43,7 +43,7 @@ except FerError as exc:
 m = res.metrics
 classes = list(res.classes)
 
-cols = st.columns(4)
+cols = st.container(key="metric_row_evaluate").columns(4)  # side by side, wrapped on a phone
 cols[0].metric("Accuracy", f"{m['accuracy']:.2%}")
 cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}")
 cols[2].metric("Weighted F1", f"{m['weighted_f1']:.3f}")

@@ -51,14 +51,14 @@ def free_port() -> int:
 class Server:
     """``streamlit run app.py`` headless on a free loopback port, with its own data directory."""
 
-    def __init__(self, data_dir: Path, log: Path):
-        self.port, self.data_dir, self.log = free_port(), data_dir, log
+    def __init__(self, data_dir: Path, log: Path, env: dict | None = None):
+        self.port, self.data_dir, self.log, self.env = free_port(), data_dir, log, env or {}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self) -> "Server":
         env = {k: v for k, v in os.environ.items() if k != "FER2013_DIR"}  # the demo set is active
-        env.update(FER_DATA_DIR=str(self.data_dir), PYTHONPATH=str(ROOT))
+        env.update(FER_DATA_DIR=str(self.data_dir), PYTHONPATH=str(ROOT), **self.env)
         cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]
@@ -316,7 +316,7 @@ def test_jobs_outlive_the_server(browser, tmp_path, monkeypatch):
     shutil.rmtree(data, ignore_errors=True)
 
 
-PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Explore", "Predict"]
+PAGE_TITLES = ["Home", "Dataset", "Train", "Runs", "Evaluate", "Explore", "Predict", "Quiz"]
 
 
 # Every page goes through the same navigation (app.py); two suffice: the lightest page and the heaviest (each

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_core.cli import analysis, explore, job_commands, listings, shipping, training
+from fer_core.cli import analysis, explore, job_commands, listings, quiz, shipping, training
 from fer_core.device import device_line, quiet_tensorflow
 from fer_core.errors import FerError
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     shipping.add_commands(sub)
     training.add_recalibrate_command(sub)
     job_commands.add_commands(sub)
+    quiz.add_commands(sub)
     return parser
 
 
