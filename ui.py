@@ -42,13 +42,14 @@ from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import (DEFAULT_MODEL, FAST_MODEL, default_model, resolve_model,
                                       shipped_model, speed_model)
 from fer_core.models.build import create_model, list_models
-from fer_core.inference.explore import embed
+from fer_core.inference.explore import embed_cached
 from fer_core.inference.photo import ImageResult, analyse, draw, face_views
 from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate, release_memory, result_cache
 from fer_core.training.dynamics import REGIONS, cartography_with_faces
 from fer_core.quiz.rounds import Round, check_settings, make_round
 from fer_core.quiz.store import QuizStore
+from fer_core.shipping.warmup import plan, warm
 
 
 def _import_tensorflow_quietly() -> None:
@@ -97,8 +98,51 @@ def use_app_navigation(tensorflow: bool = True) -> None:
     if read_only():
         st.sidebar.info("🔒 **Read-only server**: browse the data, runs and results, analyse photos and play the "
                         "quiz; nothing here changes anything (it stores only quiz answers).")
-    if st.sidebar.toggle("Larger text (back row)", key="ui_large_text"):
-        st.markdown(LARGE_TEXT_CSS, unsafe_allow_html=True)
+    presentation_switch()
+
+
+#: The session's presentation mode: kept in the session (a widget's own state is per page) and
+#: settable by URL (``?present=1``), so the projector's tab opens in it.
+PRESENT = "present"
+
+
+def presenting() -> bool:
+    """True while this session is in presentation mode (see :func:`presentation_switch`)."""
+    return bool(st.session_state.get(PRESENT))
+
+
+def presentation_switch() -> None:
+    """The sidebar's presentation switch, the same on every page, and its CSS when on."""
+    if PRESENT not in st.session_state:
+        st.session_state[PRESENT] = st.query_params.get(PRESENT) == "1"
+
+    def flip() -> None:
+        st.session_state[PRESENT] = st.session_state["ui_present_switch"]
+
+    st.sidebar.toggle("Presentation mode (back row)", value=st.session_state[PRESENT], key="ui_present_switch",
+                      on_change=flip, help="Larger headline numbers, captions, chart axes and legends, matrix "
+                      "cells and labels on photos, on every page; open a page with ?present=1 to start in it.")
+    if presenting():
+        st.markdown(PRESENT_CSS, unsafe_allow_html=True)
+        if st.query_params.get(PRESENT) != "1":
+            st.query_params[PRESENT] = "1"  # a reload of this tab stays in presentation mode
+    elif PRESENT in st.query_params:
+        del st.query_params[PRESENT]
+
+
+#: Presentation mode's sizes: chart text in pixels (Vega draws it), page text in rem.
+PRESENT_CHART = {"axis": 17, "title": 19, "legend": 16, "text": 18}
+
+
+def chart(spec, **kwargs):
+    """``st.altair_chart`` for every chart of the app: in presentation mode its axes, legends,
+    title and text marks (a confusion matrix's cells) are enlarged."""
+    if presenting():
+        size = PRESENT_CHART
+        spec = (spec.configure_axis(labelFontSize=size["axis"], titleFontSize=size["title"], labelLimit=260)
+                .configure_legend(labelFontSize=size["legend"], titleFontSize=size["legend"], symbolSize=160)
+                .configure_title(fontSize=size["title"]).configure_text(fontSize=size["text"]))
+    return st.altair_chart(spec, **kwargs)
 
 
 @st.cache_resource(show_spinner=False)
@@ -125,13 +169,30 @@ SCREEN_CSS = """<style>
 [class*="st-key-face_card"] [data-testid="stColumn"]:nth-child(2) { min-width: min(100%, 260px); }
 [class*="st-key-face_card"] [data-testid="stColumn"]:not(:nth-child(2)) { min-width: 110px; }
 [class*="st-key-metric_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; row-gap: 0.5rem; }
-[class*="st-key-metric_row"] [data-testid="stColumn"] { min-width: 150px; flex: 1 1 150px; }
+[class*="st-key-metric_row"] [data-testid="stColumn"] { min-width: 120px; flex: 1 1 120px; }
 [class*="st-key-metric_row"] [data-testid="stMetricLabel"] p { white-space: normal; }
+[class*="st-key-wrap_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; row-gap: 0.5rem; }
+[class*="st-key-wrap_row"] [data-testid="stColumn"] { min-width: 150px; flex: 1 1 150px; }
 [class*="st-key-grid_row"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
-[class*="st-key-grid_row"] [data-testid="stColumn"] { min-width: 96px; flex: 1 1 96px; }
-[class*="st-key-grid_row"] button p { font-size: 0.8rem; white-space: normal; word-break: break-word; }
+[class*="st-key-grid_row"] [data-testid="stColumn"] { min-width: 0; flex: 1 1 0; }
+@media (max-width: 1400px) {  /* rows of 8 as two even rows of 4, never 5 small and 3 large */
+  [class*="st-key-grid_row"] [data-testid="stColumn"] { flex: 0 0 calc(25% - 0.75rem); }
+}
+[class*="st-key-grid_row"] button p { font-size: 0.8rem; white-space: normal; }
+[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], [data-testid="stWidgetLabel"] p,
+[data-testid="stRadio"] label p { word-break: normal; overflow-wrap: normal; hyphens: manual; }
 </style>"""
-LARGE_TEXT_CSS = "<style>html { font-size: 20px; } [data-testid=\"stMain\"] p { font-size: 1.1rem; }</style>"
+PRESENT_CSS = """<style>
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] li { font-size: 1.3rem; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"], [data-testid="stMain"] [data-testid="stCaptionContainer"] p,
+[data-testid="stMain"] [data-testid="stImageCaption"] { font-size: 1.15rem; }
+[data-testid="stMain"] [data-testid="stMetricValue"], [data-testid="stMain"] [data-testid="stMetricValue"] div { font-size: 3.4rem; }
+[data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.3rem; }
+[data-testid="stMain"] h1 { font-size: 3.2rem; }
+[data-testid="stMain"] h2 { font-size: 2.4rem; }
+[data-testid="stMain"] h3 { font-size: 1.9rem; }
+[data-testid="stMain"] button p, [data-testid="stMain"] label p { font-size: 1.2rem; }
+</style>"""
 
 
 def link_to(page: str, label: str, **params) -> None:
@@ -242,15 +303,14 @@ def cached_model(path: str, stamp: str):
 def cached_evaluation(model: str, source: str, split: str, tta: str):
     """``(EvalResult, merge)`` of a model on a split; memory-cached here, disk-cached in fer_core."""
     ref = resolve_model(model)
-    return gated(_evaluation, model, ref.stamp, source, split, tta, spinner="Evaluating…")
+    return gated(_evaluation, model, ref.stamp, source, split, tta, progress=f"Evaluating {ref.name} on {split}")
 
 
-def _evaluation(model: str, stamp: str, source: str, split: str, tta: str):
-
+def _evaluation(model: str, stamp: str, source: str, split: str, tta: str, progress=None):
     ref = resolve_model(model)
     ds = cached_dataset(source, ref.merge)
     res, _ = evaluate_cached(ref, ds, None if split == "all" else split, tta,
-                             load=lambda r: cached_model(str(r.path), stamp))
+                             load=lambda r: cached_model(str(r.path), stamp), progress=progress)
     return res, ref.merge
 
 
@@ -308,11 +368,33 @@ def analysis_slot():
         release_memory()
 
 
-def gated(fn, *args, spinner: str | None = None):
+@contextmanager
+def progress_bar(what: str, finishing: str = "finishing"):
+    """A progress bar for a long computation, fed by its real progress: yields ``report(done,
+    total)`` (faces), which shows how many are done and the time left at the pace so far."""
+    bar, started = st.progress(0.0, text=f"{what}: starting…"), time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        if done >= total:
+            bar.progress(1.0, text=f"{what}: all {total:,} faces done; {finishing}…")
+        elif done > 0:
+            left = (time.monotonic() - started) * (total - done) / done
+            bar.progress(done / total, text=f"{what}: {done:,} of {total:,} faces, about {fmt_seconds(left)} left")
+
+    try:
+        yield report
+    finally:
+        bar.empty()
+
+
+def gated(fn, *args, spinner: str | None = None, progress: str | None = None, finishing: str = "finishing"):
     """``fn(*args)``, kept in the server's result cache (:func:`fer_core.shared.result_cache`) and
     computed through the analysis gate: a cached result is returned at once and never waits behind
     others' analyses; one the cache no longer holds is computed again through the gate (the cache
-    is the one record of what it holds, so nothing skips the gate without being cached)."""
+    is the one record of what it holds, so nothing skips the gate without being cached).
+
+    ``progress``: what the computation does, shown on a progress bar that ``fn`` feeds through
+    its ``progress`` keyword (:func:`progress_bar`); else ``spinner``, a spinner's text."""
     digest = hashlib.sha1(fn.__name__.encode())
     for a in args:  # a photo's bytes as they are, the settings by their repr
         digest.update(a if isinstance(a, bytes) else repr(a).encode())
@@ -324,20 +406,25 @@ def gated(fn, *args, spinner: str | None = None):
     with analysis_slot():
         found, out = result_cache().get(key)  # another session computed it while this one waited
         if not found:
-            with st.spinner(spinner) if spinner else nullcontext():
-                out = fn(*args)
+            if progress:
+                with progress_bar(progress, finishing) as report:
+                    out = fn(*args, progress=report)
+            else:
+                with st.spinner(spinner) if spinner else nullcontext():
+                    out = fn(*args)
             result_cache().put(key, out)
     return out
 
 
 def cached_analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
                     explain: bool, detector: str, occlude: bool = False) -> tuple[ImageResult, bytes]:
-    """:func:`_analysis`, through the server's analysis gate on a cache miss."""
-    return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector, occlude)
+    """:func:`_analysis`, through the server's analysis gate on a cache miss; its labels drawn
+    larger in presentation mode."""
+    return gated(_analysis, name, data, model, stamp, detect, tta, explain, detector, occlude, presenting())
 
 
 def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: str,
-              explain: bool, detector: str, occlude: bool = False) -> tuple[ImageResult, bytes]:
+              explain: bool, detector: str, occlude: bool = False, larger: bool = False) -> tuple[ImageResult, bytes]:
     """One photo's faces and predictions, and the photo with its boxes drawn (JPEG bytes),
     computed once per (content, model, settings).
 
@@ -351,7 +438,7 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
     drawn = b""
     if res.image is not None:
         buf = io.BytesIO()
-        draw(res).save(buf, "JPEG", quality=85)
+        draw(res, larger=larger).save(buf, "JPEG", quality=85)
         drawn = buf.getvalue()
     res.image = None
     return res, drawn
@@ -361,14 +448,16 @@ def _analysis(name: str, data: bytes, model: str, stamp: str, detect: str, tta: 
 def cached_embedding(model: str, source: str, split: str, method: str, sample: int | None):
     """The map of a split (:func:`fer_core.inference.explore.embed`), computed once per model file,
     data, split, layout and sample, through the analysis gate."""
-    return gated(_embedding, model, resolve_model(model).stamp, source, split, method, sample,
-                 spinner="Computing the model's features and the map…")
-
-
-def _embedding(model: str, stamp: str, source: str, split: str, method: str, sample: int | None):
     ref = resolve_model(model)
-    part = cached_dataset(source, ref.merge).subset(split)
-    return embed(cached_model(str(ref.path), stamp), part.images, part.labels, split, method, sample)
+    return gated(_embedding, model, ref.stamp, source, split, method, sample,
+                 progress=f"The features of {ref.name} on {split}", finishing=f"laying out the map ({method})")
+
+
+def _embedding(model: str, stamp: str, source: str, split: str, method: str, sample: int | None, progress=None):
+    ref = resolve_model(model)
+    emb, _ = embed_cached(ref, cached_dataset(source, ref.merge), split, method, sample,
+                          load=lambda r: cached_model(str(r.path), stamp), progress=progress)
+    return emb
 
 
 def cached_face_views(model: str, face: np.ndarray) -> dict:
@@ -423,13 +512,13 @@ def show_cartography(found: tuple[dict, np.ndarray], key: str) -> None:
                                                      "hard": "steadily given little probability"}[name])
     pts = pd.DataFrame(doc["faces"])
     pts["image"] = [face_url(f) for f in faces]
-    chart = alt.Chart(pts).mark_circle(size=24, opacity=0.7).encode(
+    dots = alt.Chart(pts).mark_circle(size=24, opacity=0.7).encode(
         x=alt.X("variability:Q", title="variability (std of the true class's probability)"),
         y=alt.Y("confidence:Q", title="confidence (mean probability of the true class)", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("correctness:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]),
                         title="share of epochs right"),
         tooltip=["image", "true", "confidence", "variability", "correctness", "region"]).properties(height=420)
-    st.altair_chart(chart, width="stretch")
+    chart(dots, width="stretch")
     st.caption(f"{len(pts):,} Training faces followed over {doc['epochs']} epochs. In FER2013 the hard-to-learn "
                "corner (bottom left) is where mislabelled faces gather: look at them below and judge the label.")
     region = st.radio("Faces of a region", REGIONS, index=2, horizontal=True, key=f"{key}_region",
@@ -487,3 +576,28 @@ def confusion_chart(matrix, classes: list[str], title: str, height: int = 300) -
         text=alt.condition("datum.count > 0", alt.Text("count:Q"), alt.value("")),
         color=alt.condition("datum.percent > 50", alt.value("white"), alt.value("black")))
     return (heat + text).properties(height=height)
+
+
+# ----------------------------------------------------------------------------- Prepare for class
+def prepare_for_class(source: str) -> list[dict]:
+    """Compute ahead what a lesson opens (:mod:`fer_core.shipping.warmup`) through this server's
+    model and data set caches and the analysis gate, on one bar fed by each step's batches."""
+    steps = plan()
+    bar = st.progress(0.0, text=f"Preparing {len(steps)} steps…")
+    now = {"k": 0, "title": ""}
+
+    def on_step(k: int, total: int, step) -> None:
+        now.update(k=k, title=step.title)
+        bar.progress(k / total, text=f"Step {k + 1} of {total}: {step.title}")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, (now["k"] + done / max(total, 1)) / len(steps)),
+                     text=f"Step {now['k'] + 1} of {len(steps)}: {now['title']}: {done:,} of {total:,} faces")
+
+    try:
+        with analysis_slot():
+            return warm(source, steps, on_step=on_step, progress=progress,
+                        load=lambda ref: cached_model(str(ref.path), ref.stamp),
+                        dataset=lambda src, merge: cached_dataset(src, merge))
+    finally:
+        bar.empty()

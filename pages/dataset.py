@@ -9,7 +9,7 @@ from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, read_o
 from fer_core.data.loading import describe_source, known_sources
 from fer_core.errors import FerError
 from fer_core.data.uploads import add_upload
-from ui import active_source, cached_dataset, use_app_navigation
+from ui import active_source, cached_dataset, chart, use_app_navigation
 
 use_app_navigation(tensorflow=False)
 st.title("Dataset")
@@ -87,14 +87,14 @@ tab_dist, tab_samples, tab_mean = st.tabs(["Class distribution", "Samples", "Mea
 
 with tab_dist:
     counts = pd.DataFrame(stats.counts_table(ds))
-    chart = alt.Chart(counts).mark_bar().encode(
+    bars = alt.Chart(counts).mark_bar().encode(
         x=alt.X("class:N", sort=list(ds.class_names), title="class"),
         xOffset=alt.XOffset("split:N", sort=list(SPLITS)),
         y=alt.Y("count:Q", title="images"),
         color=alt.Color("split:N", sort=list(SPLITS)),
         tooltip=["class", "split", "count"],
     )
-    st.altair_chart(chart, width="stretch")
+    chart(bars, width="stretch")
     table = counts.pivot(index="class", columns="split", values="count").reindex(index=list(ds.class_names),
                                                                                columns=list(SPLITS))
     table["total"] = table.sum(axis=1)
@@ -156,7 +156,7 @@ def means() -> None:
         cols = st.columns(len(faces))
         for col, (name, face) in zip(cols, faces.items()):
             col.image(face, caption=name, width="stretch")
-    st.altair_chart(alt.Chart(pd.DataFrame(hist, columns=["intensity", "fraction"])).mark_bar().encode(
+    chart(alt.Chart(pd.DataFrame(hist, columns=["intensity", "fraction"])).mark_bar().encode(
         x=alt.X("intensity:Q", bin=alt.Bin(step=8), title="pixel intensity"),
         y=alt.Y("fraction:Q", title="fraction of pixels"),
     ), width="stretch")

@@ -10,7 +10,7 @@ from fer_core.inference.evaluate import VIEWS, disagreements, select_predictions
 from fer_core.errors import FerError
 from fer_core.inference.loader import data_mismatch, resolve_model, top_k
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
-from ui import (active_source, app_index, cached_dataset, cached_evaluation, model_choices, source_choices,
+from ui import (active_source, app_index, cached_dataset, cached_evaluation, chart, model_choices, source_choices,
                 use_app_navigation)
 
 use_app_navigation()
@@ -66,14 +66,15 @@ with left:
         color=alt.Color("percent:Q", title="% of row", scale=alt.Scale(scheme="blues", domain=[0, 100])),
         tooltip=["true", "predicted", "count", alt.Tooltip("percent:Q", format=".1f")],
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.5))).add_params(pick)
+    # the share of the row, short enough for seven columns on a phone; empty cells stay blank; counts on hover
     text = base.mark_text(baseline="middle").encode(
         text=alt.Text("label:N"), color=alt.condition("datum.percent > 50", alt.value("white"), alt.value("black"))
-    ).transform_calculate(label="datum.count + ' (' + format(datum.percent, '.0f') + '%)'")
-    event = st.altair_chart((heat + text).properties(height=380), on_select="rerun", key="ev_matrix",
+    ).transform_calculate(label="datum.count > 0 ? format(datum.percent, '.0f') + '%' : ''")
+    event = chart((heat + text).properties(height=380), on_select="rerun", key="ev_matrix",
                             width="stretch")
     picked = (event or {}).get("selection", {}).get("cell") or []
-    st.caption("Rows are true classes and columns predicted ones; each cell shows the count and the share of its "
-               "row. Click a cell (or pick a pair below) to see its images.")
+    st.caption("Rows are true classes and columns predicted ones; each cell shows the share of its row (its count "
+               "on hover). Click or tap a cell (or pick a pair below) to see its images.")
 with right:
     st.subheader("Classification report")
     report = pd.DataFrame(m["per_class"]).T
@@ -83,7 +84,7 @@ with right:
     st.dataframe(report.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}), width="stretch")
     bars = pd.DataFrame([{"class": c, "measure": k, "value": v[k]} for c, v in m["per_class"].items()
                          for k in ("precision", "recall")])
-    st.altair_chart(alt.Chart(bars).mark_bar().encode(
+    chart(alt.Chart(bars).mark_bar().encode(
         x=alt.X("class:N", sort=classes, title=None), xOffset="measure:N", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
         color="measure:N", tooltip=["class", "measure", alt.Tooltip("value:Q", format=".3f")]).properties(height=220),
         width="stretch")

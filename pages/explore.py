@@ -12,10 +12,10 @@ from fer_core.config import SPLITS
 from fer_core.errors import FerError
 from fer_core.inference.explore import EDITS, KNN, METHODS
 from fer_core.inference.loader import resolve_model
-from fer_core.inference.photo import overlay
+from fer_core.inference.photo import PHOTO_TYPES, overlay
 from fer_core.training.dynamics import dynamics_stamp, runs_with_dynamics
 from ui import (active_source, cached_analysis, cached_cartography, cached_dataset, cached_embedding,
-                cached_face_views, face_gallery, face_url, model_choices, show_cartography, speed_index,
+                cached_face_views, chart, face_gallery, face_url, model_choices, show_cartography, speed_index,
                 use_app_navigation)
 
 use_app_navigation()
@@ -58,7 +58,7 @@ tab_map, tab_layers, tab_why, tab_dyn = st.tabs(["Map of the faces", "Layer by l
 # ---------------------------------------------------------------------------------- the map
 @st.fragment
 def map_section() -> None:
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.container(key="wrap_row_map").columns(4)  # two by two on a phone
     split = c1.selectbox("Split", SPLITS, index=SPLITS.index("PublicTest"), key="ex_split")
     method = c2.selectbox("Layout", METHODS, key="ex_method", format_func={"pca": "PCA (at once)",
                                                                           "tsne": "t-SNE (slower, clusters)"}.get)
@@ -84,7 +84,7 @@ def map_section() -> None:
                 st.error(str(exc))
                 continue
             st.markdown(f"**{choices.get(which, which)}**")
-            m1, m2 = st.columns(2)
+            m1, m2 = st.container(key=f"metric_row_map_{which}").columns(2)
             m1.metric(f"{KNN}-NN accuracy, all features", f"{emb.knn_full:.1%}",
                       help="How often a face's class is the majority of its 10 nearest faces in the model's own "
                            "feature space: how well the model keeps the classes apart.")
@@ -95,18 +95,27 @@ def map_section() -> None:
                                 "true class": [names[t] for t in emb.true],
                                 "predicted class": [names[p] for p in emb.pred],
                                 "right or wrong": np.where(emb.true == emb.pred, "right", "wrong"),
-                                "confidence": np.round(emb.confidence, 3),
+                                "confidence": np.asarray(emb.confidence, np.float64),  # float32 prints 0.94199997
                                 "image": [face_url(f) for f in faces]})
             scale = alt.Scale(domain=names, scheme="tableau10") if colour != "right or wrong" else alt.Scale(domain=["right", "wrong"],
                                                                          range=["#59a14f", "#e15759"])
             box = alt.selection_interval(name="box")
-            chart = alt.Chart(pts).mark_circle(size=28, opacity=0.75).encode(
+            tap = alt.selection_point(name="tap", fields=["point"], on="click")  # a tap on a phone, a click
+            dots = alt.Chart(pts).mark_circle(size=28, opacity=0.75).encode(
                 x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
                 color=alt.Color(f"{colour}:N", scale=scale, legend=alt.Legend(orient="bottom", columns=4)),
-                tooltip=["image", "true class", "predicted class", "confidence"]).add_params(box).properties(height=420)
-            event = st.altair_chart(chart, on_select="rerun", key=f"ex_map_{which}", width="stretch")
+                tooltip=["image", "true class", "predicted class",
+                         alt.Tooltip("confidence:Q", format=".1%")]).add_params(box, tap).properties(height=420)
+            event = chart(dots, on_select="rerun", key=f"ex_map_{which}", width="stretch")
             ranges = (event.selection.get("box") or {}) if event else {}
-            if ranges.get("x") and ranges.get("y"):
+            tapped = [p["point"] for p in ((event.selection.get("tap") or []) if event else []) if "point" in p]
+            if tapped:  # what a hover shows with a mouse, for a finger: the face, then its nearest faces below
+                k = int(tapped[0])
+                st.image(faces[k], width=144, caption=f"true {names[emb.true[k]]} · predicted {names[emb.pred[k]]} "
+                                                      f"({emb.confidence[k]:.0%})")
+                if picked is None:
+                    picked = (emb, faces, k, names)
+            elif ranges.get("x") and ranges.get("y"):
                 (x0, x1), (y0, y1) = ranges["x"], ranges["y"]
                 inside = np.flatnonzero((pts.x >= x0) & (pts.x <= x1) & (pts.y >= y0) & (pts.y <= y1))
                 st.markdown(f"**{len(inside)} selected face(s)**")
@@ -115,10 +124,11 @@ def map_section() -> None:
                 if len(inside) and picked is None:
                     picked = (emb, faces, int(inside[0]), names)
             else:
-                st.caption("Hover over a point to see its face; drag a box to see the faces inside it.")
+                st.caption("Tap or click a point to see its face and its nearest faces (a mouse shows it on hover "
+                           "too); drag a box to see the faces inside it.")
     if picked is not None:
         emb, faces, k, names = picked
-        st.markdown(f"**The first selected face and its {emb.near.shape[1]} nearest faces** in the model's "
+        st.markdown(f"**The chosen face and its {emb.near.shape[1]} nearest faces** in the model's "
                     "features (true / predicted class):")
         idx = [k, *emb.near[k]]
         face_gallery(faces[idx], [("this face: " if j == 0 else "") + f"{names[emb.true[i]]} / {names[emb.pred[i]]}"
@@ -136,8 +146,8 @@ with tab_map:
 def face_picker(prefix: str) -> np.ndarray | None:
     how = st.radio("Face", ["from the data set", "upload a photo"], horizontal=True, key=f"{prefix}_how")
     if how == "upload a photo":
-        up = st.file_uploader("A photo (its first face is used)", type=["jpg", "jpeg", "png", "webp", "bmp"],
-                              key=f"{prefix}_upload")
+        up = st.file_uploader("A photo (its first face is used)", type=list(PHOTO_TYPES), key=f"{prefix}_upload",
+                              help="JPEG (also .jfif), PNG, WebP, BMP, GIF (first frame) or TIFF, as on the Predict page.")
         if up is None:
             return None
         res, _ = cached_analysis(up.name, up.getvalue(), str(ref.path), ref.stamp, "auto", "none", False, "yunet")
@@ -222,11 +232,11 @@ def why_section() -> None:
     edits = st.multiselect("Changes", EDITS, default=list(EDITS[:5]), key="exw_edits")
     rows = [{"face": name, "class": c, "probability": float(p)}
             for name in ("as it is", *edits) for c, p in zip(classes, views["what_if"][name])]
-    chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+    bars = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("face:N", sort=["as it is", *edits], title=None), color=alt.Color("class:N", scale=COLOURS),
         tooltip=["face", "class", alt.Tooltip("probability:Q", format=".1%")]).properties(height=40 + 28 * (1 + len(edits)))
-    st.altair_chart(chart, width="stretch")
+    chart(bars, width="stretch")
     winners = [f"{name}: **{classes[int(np.argmax(views['what_if'][name]))]}**" for name in edits]
     if winners:
         st.caption(" · ".join(winners))

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from fer_core.config import CLASS_NAMES, load_settings
+from fer_core.config import CLASS_NAMES, load_settings, read_only
 from fer_core.errors import FerError
+from fer_core.fmt import fmt_seconds
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, resolve_model
-from ui import use_app_navigation
+from ui import prepare_for_class, use_app_navigation
 
 settings = load_settings()
 use_app_navigation(tensorflow=False)
@@ -43,3 +44,20 @@ st.page_link("pages/evaluate.py", label="Evaluate: confusion matrix, per-class r
 st.page_link("pages/explore.py", label="Explore: inside the network, from its map of the faces to how it learned "
              "each one", icon="🔬")
 st.page_link("pages/predict.py", label="Predict: upload a photo or use the camera, get every face's emotion", icon="📷")
+st.page_link("pages/quiz.py", label="Quiz: can you beat the network? Alone, or the whole class at once", icon="🧠")
+
+if not read_only():
+    st.subheader("Prepare for class")
+    st.write("Compute ahead what a lesson opens (the shipped models' evaluations on the test splits, Explore's "
+             "maps, the runs' training dynamics) so that in class they open in seconds. Takes a minute or two; "
+             "or run `python -m fer_core warmup --data ...` before you come.")
+    if st.button("Prepare for class", key="home_prepare"):
+        try:
+            done = prepare_for_class(source)
+        except FerError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Ready: {len(done)} steps, {sum(not d['cached'] for d in done)} computed now.")
+            for d in done:
+                st.caption(("already prepared" if d["cached"] else f"computed in {fmt_seconds(d['seconds'])}")
+                           + f": {d['step']}")

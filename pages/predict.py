@@ -5,6 +5,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import altair as alt
 import numpy as np
@@ -15,12 +16,12 @@ from fer_core.errors import FerError
 from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.loader import resolve_model
-from fer_core.inference.live import LiveAnalyser
+from fer_core.inference.live import LiveAnalyser, camera_allowed, page_url
 from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay, within_limits
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
-from ui import (analysis_slot, app_index, cached_analysis, cached_model, example_faces, model_choices, speed_index,
-                use_app_navigation)
+from ui import (analysis_slot, app_index, cached_analysis, cached_model, chart, example_faces, model_choices,
+                speed_index, use_app_navigation)
 
 use_app_navigation()
 st.title("Predict")
@@ -60,17 +61,31 @@ with st.sidebar:
     else:
         spec = st.selectbox("Model", list(choices), index=app_index(choices), format_func=lambda k: choices[k],
                             key="pr_model", persist_state="page")
-    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
-                       help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops (tencrop).")
-    detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect")
+    # the live camera uses the model and the detector only (no TTA: speed first); the options it
+    # ignores are hidden there and keep their values for the other modes (persist_state)
+    live = st.session_state.get("pr_mode") == "Live camera"
+    tta = detect = explain = occlude = None
+    if not live:
+        tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="pr_tta",
+                           persist_state="page",
+                           help="Average the predictions over mirrored (flip) or ten shifted and mirrored crops "
+                                "(tencrop).")
+        detect = st.radio("Faces", list(DETECT), format_func=DETECT.get, key="pr_detect", persist_state="page")
     detector = st.radio("Face detector", DETECTORS, index=DETECTORS.index(DEFAULT_DETECTOR), key="pr_detector",
                         format_func=DETECTOR_NAMES.get, horizontal=True,
                         help="YuNet (a small CNN) finds turned, tilted, small and large faces and turns each one "
                              "upright before the model sees it; Haar is OpenCV's classic cascade detector.")
-    explain = st.checkbox("Show what the model looked at (Grad-CAM)", value=True, key="pr_explain")
-    occlude = st.checkbox("And what covering each part does (occlusion)", value=False, key="pr_occlude",
-                          help="A grey square slides over the 48x48 face; red where hiding it lowers the predicted "
-                               "class's probability most. A second opinion on Grad-CAM; about a second per face.")
+    if not live:
+        explain = st.checkbox("Show what the model looked at (Grad-CAM)", value=True, key="pr_explain",
+                              persist_state="page")
+        occlude = st.checkbox("And what covering each part does (occlusion)", value=False, key="pr_occlude",
+                              persist_state="page",
+                              help="A grey square slides over the 48x48 face; red where hiding it lowers the "
+                                   "predicted class's probability most. A second opinion on Grad-CAM; about a "
+                                   "second per face.")
+    else:
+        st.caption("The live camera uses no test-time augmentation and draws no explanations (speed first): "
+                   "those options show in the other modes.")
 
 try:
     ref = resolve_model(spec)
@@ -83,15 +98,20 @@ if model.note:  # the engine fell back to Keras: slower, and the page says why
 
 
 
+TIMELINE_HEIGHT = 240  # px of the timeline's plot: lines 1% apart stay apart
+
+
 def track_chart(rows: list[dict]) -> alt.Chart:
-    """Each class's probability over time for one track (one line per class)."""
+    """Each class's probability over time for one track: one line per class, each class its own
+    colour (tableau10, in class order, as on the Explore page) and named in the legend on the right,
+    which takes none of the plot's height."""
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("t:Q", title="time (s)"),
         y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
-        color=alt.Color("class:N", sort=list(ref.classes), legend=alt.Legend(orient="bottom", columns=4, title=None,
-                                                                            labelLimit=0)),
+        color=alt.Color("class:N", scale=alt.Scale(domain=list(ref.classes), scheme="tableau10"),
+                        legend=alt.Legend(orient="right", title=None, labelLimit=0)),
         tooltip=[alt.Tooltip("t:Q", title="time (s)", format=".2f"), "class",
-                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=220)
+                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=TIMELINE_HEIGHT)
 
 
 @st.cache_data(max_entries=8, ttl=1800, show_spinner=False)
@@ -126,12 +146,13 @@ def video_section() -> None:
         with controls.container():
             if st.session_state.pop("pr_video_cancelled", False):
                 st.info("Analysis cancelled: nothing was kept. Press the button to start again.")
-            if st.session_state.pop("pr_video_started", None) != key:  # a click starts one run, once
-                st.button("Analyse the video", type="primary", key="pr_video_go",
-                          on_click=lambda: st.session_state.update(pr_video_started=key))
+            running = st.session_state.pop("pr_video_started", None) == key  # a click starts one run, once
+            # one button, greyed out while it runs (a second click cannot start it again); one key, so the
+            # browser updates it in place and never shows it twice
+            st.button("Analyse the video", type="primary", key="pr_video_go", disabled=running,
+                      on_click=lambda: st.session_state.update(pr_video_started=key))
+            if not running:
                 return
-            # while it runs, the start button stays greyed out: a second click cannot start it again
-            st.button("Analyse the video", type="primary", key="pr_video_busy", disabled=True)
             st.button("Cancel", key="pr_video_cancel", on_click=lambda: st.session_state.update(pr_video_cancelled=True))
             bar, started = st.progress(0.0, text="Reading the video…"), time.monotonic()
 
@@ -169,22 +190,38 @@ def video_section() -> None:
         st.warning("No face found in the analysed frames. Try more frames per second, or a video with larger, more "
                    "frontal faces.")
         return
+    # the classes' shares in one column, largest first: eleven columns were cut at 1,024 px (the JSON has them all)
     table = pd.DataFrame([{"track": tr["track"], "seen (s)": f"{tr['first']:.1f}-{tr['last']:.1f}",
-                           "frames": tr["frames"], "mostly": tr["dominant"], **tr["share"]} for tr in tracks])
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="percent")
-                                                        for c in ref.classes})
+                           "frames": tr["frames"], "mostly": tr["dominant"],
+                           "share of its frames": shares_text(tr["share"])} for tr in tracks])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "track": st.column_config.NumberColumn(width="small"), "seen (s)": st.column_config.TextColumn(width="small"),
+        "frames": st.column_config.NumberColumn(width="small"), "mostly": st.column_config.TextColumn(width="small"),
+        "share of its frames": st.column_config.TextColumn(width="large")})
     longest = sorted(tracks, key=lambda tr: -tr["frames"])[:MAX_TIMELINES]
     for tr in sorted(longest, key=lambda tr: tr["track"]):
         with st.expander(f"Track {tr['track']}: mostly {tr['dominant']} "
                          f"({tr['share'][tr['dominant']]:.0%} of {tr['frames']} frames)", expanded=tr is longest[0]):
-            st.altair_chart(track_chart(result.timeline(tr["track"])), width="stretch")
+            chart(track_chart(result.timeline(tr["track"])), width="stretch")
     if len(tracks) > MAX_TIMELINES:
         st.caption(f"Timelines of the {MAX_TIMELINES} longest tracks; every track is in the table and the JSON.")
+
+
+def shares_text(share: dict[str, float]) -> str:
+    """``happy 83% · neutral 17%``: the classes a track was given, largest share first."""
+    return " · ".join(f"{c} {v:.0%}" for c, v in sorted(share.items(), key=lambda kv: -kv[1]) if v > 0)
 
 
 def live_section() -> None:
     """The camera, live: every analysed frame's faces boxed and labelled on the returned stream,
     a readout refreshed every second and the last 30 seconds as a timeline."""
+    here = page_url(st.context.url, st.context.headers.to_dict())
+    if here and not camera_allowed(here):  # the browser would refuse the camera without a word
+        st.warning(f"**The camera will not start at this address** ({urlsplit(here).netloc}): browsers give the "
+                   "camera only to pages opened over HTTPS, or on the machine itself (`http://localhost:8501`, "
+                   "`http://127.0.0.1:8501`). Open FER Studio over HTTPS (ask whoever runs the server), or "
+                   "use the live camera on the server's own machine. README, \"Live camera\", says how to serve "
+                   "it over HTTPS. Photos and videos work at any address.", icon="🔒")
     if "aiortc" not in sys.modules and "tensorflow" in sys.modules:
         st.error("The live camera needs the server started with `streamlit run app.py` (its WebRTC library must be "
                  "loaded before TensorFlow; here it was not, and loading it now would crash the server).")
@@ -219,7 +256,7 @@ def live_readout(analyser) -> None:
     st.markdown(f"**{analyser.readout()}**")
     rows = analyser.timeline()
     if rows:
-        st.altair_chart(alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=10)).encode(
+        chart(alt.Chart(pd.DataFrame(rows)).mark_line(point=alt.OverlayMarkDef(size=10)).encode(
             x=alt.X("seconds ago:Q", scale=alt.Scale(domain=[-30, 0]), title="seconds ago"),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
             color=alt.Color("emotion:N", sort=list(ref.classes), legend=alt.Legend(orient="bottom", columns=4,
@@ -290,7 +327,8 @@ for n, res in enumerate(results):
             probs = pd.DataFrame({"class": list(ref.classes), "probability": face.proba})
             mid.markdown(f"**Face {i}: {face.label}** ({face.proba.max():.0%}) · box {face.box.as_list()}"
                          + (f" · turned {face.angle:+.0f}° upright" if abs(face.angle) >= 1 else ""))
-            mid.altair_chart(probability_chart(probs, face.label), width="stretch")
+            with mid:
+                chart(probability_chart(probs, face.label), width="stretch")
             if face.cam is not None:
                 right.image(overlay(face.crop, face.cam), caption=f"Grad-CAM for '{face.label}'", width=144)
             elif explain:
@@ -303,4 +341,8 @@ for n, res in enumerate(results):
 if len(results) > 1:
     table = [{"file": r.file, "face": i, "label": f.label, "confidence": float(np.max(f.proba))}
              for r in results for i, f in enumerate(r.faces, 1)]
-    st.dataframe(pd.DataFrame(table), hide_index=True)
+    # a long file name takes the room left (and is cut, in full on hover), never the confidence's
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", column_config={
+        "file": st.column_config.TextColumn(width="large"), "face": st.column_config.NumberColumn(width="small"),
+        "label": st.column_config.TextColumn(width="small"),
+        "confidence": st.column_config.NumberColumn(format="percent", width="small")})

@@ -12,7 +12,7 @@ from fer_core.errors import FerError, QuizError
 from fer_core.quiz.rounds import (DEFAULT_FACES, DEFAULT_SPLIT, DRAW_TEXT, DRAWS, HUMAN_ACCURACY, HUMAN_SOURCE,
                                   MAX_TIMER_S, NICKNAME_CHARS, max_faces, results)
 from fer_core.quiz.store import limits, new_session, store_path
-from ui import (active_source, app_index, big_face, cached_round, confusion_chart, face_gallery, model_choices,
+from ui import (active_source, app_index, big_face, cached_round, chart, confusion_chart, face_gallery, model_choices,
                 quiz_store, round_faces, source_choices, use_app_navigation)
 
 use_app_navigation(tensorflow=False)
@@ -102,19 +102,21 @@ def scoreboard(doc: dict, who: str) -> None:
     cols[1].metric(f"The network ({doc['model']})", f"{doc['model_accuracy']:.0%}")
     cols[2].metric("People in FER2013's paper", f"{HUMAN_ACCURACY:.0%}", help=HUMAN_SOURCE)
     bars = pd.DataFrame({"who": [who, "the network"], "accuracy": [acc or 0.0, doc["model_accuracy"]]})
-    chart = alt.Chart(bars).mark_bar().encode(x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="share right",
+    both = alt.Chart(bars).mark_bar().encode(x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="share right",
                                                     axis=alt.Axis(format="%")),
                                               y=alt.Y("who:N", title=None), color=alt.Color("who:N", legend=None))
     rule = alt.Chart(pd.DataFrame({"accuracy": [HUMAN_ACCURACY]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
         x="accuracy:Q")
-    st.altair_chart((chart + rule).properties(height=110), width="stretch")
+    chart((both + rule).properties(height=110), width="stretch")
     st.caption(f"The dashed line: {HUMAN_SOURCE}.")
 
 
 def matrices(doc: dict, who: str) -> None:
     left, right = st.container(key="wide_pair_quiz").columns(2)
-    left.altair_chart(confusion_chart(doc["class_confusion"], doc["classes"], who), width="stretch")
-    right.altair_chart(confusion_chart(doc["model_confusion"], doc["classes"], "The network"), width="stretch")
+    with left:
+        chart(confusion_chart(doc["class_confusion"], doc["classes"], who), width="stretch")
+    with right:
+        chart(confusion_chart(doc["model_confusion"], doc["classes"], "The network"), width="stretch")
 
 
 def label_doubts(rnd, doc: dict, faces: np.ndarray, you: dict | None) -> None:
@@ -249,7 +251,7 @@ def board(code: str) -> None:
     scores = pd.DataFrame(doc["scores"])
     if len(scores):
         st.subheader("Students' scores")
-        st.altair_chart(alt.Chart(scores).mark_bar().encode(
+        chart(alt.Chart(scores).mark_bar().encode(
             x=alt.X("accuracy:Q", bin=alt.Bin(extent=[0, 1], step=0.1), title="share right", axis=alt.Axis(format="%")),
             y=alt.Y("count():Q", title="students")).properties(height=180), width="stretch")
         if "nickname" in scores:

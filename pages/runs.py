@@ -1,5 +1,7 @@
 """Runs page: every run directory, live loss/accuracy curves, comparison, the study table."""
 
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -9,19 +11,19 @@ from fer_core.config import read_only
 from fer_core.errors import FerError
 from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_folder, shipped_model
-from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, summarize
+from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, shipped_members, summarize
 from fer_core.training.dynamics import dynamics_stamp
-from ui import cached_cartography, cached_export, link_to, show_cartography, use_app_navigation
+from ui import cached_cartography, cached_export, chart, link_to, show_cartography, use_app_navigation
 
 use_app_navigation()
 st.title("Runs")
 
 
-def job_statuses() -> dict[str, str]:
-    """Run directory -> status of the job that writes it (jobs know better than run.json)."""
+def job_statuses() -> dict[str, tuple[int, str]]:
+    """Run directory -> (job id, status) of the job that writes it (jobs know better than run.json)."""
     try:
         with jobs.scheduled_store() as store:
-            return {job.run_dir: job.status.value for job in store.list()}
+            return {job.run_dir: (job.id, job.status.value) for job in store.list()}
     except FerError as exc:
         st.warning(str(exc))
         return {}
@@ -30,59 +32,24 @@ def job_statuses() -> dict[str, str]:
 #: The runs table's columns, most telling first (the run's name stays pinned when it scrolls sideways).
 RUN_COLUMNS = ["run", "status", "note", "best val_acc", "best epoch", "epochs", "arch", "data", "params", "minutes",
                "recalibrated val_acc", "optimizer", "lr", "schedule", "batch", "job"]
+#: Seconds between two looks at the runs and jobs: a new, changed or finished one redraws the page.
+WATCH_EVERY = 3.0
 
 
-runs = list_runs()
-if not runs:
-    st.info("No runs yet. Train a model on the Train page (or with `python -m fer_core train`).")
-    st.stop()
-statuses = job_statuses()
-table = pd.DataFrame([r.row() for r in runs])
-table["status"] = [statuses.get(str(r.path), r.status) for r in runs]
+def seen(runs: list, statuses: dict) -> tuple:
+    """What the page shows of the runs and jobs: every run with its status and epochs done, and
+    the jobs that have no run folder yet."""
+    paths = {str(r.path) for r in runs}
+    return (tuple((r.name, statuses.get(str(r.path), (None, r.status))[1], len(r.metrics)) for r in runs),
+            tuple(sorted((job, status) for d, (job, status) in statuses.items() if d not in paths)))
 
-st.subheader(f"All runs ({len(runs)})")
-st.dataframe(table, hide_index=True, width="stretch", column_order=RUN_COLUMNS,
-             column_config={"run": st.column_config.TextColumn(pinned=True),
-                            "note": st.column_config.TextColumn(width="medium"),
-                            "job": st.column_config.NumberColumn(format="%d"),
-                            "best val_acc": st.column_config.NumberColumn(format="%.4f"),
-                            "recalibrated val_acc": st.column_config.NumberColumn(
-                                format="%.4f", help="the selected checkpoint once its batch-norm statistics were "
-                                "re-estimated on clean Training faces (at the end of training, or by "
-                                "`python -m fer_core recalibrate`)"),
-                            "params": st.column_config.NumberColumn(format="localized")})
-for run in runs:
-    if run.error:
-        st.warning(f"**{run.name}** is broken: {run.error}")
 
-readable = [r.name for r in runs if not r.error]
-linked = st.query_params.get("run")  # a job's "curves" link names its run
-if linked in readable and st.session_state.get("runs_linked") != linked:
-    # a link followed within the session: its run is chosen, whatever was chosen on an earlier visit
-    st.session_state["runs_linked"] = linked
-    st.session_state["runs_chosen"] = [linked]
-elif [n for n in st.session_state.get("runs_chosen", []) if n not in readable]:
-    st.session_state["runs_chosen"] = [n for n in st.session_state["runs_chosen"] if n in readable]
-if "runs_chosen" not in st.session_state:
-    st.session_state["runs_chosen"] = [linked] if linked in readable else readable[:1]
-elif linked and linked not in readable:
-    st.info(f"Run {linked} has no finished configuration yet (its job may still be queued); it appears here as "
-            "soon as it starts.")
-chosen = st.multiselect("Runs to show and compare", readable, key="runs_chosen")
-by_name = {r.name: r for r in runs}
-for name in chosen:
-    run = by_name[name]
-    job, note = run.info.get("job"), run.info.get("note")
-    if job or note:
-        left, right = st.columns([4, 1])
-        left.markdown(f"**{name}**" + (f": {note}" if note else ""))
-        if job:
-            with right:
-                link_to("pages/train.py", f"Job {job} on the Train page", job=job)
-live = any(statuses.get(str(by_name[n].path)) in ("running", "queued") for n in chosen)
+def watch(shown: tuple) -> None:
+    """Look at the runs and jobs every few seconds; when anything the page shows has changed (a job
+    submitted, an epoch done, a status), redraw the whole page: nobody has to reload."""
+    if seen(list_runs(), job_statuses()) != shown:
+        st.rerun()
 
-curves_tab, groups_tab, study_tab, shipped_tab, download_tab = st.tabs(
-    ["Curves", "Groups", "Study table", "How the shipped model learned", "Downloads"])
 
 #: The curves' x axes: the column of curves()/lr_curve() rows, and its title.
 X_AXES = {"epoch": "epoch", "wall-clock time": "minutes"}
@@ -125,6 +92,99 @@ def lr_chart(frame: pd.DataFrame, x: str) -> alt.Chart:
         tooltip=["run", "epoch", alt.Tooltip("lr:Q", format=".2e")]).properties(title="Learning rate", height=220)
 
 
+def shipped_history() -> None:
+    """The per-epoch history of every member of a shipped model, with or without runs of one's own."""
+    shown = DEFAULT_MODEL
+    if shipped_model(FAST_MODEL) is not None:
+        shown = st.radio("Shipped model", (DEFAULT_MODEL, FAST_MODEL), horizontal=True, key="runs_shipped",
+                         format_func={DEFAULT_MODEL: "default (the most accurate)",
+                                      FAST_MODEL: "fast (for live views)"}.get)
+    folder = shipped_folder(shown)
+    history = shipped_histories(folder)
+    members = shipped_members(folder)
+    if history:
+        st.caption(f"The per-epoch history of each training run behind the shipped {shown} model (shipped with it "
+                   f"in `fer_core/shipping/{folder.name}/history/`); its model card says how the runs were "
+                   "combined.")
+        frame = pd.DataFrame(curves(history))
+        for metric in ("loss", "accuracy"):
+            chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
+    if members:
+        st.markdown(f"**Every member of the shipped {shown} model**")
+        st.dataframe(pd.DataFrame(members), hide_index=True, width="stretch",
+                     column_config={"PublicTest": st.column_config.NumberColumn(format="%.4f"),
+                                    "minutes": st.column_config.NumberColumn(format="%.0f")})
+        lost = [m["member"] for m in members if not m["history"]]
+        if lost:
+            st.caption(f"No per-epoch history was kept for {', '.join(lost)} when it was trained (its runs are "
+                       "gone): the table gives its stages, epochs and training time from the release's record.")
+    elif not history:
+        st.info(f"The shipped {shown} model came without its training history.")
+
+
+runs = list_runs()
+statuses = job_statuses()
+st.fragment(run_every=WATCH_EVERY)(watch)(seen(runs, statuses))
+table = pd.DataFrame([r.row() for r in runs])
+if runs:
+    table["status"] = [statuses.get(str(r.path), (None, r.status))[1] for r in runs]
+known = {str(r.path) for r in runs}
+waiting = [{"run": Path(d).name, "status": status, "job": job} for d, (job, status) in statuses.items()
+           if d not in known and status in ("queued", "running")]
+if waiting:  # a job whose run folder is not made yet (it waits for its turn): listed, without figures
+    table = pd.concat([pd.DataFrame(waiting), table], ignore_index=True)
+if table.empty:
+    st.info("No runs yet. Train a model on the Train page (or with `python -m fer_core train`); it appears here by "
+            "itself.")
+else:
+    st.subheader(f"All runs ({len(table)})")
+    counts = table["status"].value_counts()
+    st.caption(" · ".join(f"{n} {status}" for status, n in counts.items()) + " (follows the jobs by itself)")
+    st.dataframe(table, hide_index=True, width="stretch", column_order=RUN_COLUMNS,
+                 column_config={"run": st.column_config.TextColumn(pinned=True),
+                                "note": st.column_config.TextColumn(width="medium"),
+                                "job": st.column_config.NumberColumn(format="%d"),
+                                "best val_acc": st.column_config.NumberColumn(format="%.4f"),
+                                "recalibrated val_acc": st.column_config.NumberColumn(
+                                    format="%.4f", help="the selected checkpoint once its batch-norm statistics were "
+                                    "re-estimated on clean Training faces (at the end of training, or by "
+                                    "`python -m fer_core recalibrate`)"),
+                                "params": st.column_config.NumberColumn(format="localized")})
+    for run in runs:
+        if run.error:
+            st.warning(f"**{run.name}** is broken: {run.error}")
+if not runs:  # the shipped model's history still tells how a network learns
+    st.subheader("How the shipped model learned")
+    shipped_history()
+    st.stop()
+
+readable = [r.name for r in runs if not r.error]
+linked = st.query_params.get("run")  # a job's "curves" link names its run
+if linked in readable and st.session_state.get("runs_linked") != linked:
+    # a link followed within the session: its run is chosen, whatever was chosen on an earlier visit
+    st.session_state["runs_linked"] = linked
+    st.session_state["runs_chosen"] = [linked]
+elif [n for n in st.session_state.get("runs_chosen", []) if n not in readable]:
+    st.session_state["runs_chosen"] = [n for n in st.session_state["runs_chosen"] if n in readable]
+if "runs_chosen" not in st.session_state:
+    st.session_state["runs_chosen"] = [linked] if linked in readable else readable[:1]
+elif linked and linked not in readable:
+    st.info(f"Run {linked} has no finished configuration yet (its job may still be queued); it appears here as "
+            "soon as it starts.")
+chosen = st.multiselect("Runs to show and compare", readable, key="runs_chosen")
+by_name = {r.name: r for r in runs}
+for name in chosen:
+    run = by_name[name]
+    job, note = run.info.get("job"), run.info.get("note")
+    if job or note:  # the name and note, then the job's link on a line of its own (never cut short)
+        st.markdown(f"**{name}**" + (f": {note}" if note else ""))
+        if job:
+            link_to("pages/train.py", f"Job {job} on the Train page", job=job)
+live = any(statuses.get(str(by_name[n].path), (None, ""))[1] in ("running", "queued") for n in chosen)
+
+curves_tab, groups_tab, study_tab, shipped_tab, download_tab = st.tabs(
+    ["Curves", "Groups", "Study table", "How the shipped model learned", "Downloads"])
+
 def curve_controls(key: str) -> tuple[str, float]:
     """The x axis and the smoothing weight, as trackers offer them."""
     left, right = st.columns([1, 2])
@@ -148,10 +208,10 @@ def draw_curves(names: list[str]) -> None:
     if x == "minutes" and frame["minutes"].isna().any():
         st.caption("Some epochs have no recorded duration; they are left out of the time axis.")
     for metric in ("loss", "accuracy"):
-        st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric, x, smoothing > 0), width="stretch")
+        chart(curve_chart(frame[frame["metric"] == metric], metric, x, smoothing > 0), width="stretch")
     lr = pd.DataFrame(lr_curve(fresh))
     if not lr.empty:
-        st.altair_chart(lr_chart(lr, x), width="stretch")
+        chart(lr_chart(lr, x), width="stretch")
     st.markdown("**Best and last values**")
     st.dataframe(pd.DataFrame(metric_summary(fresh)), hide_index=True, width="stretch",
                  column_config={"best": st.column_config.NumberColumn(format="%.4f"),
@@ -215,7 +275,7 @@ def draw_groups() -> None:
     if not frame.empty:
         val = frame[frame["split"] == "validation"]
         for metric in ("accuracy", "loss"):
-            st.altair_chart(group_chart(val[val["metric"] == metric], metric), width="stretch")
+            chart(group_chart(val[val["metric"] == metric], metric), width="stretch")
 
 
 with groups_tab:
@@ -240,22 +300,7 @@ with study_tab:
                "in its model card.")
 
 with shipped_tab:
-    shown = DEFAULT_MODEL
-    if shipped_model(FAST_MODEL) is not None:
-        shown = st.radio("Shipped model", (DEFAULT_MODEL, FAST_MODEL), horizontal=True, key="runs_shipped",
-                         format_func={DEFAULT_MODEL: "default (the most accurate)",
-                                      FAST_MODEL: "fast (for live views)"}.get)
-    folder = shipped_folder(shown)
-    history = shipped_histories(folder)
-    if not history:
-        st.info(f"The shipped {shown} model came without its training history.")
-    else:
-        st.caption(f"The per-epoch history of each training run behind the shipped {shown} model (shipped with it "
-                   f"in `fer_core/shipping/{folder.name}/history/`); its model card says how the runs were "
-                   "combined.")
-        frame = pd.DataFrame(curves(history))
-        for metric in ("loss", "accuracy"):
-            st.altair_chart(curve_chart(frame[frame["metric"] == metric], metric), width="stretch")
+    shipped_history()
 
 EXPORT_LABELS = {"onnx": "ONNX", "tflite": "TFLite", "saved_model": "TensorFlow SavedModel"}
 

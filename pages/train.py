@@ -12,7 +12,7 @@ from fer_core.errors import FerError
 from fer_core.fmt import fmt_duration, fmt_seconds
 from fer_core.models.build import get_spec, model_names
 from fer_core.models.notation import count_notation_params
-from fer_core.runs.rundir import read_log
+from fer_core.runs.rundir import read_info, read_log
 from fer_core.training.trainer import estimate_epoch
 from fer_core.runs.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.training.validation import check_config, config_notes
@@ -96,9 +96,8 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
                            + (f" · on Ray node {job.node_id or '(not placed yet)'}" if job.runner == "ray"
                               else f" · on {job.node_id}" if job.node_id else "")
                            + (f" · sweep {job.sweep}" if job.sweep else ""))
-                if job.status != jobs.JobStatus.QUEUED:
-                    link_to("pages/runs.py", f"Curves of run {os.path.basename(job.run_dir)}",
-                            run=os.path.basename(job.run_dir))
+                if job.status != jobs.JobStatus.QUEUED:  # the run's name is in the line above: a short label fits
+                    link_to("pages/runs.py", "Its curves (Runs page)", run=os.path.basename(job.run_dir))
             with metrics:
                 m = job.metrics
                 if m:
@@ -278,16 +277,44 @@ def estimate(cfg: TrainConfig | None) -> None:
     done = st.session_state.get(KEY + "estimated")
     if done and done[0] == key:
         _, est, device, busy = done
+        startup = measured_startup(cfg.data)
+        total = (f"**{cfg.epochs} epochs: about {fmt_duration(est['total_seconds'] + startup[0])}**, start-up "
+                 f"included ({fmt_duration(startup[0])} to import Python's libraries and TensorFlow and load the "
+                 f"data set, measured on job {startup[1]} here)." if startup else
+                 f"**{cfg.epochs} epochs: about {fmt_duration(est['total_seconds'])}**, plus the job's start-up "
+                 "(importing TensorFlow and loading the data set; not measured on this server yet: the first "
+                 "job measures it, and later estimates include it).")
         st.info(f"About **{fmt_duration(est['epoch_seconds'])} per epoch**, {device.removeprefix('training on ')}: "
                 f"{est['steps_per_epoch']:,} steps of {cfg.batch_size} faces at {est['step_seconds']:.2f} s, plus "
-                f"{est['val_seconds']:.0f} s of validation. **{cfg.epochs} epochs: about "
-                f"{fmt_duration(est['total_seconds'])}**."
+                f"{est['val_seconds']:.0f} s of validation. " + total
                 + (f" Measured while {busy} other job(s) ran: alone it would be faster." if busy else "")
                 + (f" Measured under {configured_backend()}, this server's backend: the job trains under "
                    f"{cfg.backend}, at that backend's own speed (README, 'Other Keras backends')."
                    if cfg.backend and cfg.backend != configured_backend() else ""))
     elif done:
         st.caption("The form changed since the last estimate.")
+
+
+def measured_startup(data: str) -> tuple[float, int] | None:
+    """``(seconds, job id)``: how long the last finished job of this machine took from its start
+    to its first epoch (Python, Keras and TensorFlow imported, the data set loaded, the network
+    built: the run's own ``started``), preferring one on the same data; None before any job ran.
+
+    :func:`fer_core.training.trainer.estimate_epoch` times the epochs only, in this server's
+    process, where all of that is done already."""
+    try:
+        with jobs.scheduled_store() as store:
+            ended = [j for j in store.list() if j.status in jobs.ENDED and j.runner == "local" and j.started]
+    except FerError:
+        return None
+    for job in sorted(ended, key=lambda j: (j.config.get("data") == data, j.finished or 0), reverse=True):
+        try:
+            began = read_info(job.run_dir).get("started")
+        except (FerError, OSError):
+            continue
+        if isinstance(began, (int, float)) and began >= job.started:  # the same attempt's start
+            return began - job.started, job.id
+    return None
 
 
 def running_jobs() -> int:

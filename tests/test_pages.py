@@ -401,6 +401,43 @@ def test_runs_page_shows_how_the_shipped_model_learned(demo_app, run_in_data):
     assert len(at.get("vega_lite_chart")) == 7  # the chosen run's 3, the groups' 2, then the shipped model's 2
 
 
+def test_runs_page_without_runs_still_shows_every_member_of_the_shipped_model(demo_app):
+    """Regression: with no runs the page said "No runs yet" and stopped, hiding how the shipped model
+    learned; and it showed two of the default model's three members (the first one's history was not
+    kept): every member is listed now, with what is known of it."""
+    from fer_core.runs.model_folder import read_model_metrics
+    from fer_core.inference.loader import DEFAULT_MODEL_DIR
+
+    at = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "No runs yet" in at.info[0].value and "appears here by itself" in at.info[0].value
+    assert "How the shipped model learned" in [s.value for s in at.subheader]
+    assert len(at.get("vega_lite_chart")) == 2  # the members' loss and accuracy
+    members = [m["name"] for m in read_model_metrics(DEFAULT_MODEL_DIR)["members"]]
+    (table,) = [d.value for d in at.dataframe if "member" in d.value]
+    assert table["member"].tolist() == members and len(members) == 3
+    assert table["history"].tolist() == [False, True, True]
+    assert any(members[0] in c.value and "No per-epoch history" in c.value for c in at.caption)
+
+
+def test_runs_page_lists_a_queued_job_before_its_run_folder_exists(demo_app, monkeypatch):
+    """Regression: a second job never appeared in "All runs (1)": a queued job has no run folder yet.
+    (Seen from a read-only server, which starts nothing: the job stays queued.)"""
+    from fer_core import jobs
+    from fer_core.runs.trainconfig import TrainConfig
+
+    holder = type("Holder", (), {"slots": lambda self: [], "alive": lambda self, job: True,
+                                 "stop": lambda self, job: None})()
+    with jobs.JobStore() as store:
+        job = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), store, holder)
+    monkeypatch.setenv("FER_READ_ONLY", "1")
+    at = AppTest.from_file(RUNS, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "All runs (1)" in [s.value for s in at.subheader]
+    table = at.dataframe[0].value
+    assert table["status"].tolist() == ["queued"] and table["job"].tolist() == [job]
+
+
 def test_two_copies_of_fer2013_are_the_same_data():
     """Regression: two FER2013 models (a CSV and an image folder) were said to be trained on
     different data, with a server path in the message."""

@@ -2,7 +2,8 @@
 
 Each module registers its subcommands (``add_commands``) with a handler each
 (``set_defaults(func=...)``); :mod:`.output` prints JSON or text. Every command prints a clear
-one-line error (exit status 2) instead of a traceback when the input is wrong.
+one-line error (exit status 2) instead of a traceback when the input is wrong; an option a
+subcommand does not know is reported with that subcommand's own usage (:class:`SubcommandParser`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,31 @@ from fer_core.cli import analysis, explore, job_commands, listings, quiz, shippi
 from fer_core.device import device_line, quiet_tensorflow
 from fer_core.errors import FerError
 
-#: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device).
-TF_COMMANDS = {"train", "evaluate", "predict", "release", "recalibrate", "card", "models", "export", "members",
-               "explore"}
+#: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device). ``predict``
+#: imports it itself, once its input files are known to be readable (a mistyped name is said at once).
+TF_COMMANDS = {"train", "evaluate", "release", "recalibrate", "card", "models", "export", "members", "explore"}
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (nested ones too): an option it does not know is refused here, with
+    this subcommand's usage and exit status 2.
+
+    argparse hands a subcommand's unknown options back to the top-level parser, whose usage
+    (``python -m fer_core {list,train,...}``) says nothing of the options the user got wrong.
+    Every argument after a subcommand's name is that subcommand's, so none is left for a parent.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)} (see {self.prog} --help)")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio command line.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # the subcommands' parsers, and theirs (add_subparsers takes its parent's class)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     listings.add_commands(sub)
     training.add_train_command(sub)
     analysis.add_commands(sub)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from fer_core.cli.output import add_json_option, emit
 from fer_core.config import load_settings
 from fer_core.data.loading import load_dataset
+from fer_core.device import quiet_tensorflow
 from fer_core.errors import ConfigError, DataError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
@@ -16,7 +18,7 @@ from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.benchmark import RUNTIMES, entries_for, machine, run_benchmark
 from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import resolve_model, speed_model
-from fer_core.inference.photo import analyse
+from fer_core.inference.photo import ImageResult, analyse
 from fer_core.inference.video import (
     DEFAULT_FPS,
     VIDEO_TYPES,
@@ -53,6 +55,20 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def unreadable(path: str) -> str | None:
+    """Why an input file cannot be read (the sentence predict prints for it), or None when it can.
+
+    Checked before any model loads (20 s and more): a mistyped name is said at once."""
+    file = Path(path)
+    if not file.is_file():
+        return f"{path}: no such file." if not file.exists() else f"{path}: not a regular file (a folder or a device)."
+    if not os.access(file, os.R_OK):
+        return f"{path}: permission denied; check that you may read it."
+    if file.stat().st_size == 0:
+        return f"{path}: the file is empty."
+    return None
+
+
 def predict(args: argparse.Namespace) -> int:
     videos = [f for f in args.images if is_video(f)]
     if args.out and len(videos) != 1:
@@ -61,19 +77,27 @@ def predict(args: argparse.Namespace) -> int:
     check_fps(args.fps)
     if args.out:
         check_out_file(Path(args.out))  # before any model loads or photo is analysed
+    problems = {f: why for f in args.images if (why := unreadable(f))}
+    if len(problems) == len(args.images):  # nothing to analyse: neither TensorFlow nor a model is loaded
+        return _unreadable_only(args, problems)
+    quiet_tensorflow()
+    readable = [f for f in args.images if f not in problems]
+    videos = [f for f in readable if is_video(f)]
     # photos: the app's model (the most accurate); videos: the fast one when it is shipped
-    ref = resolve_model(args.model) if len(videos) < len(args.images) else None
+    ref = resolve_model(args.model) if len(videos) < len(readable) else None
     video_ref = (resolve_model(args.model or speed_model()) if videos else None) or ref
     ref = ref or video_ref
     model = load_engine(ref)
     video_model = model if video_ref == ref else load_engine(video_ref)
     for note in {m.note for m in (model, video_model) if m.note}:  # the engine fell back to Keras: say why
         print(note, file=sys.stderr, flush=True)
-    photos = analyse([(f, f) for f in args.images if not is_video(f)], model, ref.classes,
+    photos = analyse([(f, f) for f in readable if not is_video(f)], model, ref.classes,
                      detect="never" if args.no_detect else "auto", tta=args.tta, explain=args.explain,
                      detector=args.detector, occlude=args.explain and args.json)
     clips = {f: _video(f, video_model, video_ref.classes, args) for f in videos}
-    results = [clips[f] if f in clips else photos.pop(0) for f in args.images]
+    missed = {f: VideoResult(f, video_ref.classes, args.fps, args.detector, error=why) if is_video(f) else
+              ImageResult(f, error=why) for f, why in problems.items()}
+    results = [missed.get(f) or clips.get(f) or photos.pop(0) for f in args.images]
     failed = any(getattr(r, "error", None) for r in results)
 
     def text() -> None:
@@ -96,6 +120,21 @@ def predict(args: argparse.Namespace) -> int:
             {**r.to_json(ref.classes, explain=args.explain), "model": ref.name} for r in results] if args.json else None
     emit(args, docs[0] if docs and len(args.images) == 1 and videos else docs, text)
     return 1 if failed else 0
+
+
+def _unreadable_only(args: argparse.Namespace, problems: dict[str, str]) -> int:
+    """Report every input as unreadable, as predict reports a bad file among good ones (exit 1),
+    with no model loaded: the JSON's ``model`` is null."""
+    docs = [{**(VideoResult(f, (), args.fps, args.detector, error=why).to_json() if is_video(f) else
+                ImageResult(f, error=why).to_json(())), "model": None} for f, why in problems.items()]
+
+    def text() -> None:
+        for f, why in problems.items():
+            print(f"{f}: error: {why}")
+        print("Nothing was analysed: check the file names (and that you may read the files).", file=sys.stderr)
+
+    emit(args, docs[0] if len(docs) == 1 and is_video(docs[0]["file"]) else docs, text)
+    return 1
 
 
 def _video(path: str, model, classes, args: argparse.Namespace) -> VideoResult:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from fer_core.cli.output import add_json_option, emit
+from fer_core.config import load_settings
 from fer_core.errors import ConfigError
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.forward import DEFAULT_TTA
@@ -15,6 +16,7 @@ from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, shipped_folder
 from fer_core.runs.model_folder import MODEL_CARD
 from fer_core.shipping.export import FORMATS, QUANTIZE, export_model
 from fer_core.shipping.release import compare_members, member_folder, recompile, release, rewrite_card
+from fer_core.shipping.warmup import warm
 
 
 def release_command(args: argparse.Namespace) -> int:
@@ -72,7 +74,27 @@ def card(args: argparse.Namespace) -> int:
     return 0
 
 
+def warmup_command(args: argparse.Namespace) -> int:
+    source = args.data or load_settings().active_source()
+
+    def on_step(k: int, total: int, step) -> None:
+        if not args.json:
+            print(f"[{k + 1}/{total}] {step.title}", file=sys.stderr, flush=True)
+
+    done = warm(source, on_step=on_step)
+    lines = [("cached already" if d["cached"] else "computed in " + fmt_seconds(d["seconds"])) + f": {d['step']}"
+             for d in done]
+    emit(args, {"data": source, "steps": done},
+         "\n".join(lines) + "\nReady: these open in seconds on the pages (they read data/cache/).")
+    return 0
+
+
 def add_commands(sub) -> None:
+    wu = sub.add_parser("warmup", help="prepare for class: compute the evaluations and Explore maps a lesson opens "
+                                       "into the caches the pages read")
+    wu.add_argument("--data", help="data source (default: the app's active data set)")
+    add_json_option(wu)
+    wu.set_defaults(func=warmup_command)
     rel = sub.add_parser("release", help="ship a run (or several, averaged as one ensemble) as the default model "
                          "(--as fast: the fast one): copy, evaluate, write the model card")
     rel.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",

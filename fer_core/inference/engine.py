@@ -44,7 +44,7 @@ from fer_core.config import cache_dir, read_only
 from fer_core.data.demo import make_demo_dataset
 from fer_core.device import configured_backend, quiet_stderr
 from fer_core.errors import ModelError
-from fer_core.inference.forward import Classifier, keras_proba, model_crop
+from fer_core.inference.forward import Classifier, Progress, keras_proba, model_crop
 from fer_core.inference.loader import ModelRef, load_model, resolve_model
 from fer_core.models.ensemble import members as ensemble_members
 from fer_core.shared import Pool
@@ -249,22 +249,24 @@ class Engine(Classifier):
             it = Interpreter(model_content=self.artifact, num_threads=THREADS)
         return it.get_signature_runner("serving_default")
 
-    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, x: np.ndarray, progress: Progress | None = None) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(np.asarray(x).reshape(-1, 48, 48, 1).astype(np.uint8, copy=False))
         out: dict[str, list] = {}
         with self._pool.borrow() as run:
             for i in range(0, len(x), CHUNK):
                 for key, value in run(faces=x[i:i + CHUNK]).items():
                     out.setdefault(key, []).append(np.array(value, np.float32))  # a copy: buffers are reused
+                if progress is not None:
+                    progress(min(i + CHUNK, len(x)), len(x))
         return {k: np.concatenate(v) for k, v in out.items()}
 
-    def proba(self, x: np.ndarray) -> np.ndarray:
+    def proba(self, x: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Class probabilities (N, classes) of faces (N, 48, 48[, 1]), 0-255."""
         if len(x) == 0:
             return np.zeros((0, len(self.ref.classes)), np.float32)
         if self.artifact is None:
-            return keras_proba(self._keras, np.asarray(x, np.float32).reshape(-1, 48, 48, 1))
-        return self._run(x)["probabilities"]
+            return keras_proba(self._keras, np.asarray(x, np.float32).reshape(-1, 48, 48, 1), progress=progress)
+        return self._run(x, progress)["probabilities"]
 
     def features(self, faces: np.ndarray) -> np.ndarray | None:
         """What the model classifies from (N, D), or None when Keras runs (the caller asks Keras)."""
@@ -275,11 +277,12 @@ class Engine(Classifier):
         return self._run(faces).get("features")
 
 
-    def proba_and_features(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def proba_and_features(self, faces: np.ndarray, progress: Progress | None = None
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and features of faces in one pass (what Explore's map needs)."""
         if self.artifact is None or len(faces) == 0:
-            return self.proba(np.asarray(faces)), self.features(faces)
-        out = self._run(faces)
+            return self.proba(np.asarray(faces), progress), self.features(faces)
+        out = self._run(faces, progress)
         return out["probabilities"], out.get("features")
 
 

@@ -17,7 +17,7 @@ from fer_core import files
 from fer_core.config import cache_dir, read_only
 from fer_core.data.dataset import Dataset
 from fer_core.errors import DataError
-from fer_core.inference.forward import predict_proba
+from fer_core.inference.forward import Progress, predict_proba
 from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import ModelRef
 from fer_core.runs import rundir
@@ -88,8 +88,9 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, 
 
 
 def evaluate(model, dataset: Dataset, split: str | None, tta: str = "none", *, classes=None,
-             name: str = "model") -> EvalResult:
-    """Evaluate a loaded model on one split (None: every image) of a data set.
+             name: str = "model", progress: Progress | None = None) -> EvalResult:
+    """Evaluate a loaded model on one split (None: every image) of a data set; ``progress(faces
+    done, faces)`` follows its batches.
 
     Raises:
         DataError: the split has no images, or the model's classes do not match the data set's.
@@ -102,7 +103,7 @@ def evaluate(model, dataset: Dataset, split: str | None, tta: str = "none", *, c
     if len(index) == 0:
         raise DataError(f"{dataset.source}: the split {split!r} has no images; "
                         f"it has {', '.join(sorted(set(dataset.splits.tolist())))}.")
-    proba = predict_proba(model, dataset.images[index], tta)
+    proba = predict_proba(model, dataset.images[index], tta, progress=progress)
     y_true = dataset.labels[index]
     return EvalResult(classes, split or "all", tta, name, y_true, proba, index,
                       compute_metrics(y_true, proba.argmax(axis=1), classes))
@@ -141,7 +142,7 @@ def _save(file: Path, res: EvalResult) -> None:
 
 
 def evaluate_cached(ref: ModelRef, dataset: Dataset, split: str | None, tta: str = "none",
-                    load: Callable = load_engine) -> tuple[EvalResult, bool]:
+                    load: Callable = load_engine, progress: Progress | None = None) -> tuple[EvalResult, bool]:
     """Evaluate with the on-disk cache; returns ``(result, came_from_cache)``.
 
     The key covers the model file (path, size, modification time), the split's pixels and
@@ -153,7 +154,7 @@ def evaluate_cached(ref: ModelRef, dataset: Dataset, split: str | None, tta: str
         res = _load(file)
         if res is not None:
             return res, True
-    res = evaluate(load(ref), dataset, split, tta, classes=ref.classes, name=ref.name)
+    res = evaluate(load(ref), dataset, split, tta, classes=ref.classes, name=ref.name, progress=progress)
     _save(file, res)
     return res, False
 

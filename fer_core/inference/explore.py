@@ -9,14 +9,22 @@ side by side, each scaled to unit length so that no member outweighs the others.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from fer_core import files
+from fer_core.config import cache_dir, read_only
+from fer_core.data.dataset import Dataset
 from fer_core.errors import ConfigError, ModelError
-from fer_core.inference.forward import Classifier, keras_model, predict_proba
+from fer_core.inference.engine import load_engine
+from fer_core.inference.loader import ModelRef
+from fer_core.inference.forward import Classifier, Progress, keras_model, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
 
 METHODS = ("pca", "tsne")
@@ -145,21 +153,60 @@ class Embedding:
 
 
 def embed(model, images: np.ndarray, labels: np.ndarray, split: str, method: str = "pca",
-          sample: int | None = None, seed: int = 0) -> Embedding:
+          sample: int | None = None, seed: int = 0, progress: Progress | None = None) -> Embedding:
     """The map of one split's faces (all of them, or a fixed ``sample``), its k-NN accuracies and
-    each face's neighbours."""
+    each face's neighbours. ``progress(faces done, faces)`` follows the forward pass; the layout
+    comes after its last call."""
     if sample is not None and sample < 3:
         raise ConfigError(f"--sample {sample}: a map needs at least 3 faces.", field="sample")
     index = np.arange(len(labels))
     if sample is not None and sample < len(labels):
         index = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
     faces, true = images[index], labels[index].astype(int)
-    proba, feats = model.proba_and_features(faces) if isinstance(model, Classifier) else (None, None)
+    proba, feats = model.proba_and_features(faces, progress) if isinstance(model, Classifier) else (None, None)
     if feats is None:  # a Keras model, or an engine that runs Keras
-        feats, proba = features(model, faces), predict_proba(model, faces)
+        feats, proba = features(model, faces), predict_proba(model, faces, progress=progress)
     xy = layout(feats, method, seed)
     return Embedding(method, split, index, xy, true, proba.argmax(axis=1), proba.max(axis=1),
                      knn_accuracy(feats, true), knn_accuracy(xy, true), neighbours(feats))
+
+
+MAP_CACHE_VERSION = 1
+MAP_ARRAYS = ("index", "xy", "true", "pred", "confidence", "near")
+
+
+def _map_file(ref: ModelRef, dataset: Dataset, split: str, method: str, sample: int | None) -> Path:
+    part = dataset.subset(split)
+    h = hashlib.sha1(f"{MAP_CACHE_VERSION}|{ref.stamp}|{split}|{method}|{sample}|{dataset.class_names}".encode())
+    h.update(np.ascontiguousarray(part.images).tobytes())
+    h.update(np.ascontiguousarray(part.labels).tobytes())
+    return cache_dir() / "embed" / f"{h.hexdigest()}.npz"
+
+
+def embed_cached(ref: ModelRef, dataset: Dataset, split: str, method: str = "pca", sample: int | None = None,
+                 load: Callable = load_engine, progress: Progress | None = None) -> tuple[Embedding, bool]:
+    """:func:`embed` of a model's split with an on-disk cache (``data/cache/embed``, keyed by the
+    model file, the split's pixels and labels, the layout and the sample); returns ``(map,
+    came_from_cache)``. ``load(ref)`` loads the model, only on a miss. A read-only server reads the
+    cache and writes nothing."""
+    file = _map_file(ref, dataset, split, method, sample)
+    loaded = files.load_npz(file, MAP_ARRAYS) if file.exists() else None
+    if loaded is not None:
+        arrays, meta = loaded
+        try:
+            return Embedding(meta["method"], meta["split"], *(arrays[k] for k in MAP_ARRAYS[:5]),
+                             meta["knn_full"], meta["knn_2d"], arrays["near"]), True
+        except (KeyError, TypeError):
+            pass  # a damaged entry is computed again
+    part = dataset.subset(split)
+    emb = embed(load(ref), part.images, part.labels, split, method, sample, progress=progress)
+    if not read_only():
+        try:
+            files.save_npz(file, {k: getattr(emb, k) for k in MAP_ARRAYS},
+                           {"method": emb.method, "split": emb.split, "knn_full": emb.knn_full, "knn_2d": emb.knn_2d})
+        except OSError:
+            pass  # an unwritable cache only costs the cache
+    return emb, False
 
 
 # ---------------------------------------------------------------------- one face, layer by layer

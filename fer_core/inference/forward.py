@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from typing import Callable
 
 import numpy as np
 
@@ -47,13 +48,17 @@ def views(images: np.ndarray, mode: str, crop: int = 48) -> list[np.ndarray]:
     return out
 
 
+#: ``progress(done, total)``: called as a long forward pass goes, with how many of its inputs are done.
+Progress = Callable[[int, int], None]
+
+
 class Classifier:
     """What :func:`predict_proba` runs besides a Keras model: the inference engine
     (:class:`fer_core.inference.engine.Engine`), which subclasses this."""
 
     crop: int = 48
 
-    def proba(self, x: np.ndarray) -> np.ndarray:
+    def proba(self, x: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Class probabilities (N, classes) of faces (N, 48, 48, 1), 0-255."""
         raise NotImplementedError
 
@@ -61,7 +66,8 @@ class Classifier:
         """What the model classifies from (N, D), or None when the Keras model must be asked."""
         raise NotImplementedError
 
-    def proba_and_features(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def proba_and_features(self, faces: np.ndarray, progress: Progress | None = None
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
         """Both in one forward pass (no TTA), features None as in :meth:`features`."""
         raise NotImplementedError
 
@@ -89,23 +95,32 @@ def model_crop(model) -> int:
     return 48
 
 
-def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+def predict_proba(model, images: np.ndarray, tta: str = "none", batch_size: int = 256,
+                  progress: Progress | None = None) -> np.ndarray:
     """Class probabilities (N, classes) of uint8 faces (N, 48, 48), averaged over TTA views.
-    ``model``: the inference engine (what the app runs) or a Keras model (training, release)."""
+    ``model``: the inference engine (what the app runs) or a Keras model (training, release).
+    ``progress(faces done, N)`` follows the batches (a view of a face counts as its share of it)."""
     batches = views(np.asarray(images, np.uint8), tta, model_crop(model))
     n = len(batches[0])
     x = np.concatenate(batches)[..., None]
-    p = model.proba(x) if isinstance(model, Classifier) else keras_proba(model, x, batch_size)
+    rows = None if progress is None else (lambda done, total: progress(done * n // max(total, 1), n))
+    p = model.proba(x, rows) if isinstance(model, Classifier) else keras_proba(model, x, batch_size, rows)
     return p.reshape(len(batches), n, p.shape[-1]).mean(axis=0)
 
 
-def keras_proba(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def keras_proba(model, x: np.ndarray, batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
     """A Keras model's probabilities of a batch (N, 48, 48, 1), safe from several threads."""
     if len(x) <= batch_size:  # one direct call: model.predict's per-call overhead dominates small inputs
         p = np.asarray(_compiled(model)(x))
     else:
+        import keras
+
+        done = keras.callbacks.LambdaCallback(on_predict_batch_end=lambda batch, logs: progress(
+            min((batch + 1) * batch_size, len(x)), len(x))) if progress is not None else None
         with _lock_of(model):  # Keras' predict keeps per-call state on the model: one caller at a time
-            p = model.predict(x, batch_size=batch_size, verbose=0)
+            p = model.predict(x, batch_size=batch_size, verbose=0, callbacks=[done] if done else None)
+    if progress is not None and len(x) <= batch_size:
+        progress(len(x), len(x))
     return p
 
 

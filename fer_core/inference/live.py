@@ -11,9 +11,12 @@ a track is a person) and classified without test-time augmentation unless told o
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -109,3 +112,35 @@ class LiveAnalyser:
             history = [(t, faces) for t, faces in self.history if now - t <= WINDOW]
         return [{"seconds ago": round(t - now, 2), "track": track, "emotion": label, "probability": p}
                 for t, faces in history for track, label, p in faces]
+
+
+def page_url(url: str | None, headers: Mapping[str, str] | None = None) -> str | None:
+    """The address the browser shows the app at: ``url`` when the browser told it (Streamlit's
+    ``st.context.url``), else its ``Origin`` header, or ``Host`` with the scheme a proxy names in
+    ``X-Forwarded-Proto``; None when none says. Header names are matched in any case."""
+    if url:
+        return url
+    found = {k.lower(): v for k, v in (headers or {}).items()}
+    if found.get("origin") and found["origin"] != "null":
+        return found["origin"]
+    if found.get("host"):
+        scheme = found.get("x-forwarded-proto", "http").split(",")[0].strip() or "http"
+        return f"{scheme}://{found['host']}"
+    return None
+
+
+def camera_allowed(url: str) -> bool:
+    """Whether a browser lets a page at ``url`` use the camera: only a secure context may, that
+    is a page over HTTPS, or one on this machine itself (``localhost``, a ``*.localhost`` name,
+    127.0.0.0/8 or ``[::1]``). A plain-HTTP page at a network address (``http://192.168.1.5:8502``,
+    ``http://lecturer-laptop:8502``) gets no camera, and START then does nothing visible."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() in ("https", "wss"):
+        return True
+    host = (parts.hostname or "").rstrip(".")  # lower-cased, IPv6 brackets removed
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -14,7 +14,7 @@ from PIL import Image
 from fer_core.data.images import open_image, to_face_array
 from fer_core.device import TENSORFLOW_ONLY, configured_backend
 from fer_core.errors import FerError
-from fer_core.inference.drawing import LABEL_HEIGHT, label_faces
+from fer_core.inference.drawing import label_faces, label_height, label_scale
 from fer_core.inference.faces import DEFAULT_DETECTOR, Box, FaceDetector, face_crop, face_json, get_detector
 from fer_core.inference import explore
 from fer_core.inference.explore import occlusion
@@ -297,23 +297,26 @@ def overlay(face: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0
 DRAW_MIN_SIDE = 240
 
 
-def draw(result: ImageResult, max_side: int = 1200):
+def draw(result: ImageResult, max_side: int = 1200, larger: bool = False):
     """The photo (RGB, scaled to ``max_side`` at most and DRAW_MIN_SIDE at least) with a numbered
     box and label on every face (:func:`~fer_core.inference.drawing.label_faces`, as on video
-    frames). A label goes above its box; where the box touches the top of the photo (a face crop,
-    a face at the edge) a band is added above the photo for it, so no label ever covers a face."""
+    frames; ``larger``: presentation mode's labels). A label goes above its box; where the box
+    touches the top of the photo (a face crop, a face at the edge) a band is added above the photo
+    for it, so no label ever covers a face."""
     im = result.image.convert("RGB")
     k = min(max_side / max(im.size), max(1.0, DRAW_MIN_SIDE / max(im.size)))
     if k != 1:
         im = im.resize((round(im.width * k), round(im.height * k)),
                        Image.Resampling.BICUBIC if k > 1 else Image.Resampling.BILINEAR)
     scale = im.width / result.size[0]  # boxes are in the full photo's pixels
-    band = LABEL_HEIGHT if any(f.box.y * scale < LABEL_HEIGHT for f in result.faces) else 0
+    size = label_scale(im.width, im.height, larger)
+    tab = label_height(size)
+    band = tab if any(f.box.y * scale < tab for f in result.faces) else 0
     img = np.full((im.height + band, im.width, 3), 255, np.uint8)
     img[band:] = np.asarray(im)
     faces = [(Box(round(f.box.x * scale), round(f.box.y * scale) + band, round(f.box.w * scale), round(f.box.h * scale)),
               f"{i}: {f.label} {f.proba.max():.0%}", (255, 215, 0)) for i, f in enumerate(result.faces, 1)]
-    return Image.fromarray(label_faces(img, faces, thick=max(2, round(max(img.shape[:2]) / 300))))
+    return Image.fromarray(label_faces(img, faces, thick=max(2, round(max(img.shape[:2]) / 300)), scale=size))
 
 
 def face_views(model, face: np.ndarray) -> dict:

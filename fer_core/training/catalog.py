@@ -151,6 +151,25 @@ def shipped_histories(model_dir: str | Path | None = None) -> list[RunSummary]:
     return [RunSummary(Path(name), metrics=rows) for name, rows in model_folder.read_histories(folder).items()]
 
 
+def shipped_members(model_dir: str | Path) -> list[dict]:
+    """Every run behind a released model, from its ``metrics.json``: per member (an ensemble's, or
+    the model itself) its stages (recipes), epochs, training minutes, PublicTest accuracy and
+    whether its per-epoch history was shipped (``history/<member>.jsonl``)."""
+    metrics = model_folder.read_model_metrics(model_dir)
+    members = metrics.get("members") or ([{"name": metrics["run"], "stages": metrics.get("stages") or [],
+                                           "train_minutes": metrics.get("train_minutes"),
+                                           "results": {"PublicTest": (metrics.get("results") or {}).get(
+                                               f"PublicTest/{metrics.get('default_tta', 'none')}", {}).get("accuracy")}}]
+                                         if metrics.get("run") else [])
+    kept = model_folder.read_histories(model_dir)
+    return [{"member": m.get("name", "?"),
+             "stages": ", ".join(str(st.get("recipe") or st.get("run")) for st in m.get("stages") or []),
+             "epochs": sum(int(st.get("epochs") or 0) for st in m.get("stages") or []) or None,
+             "minutes": m.get("train_minutes"), "PublicTest": (m.get("results") or {}).get("PublicTest"),
+             "history": m.get("name") in kept or any(str(st.get("run")) in kept for st in m.get("stages") or [])}
+            for m in members]
+
+
 def summarize(path: str | Path) -> RunSummary:
     """Read a run directory; problems are recorded in ``error``, never raised."""
     run = RunSummary(Path(path))
