@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from bootstrap import starting
+
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
 
 PAGES = [
@@ -15,4 +17,5 @@ PAGES = [
     st.Page("pages/quiz.py", title="Quiz", icon="🧠"),
 ]
 
-st.navigation(PAGES).run()
+with starting():  # a notice while a fresh server loads the pages' libraries
+    st.navigation(PAGES).run()

@@ -24,8 +24,9 @@ if "tensorflow" not in sys.modules:  # aiortc (the live camera) must load before
     except ImportError:
         pass
 import streamlit as st
+
+from bootstrap import app_navigation
 from streamlit.errors import StreamlitPageNotFoundError
-from streamlit.runtime.pages_manager import PagesManager
 from PIL import Image
 
 from fer_core.config import check_writable, load_settings, read_only
@@ -74,15 +75,10 @@ def use_app_navigation(tensorflow: bool = True) -> None:
     tensorflow`` racing it would leave a half-initialised module for the life of the server
     (:func:`fer_core.device.quiet_tensorflow`).
 
-    With a ``pages/`` folder beside ``app.py``, Streamlit serves a fresh server's first request
-    through its older folder discovery until some session runs ``st.navigation``: a bookmarked
-    page (``/predict``) then runs alone, under a sidebar that lists the folder's files. That
-    switch is Streamlit's own flag; turning it off and rerunning lets ``app.py`` route the same
-    URL to the same page.
+    The app's own navigation on a deep link is :mod:`bootstrap`'s, which every page imports
+    first; checked again here for a page run some other way.
     """
-    if getattr(PagesManager, "uses_pages_directory", False) and Path(sys.argv[0]).name == "app.py":
-        PagesManager.uses_pages_directory = False  # a Streamlit internal: guarded, in case it goes away
-        st.rerun()
+    app_navigation()
     st.markdown(SCREEN_CSS, unsafe_allow_html=True)
     if tensorflow and not tensorflow_ready():
         with st.spinner("Starting TensorFlow (once per server)…"):
@@ -314,16 +310,17 @@ def _evaluation(model: str, stamp: str, source: str, split: str, tta: str, progr
     return res, ref.merge
 
 
-def cached_export(model: str, fmt: str, quantize: str) -> tuple[str, bytes]:
+def cached_export(model: str, fmt: str, quantize: str, log=lambda line: None) -> tuple[str, bytes]:
     """``(file name, zip bytes)`` of a model's export (see :func:`fer_core.shipping.export.export_zip`),
     made once per model file, format and quantization, through the analysis gate (an export takes a
-    core for a minute). Never on a read-only server: its exports are made on the full one."""
+    core for a minute); ``log(line)`` hears each of its steps. Never on a read-only server: its
+    exports are made on the full one."""
     check_writable("Exporting a model")
-    return gated(_export, model, resolve_model(model).stamp, fmt, quantize)
+    return gated(_export, model, resolve_model(model).stamp, fmt, quantize, log=log)
 
 
-def _export(model: str, stamp: str, fmt: str, quantize: str) -> tuple[str, bytes]:
-    return export_zip(model, fmt, quantize)
+def _export(model: str, stamp: str, fmt: str, quantize: str, log=lambda line: None) -> tuple[str, bytes]:
+    return export_zip(model, fmt, quantize, log=log)
 
 
 @st.cache_data(show_spinner=False)
@@ -387,14 +384,16 @@ def progress_bar(what: str, finishing: str = "finishing"):
         bar.empty()
 
 
-def gated(fn, *args, spinner: str | None = None, progress: str | None = None, finishing: str = "finishing"):
+def gated(fn, *args, spinner: str | None = None, progress: str | None = None, finishing: str = "finishing",
+          **callbacks):
     """``fn(*args)``, kept in the server's result cache (:func:`fer_core.shared.result_cache`) and
     computed through the analysis gate: a cached result is returned at once and never waits behind
     others' analyses; one the cache no longer holds is computed again through the gate (the cache
     is the one record of what it holds, so nothing skips the gate without being cached).
 
     ``progress``: what the computation does, shown on a progress bar that ``fn`` feeds through
-    its ``progress`` keyword (:func:`progress_bar`); else ``spinner``, a spinner's text."""
+    its ``progress`` keyword (:func:`progress_bar`); else ``spinner``, a spinner's text. Other
+    keywords go to ``fn`` as they are and are no part of the key (callbacks such as ``log``)."""
     digest = hashlib.sha1(fn.__name__.encode())
     for a in args:  # a photo's bytes as they are, the settings by their repr
         digest.update(a if isinstance(a, bytes) else repr(a).encode())
@@ -408,10 +407,10 @@ def gated(fn, *args, spinner: str | None = None, progress: str | None = None, fi
         if not found:
             if progress:
                 with progress_bar(progress, finishing) as report:
-                    out = fn(*args, progress=report)
+                    out = fn(*args, progress=report, **callbacks)
             else:
                 with st.spinner(spinner) if spinner else nullcontext():
-                    out = fn(*args)
+                    out = fn(*args, **callbacks)
             result_cache().put(key, out)
     return out
 

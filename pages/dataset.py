@@ -1,5 +1,6 @@
 """Dataset page: choose a source, see its class distribution, browse faces, mean faces."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import altair as alt
 import pandas as pd
 import streamlit as st

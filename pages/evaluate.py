@@ -1,5 +1,6 @@
 """Evaluate page: confusion matrix, classification report, the images behind every number."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import altair as alt
 import numpy as np
 import pandas as pd

@@ -1,7 +1,7 @@
 """Explore page: inside the network. How it arranges the faces (a map of its features), what each
 layer sees of one face, which parts of the face decide its answer, and how it learned each face."""
 
-
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import altair as alt
 import numpy as np
 import pandas as pd

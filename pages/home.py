@@ -1,5 +1,6 @@
 """Home page: what FER Studio is, what is active, and links to every page."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import streamlit as st
 
 from fer_core.config import CLASS_NAMES, load_settings, read_only

@@ -1,5 +1,6 @@
 """Predict page: upload photos or use the camera; every face found, classified and explained."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import hashlib
 import json
 import sys
@@ -21,7 +22,7 @@ from fer_core.inference.photo import PHOTO_TYPES, max_photos, overlay, within_li
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.video import DEFAULT_FPS, VIDEO_TYPES, analyse_video_bytes, probe_video
 from ui import (analysis_slot, app_index, cached_analysis, cached_model, chart, example_faces, model_choices,
-                speed_index, use_app_navigation)
+                presenting, speed_index, use_app_navigation)
 
 use_app_navigation()
 st.title("Predict")
@@ -165,7 +166,8 @@ def video_section() -> None:
         try:
             with analysis_slot():
                 result, webm = analyse_video_bytes(data, up.name, model, ref.classes, fps=fps, tta=tta,
-                                                   detector=detector, progress=progress, annotated=True)
+                                                   detector=detector, progress=progress, annotated=True,
+                                                   larger=presenting())
         except FerError as exc:
             controls.empty()
             st.error(str(exc))

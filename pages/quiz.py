@@ -1,5 +1,6 @@
 """Quiz page: can you beat the network? The same faces for people and the model, scored side by side."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import time
 
 import altair as alt

@@ -1,5 +1,7 @@
 """Runs page: every run directory, live loss/accuracy curves, comparison, the study table."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
+import time
 from pathlib import Path
 
 import altair as alt
@@ -325,15 +327,20 @@ def export_panel(spec: str, label: str, key: str) -> None:
     if go_col.button("Export", key=f"{key}_go"):
         st.session_state[f"{key}_ready"] = (fmt, quantize)
     if st.session_state.get(f"{key}_ready") != (fmt, quantize):
-        st.caption("Takes up to a minute or two on a busy server (it waits its turn behind other analyses). The export takes uint8 faces (N, 48, 48, 1) named `faces` and returns "
+        st.caption("Takes a minute or two on a busy server (it waits its turn behind other analyses; each step is "
+                   "shown as it starts). The export takes uint8 faces (N, 48, 48, 1) named `faces` and returns "
                    "`probabilities`; `classes.json` and `export.json` come with it.")
         return
-    with st.spinner(f"Exporting {label} as {EXPORT_LABELS[fmt]}…"):
-        try:
-            name, data = cached_export(spec, fmt, quantize)
-        except FerError as exc:
-            st.error(str(exc))
-            return
+    steps = st.status(f"Exporting {label} as {EXPORT_LABELS[fmt]}…")  # each step said as it starts, with its time
+    started = time.monotonic()
+    try:
+        name, data = cached_export(spec, fmt, quantize,
+                                   log=lambda line: steps.write(f"{time.monotonic() - started:4.0f} s · {line}"))
+    except FerError as exc:
+        steps.update(state="error")
+        st.error(str(exc))
+        return
+    steps.update(label=f"Exported {label} as {EXPORT_LABELS[fmt]}", state="complete", expanded=False)
     st.download_button(f"Download {name} ({len(data) / 1e6:.1f} MB)", data, file_name=name, mime="application/zip",
                        key=f"{key}_dl")
 

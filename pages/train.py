@@ -1,5 +1,6 @@
 """Train page: a training form with the study's presets, and the live list of background jobs."""
 
+import bootstrap  # noqa: F401  (first: the app's own navigation on a deep link, before the heavy imports)
 import json
 import os
 

@@ -485,12 +485,13 @@ def test_the_estimate_and_the_server_log(browser, server):
 
 def test_the_explore_map_shows_a_face_on_hover_and_a_box_selects_faces(browser, server):
     """Explore in Chromium: hovering a point of the map shows its face in the tooltip; dragging a
-    box over the map lists the faces inside it, with the first one's nearest faces."""
+    box over the map lists the faces inside it, with the first one's nearest faces; a click (a tap,
+    on a phone, where nothing hovers) on a point shows its face and its nearest faces."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
     j = Journey(page, server.url)
     j.open("explore")
-    j.until("10-NN accuracy on this map", "Hover over a point")
+    j.until("10-NN accuracy on this map", "Tap or click a point")
     j.idle()
     chart = page.get_by_test_id("stVegaLiteChart").first
     chart.scroll_into_view_if_needed()
@@ -501,12 +502,15 @@ def test_the_explore_map_shows_a_face_on_hover_and_a_box_selects_faces(browser, 
         for fx in np.linspace(0.1, 0.9, 25):
             page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"])
             if tooltip.count() and "visible" in (tooltip.get_attribute("class") or "") and tooltip.locator("img").count():
-                found = True
+                found, point = True, (area["x"] + fx * area["width"], area["y"] + fy * area["height"])
                 break
         if found:
             break
     assert found, "no tooltip with the face's picture appeared over the map"
     assert "true class" in tooltip.inner_text()
+    page.mouse.click(*point)  # a tap: the face under it, then its nearest faces
+    j.until("The chosen face and its", "this face:")
+    j.shot("explore-map-tap")
     page.mouse.move(area["x"] + 0.02 * area["width"], area["y"] + 0.02 * area["height"])
     page.mouse.down()
     page.mouse.move(area["x"] + 0.6 * area["width"], area["y"] + 0.6 * area["height"], steps=12)

@@ -123,3 +123,32 @@ def test_presentation_mode_enlarges_chart_axes_legends_and_matrix_cells(demo_app
         assert config["legend"]["labelFontSize"] == ui.PRESENT_CHART["legend"]
         assert config["text"]["fontSize"] == ui.PRESENT_CHART["text"]
     assert at.toggle(key="ui_present_switch").value is True  # the switch shows the session's mode
+
+
+def test_labels_follow_the_picture_and_grow_in_presentation_mode(fast):
+    """Regression: a label was 16 px high whatever the photo (tiny on a 1200-px photo shown at the
+    width of a page); presentation mode draws labels larger still, on photos and video frames."""
+    import io
+
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    from fer_core.inference.annotated import annotate
+    from fer_core.inference.drawing import MIN_FONT_SCALE, label_scale
+    from fer_core.inference.photo import analyse, draw
+    from fer_core.inference.video import VideoFace, VideoFrame
+
+    assert label_scale(400, 300) == MIN_FONT_SCALE
+    assert label_scale(2000, 1000) > label_scale(1000, 500) > MIN_FONT_SCALE
+    assert label_scale(1000, 500, larger=True) > label_scale(1000, 500)
+    ref, model = fast
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, "PNG")
+    (res,) = analyse([("astronaut.png", buf.getvalue())], model, ref.classes, explain=False)
+    assert res.faces
+    yellow = lambda img: int((np.asarray(img)[..., :3] == (255, 215, 0)).all(-1).sum())  # noqa: E731  the tab's fill
+    assert yellow(draw(res, larger=True)) > yellow(draw(res)) > 0
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    vf = VideoFrame(0.0, [VideoFace(res.faces[0].box, 1, proba=res.faces[0].proba, label=res.faces[0].label)])
+    drawn = [np.count_nonzero(annotate(frame, vf, larger=big).any(-1)) for big in (False, True)]
+    assert drawn[1] > drawn[0] > 0

@@ -188,7 +188,7 @@ def test_train_page_submits_a_job_and_runs_page_shows_its_curves(demo_app):
     assert info["backend"] == (backend or "tensorflow") and store.get(1).config["backend"] == backend
     at.run()
     assert any("`succeeded`" in m.value for m in at.markdown)
-    assert any("[Curves of run first-try](./runs?run=first-try)" in m.value for m in at.markdown)  # job -> run
+    assert any("[Its curves (Runs page)](./runs?run=first-try)" in m.value for m in at.markdown)  # job -> run
 
     runs = AppTest.from_file(RUNS, default_timeout=TIMEOUT)
     runs.query_params["run"] = "first-try"

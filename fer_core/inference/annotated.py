@@ -30,7 +30,7 @@ class VideoWriter:
     as detecting faces, and OpenCV releases the GIL while it encodes, so the two overlap. The
     queue is bounded, so a slow encoder holds at most ``queue_size`` frames, never the video."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, queue_size: int = 16):
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, queue_size: int = 16, larger: bool = False):
         import cv2
 
         w, h = out_size(size)
@@ -39,7 +39,7 @@ class VideoWriter:
         if not self.writer.isOpened():
             raise DataError(f"{path}: cannot write a WebM video here (OpenCV's FFmpeg has no VP8 encoder, or the "
                             "folder is not writable).")
-        self.path, self.sent = Path(path), 0
+        self.path, self.sent, self.larger = Path(path), 0, larger
         self.queue: queue.Queue = queue.Queue(queue_size)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._drain, name="fer-video-writer", daemon=True)
@@ -49,7 +49,7 @@ class VideoWriter:
         while (item := self.queue.get()) is not None:
             if self.error is None:
                 try:
-                    self.writer.write(annotate(*item))
+                    self.writer.write(annotate(*item, larger=self.larger))
                 except BaseException as exc:  # handed to the analysing thread by write()/close()
                     self.error = exc
 
@@ -85,9 +85,10 @@ def readable_frames(path: Path) -> int:
     return n
 
 
-def annotate(frame: np.ndarray, vf) -> np.ndarray:
+def annotate(frame: np.ndarray, vf, larger: bool = False) -> np.ndarray:
     """A BGR frame (at the output size) with each face of ``vf`` (a :class:`~fer_core.inference.video.VideoFrame`)
-    boxed, numbered by track and labelled (:func:`~fer_core.inference.drawing.label_faces`)."""
+    boxed, numbered by track and labelled (:func:`~fer_core.inference.drawing.label_faces`; ``larger``:
+    presentation mode's labels)."""
     import cv2
 
     w, h = out_size((frame.shape[1], frame.shape[0]))
@@ -95,4 +96,4 @@ def annotate(frame: np.ndarray, vf) -> np.ndarray:
     img = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != frame.shape[1::-1] else frame.copy()
     return label_faces(img, [(face.box.scaled(k), f"{face.track}: {face.label} {float(np.max(face.proba)):.0%}",
                               PALETTE[(face.track - 1) % len(PALETTE)]) for face in vf.faces],
-                       thick=max(2, round(max(w, h) / 400)))
+                       thick=max(2, round(max(w, h) / 400)), larger=larger)

@@ -1,11 +1,10 @@
 """Emotions in a video: frames sampled at a chosen rate, faces followed as tracks, a timeline
 and a summary per track, and an annotated WebM.
 
-The video is streamed (OpenCV's bundled FFmpeg reads one frame at a time): at most
-:data:`BATCH` sampled frames are held at once, their faces are classified in one batch, and
-only the numbers per face are kept, so memory stays flat however long the video is. Faces are
-found and cropped exactly as in a photo (:mod:`fer_core.inference.faces`), so a face gets the same
-prediction in a photo and in a video made from it.
+The video is streamed (OpenCV's bundled FFmpeg reads one frame at a time): at most :data:`BATCH`
+sampled frames are held at once, their faces are classified in one batch, and only the numbers per
+face are kept, so memory stays flat however long the video is. Faces are found and cropped exactly
+as in a photo (:mod:`fer_core.inference.faces`): a face gets the same prediction in a video.
 """
 
 from __future__ import annotations
@@ -311,7 +310,7 @@ def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, na
                   fps: float = DEFAULT_FPS, tta: str = "none", detector: str | FaceDetector = DEFAULT_DETECTOR,
                   align: bool = True, out: str | os.PathLike | None = None,
                   progress: Callable[[float, float | None], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> VideoResult:
+                  cancel: Callable[[], bool] | None = None, larger: bool = False) -> VideoResult:
     """Find, follow and classify every face of a video.
 
     Args:
@@ -323,7 +322,8 @@ def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, na
         detector: "yunet" (the default), "haar" or a detector object.
         align: turn faces upright before cropping them (detectors that can tell the angle).
         out: also write the video with a numbered box and label on every face, as a WebM of the
-            analysed frames (written to a temporary file, renamed when complete).
+            analysed frames (written to a temporary file, renamed when complete); ``larger``: its
+            labels as presentation mode draws them.
         progress: called after each batch with (seconds of video analysed, the video's duration
             or None).
         cancel: called after each frame; when it returns True the analysis stops, the result is
@@ -342,7 +342,7 @@ def analyse_video(src: str | os.PathLike, model, classes: tuple[str, ...], *, na
     cap = open_video(src, label)
 
     def work(tmp: Path | None) -> None:
-        _run(cap, result, model, finder, tta, align, tmp, progress, cancel)
+        _run(cap, result, model, finder, tta, align, tmp, progress, cancel, larger)
         if not result.frames and not result.cancelled:
             raise DataError(f"{label}: no video frame could be decoded (the file is truncated, empty, holds only "
                             "audio, or uses a codec OpenCV's FFmpeg lacks).")
@@ -379,7 +379,7 @@ class _Cancelled(Exception):
     """Raised inside an atomic write so that a cancelled video is not kept."""
 
 
-def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress, cancel) -> None:
+def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress, cancel, larger=False) -> None:
     import cv2
 
     result.duration, rate = video_duration(cap), video_rate(cap)
@@ -403,7 +403,7 @@ def _run(cap, result: VideoResult, model, finder, tta, align, out_path, progress
             if result.size is None:
                 result.size = (gray.shape[1], gray.shape[0])
                 if out_path is not None:
-                    writer = VideoWriter(out_path, result.size, result.fps, 2 * BATCH)
+                    writer = VideoWriter(out_path, result.size, result.fps, 2 * BATCH, larger)
             thumb = thumbnail(gray)
             if is_cut(previous, thumb):
                 tracker.cut()  # a new shot: whoever appears is someone new

@@ -122,13 +122,15 @@ def export_model(spec: str | Path | None, fmt: str, out: str | Path | None = Non
     out = Path(os.path.abspath(out if out else default_out(ref, fmt, quantize)))  # "." is a folder like any other
     earlier = check_out(out)
     started = time.monotonic()
+    log(f"loading {ref.name}")
     model = load_model(ref)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
         work = Path(tmp) / "export"
         work.mkdir()
         graph = work / GRAPH[fmt]
-        log(f"exporting {ref.name} as {fmt}" + ("" if quantize == "none" else f" ({quantize} quantization)"))
+        log(f"exporting {ref.name} as {fmt}" + ("" if quantize == "none" else f" ({quantize} quantization)")
+            + ": the converter's step, the longest")
         try:
             _WRITERS[fmt](serving_model(model), graph, quantize, Path(tmp), ref.classes)
         except ModelError:
@@ -352,10 +354,12 @@ def zip_export(folder: str | Path) -> bytes:
     return buf.getvalue()
 
 
-def export_zip(spec: str | Path | None, fmt: str, quantize: str = "none") -> tuple[str, bytes]:
-    """Export into a temporary folder and return ``(file name, zip bytes)`` for a download."""
+def export_zip(spec: str | Path | None, fmt: str, quantize: str = "none", log=lambda line: None) -> tuple[str, bytes]:
+    """Export into a temporary folder and return ``(file name, zip bytes)`` for a download;
+    ``log(line)`` hears each step as it starts."""
     ref = resolve_model(spec)
     name = default_out(ref, fmt, quantize).name
     with tempfile.TemporaryDirectory() as tmp:
-        result = export_model(spec, fmt, Path(tmp) / name, quantize)
+        result = export_model(spec, fmt, Path(tmp) / name, quantize, log=log)
+        log(f"zipping {result.size / 1e6:.1f} MB")
         return f"{name}.zip", zip_export(result.folder)
