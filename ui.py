@@ -27,6 +27,7 @@ import streamlit as st
 
 from bootstrap import app_navigation
 from streamlit.errors import StreamlitPageNotFoundError
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 from PIL import Image
 
 from fer_core.config import check_writable, load_settings, read_only
@@ -365,23 +366,52 @@ def analysis_slot():
         release_memory()
 
 
+class Report:
+    """``report(done, total)`` for a long computation's progress bar (:func:`progress_bar`).
+
+    Streamlit may stop a script at any element it draws, to rerun it (a widget touched, another
+    page opened): a stop at the bar would throw the computation away with its result. The first
+    such request is held here, the bar stops moving and the computation finishes; the caller
+    keeps the result (:func:`gated` caches it), then :meth:`carry_on` lets the request through."""
+
+    def __init__(self, bar, what: str, finishing: str):
+        self.bar, self.what, self.finishing = bar, what, finishing
+        self.started, self.held = time.monotonic(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.held is not None:
+            return
+        if done >= total:
+            text = f"{self.what}: all {total:,} faces done; {self.finishing}…"
+        elif done > 0:
+            left = (time.monotonic() - self.started) * (total - done) / done
+            text = f"{self.what}: {done:,} of {total:,} faces, about {fmt_seconds(left)} left"
+        else:
+            return
+        try:
+            self.bar.progress(min(done / total, 1.0), text=text)
+        except ScriptControlException as exc:
+            self.held = exc
+
+    def carry_on(self) -> None:
+        """Let a held stop or rerun request through, now that the result is kept."""
+        if self.held is not None:
+            raise self.held
+
+
 @contextmanager
 def progress_bar(what: str, finishing: str = "finishing"):
-    """A progress bar for a long computation, fed by its real progress: yields ``report(done,
-    total)`` (faces), which shows how many are done and the time left at the pace so far."""
-    bar, started = st.progress(0.0, text=f"{what}: starting…"), time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        if done >= total:
-            bar.progress(1.0, text=f"{what}: all {total:,} faces done; {finishing}…")
-        elif done > 0:
-            left = (time.monotonic() - started) * (total - done) / done
-            bar.progress(done / total, text=f"{what}: {done:,} of {total:,} faces, about {fmt_seconds(left)} left")
-
+    """A progress bar for a long computation, fed by its real progress: yields a :class:`Report`
+    (``report(done, total)``, in faces), which shows how many are done and the time left at the
+    pace so far."""
+    report = Report(st.progress(0.0, text=f"{what}: starting…"), what, finishing)
     try:
         yield report
     finally:
-        bar.empty()
+        try:
+            report.bar.empty()
+        except ScriptControlException as exc:
+            report.held = report.held or exc
 
 
 def gated(fn, *args, spinner: str | None = None, progress: str | None = None, finishing: str = "finishing",
@@ -408,10 +438,12 @@ def gated(fn, *args, spinner: str | None = None, progress: str | None = None, fi
             if progress:
                 with progress_bar(progress, finishing) as report:
                     out = fn(*args, progress=report, **callbacks)
+                result_cache().put(key, out)
+                report.carry_on()  # a rerun asked for during the work: now, with the result kept
             else:
                 with st.spinner(spinner) if spinner else nullcontext():
                     out = fn(*args, **callbacks)
-            result_cache().put(key, out)
+                result_cache().put(key, out)
     return out
 
 
@@ -537,7 +569,8 @@ def cached_round(model: str, source: str, split: str, size: int, seed: int, draw
 
 def _round(model: str, stamp: str, source: str, split: str, size: int, seed: int, draw: str, timer: int) -> Round:
     ref = resolve_model(model)
-    check_settings(size, draw, split, timer)
+    check_settings(size, draw, split, timer, seed)
+    quiet_tensorflow()  # a model that Keras runs must not race the background import (use_app_navigation)
     return make_round(cached_dataset(source, ref.merge), split, size, seed, cached_model(str(ref.path), stamp), ref,
                       draw=draw, timer=timer, source=source)
 
@@ -582,21 +615,34 @@ def prepare_for_class(source: str) -> list[dict]:
     """Compute ahead what a lesson opens (:mod:`fer_core.shipping.warmup`) through this server's
     model and data set caches and the analysis gate, on one bar fed by each step's batches."""
     steps = plan()
-    bar = st.progress(0.0, text=f"Preparing {len(steps)} steps…")
+    report = Report(st.progress(0.0, text=f"Preparing {len(steps)} steps…"), "", "")
     now = {"k": 0, "title": ""}
+
+    def show(fraction: float, text: str) -> None:  # a rerun asked for meanwhile waits for the end (Report)
+        if report.held is None:
+            try:
+                report.bar.progress(min(1.0, fraction), text=text)
+            except ScriptControlException as exc:
+                report.held = exc
 
     def on_step(k: int, total: int, step) -> None:
         now.update(k=k, title=step.title)
-        bar.progress(k / total, text=f"Step {k + 1} of {total}: {step.title}")
+        show(k / total, f"Step {k + 1} of {total}: {step.title}")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, (now["k"] + done / max(total, 1)) / len(steps)),
-                     text=f"Step {now['k'] + 1} of {len(steps)}: {now['title']}: {done:,} of {total:,} faces")
+        show((now["k"] + done / max(total, 1)) / len(steps),
+             f"Step {now['k'] + 1} of {len(steps)}: {now['title']}: {done:,} of {total:,} faces")
 
+    quiet_tensorflow()  # a model that Keras runs must not race the background import (use_app_navigation)
     try:
         with analysis_slot():
-            return warm(source, steps, on_step=on_step, progress=progress,
+            done = warm(source, steps, on_step=on_step, progress=progress,
                         load=lambda ref: cached_model(str(ref.path), ref.stamp),
                         dataset=lambda src, merge: cached_dataset(src, merge))
     finally:
-        bar.empty()
+        try:
+            report.bar.empty()
+        except ScriptControlException as exc:
+            report.held = report.held or exc
+    report.carry_on()
+    return done

@@ -171,8 +171,9 @@ if other:
     a, b = st.columns(2)
     for col, r, key in ((a, res, model), (b, res2, other)):
         col.metric(choices[key], f"{r.metrics['accuracy']:.2%}")
-    f1s = pd.DataFrame({choices[model]: {c: v["f1"] for c, v in res.metrics["per_class"].items()},
-                        choices[other]: {c: v["f1"] for c, v in res2.metrics["per_class"].items()}})
+    f1s = pd.DataFrame({f"F1, {choices[model]}": {c: v["f1"] for c, v in res.metrics["per_class"].items()},
+                        f"F1, {choices[other]}": {c: v["f1"] for c, v in res2.metrics["per_class"].items()}})
+    st.markdown("**F1 per class** (the harmonic mean of precision and recall)")
     st.dataframe(f1s.style.format("{:.3f}"), width="stretch")
     right_a = int(np.sum(res.y_pred[differ] == res.y_true[differ]))
     right_b = int(np.sum(res2.y_pred[differ] == res2.y_true[differ]))

@@ -12,7 +12,7 @@ from fer_core.config import SPLITS, read_only
 from fer_core.errors import FerError, QuizError
 from fer_core.quiz.rounds import (DEFAULT_FACES, DEFAULT_SPLIT, DRAW_TEXT, DRAWS, HUMAN_ACCURACY, HUMAN_SOURCE,
                                   MAX_TIMER_S, NICKNAME_CHARS, max_faces, results)
-from fer_core.quiz.store import limits, new_session, store_path
+from fer_core.quiz.store import SESSION as SESSION_ID, limits, new_session, store_path
 from ui import (active_source, app_index, big_face, cached_round, chart, confusion_chart, face_gallery, model_choices,
                 quiz_store, round_faces, source_choices, use_app_navigation)
 
@@ -22,8 +22,9 @@ if "quiz_play" not in st.session_state:  # the introduction; a phone needs the r
     st.caption(f"FER2013's paper reports that people label its faces right about {HUMAN_ACCURACY:.0%} of the time "
                "(Goodfellow et al., 2013). Label the same faces as the network, then see where you agree, where "
                "both of you fail, and which \"wrong\" answers may be wrong labels.")
-if "quiz_session" not in st.session_state:
-    st.session_state["quiz_session"] = new_session()  # anonymous: nothing about the person
+if "quiz_session" not in st.session_state:  # anonymous: nothing about the person; kept in the address, so a
+    given = st.query_params.get("player", "")  # reloaded page (a phone that dropped the tab) carries on
+    st.session_state["quiz_session"] = given if SESSION_ID.fullmatch(given) else new_session()
 SESSION = st.session_state["quiz_session"]
 SOLO, JOIN, BOARD = "Play on your own", "Join a class round", "Class board (lecturer)"
 MODES = [SOLO, JOIN] + ([] if read_only() else [BOARD])  # the board only on the lecturer's full server
@@ -34,50 +35,62 @@ def store():
 
 
 def start(rnd, kind: str, picks: dict | None = None, nickname: str = "") -> None:
-    st.session_state["quiz_play"] = {"round": rnd, "kind": kind, "picks": dict(picks or {}), "shown": time.time(),
-                                     "nickname": nickname, "error": None}
+    st.session_state["quiz_play"] = {"round": rnd, "kind": kind, "picks": dict(picks or {}), "shown": None,
+                                     "nickname": nickname, "error": None, "over": False}
+    if kind == "class":
+        st.query_params["player"] = SESSION
 
 
-def pick(choice: int | None) -> None:
-    """Record the answer to the face on show (None: its time ran out) and move to the next."""
+def next_face(play: dict) -> int | None:
+    return next((k for k in range(play["round"].size) if k not in play["picks"]), None)
+
+
+def pick(face: int, choice: int | None) -> None:
+    """Record the answer to ``face`` (None: its time ran out) and move to the next. A click meant
+    for a face already answered (a double tap, a click just after the timer) is dropped: it never
+    answers a face the player has not seen."""
     play = st.session_state.get("quiz_play")
-    rnd = play["round"]
-    face = next((k for k in range(rnd.size) if k not in play["picks"]), None)
-    if face is None:
+    if play is None or face != next_face(play):
         return
+    rnd = play["round"]
     if play["kind"] == "class":
         try:
             store().answer(rnd.code, SESSION, face, choice, play["nickname"])
         except QuizError as exc:
-            if "already" not in str(exc):  # answered in an earlier visit: move on; anything else: say it, stay
+            if "already" not in str(exc):  # answered in an earlier visit: move on; anything else: say it
                 play["error"] = str(exc)
+                play["over"] = "closed" in str(exc) or "No quiz round" in str(exc)  # nothing more can be stored
                 return
     play["error"] = None
     play["picks"][face] = choice
-    play["shown"] = time.time()
+    play["shown"] = None
 
 
 def play_area() -> None:
-    """One face, large, and the classes as buttons (keys 1-7); a timer when the round has one."""
+    """One face, large, and the classes as buttons (keys 1-7); a timer when the round has one,
+    counted from when the face is first drawn."""
     play = st.session_state["quiz_play"]
     rnd = play["round"]
-    if rnd.timer and time.time() - play["shown"] >= rnd.timer:
-        pick(None)  # the face's time ran out: left, and on to the next
-    face = next((k for k in range(rnd.size) if k not in play["picks"]), None)
-    if face is None:
-        st.rerun()  # the round is done: the whole page shows the results
     try:
         faces = round_faces(rnd)
     except FerError as exc:
         st.error(str(exc))
         return
+    face = next_face(play)
+    if face is not None and rnd.timer and play["shown"] and time.time() - play["shown"] >= rnd.timer:
+        pick(face, None)  # the face's time ran out: left, and on to the next
+        face = next_face(play)
+    if face is None or play["over"]:
+        st.rerun()  # the round is done (or closed): the whole page shows the results
+    if play["shown"] is None:
+        play["shown"] = time.time()
     st.progress(face / rnd.size, text=f"Face {face + 1} of {rnd.size}" +
                 (f" · {max(0, rnd.timer - (time.time() - play['shown'])):.0f} s left" if rnd.timer else ""))
     with st.container(key="quiz_face"):
         st.image(big_face(faces[face]), width=288)
     with st.container(horizontal=True, key="quiz_buttons"):
         for c, name in enumerate(rnd.classes):
-            st.button(name, key=f"quiz_pick_{c}", on_click=pick, args=(c,), shortcut=str(c + 1) if c < 9 else None)
+            st.button(name, key=f"quiz_pick_{c}", on_click=pick, args=(face, c), shortcut=str(c + 1) if c < 9 else None)
     if play["error"]:
         st.error(play["error"])
     st.caption(f"Which emotion does the label say? Click, tap, or press 1-{min(len(rnd.classes), 9)}. "
@@ -137,8 +150,11 @@ def player_results() -> None:
     play = st.session_state["quiz_play"]
     rnd = play["round"]
     you = play["picks"]
+    if play["over"]:
+        st.warning(f"{play['error']} Your score counts the {len(you)} faces you answered before.")
     doc = results(rnd, [(SESSION, k, c) for k, c in you.items()])
-    st.subheader(f"Your score: {sum(c == rnd.labels[k] for k, c in you.items() if c is not None)} of {rnd.size}")
+    st.subheader(f"Your score: {sum(c == rnd.labels[k] for k, c in you.items() if c is not None)} of "
+                 f"{len(you) if play['over'] else rnd.size}")
     st.caption(round_caption(rnd))
     scoreboard(doc, "You")
     matrices(doc, "You")
@@ -146,24 +162,29 @@ def player_results() -> None:
         label_doubts(rnd, doc, round_faces(rnd), you)
     except FerError as exc:
         st.error(str(exc))
-    if play["kind"] == "class":
+    if play["kind"] == "class" and not play["over"]:
         st.success(f"Your answers are in round {rnd.code}: the lecturer's board shows the class.")
     if st.button("Play another round", key="quiz_again"):
         st.session_state.pop("quiz_play")
         st.rerun()
 
 
-def round_settings(choices: dict[str, str], seed: int) -> tuple:
-    """The round's settings, inside a form: ``(model, source, split, faces, seed, draw, timer)``."""
-    model = st.selectbox("The network", list(choices), index=app_index(choices), format_func=choices.get)
-    c1, c2, c3 = st.columns(3)
-    source = c1.selectbox("Data", source_choices(), index=source_choices().index(active_source()))
-    split = c2.selectbox("Split", SPLITS, index=SPLITS.index(DEFAULT_SPLIT))
-    size = c3.number_input("Faces", 1, max_faces(), DEFAULT_FACES)
-    c4, c5, c6 = st.columns(3)
-    draw = c4.selectbox("Faces drawn", DRAWS, help=" · ".join(f"{d}: {t}" for d, t in DRAW_TEXT.items()))
-    seed = c5.number_input("Seed (the same seed, the same faces)", 0, 10**6, seed)
-    timer = c6.number_input("Seconds per face (0: no timer)", 0, MAX_TIMER_S, 0)
+def round_settings(choices: dict[str, str], seed: int, key: str) -> tuple:
+    """The round's settings, inside a form: ``(model, source, split, faces, seed, draw, timer)``.
+    Every widget has a key: a default that changes (the seed's) must not reset what was typed."""
+    model = st.selectbox("The network", list(choices), index=app_index(choices), format_func=choices.get,
+                         key=f"{key}_model")
+    c1, c2, c3 = st.container(key=f"wrap_row_{key}_a").columns(3)
+    source = c1.selectbox("Data", source_choices(), index=source_choices().index(active_source()), key=f"{key}_data")
+    split = c2.selectbox("Split", SPLITS, index=SPLITS.index(DEFAULT_SPLIT), key=f"{key}_split")
+    size = c3.number_input("Faces", 1, max_faces(), min(DEFAULT_FACES, max_faces()), key=f"{key}_faces")
+    c4, c5, c6 = st.container(key=f"wrap_row_{key}_b").columns(3)
+    draw = c4.selectbox("Faces drawn", DRAWS, help=" · ".join(f"{d}: {t}" for d, t in DRAW_TEXT.items()),
+                        key=f"{key}_draw")
+    if f"{key}_seed" not in st.session_state:
+        st.session_state[f"{key}_seed"] = seed
+    seed = c5.number_input("Seed (the same seed, the same faces)", 0, 10**6, key=f"{key}_seed")
+    timer = c6.number_input("Seconds per face (0: no timer)", 0, MAX_TIMER_S, 0, key=f"{key}_timer")
     return model, source, split, int(size), int(seed), draw, int(timer)
 
 
@@ -178,7 +199,7 @@ def solo_form() -> None:
         st.info("No model to play against yet: train one on the Train page.")
         return
     with st.form("quiz_solo"):
-        settings = round_settings(choices, int(time.time()) % 1000)
+        settings = round_settings(choices, int(time.time()) % 1000, "quiz_solo")
         go = st.form_submit_button("Start", type="primary")
     if go:
         try:
@@ -216,7 +237,7 @@ def open_form() -> None:
     lim = limits()
     with st.form("quiz_open"):
         st.write("**Open a round to the class**: everyone gets the same faces; the board below follows them live.")
-        settings = round_settings(choices, 1)
+        settings = round_settings(choices, 1, "quiz_open")
         nicknames = st.checkbox(f"Show nicknames on the board (students may give one, at most {NICKNAME_CHARS} "
                                 "characters)")
         go = st.form_submit_button("Open the round", type="primary")
@@ -284,8 +305,12 @@ def lecturer() -> None:
                                                    f"{'open' if r.is_open(now) else 'closed'}" for r in rounds if r.code == c))
     live = next(r for r in rounds if r.code == code).is_open(now)
     if live and st.button(f"Close round {code}", key="quiz_close"):
-        store().close(code)
-        st.rerun()
+        try:
+            store().close(code)
+        except FerError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
     st.fragment(run_every=2 if live else None)(board)(code)
 
 
@@ -295,7 +320,7 @@ play = st.session_state.get("quiz_play")
 if mode == BOARD:
     lecturer()
 elif play is not None and (play["kind"] == "class") == (mode == JOIN):
-    if len(play["picks"]) < play["round"].size:
+    if len(play["picks"]) < play["round"].size and not play["over"]:
         st.fragment(run_every=1 if play["round"].timer else None)(play_area)()
     else:
         player_results()

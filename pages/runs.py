@@ -46,10 +46,16 @@ def seen(runs: list, statuses: dict) -> tuple:
             tuple(sorted((job, status) for d, (job, status) in statuses.items() if d not in paths)))
 
 
+@st.cache_data(ttl=WATCH_EVERY - 1, show_spinner=False)
+def look() -> tuple:
+    """:func:`seen` now: looked at once every few seconds for all the server's viewers together."""
+    return seen(list_runs(), job_statuses())
+
+
 def watch(shown: tuple) -> None:
     """Look at the runs and jobs every few seconds; when anything the page shows has changed (a job
     submitted, an epoch done, a status), redraw the whole page: nobody has to reload."""
-    if seen(list_runs(), job_statuses()) != shown:
+    if look() != shown:
         st.rerun()
 
 
@@ -126,7 +132,7 @@ def shipped_history() -> None:
 
 runs = list_runs()
 statuses = job_statuses()
-st.fragment(run_every=WATCH_EVERY)(watch)(seen(runs, statuses))
+st.fragment(run_every=WATCH_EVERY)(watch)(look())
 table = pd.DataFrame([r.row() for r in runs])
 if runs:
     table["status"] = [statuses.get(str(r.path), (None, r.status))[1] for r in runs]

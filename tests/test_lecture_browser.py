@@ -108,3 +108,38 @@ def test_presentation_mode_sticks_across_pages_and_enlarges_what_the_back_row_re
     deep.open("dataset?present=1")
     _grew(normal["dataset"], deep, "dataset")
     deep.page.close()
+
+
+WHOLE = """() => {
+  const cut = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMetricValue"] *')]
+    .filter(e => e.children.length === 0 && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);
+  const broken = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
+    .map(e => getComputedStyle(e)).filter(s => s.wordBreak !== 'normal' || s.overflowWrap !== 'normal').length;
+  const rows = [...document.querySelectorAll('[class*="st-key-grid_row"] [data-testid="stHorizontalBlock"]')].map(
+    b => [...b.querySelectorAll(':scope > [data-testid="stColumn"]')].map(c => Math.round(c.getBoundingClientRect().width)));
+  return {cut, broken, rows};
+}"""
+
+
+def test_evaluate_reads_whole_on_a_phone_and_in_even_rows_on_a_projector(browser, server):  # noqa: F811
+    """Regression: at 390 px the four headline numbers read "72…", "0.…"; captions broke inside
+    words ("happ y"); at 1024 px a gallery row of 8 wrapped into 5 small faces and 3 large."""
+    for width in (390, 1024):
+        j = Journey(browser.new_page(viewport={"width": width, "height": 900}), server.url)
+        j.open("evaluate")
+        _until(j, "Per-image predictions", "predicted")
+        j.idle()
+        deadline = time.time() + 30
+        while True:  # the page settles (elements of an earlier run linger a moment): then it must hold
+            found = j.page.evaluate(WHOLE)
+            even = all(max(row) - min(row) <= 2 for row in found["rows"])
+            if (not found["cut"] and not found["broken"] and even) or time.time() > deadline:
+                break
+            j.page.wait_for_timeout(500)
+        assert not found["cut"], (width, found["cut"])  # every headline number whole
+        assert found["broken"] == 0, width  # captions break between words only
+        assert found["rows"], width
+        for row in found["rows"]:  # faces in even rows: every column of a row as wide as the others
+            assert max(row) - min(row) <= 2, (width, row)
+        j.shot(f"evaluate-{width}")
+        j.page.close()

@@ -17,7 +17,8 @@ from fer_core.errors import FerError
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device). ``predict``
 #: imports it itself, once its input files are known to be readable (a mistyped name is said at once).
-TF_COMMANDS = {"train", "evaluate", "release", "recalibrate", "card", "models", "export", "members", "explore"}
+TF_COMMANDS = {"train", "evaluate", "release", "recalibrate", "card", "models", "export", "members", "explore",
+               "warmup"}
 
 
 class SubcommandParser(argparse.ArgumentParser):

@@ -12,11 +12,12 @@ from fer_core.inference.engine import load_engine
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
 from fer_core.inference.loader import resolve_model
 from fer_core.quiz.rounds import DEFAULT_DRAW, DEFAULT_FACES, DEFAULT_SPLIT, DRAWS, check_settings, make_round
-from fer_core.quiz.store import QuizStore
+from fer_core.quiz.store import QuizStore, check_hours
 
 
 def new(args: argparse.Namespace) -> int:
-    check_settings(args.faces, args.draw, args.split, args.timer)  # before the data set or the model loads
+    check_settings(args.faces, args.draw, args.split, args.timer, args.seed)  # before the data or the model loads
+    check_hours(args.hours)
     ref = resolve_model(args.model)
     source = args.data or load_settings().active_source()
     rnd = make_round(load_dataset(source, merge=ref.merge), args.split, args.faces, args.seed, load_engine(ref), ref,

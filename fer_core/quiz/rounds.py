@@ -112,8 +112,10 @@ def faces_digest(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def check_settings(size: int, draw: str, split: str, timer: int) -> None:
-    """Raises ConfigError (keyed by field) for a round's size, draw, split or timer out of range."""
+def check_settings(size: int, draw: str, split: str, timer: int, seed: int = 0) -> None:
+    """Raises ConfigError (keyed by field) for a round's size, draw, split, timer or seed out of range."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed: {seed} is not a whole number from 0 to {2**32 - 1}.", field="seed")
     if not 1 <= size <= max_faces():
         raise ConfigError(f"faces: {size} is not between 1 and {max_faces()} (FER_QUIZ_MAX_FACES).", field="faces")
     if draw not in DRAWS:
@@ -153,7 +155,7 @@ def make_round(dataset: Dataset, split: str, size: int, seed: int, model, ref: M
         ConfigError: a setting out of range, or a split with too few faces.
         DataError: the model's classes are not the data set's.
     """
-    check_settings(size, draw, split, timer)
+    check_settings(size, draw, split, timer, seed)
     part = dataset.subset(split)
     positions = draw_faces(part.labels, size, seed, draw)
     faces = part.select(positions)
@@ -189,9 +191,10 @@ def results(rnd: Round, answers: Iterable[tuple[str, int, int | None]], nickname
 
     ``class_accuracy``: right answers over answers given (a face left is wrong; None before any
     answer); ``model_accuracy``: the model's over all the round's faces. Per face: how many
-    answered, how many were right (``agreement``: their share), each class's count and the most
-    given answer; ``wrong_label``: the faces where the model and most people agree with each other
-    or not, but both disagree with the label (where a wrong label may hide). Per session: its
+    answered, how many were right (``agreement``: their share), each class's count and
+    ``most_given``, the answer more than half of them gave (None when none did: a tie, a scatter,
+    faces left); ``wrong_label``: the faces where the model and most people both disagree with the
+    label, whether or not with each other (where a wrong label may hide). Per session: its
     answers, right ones and accuracy, with its nickname when the round shows nicknames.
     """
     n = len(rnd.classes)
@@ -213,6 +216,8 @@ def results(rnd: Round, answers: Iterable[tuple[str, int, int | None]], nickname
     faces = []
     for k in range(rnd.size):
         top = int(counts[k].argmax()) if counts[k].any() else None
+        if top is not None and counts[k, top] * 2 <= given[k]:
+            top = None  # only an answer more than half of them gave (a tie or a scatter names none)
         faces.append({"face": k, "index": rnd.index[k], "label": rnd.classes[rnd.labels[k]],
                       "model": rnd.classes[rnd.answers[k]], "model_right": rnd.answers[k] == rnd.labels[k],
                       "answers": int(given[k]), "right": int(right[k]), "left": int(left[k]),

@@ -7,7 +7,7 @@ the transaction that writes (``BEGIN IMMEDIATE``), so sessions answering at once
 an answer nor pass a limit together:
 
 - a round accepts answers from when it is opened until it is closed or its hours are up
-  (``FER_QUIZ_HOURS``, default 3); a closed or expired round accepts nothing;
+  (``FER_QUIZ_HOURS``: whole hours, default 3, at most 24); a closed or expired round accepts nothing;
 - an answer names a face of the round and one of its classes; a session answers a face once
   (a second answer is refused), so it gives a round at most its faces' worth (``FER_QUIZ_MAX_FACES``);
 - at most ``FER_QUIZ_OPEN_ROUNDS`` rounds (default 5) are open at once, at most
@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from fer_core.config import data_dir, env_number, read_only
-from fer_core.errors import QuizError
+from fer_core.config import check_writable, data_dir, env_number, read_only
+from fer_core.errors import ConfigError, QuizError
 from fer_core.quiz.rounds import NICKNAME_CHARS, Round, results
 
 STORE_FILE = "quiz.sqlite3"
@@ -61,10 +61,22 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
+MAX_HOURS = 24
+
+
 def limits() -> dict[str, int]:
-    """The store's limits, from the environment (see the module)."""
-    return {"hours": env_number("FER_QUIZ_HOURS", 3), "open_rounds": env_number("FER_QUIZ_OPEN_ROUNDS", 5),
+    """The store's limits, from the environment (see the module); whole hours, at most a day."""
+    return {"hours": min(env_number("FER_QUIZ_HOURS", 3), MAX_HOURS),
+            "open_rounds": env_number("FER_QUIZ_OPEN_ROUNDS", 5),
             "sessions": env_number("FER_QUIZ_SESSIONS", 200), "answers": env_number("FER_QUIZ_MAX_ANSWERS", 100_000)}
+
+
+def check_hours(hours: float | None) -> float:
+    """How long a round stays open: ``hours``, or the setting's default; ConfigError out of (0, 24]."""
+    hours = limits()["hours"] if hours is None else hours
+    if not 0 < hours <= MAX_HOURS:
+        raise ConfigError(f"hours: {hours} is not above 0 and at most {MAX_HOURS}.", field="hours")
+    return hours
 
 
 def store_path() -> Path:
@@ -140,11 +152,9 @@ class QuizStore:
                    now: float | None = None) -> Round:
         """Store a copy of ``rnd`` under a new code, open until closed or ``hours`` from now; returns
         the copy, with its code and times. Raises QuizError when the open rounds are at their limit."""
+        check_writable("Opening a quiz round")
         now = time.time() if now is None else now
-        lim = limits()
-        hours = lim["hours"] if hours is None else hours
-        if not 0 < hours <= 24:
-            raise QuizError(f"hours: {hours} is not between 0 and 24.")
+        lim, hours = limits(), check_hours(hours)
         with self._write() as conn:
             open_now = conn.execute("SELECT COUNT(*) FROM rounds WHERE closed IS NULL AND expires > ?",
                                     (now,)).fetchone()[0]
@@ -164,17 +174,27 @@ class QuizStore:
         row = row[0] if row else None
         if row is None:
             raise QuizError(f"No quiz round has the code {normal_code(code)!r}: check it with your lecturer.")
-        rnd = Round.from_json(json.loads(row[0]))
+        try:
+            rnd = Round.from_json(json.loads(row[0]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise QuizError(f"Round {normal_code(code)} is damaged in {self.path} ({exc}); delete it with "
+                            f"'python -m fer_core quiz delete {normal_code(code)}'.") from None
         rnd.created, rnd.expires, rnd.closed = row[1], row[2], row[3]
         return rnd
 
     def rounds(self) -> list[Round]:
-        """Every round in the store, newest first."""
-        codes = [r[0] for r in self._read("SELECT code FROM rounds ORDER BY created DESC")]
-        return [self.get(c) for c in codes]
+        """Every readable round in the store, newest first (a damaged one is left out: ``get`` says why)."""
+        out = []
+        for (code,) in self._read("SELECT code FROM rounds ORDER BY created DESC"):
+            try:
+                out.append(self.get(code))
+            except QuizError:
+                continue
+        return out
 
     def close(self, code: str, now: float | None = None) -> Round:
         """Close a round: it accepts no more answers; its answers stay. Closing twice is no error."""
+        check_writable("Closing a quiz round")
         rnd = self.get(code)
         with self._write() as conn:
             conn.execute("UPDATE rounds SET closed = ? WHERE code = ? AND closed IS NULL",
@@ -183,6 +203,7 @@ class QuizStore:
 
     def delete(self, code: str) -> int:
         """Delete a round and its answers; returns how many answers went."""
+        check_writable("Deleting a quiz round")
         rnd = self.get(code)
         with self._write() as conn:
             gone = conn.execute("DELETE FROM answers WHERE code = ?", (rnd.code,)).rowcount

@@ -361,5 +361,5 @@ def export_zip(spec: str | Path | None, fmt: str, quantize: str = "none", log=la
     name = default_out(ref, fmt, quantize).name
     with tempfile.TemporaryDirectory() as tmp:
         result = export_model(spec, fmt, Path(tmp) / name, quantize, log=log)
-        log(f"zipping {result.size / 1e6:.1f} MB")
+        log(f"zipping {result.size_bytes / 1e6:.1f} MB")
         return f"{name}.zip", zip_export(result.folder)
