@@ -43,7 +43,7 @@ def test_runs_follows_a_job_from_submission_to_its_end_without_a_reload(browser,
     _until(j, "No runs yet", "How the shipped model learned")
     env = {**{k: v for k, v in os.environ.items() if k != "FER2013_DIR"}, "FER_DATA_DIR": str(server.data_dir)}
     subprocess.run([sys.executable, "-m", "fer_core", "jobs", "submit", "--arch", "tiny", "--data", "demo:30",
-                    "--epochs", "2", "--json"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+                    "--epochs", "1", "--json"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     _until(j, "All runs (1)")  # the page was not reloaded: it noticed the job
     _until(j, "1 succeeded", timeout=300)
     j.shot("runs-followed-a-job")
