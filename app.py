@@ -1,8 +1,8 @@
 """FER Studio: the Streamlit entry point. Run with ``streamlit run app.py``."""
 
-import streamlit as st
+import bootstrap  # first: the start-up steps (see its docstring), before anything heavy
 
-from bootstrap import starting
+import streamlit as st
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
 
@@ -17,5 +17,5 @@ PAGES = [
     st.Page("pages/quiz.py", title="Quiz", icon="🧠"),
 ]
 
-with starting():  # a notice while a fresh server loads the pages' libraries
+with bootstrap.starting():  # a notice while a fresh server loads the pages' libraries
     st.navigation(PAGES).run()

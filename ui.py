@@ -6,8 +6,6 @@ import hashlib
 import io
 import json
 import os
-import sys
-import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,14 +16,9 @@ import numpy as np
 import pandas as pd
 
 
-if "tensorflow" not in sys.modules:  # aiortc (the live camera) must load before TensorFlow: after it, the
-    try:  # process crashes (its libsrtp binds to TensorFlow's own crypto symbols; aiortc 1.16, TF 2.21)
-        import aiortc  # noqa: F401
-    except ImportError:
-        pass
+import bootstrap  # first: the start-up steps (aiortc before TensorFlow...), when a page did not import it
 import streamlit as st
 
-from bootstrap import app_navigation
 from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 from PIL import Image
@@ -54,20 +47,6 @@ from fer_core.quiz.store import QuizStore
 from fer_core.shipping.warmup import plan, warm
 
 
-def _import_tensorflow_quietly() -> None:
-    """TensorFlow's start-up notes (oneDNN, the CUDA probe's "failed call to cuInit" on a machine
-    without a GPU) would fill the server's log as if something failed: it is imported once, in the
-    background as soon as the first page loads, with its stderr silenced (fer_core.device)."""
-    try:
-        quiet_tensorflow()
-    except Exception:  # a broken install shows where TensorFlow is used, with its message
-        pass
-
-
-if not any(t.name == "tensorflow-import" for t in threading.enumerate()) and not tensorflow_ready():
-    threading.Thread(target=_import_tensorflow_quietly, name="tensorflow-import", daemon=True).start()
-
-
 def use_app_navigation(tensorflow: bool = True) -> None:
     """Call first on every page: make sure the app's own navigation (``app.py``) drives it.
 
@@ -76,10 +55,12 @@ def use_app_navigation(tensorflow: bool = True) -> None:
     tensorflow`` racing it would leave a half-initialised module for the life of the server
     (:func:`fer_core.device.quiet_tensorflow`).
 
-    The app's own navigation on a deep link is :mod:`bootstrap`'s, which every page imports
-    first; checked again here for a page run some other way.
+    The start-up steps are :mod:`bootstrap`'s, which every page imports first: the app's own
+    navigation is checked again here for a page run some other way, and TensorFlow's background
+    import starts here, once the page's own imports are done.
     """
-    app_navigation()
+    bootstrap.app_navigation()
+    bootstrap.import_tensorflow_in_background()
     st.markdown(SCREEN_CSS, unsafe_allow_html=True)
     if tensorflow and not tensorflow_ready():
         with st.spinner("Starting TensorFlow (once per server)…"):

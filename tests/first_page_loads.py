@@ -3,7 +3,7 @@ each calls ``use_app_navigation()`` as a page does, then uses TensorFlow while t
 import sys
 import threading
 
-import ui  # starts the background import, as the first page load does
+import ui  # the pages' helpers; the background import starts with the first use_app_navigation()
 from fer_core.models.build import create_model
 
 errors = []

@@ -266,3 +266,30 @@ def test_study_table_reference_points_beside_the_runs(tmp_path):
     assert shipped["test accuracy"] == metrics["results"][f"PrivateTest/{tta}"]["accuracy"]  # read, not typed in
     assert shipped["architecture"] and shipped["parameters"] == metrics["params"]
     assert [r["kind"] for r in reference_rows(tmp_path)] == ["published", "published"]  # no shipped model there
+
+
+def test_importing_the_core_package_installs_nothing_and_start_up_steps_live_in_bootstrap():
+    """Start-up tricks (an import finder, aiortc before TensorFlow, a TensorFlow thread, Streamlit's
+    private page flag) are :mod:`bootstrap`'s steps; importing ``fer_core`` under another backend
+    changes neither the import machinery nor the threads."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys, threading; finders = list(sys.meta_path); threads = threading.active_count()\n"
+              "import fer_core, fer_core.config, fer_core.device, fer_core.inference.loader, fer_core.jobs\n"
+              "assert sys.meta_path == finders, sys.meta_path\n"
+              "assert threading.active_count() == threads\n"
+              "from fer_core.device import fence_tensorflow\n"
+              "fence_tensorflow()\n"
+              "assert len(sys.meta_path) == len(finders) + 1  # the fence is there to install, when asked\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    tricks = ("import aiortc", "PagesManager", "threading.Thread(", "sys.meta_path.insert")
+    places = {trick: sorted(str(p.relative_to(ROOT)) for p in [*CORE.rglob("*.py"), *ROOT.glob("*.py"),
+                                                                 *(ROOT / "pages").glob("*.py")]
+                            if trick in p.read_text()) for trick in tricks}
+    assert places["import aiortc"] == ["bootstrap.py"] and places["PagesManager"] == ["bootstrap.py"], places
+    assert places["sys.meta_path.insert"] == ["fer_core/device.py"], places  # defined there, called by bootstrap and the CLI
+    assert "ui.py" not in places["threading.Thread("], places

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from fer_core.cli import analysis, explore, job_commands, listings, quiz, shipping, training
-from fer_core.device import device_line, quiet_tensorflow
+from fer_core.device import device_line, fence_tensorflow, quiet_tensorflow
 from fer_core.errors import FerError
 
 #: Commands that run a model: TensorFlow is imported quietly first (see fer_core.device). ``predict``
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fence_tensorflow()  # under KERAS_BACKEND=jax or torch, TensorFlow is never imported, even by Keras
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train" or getattr(args, "jobs_command", None) == "work":

@@ -15,6 +15,7 @@ import numpy as np
 
 from fer_core.config import (CLASS_NAMES, DEFAULT_MODEL, DEFAULT_MODEL_DIR, FAST_MODEL, FAST_MODEL_DIR, load_settings,
                              runs_dir)
+from fer_core.device import quiet_tensorflow
 from fer_core.errors import FerError, ModelError
 from fer_core.runs import rundir
 
@@ -144,6 +145,7 @@ def load_model(ref: ModelRef):
         ModelError: the file is unreadable, corrupt or unsafe, does not take 48x48 grayscale faces,
             does not give one output per class, or gives scores that are not probabilities.
     """
+    quiet_tensorflow()  # Keras imported under the import lock; TensorFlow fenced off under another backend
     import keras
 
     try:
