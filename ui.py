@@ -5,7 +5,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,7 +22,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 from PIL import Image
 
-from fer_core.config import check_writable, load_settings, read_only
+from fer_core.config import check_writable, fer2013_dir, load_settings, read_only
 from fer_core.data.loading import Dataset, check_allowed, load_dataset
 from fer_core.data.loading import source_choices as data_source_choices
 from fer_core.data.demo import make_demo_dataset
@@ -319,7 +318,7 @@ def example_faces() -> dict[str, bytes]:
         buf = io.BytesIO()
         Image.fromarray(demo.images[list(demo.labels).index(i)], "L").save(buf, "PNG")
         out[f"drawn {want} face"] = buf.getvalue()
-    root = os.environ.get("FER2013_DIR")
+    root = fer2013_dir()
     for cls in ("happy", "surprise"):
         folder = Path(root or "/nonexistent") / "test" / cls
         files = sorted(folder.glob("PrivateTest_*"))[:1] if folder.is_dir() else []

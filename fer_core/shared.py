@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Callable, Generic, Iterator, TypeVar
 
+from fer_core.config import env_number
+
 T = TypeVar("T")
 
 
@@ -113,8 +115,7 @@ class Gate:
 
 def max_analyses() -> int:
     """How many analyses one server runs at once: ``FER_MAX_ANALYSES``, else the machine's cores."""
-    value = os.environ.get("FER_MAX_ANALYSES", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    return env_number("FER_MAX_ANALYSES", os.cpu_count() or 1)
 
 
 def release_memory() -> None:
@@ -177,8 +178,7 @@ class ResultCache:
 
 def result_cache_mb() -> int:
     """Megabytes of analysis results one server keeps (``FER_RESULT_CACHE_MB``, default 256)."""
-    value = os.environ.get("FER_RESULT_CACHE_MB", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 256
+    return env_number("FER_RESULT_CACHE_MB")
 
 
 @cache

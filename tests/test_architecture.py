@@ -132,6 +132,75 @@ def test_run_directory_file_names_are_spelled_only_by_their_owner():
     assert not found, found
 
 
+#: The app's code: the core package and the Streamlit side.
+APP_SOURCES = [*CORE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "ui.py", ROOT / "app.py", ROOT / "bootstrap.py"]
+#: A setting's name: ``FER_SOMETHING`` (not a prefix such as ``FER_QUIZ_*``) or ``FER2013_DIR``.
+SETTING_NAME = re.compile(r"\bFER(?:_[A-Z0-9]+)+\b|\bFER2013_DIR\b")
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name)
+            and node.value.id == "os") or (isinstance(node, ast.Name) and node.id == "environ")
+
+
+def _environment_reads(tree: ast.AST):
+    """The key of every read of the environment: ``os.environ.get(K)`` (``pop``, ``setdefault``),
+    ``os.getenv(K)``, ``os.environ[K]`` read (an assignment is a write) and ``K in os.environ``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            f = node.func
+            if (f.attr in ("get", "pop", "setdefault") and _is_environ(f.value)) or (
+                    f.attr == "getenv" and isinstance(f.value, ast.Name) and f.value.id == "os"):
+                yield node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+            yield node.slice
+        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
+            yield node.left
+
+
+def test_settings_are_read_only_by_their_owner():
+    """No module but ``fer_core/config.py`` reads a ``FER_*`` setting (or ``FER2013_DIR``) from the
+    environment: the others call its readers. A key held in a module's constant counts as spelled
+    out; a worker's environment copied from this one (``runners.worker_env``) is passed on, not read."""
+    found = []
+    for path in APP_SOURCES:
+        if path == CORE / "config.py":
+            continue
+        tree = ast.parse(path.read_text())
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                     for t in n.targets if isinstance(t, ast.Name)}
+        for key in _environment_reads(tree):
+            name = key.value if isinstance(key, ast.Constant) else constants.get(getattr(key, "id", None))
+            if isinstance(name, str) and SETTING_NAME.fullmatch(name):
+                found.append(f"{path.relative_to(ROOT)}:{key.lineno}: {name}")
+    assert not found, found
+
+
+def test_every_setting_named_in_the_app_is_registered():
+    """A ``FER_*`` name in the app's strings (a reader's call, a message, a docstring) is a setting of
+    ``config.SETTINGS``: a typo or a setting that is gone fails here, not at a lecturer's server."""
+    from fer_core.config import SETTINGS
+
+    known = {s.name for s in SETTINGS}
+    unknown = {f"{path.relative_to(ROOT)}: {name}" for path in APP_SOURCES for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)
+               for name in SETTING_NAME.findall(node.value) if name not in known}
+    assert not unknown, sorted(unknown)
+
+
+def test_readmes_tables_of_settings_match_the_registry():
+    """README's tables of settings list each registered setting once, with its default, and nothing else."""
+    from fer_core.config import SETTINGS
+
+    rows = re.findall(r"^\| `(FER[A-Z0-9_]+)` \| ([^|]+?) \|", (ROOT / "README.md").read_text(), re.M)
+    assert len(rows) == len(dict(rows)), "a setting is in README's tables twice"
+    assert dict(rows) == {s.name: s.shown_default for s in SETTINGS}
+    for s in SETTINGS:  # the default README shows is the one the readers use
+        if isinstance(s.default, (int, float)) and not isinstance(s.default, bool):
+            assert f"{s.default:,g}" in s.shown_default if isinstance(s.default, float) else f"{s.default:,}" in s.shown_default, s
+
+
 def test_every_preset_names_only_config_fields_and_builder_options():
     from fer_core.models import build  # noqa: F401  (registers the presets)
 

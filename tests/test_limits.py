@@ -8,7 +8,7 @@ import pytest
 from fer_core import jobs
 from fer_core.cli import main
 from fer_core.errors import ConfigError, JobError
-from fer_core.jobs import JobStatus, JobStore, Limits
+from fer_core.jobs import JobStatus, JobStore, Limits, limits, liveness
 from fer_core.runs import removal, rundir
 
 from .test_jobs import FakeRunner, tiny
@@ -141,3 +141,36 @@ def test_the_frame_cap_counts_the_frames_of_a_slower_video(monkeypatch):
     monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "600")
     assert analysed_span(30, None) == 2.0 and analysed_span(30, 10) == 6.0  # a 10-fps video gives 10 a second
     assert "(60 frames at 10 per second)" in limit_note(20.0, 30, 10)
+
+
+def test_every_setting_reads_by_one_rule(monkeypatch):
+    """One rule for every numeric setting (``fer_core.config``): a value that is not a number of its
+    kind above zero gives the default, so a typo never turns a limit off (before, each module had its
+    own: ``FER_STALE_SECONDS=-5`` gave 6 s, ``FER_QUIZ_HOURS=+5`` 5 h, ``FER_MAX_PHOTOS=²`` a crash)."""
+    from fer_core.config import env_float, env_flag, env_number, env_text, setting
+
+    for value in ("", "x", "0", "-3", "+5", "2.0", "1_000", "²"):
+        monkeypatch.setenv("FER_MAX_PHOTOS", value)
+        assert env_number("FER_MAX_PHOTOS") == 20 and env_number("FER_MAX_PHOTOS", None) is None, value
+    monkeypatch.setenv("FER_MAX_PHOTOS", " 7 ")
+    assert env_number("FER_MAX_PHOTOS") == 7
+    for value in ("", "x", "0", "-5", "nan", "inf"):
+        monkeypatch.setenv("FER_STALE_SECONDS", value)
+        assert env_float("FER_STALE_SECONDS") == setting("FER_STALE_SECONDS").default == 30.0, value
+    monkeypatch.setenv("FER_STALE_SECONDS", "0.5")
+    assert env_float("FER_STALE_SECONDS") == 0.5 and liveness.stale_seconds() == 6.0  # the reader's floor
+    monkeypatch.setenv("FER_RAY_GPUS_PER_JOB", "0")  # 0 is a value here: CPUs even on a GPU cluster
+    monkeypatch.setenv("FER_RAY_CPUS_PER_JOB", "0")  # and a typo there
+    assert env_float("FER_RAY_GPUS_PER_JOB") == 0.0 and env_float("FER_RAY_CPUS_PER_JOB") == 1.0
+    for value, on in (("1", True), ("Yes", True), ("0", False), ("maybe", False), ("", False)):
+        monkeypatch.setenv("FER_READ_ONLY", value)
+        assert env_flag("FER_READ_ONLY") is on, value
+    monkeypatch.setenv("FER2013_DIR", "  /data/fer2013 ")
+    assert env_text("FER2013_DIR") == "/data/fer2013"
+    with pytest.raises(KeyError):
+        env_number("FER_MAX_PHOTOES")  # a name that is not registered
+    with pytest.raises(TypeError):
+        env_number("FER_STALE_SECONDS")  # read as the wrong kind
+    for name in limits.VARIABLES:
+        monkeypatch.setenv(name, "-1")
+    assert Limits.from_env() == Limits() and Limits.for_server() == Limits(20, 500, 10)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from fer_core import jobs
 from fer_core.cli.output import add_json_option, emit
 from fer_core.cli.training import add_train_options, config_from_args
-from fer_core.config import runs_dir
+from fer_core.config import fer2013_dir, runs_dir
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_seconds
 from fer_core.jobs import RUNNERS
@@ -42,7 +41,7 @@ def sweep(args: argparse.Namespace) -> int:
     """The grid of --arch (or --recipe) x --set values x --seeds, as one sweep."""
     if bool(args.arch) == bool(args.recipe):
         raise FerError("Give --arch A[,B...] or --recipe R (one of them): the sweep's base.")
-    data = args.data or os.environ.get("FER2013_DIR")
+    data = args.data or fer2013_dir()
     if not data:
         raise FerError("Give --data (or set FER2013_DIR).")
     fixed = {"data": data, **({"epochs": args.epochs} if args.epochs else {})}

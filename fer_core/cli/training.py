@@ -7,7 +7,7 @@ import os
 import sys
 
 from fer_core.cli.output import add_json_option, emit
-from fer_core.config import runs_dir
+from fer_core.config import fer2013_dir, runs_dir
 from fer_core.device import fence_tensorflow
 from fer_core.errors import FerError
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
@@ -38,7 +38,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise FerError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set flip=true.")
         overrides[key.strip()] = value.strip()
     if args.recipe:
-        data = overrides.pop("data", None) or os.environ.get("FER2013_DIR")
+        data = overrides.pop("data", None) or fer2013_dir()
         if not data:
             raise FerError("Give --data (or set FER2013_DIR): a recipe names everything but the data set.")
         cfg = {**get_recipe(args.recipe).train_config(data).to_dict(), **overrides}

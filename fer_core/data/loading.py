@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from fer_core import files
-from fer_core.config import CLASS_NAMES, DEMO_SOURCE, allowed_roots, cache_dir, datasets_dir, read_only
+from fer_core.config import CLASS_NAMES, DEMO_SOURCE, allowed_roots, cache_dir, datasets_dir, fer2013_dir, read_only
 from fer_core.data import readers
 from fer_core.data.dataset import Dataset, stratified_split
 from fer_core.data.demo import make_demo_dataset
@@ -316,7 +316,7 @@ def find_datasets() -> list[Path]:
 
 def known_sources() -> list[str]:
     """The data sets the app knows of: ``FER2013_DIR`` (when it is a folder), then those under ``data/datasets``."""
-    env = os.environ.get("FER2013_DIR", "").strip()
+    env = fer2013_dir()
     return list(dict.fromkeys([*([env] if env and os.path.isdir(env) else []), *map(str, find_datasets())]))
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core import files
-from fer_core.config import cache_dir, read_only
+from fer_core.config import cache_dir, env_number, read_only
 from fer_core.data.demo import make_demo_dataset
 from fer_core.device import configured_backend, quiet_stderr
 from fer_core.errors import ModelError
@@ -70,8 +70,7 @@ THREADS = max(1, min(2, os.cpu_count() or 1))
 
 def pool_size() -> int:
     """How many interpreters one engine may hold at once (``FER_ENGINE_POOL``, else the cores)."""
-    value = os.environ.get(POOL_SIZE_VAR, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    return env_number(POOL_SIZE_VAR, os.cpu_count() or 1)
 
 
 def runtime_missing() -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fer_core.config import env_number
 from fer_core.data.images import open_image, to_face_array
 from fer_core.device import TENSORFLOW_ONLY, configured_backend
 from fer_core.errors import FerError
@@ -28,22 +28,16 @@ FACE_CROP_SIDE = 128
 PHOTO_SIDE = 1600
 #: Extensions of the photos the decoder reads (what an uploader should accept).
 PHOTO_TYPES = ("jpg", "jpeg", "jfif", "jpe", "png", "webp", "bmp", "gif", "tif", "tiff")
-MAX_PHOTOS = 20  # photos analysed per upload unless FER_MAX_PHOTOS says otherwise
 
 
 def max_photos() -> int:
     """How many photos one upload may hold (``FER_MAX_PHOTOS``, default 20): the rest are refused."""
-    value = os.environ.get("FER_MAX_PHOTOS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else MAX_PHOTOS
-
-
-MAX_PHOTO_MB = 100  # megabytes of photos analysed per upload unless FER_MAX_PHOTO_MB says otherwise
+    return env_number("FER_MAX_PHOTOS")
 
 
 def max_photo_bytes() -> int:
     """Bytes of photos one upload may hold (``FER_MAX_PHOTO_MB``, default 100 MB)."""
-    value = os.environ.get("FER_MAX_PHOTO_MB", "")
-    return (int(value) if value.isdigit() and int(value) > 0 else MAX_PHOTO_MB) * 1_000_000
+    return env_number("FER_MAX_PHOTO_MB") * 1_000_000
 
 
 def within_limits(photos: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], str | None]:

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from fer_core.config import env_float, env_number
 from fer_core.device import quiet_stderr
 from fer_core.errors import ConfigError, DataError
 from fer_core.files import atomic_write
@@ -38,21 +39,13 @@ from fer_core.inference.tracking import Tracker, appearance, is_cut, thumbnail
 VIDEO_TYPES = ("mp4", "webm", "mov", "avi", "mkv", "m4v")
 DEFAULT_FPS = 5.0  # frames analysed per second of video unless asked otherwise
 MAX_FPS = 60.0
-#: What one video may cost, unless FER_MAX_VIDEO_SECONDS / FER_MAX_VIDEO_FRAMES say otherwise: the
-#: first 10 minutes are analysed, and at most 3,000 frames (10 minutes at the default 5 per second).
-MAX_VIDEO_SECONDS, MAX_VIDEO_FRAMES = 600.0, 3000
 
 
 def video_limits() -> tuple[float, int]:
     """``(seconds, frames)``: the most of one video that is analysed (``FER_MAX_VIDEO_SECONDS``,
-    ``FER_MAX_VIDEO_FRAMES``; a value that is not a positive number is ignored)."""
-    def read(name: str, default, kind):
-        try:
-            value = kind(os.environ.get(name, ""))
-        except ValueError:
-            return default
-        return value if value > 0 else default
-    return read("FER_MAX_VIDEO_SECONDS", MAX_VIDEO_SECONDS, float), read("FER_MAX_VIDEO_FRAMES", MAX_VIDEO_FRAMES, int)
+    ``FER_MAX_VIDEO_FRAMES``): by default the first 10 minutes, and at most 3,000 frames (10 minutes
+    at the default 5 per second)."""
+    return env_float("FER_MAX_VIDEO_SECONDS"), env_number("FER_MAX_VIDEO_FRAMES")
 
 
 def analysed_span(fps: float, rate: float | None = None) -> float:
@@ -208,15 +201,10 @@ class VideoResult:
                 "tracks": self.tracks()}
 
 
-#: The largest frame analysed (4K UHD): a decoded 8192x8192 frame alone takes 200 MB, and a
-#: 16 MB MJPEG file can hold forty of them (``FER_MAX_VIDEO_PIXELS`` changes it).
-MAX_VIDEO_PIXELS = 3840 * 2160
-
-
 def max_video_pixels() -> int:
-    """Pixels of one video frame at most (``FER_MAX_VIDEO_PIXELS``, default 4K UHD)."""
-    value = os.environ.get("FER_MAX_VIDEO_PIXELS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else MAX_VIDEO_PIXELS
+    """Pixels of one video frame at most (``FER_MAX_VIDEO_PIXELS``, default 4K UHD): a decoded
+    8192x8192 frame alone takes 200 MB, and a 16 MB MJPEG file can hold forty of them."""
+    return env_number("FER_MAX_VIDEO_PIXELS")
 
 
 class FrameSizeError(DataError):

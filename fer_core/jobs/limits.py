@@ -16,20 +16,16 @@ that inserts the job, so two submissions at once cannot both slip under it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from fer_core.config import env_number
 from fer_core.errors import JobError
 from fer_core.jobs.store import queue_full_message
 
-#: A whole study (8 experiments) fits in one person's share; thirty students cannot all queue one
-#: job each at once: the queue's total is the first limit they meet.
-SERVER_DEFAULTS = {"FER_MAX_QUEUED": 20, "FER_MAX_EPOCHS": 500, "FER_MAX_JOBS_PER_SESSION": 10}
-
-
-def _read(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else default
+#: The three variables. Their registered defaults (``fer_core.config.SETTINGS``) are the server's: a
+#: whole study (8 experiments) fits in one person's share; thirty students cannot all queue one job
+#: each at once: the queue's total is the first limit they meet.
+VARIABLES = ("FER_MAX_QUEUED", "FER_MAX_EPOCHS", "FER_MAX_JOBS_PER_SESSION")
 
 
 @dataclass(frozen=True)
@@ -43,14 +39,12 @@ class Limits:
     @classmethod
     def from_env(cls) -> "Limits":
         """The limits the environment sets, none where it sets nothing (the command line)."""
-        return cls(_read("FER_MAX_QUEUED", None), _read("FER_MAX_EPOCHS", None), _read("FER_MAX_JOBS_PER_SESSION", None))
+        return cls(*(env_number(name, None) for name in VARIABLES))
 
     @classmethod
     def for_server(cls) -> "Limits":
-        """The limits of the web server: the environment's, else :data:`SERVER_DEFAULTS`."""
-        d = SERVER_DEFAULTS
-        return cls(_read("FER_MAX_QUEUED", d["FER_MAX_QUEUED"]), _read("FER_MAX_EPOCHS", d["FER_MAX_EPOCHS"]),
-                   _read("FER_MAX_JOBS_PER_SESSION", d["FER_MAX_JOBS_PER_SESSION"]))
+        """The limits of the web server: the environment's, else the registered defaults."""
+        return cls(*(env_number(name) for name in VARIABLES))
 
     def check_epochs(self, epochs: int) -> None:
         """Raises JobError when one job asks for more epochs than allowed."""

@@ -16,7 +16,6 @@ loopback or turn on Ray's token authentication (README, "Training on a Ray clust
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import shlex
 import socket
@@ -24,6 +23,7 @@ import threading
 import time
 from urllib.parse import urlparse
 
+from fer_core.config import env_float
 from fer_core.errors import ConfigError, JobError
 from fer_core.jobs.runners import worker_command, worker_env
 from fer_core.jobs.store import Job
@@ -60,14 +60,6 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _per_job(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value >= 0 else default
 
 
 class RayRunner:
@@ -153,10 +145,10 @@ class RayRunner:
 
     def request(self) -> dict[str, float]:
         """What one job asks the cluster for: ``{"GPU": n}`` when it has GPUs, else ``{"CPU": n}``."""
-        gpus = _per_job("FER_RAY_GPUS_PER_JOB", 1.0)
+        gpus = env_float("FER_RAY_GPUS_PER_JOB")
         if self.totals()["GPU"] > 0 and gpus > 0:
             return {"GPU": gpus}
-        return {"CPU": _per_job("FER_RAY_CPUS_PER_JOB", 1.0) or 1.0}
+        return {"CPU": env_float("FER_RAY_CPUS_PER_JOB")}
 
     def slots(self) -> list[int]:
         """As many slots as jobs fit in the cluster at once (none while it cannot be reached)."""

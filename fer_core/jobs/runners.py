@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from fer_core.config import PROJECT_ROOT, data_dir
+from fer_core.config import PROJECT_ROOT, data_dir, env_number
 from fer_core.device import visible_gpus
 from fer_core.jobs.store import Job
 from fer_core.runs import rundir
@@ -91,8 +91,7 @@ class LocalRunner:
 
     def __init__(self, max_jobs: int | None = None):
         self.gpus = visible_gpus()
-        env_max = os.environ.get("FER_MAX_JOBS", "")
-        self.max_jobs = max_jobs or (int(env_max) if env_max.isdigit() and int(env_max) > 0 else None)
+        self.max_jobs = max_jobs or env_number("FER_MAX_JOBS")
 
     def slots(self) -> list[int]:
         return list(range(self.max_jobs or max(self.gpus, 1)))

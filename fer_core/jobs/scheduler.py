@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from fer_core.config import check_writable, load_settings, read_only, save_settings
+from fer_core.config import check_writable, env_text, load_settings, read_only, save_settings
 from fer_core.errors import ConfigError, FerError, JobError
 from fer_core.jobs import reports
 from fer_core.jobs.limits import Limits
@@ -41,7 +41,7 @@ def ray_runner():
 def ray_address_setting() -> tuple[str, bool]:
     """``(address, from_environment)``: the Ray cluster in use and whether ``FER_RAY_ADDRESS`` set it."""
     settings = load_settings()
-    return settings.active_ray_address(), bool(os.environ.get("FER_RAY_ADDRESS"))
+    return settings.active_ray_address(), bool(env_text("FER_RAY_ADDRESS"))
 
 
 def save_ray_address(text: str) -> str:

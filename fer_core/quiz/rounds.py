@@ -43,7 +43,7 @@ NICKNAME_CHARS = 20
 def max_faces() -> int:
     """The most faces one round may have (``FER_QUIZ_MAX_FACES``, default 100): it bounds the
     answers one session gives a round, one per face."""
-    return env_number("FER_QUIZ_MAX_FACES", 100)
+    return env_number("FER_QUIZ_MAX_FACES")
 
 
 @dataclass

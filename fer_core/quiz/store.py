@@ -66,9 +66,9 @@ MAX_HOURS = 24
 
 def limits() -> dict[str, int]:
     """The store's limits, from the environment (see the module); whole hours, at most a day."""
-    return {"hours": min(env_number("FER_QUIZ_HOURS", 3), MAX_HOURS),
-            "open_rounds": env_number("FER_QUIZ_OPEN_ROUNDS", 5),
-            "sessions": env_number("FER_QUIZ_SESSIONS", 200), "answers": env_number("FER_QUIZ_MAX_ANSWERS", 100_000)}
+    return {"hours": min(env_number("FER_QUIZ_HOURS"), MAX_HOURS),
+            "open_rounds": env_number("FER_QUIZ_OPEN_ROUNDS"),
+            "sessions": env_number("FER_QUIZ_SESSIONS"), "answers": env_number("FER_QUIZ_MAX_ANSWERS")}
 
 
 def check_hours(hours: float | None) -> float:
