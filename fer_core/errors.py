@@ -17,11 +17,14 @@ class ConfigError(FerError):
     """A configuration value (training option, layer notation, setting) is invalid.
 
     ``field``: the configuration field at fault, when one is (a form shows the message there).
+    ``fields``: ``{field: what is wrong}`` for every field at fault (a form shows each under its
+    widget); ``{field: message}`` for an error about one field, empty when no field is named.
     """
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, fields: dict[str, str] | None = None):
         super().__init__(message)
         self.field = field
+        self.fields = dict(fields) if fields else {field: message} if field else {}
 
 
 class ModelError(FerError):

@@ -9,14 +9,14 @@ import streamlit as st
 from fer_core import jobs
 from fer_core.config import load_settings, read_only
 from fer_core.device import configured_backend, device_line, installed_backends
-from fer_core.errors import FerError
+from fer_core.errors import ConfigError, FerError
 from fer_core.fmt import fmt_duration, fmt_seconds
 from fer_core.models.build import get_spec, model_names
 from fer_core.models.notation import count_notation_params
 from fer_core.runs.rundir import read_info, read_log
 from fer_core.training.trainer import estimate_epoch
 from fer_core.runs.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
-from fer_core.training.validation import check_config, config_notes
+from fer_core.training.validation import check_world, config_notes
 from ui import (active_source, cached_dataset, link_to, model_table, param_count, source_choices,
                 use_app_navigation)
 
@@ -248,7 +248,10 @@ raw = {name: st.session_state[KEY + name] for name in TrainConfig.__dataclass_fi
 raw["arch"] = arch
 if not takes_width:
     raw["width"] = 0  # a width typed for another preset
-cfg, problems = check_config(raw)  # the one validation the CLI and the job store use too
+try:  # the two checks the CLI makes too; the job store takes the config as checked here
+    cfg, problems = check_world(TrainConfig.parse(raw)), {}
+except ConfigError as exc:
+    cfg, problems = None, exc.fields or {"": str(exc)}
 if cfg is not None and choice == NOTATION:
     params = count_notation_params(cfg.arch, cfg.conv_widths, cfg.dense_widths, 7, cfg.padding, cfg.crop)
     errors_at["notation"].caption(f"{params:,} parameters")

@@ -81,7 +81,7 @@ def main() -> int:
 
         # 1. a sweep of 4 tiny jobs through Ray (2 nodes, 1 CPU each: 2 at once), and a local job beside it
         tiny = lambda **kw: TrainConfig.for_model("tiny", data="demo:30", batch_size=32, **kw).to_dict()  # noqa: E731
-        local_id = jobs.submit(TrainConfig.from_dict(tiny(epochs=2, seed=0)), where="local")
+        local_id = jobs.submit(TrainConfig.parse(tiny(epochs=2, seed=0)), where="local")
         sweep = jobs.make_sweep(lambda arch: tiny(epochs=2), seeds=[0, 1, 2, 3])
         sweep_id, ids = jobs.submit_sweep(sweep, where="ray")
         most = 0
@@ -112,7 +112,7 @@ def main() -> int:
         out["cluster"] = jobs.cluster_view()
 
         # 2. the second node is lost mid-job: interrupted, then resumed on the head without a gap
-        pair = [jobs.submit(TrainConfig.from_dict(tiny(epochs=40, seed=s)), where="ray") for s in (0, 1)]
+        pair = [jobs.submit(TrainConfig.parse(tiny(epochs=40, seed=s)), where="ray") for s in (0, 1)]
         with jobs.JobStore() as store:
             def placed():
                 got = [store.get(i) for i in pair]
@@ -136,7 +136,7 @@ def main() -> int:
             out["cluster_after"] = {"nodes": len(runner.nodes())}
 
             # 3. a cancelled Ray job stops on the cluster
-            cancelled = jobs.submit(TrainConfig.from_dict(tiny(epochs=300)), where="ray")
+            cancelled = jobs.submit(TrainConfig.parse(tiny(epochs=300)), where="ray")
             watched("an epoch of the job to cancel", lambda: store.get(cancelled).epoch >= 1)
             store.cancel(cancelled)
             job = watched("the cancel", lambda: store.get(cancelled).status in jobs.ENDED and store.get(cancelled))
@@ -147,7 +147,7 @@ def main() -> int:
 
             # 4. the app stops looking (as when its machine is down): the worker trains on, and
             # its result is picked up at the app's next look
-            late = jobs.submit(TrainConfig.from_dict(tiny(epochs=3)), where="ray")
+            late = jobs.submit(TrainConfig.parse(tiny(epochs=3)), where="ray")
             started = watched("the job to be sent to Ray", lambda: store.get(late).submission and store.get(late))
             ended = poll("Ray to end the job while nobody looks", lambda: (
                 watch.look(), runner.status(started) not in (None, "PENDING", "RUNNING") and runner.status(started))[1],

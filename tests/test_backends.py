@@ -43,9 +43,9 @@ cfg = TrainConfig.for_model("CBPD-CBPD-FDF", data="demo:10", conv_widths=[8, 16]
                             epochs=2, batch_size=8, optimizer="adam", learning_rate=0.003, flip=True, rotation=10,
                             zoom=0.1, translate=0.05, erase=0.5, crop=44, aug_warmup_epochs=1)
 train(cfg, out / "whole")
-train(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 1}), out / "split")
+train(TrainConfig.parse({**cfg.to_dict(), "epochs": 1}), out / "split")
 train(run_dir=out / "split", resume=True, epochs=2)
-train(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 1, "teacher": str(out / "whole")}), out / "student")
+train(TrainConfig.parse({**cfg.to_dict(), "epochs": 1, "teacher": str(out / "whole")}), out / "student")
 print("EVALUATE-TRAINED")
 assert main(["evaluate", "--model", str(out / "whole"), "--data", "demo:3", "--json"]) == 0
 np.save(out / "trained.npy", predict_proba(load_model(resolve_model(str(out / "whole"))), faces, "flip"))
@@ -188,7 +188,7 @@ def test_runs_match_their_recipe_whatever_backend_they_trained_under():
 
     cfg = get_recipe("fast-v1").train_config("demo").to_dict()
     for backend in ("", "tensorflow", "jax"):
-        assert find_recipe(TrainConfig.from_dict({**cfg, "backend": backend})).name == "fast-v1"
+        assert find_recipe(TrainConfig.parse({**cfg, "backend": backend})).name == "fast-v1"
 
 
 def test_a_run_is_resumed_under_its_own_backend_and_refused_before_anything_changes(tmp_path):

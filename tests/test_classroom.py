@@ -13,7 +13,7 @@ from fer_core import jobs
 from fer_core.config import Settings, save_settings
 from fer_core.errors import ConfigError, DataError, FerError
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training.validation import check_config
+from fer_core.training.validation import check_world
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
@@ -113,11 +113,11 @@ def test_a_read_only_store_with_no_jobs_yet_is_empty(demo_app, monkeypatch):
 
 def test_class_merging_is_checked_up_front():
     """Regression: 'foo=bar' passed the form and the CLI; the job failed 15 s later with a traceback."""
-    cfg, problems = check_config({**TrainConfig.for_model("tiny", data="demo").to_dict(), "merge": "foo=bar"})
-    assert cfg is None and "unknown class 'foo'" in problems["merge"]
-    cfg, problems = check_config({**TrainConfig.for_model("tiny", data="demo").to_dict(), "merge": "disgust"})
-    assert cfg is None and "from=into" in problems["merge"]
-    assert check_config({**TrainConfig.for_model("tiny", data="demo").to_dict(), "merge": "disgust=angry"})[0]
+    for merge, why in (("foo=bar", "unknown class 'foo'"), ("disgust", "from=into")):
+        with pytest.raises(ConfigError) as bad:
+            check_world(TrainConfig.for_model("tiny", data="demo", merge=merge))
+        assert why in bad.value.fields["merge"]
+    assert check_world(TrainConfig.for_model("tiny", data="demo", merge="disgust=angry"))
 
 
 def test_the_command_line_trusts_the_path_its_user_typed(tmp_path, demo_small, monkeypatch, data_dir):
@@ -130,9 +130,10 @@ def test_the_command_line_trusts_the_path_its_user_typed(tmp_path, demo_small, m
     (tmp_path / "elsewhere").mkdir()
     csv = write_csv(demo_small, tmp_path / "elsewhere" / "fer.csv")
     raw = TrainConfig.for_model("tiny", data=str(csv), epochs=1).to_dict()
-    assert check_config(raw, trusted=True)[0] is not None
-    _, problems = check_config(raw)  # what a browser sends to the server
-    assert "FER2013_DIR" in problems["data"] and "restart the app" in problems["data"]
+    assert check_world(TrainConfig.parse(raw), trusted=True)
+    with pytest.raises(ConfigError) as bad:  # what a browser sends to the server
+        check_world(TrainConfig.parse(raw))
+    assert "FER2013_DIR" in bad.value.fields["data"] and "restart the app" in bad.value.fields["data"]
     with pytest.raises(DataError, match="FER_DATA_ROOTS"):
         check_allowed(str(csv))
     from fer_core.cli import main

@@ -43,7 +43,7 @@ def test_shipped_files_config_and_size(shipped):
         parts = members(model)
         assert len(parts) == len(metrics["members"]) >= 2
         for part, member in zip(parts, metrics["members"]):
-            cfg = TrainConfig.from_dict(member["config"])
+            cfg = TrainConfig.parse(member["config"])
             assert create_model(cfg.arch, 7, crop=cfg.crop, **cfg.arch_options()).count_params() == part.count_params()
             assert all(st["command"] in card for st in member["stages"])
         return

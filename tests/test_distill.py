@@ -9,10 +9,9 @@ from fer_core.errors import ConfigError
 from fer_core.inference.loader import load_model, resolve_model
 from fer_core.runs.rundir import read_metrics
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training.distill import distillation_loss, hard_label_accuracy
 from fer_core.training.pipeline import make_input
 from fer_core.training.trainer import train
-from fer_core.training.validation import check_config
+from fer_core.training.validation import check_world
 
 SMALL = "demo:30"
 
@@ -29,6 +28,8 @@ def _probs(rows):
 
 
 def test_the_loss_is_cross_entropy_without_soft_weight_and_zero_when_the_student_agrees():
+    from fer_core.training.distill import distillation_loss, hard_label_accuracy  # imports Keras
+
     hard = np.eye(3, dtype="float32")[[0, 2]]
     teacher = _probs([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
     student = _probs([[0.5, 0.25, 0.25], [0.1, 0.3, 0.6]])
@@ -80,11 +81,13 @@ def test_a_distilled_run_stops_resumes_and_leaves_a_student_that_loads_like_any_
 
 
 def test_a_teacher_is_checked_like_any_model_the_config_names(teacher_run):
-    _, problems = check_config({"data": SMALL, "teacher": "no-such-run"})
-    assert "teacher" in problems and "no-such-run" in problems["teacher"]
-    _, problems = check_config({"data": SMALL, "teacher": str(teacher_run), "class_weight": "balanced",
-                                "soft_weight": 2, "temperature": 0})
-    assert {"class_weight", "soft_weight", "temperature"} <= set(problems)
+    with pytest.raises(ConfigError) as bad:
+        check_world(TrainConfig.parse({"data": SMALL, "teacher": "no-such-run"}))
+    assert "teacher" in bad.value.fields and "no-such-run" in bad.value.fields["teacher"]
+    with pytest.raises(ConfigError) as bad:
+        TrainConfig.parse({"data": SMALL, "teacher": str(teacher_run), "class_weight": "balanced", "soft_weight": 2,
+                           "temperature": 0})
+    assert {"class_weight", "soft_weight", "temperature"} <= set(bad.value.fields)
     cfg = TrainConfig.for_model("tiny", data=SMALL, merge="disgust=angry", epochs=1, teacher=str(teacher_run))
     with pytest.raises(ConfigError, match="7 classes; this run's data has 6") as err:
         train(cfg, teacher_run.parent / "merged")

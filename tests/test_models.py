@@ -89,8 +89,10 @@ def test_width_scales_the_presets_that_take_one(tmp_path):
     saved = keras.saving.load_model(run / "model.keras")
     assert saved.count_params() == create_model("fer-vgg", crop=cfg.crop, width=4).count_params()
     assert TrainConfig.load(run / "config.json").width == 4 and len(read_metrics(run)) == 1
-    assert "width" in replace(TrainConfig.for_model("study-h"), width=16).problems()
-    assert "width" in replace(TrainConfig.for_model("fer-vgg"), width=-1).problems()
+    for preset, width in (("study-h", 16), ("fer-vgg", -1)):
+        with pytest.raises(ConfigError) as bad:
+            replace(TrainConfig.for_model(preset), width=width)
+        assert "width" in bad.value.fields
 
 
 def test_preprocessing_is_inside_the_model():

@@ -11,7 +11,7 @@ from fer_core.runs import rundir
 from fer_core.runs.rundir import read_metrics
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.pipeline import aug_strength, make_input
-from fer_core.training.trainer import scheduled_lr, train
+from fer_core.training.trainer import train
 
 SMALL = "demo:30"  # 30 faces per class: 168 training, 21 validation images
 
@@ -28,7 +28,7 @@ def test_two_epoch_run_writes_a_complete_run_directory(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2] and seen == [(1, 2), (2, 2)]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(rows[0])
     # the config as given, with the backend it ran under filled in
-    assert TrainConfig.load(run / "config.json") == TrainConfig.from_dict({**cfg.to_dict(), "backend": "tensorflow"})
+    assert TrainConfig.load(run / "config.json") == TrainConfig.parse({**cfg.to_dict(), "backend": "tensorflow"})
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_done"] == 2 and "CPU" in info["device"]
     assert json.loads((run / "classes.json").read_text())[0] == "angry"
@@ -57,6 +57,8 @@ def test_run_directory_is_not_overwritten(tmp_path):
 
 
 def test_schedules():
+    from fer_core.training.keras_callbacks import scheduled_lr
+
     cos = TrainConfig(learning_rate=0.1, schedule="cosine", epochs=10, warmup_epochs=2)
     lrs = [scheduled_lr(cos, e) for e in range(10)]
     assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(0.1) and lrs[-1] < 0.01
@@ -66,12 +68,15 @@ def test_schedules():
 
 
 def test_config_validation_names_fields():
-    with pytest.raises(ConfigError, match="optimizer: one of sgd, adam, adamw.*epochs"):
-        TrainConfig(optimizer="rmsprop", epochs=0).validate()
+    with pytest.raises(ConfigError, match="optimizer: one of sgd, adam, adamw.*epochs") as made:
+        TrainConfig(optimizer="rmsprop", epochs=0)
+    assert set(made.value.fields) == {"optimizer", "epochs"}
     with pytest.raises(ConfigError, match="Unknown training option"):
-        TrainConfig.from_dict({"colour": 1})
+        TrainConfig.parse({"colour": 1})
     with pytest.raises(ConfigError, match="learning_rate"):
-        TrainConfig.from_dict({"learning_rate": "fast"})
+        TrainConfig.parse({"learning_rate": "fast"})
+    with pytest.raises(ConfigError, match="set of named options"):  # config.json holding a list, say
+        TrainConfig.parse([1, 2])
     pk = TrainConfig.for_model("pk-vgg")
     assert (pk.optimizer, pk.learning_rate, pk.momentum, pk.batch_size) == ("sgd", 0.1, 0.9, 128)
 
@@ -117,7 +122,7 @@ def test_inverse_time_schedule_is_keras2_decay_per_iteration(tmp_path):
     study_c = TrainConfig.for_model("study-c")
     assert (study_c.schedule, study_c.lr_decay, study_c.weight_decay) == ("inverse-time", 1e-4, 0.0)
     with pytest.raises(ConfigError, match="warmup_epochs"):
-        TrainConfig(schedule="inverse-time", warmup_epochs=1, epochs=5).validate()
+        TrainConfig(schedule="inverse-time", warmup_epochs=1, epochs=5)
 
 
 def test_plateau_schedule_resumes_its_patience(tmp_path):
@@ -185,7 +190,9 @@ def test_augmentation_strength_ramps_up_over_the_first_epochs():
     ramp = TrainConfig(aug_warmup_epochs=4)
     assert [aug_strength(ramp, e) for e in range(6)] == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1])
     assert aug_strength(TrainConfig(), 0) == 1.0  # no ramp: full strength from the first epoch
-    assert "aug_warmup_epochs" in TrainConfig.check({"aug_warmup_epochs": -1})[1]
+    with pytest.raises(ConfigError) as bad:
+        TrainConfig.parse({"aug_warmup_epochs": -1})
+    assert "aug_warmup_epochs" in bad.value.fields
 
 
 def test_input_pipeline_reads_the_strength_at_every_new_epoch():

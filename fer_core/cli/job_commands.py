@@ -30,7 +30,7 @@ def repair(args: argparse.Namespace) -> int:
 def submit(args: argparse.Namespace) -> int:
     with jobs.JobStore() as store:
         job_id = jobs.submit(config_from_args(args), store, name=args.name or "", note=args.note or "",
-                             tags=args.tag, where=args.runner, trusted=True)
+                             tags=args.tag, where=args.runner)
         job = store.get(job_id)
     emit(args, {"id": job_id, "status": job.status.value, "run_dir": job.run_dir, "runner": job.runner}, f"{job_id}",
          one_line=True)

@@ -16,12 +16,12 @@ from fer_core.runs.rundir import is_run, read_config, read_metrics
 from fer_core.runs.trainconfig import BACKENDS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.training.calibrate import recalibrate_run
 from fer_core.training.trainer import train
-from fer_core.training.validation import config_notes, validate_config
+from fer_core.training.validation import check_world, config_notes
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The training config the options describe (a recipe or an architecture, then the options),
-    checked by the one validation every surface uses."""
+    parsed and checked against the world as every surface checks one."""
     if not args.arch and not args.recipe:
         raise FerError("Give --recipe (see 'python -m fer_core recipes') or --arch (a model name from "
                        "'python -m fer_core models', or layer notation).")
@@ -41,10 +41,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data = overrides.pop("data", None) or fer2013_dir()
         if not data:
             raise FerError("Give --data (or set FER2013_DIR): a recipe names everything but the data set.")
-        cfg = {**get_recipe(args.recipe).train_config(data).to_dict(), **overrides}
+        cfg = TrainConfig.parse({**get_recipe(args.recipe).train_config(data).to_dict(), **overrides})
     else:
         cfg = TrainConfig.for_model(args.arch, **overrides)
-    return noted(validate_config(cfg, trusted=True))
+    return noted(check_world(cfg, trusted=True))
 
 
 def wanted_backend(args: argparse.Namespace) -> str | None:

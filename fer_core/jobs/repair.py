@@ -66,7 +66,7 @@ def job_row(run: Path) -> dict | None:
     try:
         info = rundir.read_info(run)
         queued = info.get(rundir.QUEUED) if isinstance(info.get(rundir.QUEUED), dict) else None
-        cfg = rundir.read_config(run) if rundir.is_run(run) or not queued else TrainConfig.from_dict(queued["config"])
+        cfg = rundir.read_config(run) if rundir.is_run(run) or not queued else TrainConfig.parse(queued["config"])
     except (FerError, KeyError, TypeError):
         return None
     job_id = info.get(rundir.JOB) if isinstance(info.get(rundir.JOB), int) else None

@@ -175,19 +175,19 @@ def scheduled_store(runner: Runner | None = None) -> Iterator[JobStore]:
 
 def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
            note: str = "", tags: tuple[str, ...] | list[str] = (), where: str | None = None,
-           limits: Limits | None = None, mine: list[int] | None = None, trusted: bool = False) -> int:
+           limits: Limits | None = None, mine: list[int] | None = None) -> int:
     """Queue a job and start it if a slot is free; return its id.
 
     ``where``: the runner's name (``local`` or ``ray``; default: Ray when a cluster is set).
     ``limits``: what may be queued (default: what the environment sets, see
     :mod:`fer_core.jobs.limits`); ``mine``: the ids of the jobs the same browser session
-    submitted, for its per-session share. ``trusted``: a path typed at the command line (see
-    :func:`fer_core.training.validation.check_config`).
+    submitted, for its per-session share. ``cfg`` is checked where it was entered (see
+    :mod:`fer_core.training.validation`), not here.
     """
     check_writable("Submitting a training job")
     if store is None:
         with JobStore() as own:
-            return submit(cfg, own, runner, name, note, tags, where, limits, mine, trusted)
+            return submit(cfg, own, runner, name, note, tags, where, limits, mine)
     limits = limits or Limits.from_env()
     limits.check_epochs(cfg.epochs)
     if mine is not None:
@@ -195,8 +195,7 @@ def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | Non
     where = where or (getattr(runner, "name", LOCAL) if runner is not None else default_runner_name())
     if runner is None:
         get_runner(where)  # a Ray job needs a cluster address before it is queued
-    job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where, max_waiting=limits.queued,
-                          trusted=trusted)
+    job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where, max_waiting=limits.queued)
     schedule(store, runner)
     return job_id
 

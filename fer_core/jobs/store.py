@@ -25,7 +25,7 @@ from fer_core.jobs.liveness import start_seconds, stale_seconds
 from fer_core.jobs.sqlite import connect, explain_sqlite, store_path, transaction
 from fer_core.runs import removal, rundir
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training.validation import clean_tags, validate_config
+from fer_core.training.validation import clean_tags
 
 LOCAL = "local"
 
@@ -206,8 +206,8 @@ class JobStore:
     # ----------------------------------------------------------------- changes
     def submit(self, cfg: TrainConfig, run_dir: str | Path | None = None, name: str = "", note: str = "",
                tags: tuple[str, ...] | list[str] = (), sweep: int | None = None, runner: str = LOCAL,
-               sweep_config: str = "", max_waiting: int | None = None, trusted: bool = False) -> int:
-        """Queue a training job (checked by :func:`fer_core.training.validation.validate_config` first).
+               sweep_config: str = "", max_waiting: int | None = None) -> int:
+        """Queue a training job (``cfg`` as checked where it was entered, see :mod:`fer_core.training.validation`).
 
         Its run directory is created now so its log has a home, and removed again if the job
         cannot be recorded. The run's ``run.json`` names the job (and holds ``note``), so a run
@@ -218,15 +218,14 @@ class JobStore:
         transaction as the insert.
         """
         return self.submit_many([{"cfg": cfg, "run_dir": run_dir, "name": name, "sweep_config": sweep_config}],
-                                note, tags, sweep, runner, max_waiting, trusted)[0]
+                                note, tags, sweep, runner, max_waiting)[0]
 
     def submit_many(self, jobs: list[dict], note: str = "", tags: tuple[str, ...] | list[str] = (),
-                    sweep: int | None = None, runner: str = LOCAL, max_waiting: int | None = None,
-                    trusted: bool = False) -> list[int]:
+                    sweep: int | None = None, runner: str = LOCAL, max_waiting: int | None = None) -> list[int]:
         """Queue several jobs (``{"cfg", "run_dir", "name", "sweep_config"}`` each) in one
         transaction: all of them or none (a sweep racing another submission never ends half
         queued). See :meth:`submit` for the rest."""
-        items = [(validate_config(j["cfg"], trusted), j.get("run_dir"), j.get("name", ""), j.get("sweep_config", ""))
+        items = [(j["cfg"], j.get("run_dir"), j.get("name", ""), j.get("sweep_config", ""))
                  for j in jobs]
         tags, made, ids = clean_tags(tags), [], []
         try:

@@ -21,7 +21,7 @@ from fer_core.jobs.runners import Runner
 from fer_core.jobs.scheduler import default_runner_name, get_runner, schedule
 from fer_core.jobs.store import JobStore
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training.validation import check_config, clean_tags
+from fer_core.training.validation import check_world, clean_tags
 
 #: The original study's experiments, as registered presets (the Train page's "whole study").
 STUDY = tuple(f"study-{x}" for x in "abcdefgh")
@@ -92,11 +92,11 @@ def make_sweep(base: Callable[[str | None], dict], archs: list[str] | None = Non
         parts = ([f"arch={raw.get('arch')}"] if len(archs) > 1 else []) + \
                 [f"{k}={v}" for k, v in zip(values, combo) if len(values[k]) > 1]
         label = ", ".join(parts) or str(raw.get("arch"))
-        cfg, bad = check_config(raw)
-        if bad:
-            problems.append(f"{label} (seed {raw.get('seed')}): " + "; ".join(f"{k}: {v}" for k, v in bad.items()))
-        else:
-            configs.append((label, cfg))
+        try:
+            configs.append((label, check_world(TrainConfig.parse(raw))))
+        except ConfigError as exc:
+            why = "; ".join(f"{k}: {v}" for k, v in exc.fields.items()) or str(exc)
+            problems.append(f"{label} (seed {raw.get('seed')}): {why}")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError("Nothing was submitted: " + " | ".join(problems[:3]) + more)

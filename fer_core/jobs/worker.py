@@ -160,7 +160,7 @@ def _work(job_id: int, run_dir: Path, attempt: int, lease: reports.Lease) -> int
     beat.start()
     try:
         resume = lease.resume and rundir.has_started(run_dir)
-        cfg = None if resume else TrainConfig.from_dict(lease.config)
+        cfg = None if resume else TrainConfig.parse(lease.config)
         print(f"job {job_id}: {'resuming' if resume else 'starting'} {lease.config.get('arch')} in {run_dir} "
               f"(attempt {attempt}); {device_line()}", flush=True)
         train(cfg, run_dir, resume=resume, epochs=lease.total_epochs if resume else None, on_epoch=on_epoch,

@@ -43,7 +43,7 @@ from typing import Iterator
 from fer_core import files
 from fer_core.config import DEFAULT_MODEL, FAST_MODEL, runs_dir
 from fer_core.errors import ConfigError, FerError
-from fer_core.runs.trainconfig import TrainConfig
+from fer_core.runs.trainconfig import MAX_EPOCHS, TrainConfig
 
 CONFIG = "config.json"
 INFO = "run.json"
@@ -362,8 +362,8 @@ def extension_problem(run_dir: str | os.PathLike, epochs) -> str | None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= done:
         return (f"--epochs {epochs} is not more than the {done} epochs already done; give a larger number to "
                 "train on, or resume without --epochs to finish the epochs it planned")
-    bad = TrainConfig(epochs=epochs).problems().get("epochs")
-    return f"--epochs must be {bad}" if bad else None
+    # more than done, so at least 1: only the upper bound is left
+    return f"--epochs must be an integer from 1 to {MAX_EPOCHS} (got {epochs})" if epochs > MAX_EPOCHS else None
 
 
 def start_fresh(run_dir: str | os.PathLike) -> None:

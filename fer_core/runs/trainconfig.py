@@ -18,15 +18,18 @@ CLASS_WEIGHTS = ("none", "balanced")
 BACKENDS = ("", "tensorflow", "jax", "torch")
 #: Keras' own default backend, when KERAS_BACKEND is not set.
 DEFAULT_BACKEND = "tensorflow"
+#: The most epochs a run may plan.
+MAX_EPOCHS = 10_000
 
 
 def config_error(problems: dict[str, str]) -> ConfigError:
-    """The one error for a configuration's problems, keyed by field as :meth:`TrainConfig.check`
-    and :func:`fer_core.training.validation.check_config` return them: every bad field named in one message
-    (unknown options alone when that is all that is wrong)."""
+    """The one error for a configuration's problems, keyed by field as :meth:`TrainConfig.parse`
+    and :func:`fer_core.training.validation.check_world` find them (and as its ``fields`` carries
+    them): every bad field named in one message (unknown options alone when that is all that is wrong)."""
     if set(problems) == {"unknown"}:
-        return ConfigError(problems["unknown"])
-    return ConfigError("Invalid training configuration: " + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".")
+        return ConfigError(problems["unknown"], fields=problems)
+    return ConfigError("Invalid training configuration: " + "; ".join(f"{k}: {v}" for k, v in problems.items()) + ".",
+                       fields=problems)
 
 
 @dataclass
@@ -60,6 +63,11 @@ class TrainConfig:
     zero over ``epochs`` after ``warmup_epochs``; ``plateau`` halves (``plateau_factor``) when
     validation accuracy stalls; ``inverse-time`` is Keras 2's old ``decay`` argument,
     ``lr / (1 + lr_decay * iteration)``, which the original study's "decay" meant.
+
+    Every value is checked when a config is made (``TrainConfig(...)``, ``dataclasses.replace``):
+    a TrainConfig is valid, so what receives one does not check it again. Raw values (a form's
+    strings, ``config.json``) go through :meth:`parse`; what needs the outside world (data set,
+    models, backend) is :func:`fer_core.training.validation.check_world`'s.
     """
 
     data: str = "demo"
@@ -101,80 +109,10 @@ class TrainConfig:
     soft_weight: float = 0.9
     backend: str = ""
 
-    def problems(self) -> dict[str, str]:
-        """Check every field; return ``{field: what is wrong}`` (empty when all are valid)."""
-        errors: dict[str, str] = {}
-
-        def need(ok: bool, name: str, why: str):
-            if not ok and name not in errors:
-                errors[name] = f"{why} (got {getattr(self, name)!r})"
-
-        need(bool(str(self.arch).strip()), "arch", "give a registered model name or a layer notation")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
-        need(self.class_weight in CLASS_WEIGHTS, "class_weight", f"one of {', '.join(CLASS_WEIGHTS)}")
-        need(self.padding in ("valid", "same"), "padding", "'valid' or 'same'")
-        need(0 < self.learning_rate <= 10, "learning_rate", "a number in (0, 10]")
-        need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
-        need(0 <= self.weight_decay < 1, "weight_decay", "a number in [0, 1)")
-        need(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer from 1 to 10000")
-        # the random generators (NumPy's, TensorFlow's) take 32-bit seeds; -1 or 2**70 crashed the trainer
-        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32, "seed",
-             f"an integer from 0 to {2 ** 32 - 1}")
-        need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
-        need(0 <= self.warmup_epochs < max(self.epochs, 1), "warmup_epochs", "fewer than the epochs")
-        need(isinstance(self.aug_warmup_epochs, int) and 0 <= self.aug_warmup_epochs <= 10_000,
-             "aug_warmup_epochs", "an integer from 0 to 10000")
-        need(self.lr_decay >= 0, "lr_decay", "a number >= 0")
-        need(self.schedule != "inverse-time" or not self.warmup_epochs, "warmup_epochs",
-             "0 with the inverse-time schedule, which starts at the full rate")
-        need(self.step_epochs >= 1, "step_epochs", "at least 1")
-        need(0 < self.step_gamma <= 1, "step_gamma", "a number in (0, 1]")
-        need(self.plateau_patience >= 1, "plateau_patience", "at least 1")
-        need(0 < self.plateau_factor < 1, "plateau_factor", "a number in (0, 1)")
-        need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
-        need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
-        need(8 <= self.crop <= IMAGE_SIZE, "crop", f"an integer from 8 to {IMAGE_SIZE}")
-        need(isinstance(self.width, int) and 0 <= self.width <= 1024, "width", "an integer from 0 (the preset's own) to 1024")
-        need(0 <= self.rotation <= 180, "rotation", "degrees in [0, 180]")
-        need(0 <= self.translate < 0.5, "translate", "a fraction in [0, 0.5)")
-        need(0 <= self.zoom < 1, "zoom", "a fraction in [0, 1)")
-        need(0 <= self.erase <= 1, "erase", "a probability in [0, 1]")
-        need(0 < self.temperature <= 100, "temperature", "a number in (0, 100]")
-        need(0 <= self.soft_weight <= 1, "soft_weight", "a weight in [0, 1]")
-        need(self.backend in BACKENDS, "backend", f"one of {', '.join(b for b in BACKENDS if b)}, or empty for the "
-                                                  "environment's")
-        need(not (str(self.teacher).strip() and self.class_weight != "none"), "class_weight",
-             "'none' when distilling: the teacher's answers already weigh the classes")
-        need(all(int(w) > 0 for w in self.conv_widths), "conv_widths", "positive integers")
-        need(all(int(w) > 0 for w in self.dense_widths), "dense_widths", "positive integers")
-        if "arch" not in errors:
-            try:
-                # what looks like notation (capitals and dashes) gets notation's pointed message
-                looks_notation = is_notation(self.arch) or (not registered(self.arch) and self.arch == self.arch.upper())
-                spec = None if looks_notation else get_spec(self.arch)
-                if spec is None:
-                    notation.parse_notation(self.arch)
-            except FerError as exc:
-                errors["arch"] = str(exc)
-            else:
-                if spec is None and not errors.keys() & {"conv_widths", "dense_widths", "padding", "crop"}:
-                    try:  # widths that do not match the blocks, or an image shrunk to nothing
-                        notation.count_notation_params(self.arch, self.conv_widths, self.dense_widths,
-                                                       padding=self.padding, size=self.crop)
-                    except ConfigError as exc:
-                        errors[exc.field or "arch"] = str(exc)
-                if self.width and not (spec and spec.takes("width")):
-                    errors.setdefault("width", f"{self.arch} has no width option; set 0, or pick a preset that "
-                                               f"has one ({', '.join(model_names(taking='width'))})")
-        return errors
-
-    def validate(self) -> "TrainConfig":
-        """Check every field; raise one ConfigError that names each bad field."""
-        errors = self.problems()
-        if errors:
-            raise config_error(errors)
-        return self
+    def __post_init__(self):
+        problems = _value_problems(self)
+        if problems:
+            raise config_error(problems)
 
     def arch_options(self) -> dict:
         """The builder options this config gives its architecture (the layer fields for notation)."""
@@ -190,13 +128,15 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def check(cls, raw: dict) -> tuple["TrainConfig | None", dict[str, str]]:
-        """Convert and check a dict of raw values (strings from a form are fine).
+    def parse(cls, raw: dict) -> "TrainConfig":
+        """A config from a dict of raw values (strings from a form are fine), as ``config.json`` holds it.
 
-        Returns:
-            ``(config, {})`` when every value is valid, else ``(None, {field: what is wrong})``
-            naming every bad field, unknown keys under ``"unknown"``.
+        Raises:
+            ConfigError: unknown keys, wrong types or invalid values; its ``fields`` names every bad
+                field (unknown keys under ``"unknown"``).
         """
+        if not isinstance(raw, dict):
+            raise ConfigError(f"A training configuration is a set of named options, not {type(raw).__name__}.")
         known = {f.name for f in fields(cls)}
         problems: dict[str, str] = {}
         unknown = sorted(set(raw) - known)
@@ -220,14 +160,10 @@ class TrainConfig:
                     values[key] = type(default)(value)
             except (TypeError, ValueError):
                 problems[key] = f"{value!r} is not a valid {type(default).__name__}"
-        cfg = cls(**values)
-        problems.update({k: v for k, v in cfg.problems().items() if k not in problems})
-        return (None, problems) if problems else (cfg, {})
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "TrainConfig":
-        """Build a config from a dict, refusing unknown keys, wrong types and invalid values."""
-        cfg, problems = cls.check(raw)
+        try:
+            cfg = cls(**values)
+        except ConfigError as exc:
+            problems.update({k: v for k, v in exc.fields.items() if k not in problems})
         if problems:
             raise config_error(problems)
         return cfg
@@ -244,11 +180,80 @@ class TrainConfig:
         unknown = set(base) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"Preset {arch!r} sets unknown training option(s): {', '.join(sorted(unknown))}.")
-        return cls.from_dict({**base, "arch": arch, **overrides})
+        return cls.parse({**base, "arch": arch, **overrides})
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            return cls.parse(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: cannot read the training configuration ({exc}).") from None
+
+
+def _value_problems(cfg: TrainConfig) -> dict[str, str]:
+    """Every field's value checked: ``{field: what is wrong}`` (empty when all are valid)."""
+    errors: dict[str, str] = {}
+
+    def need(ok: bool, name: str, why: str):
+        if not ok and name not in errors:
+            errors[name] = f"{why} (got {getattr(cfg, name)!r})"
+
+    need(bool(str(cfg.arch).strip()), "arch", "give a registered model name or a layer notation")
+    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
+    need(cfg.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
+    need(cfg.class_weight in CLASS_WEIGHTS, "class_weight", f"one of {', '.join(CLASS_WEIGHTS)}")
+    need(cfg.padding in ("valid", "same"), "padding", "'valid' or 'same'")
+    need(0 < cfg.learning_rate <= 10, "learning_rate", "a number in (0, 10]")
+    need(0 <= cfg.momentum < 1, "momentum", "a number in [0, 1)")
+    need(0 <= cfg.weight_decay < 1, "weight_decay", "a number in [0, 1)")
+    need(isinstance(cfg.epochs, int) and 1 <= cfg.epochs <= MAX_EPOCHS, "epochs", f"an integer from 1 to {MAX_EPOCHS}")
+    # the random generators (NumPy's, TensorFlow's) take 32-bit seeds; -1 or 2**70 crashed the trainer
+    need(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and 0 <= cfg.seed < 2 ** 32, "seed",
+         f"an integer from 0 to {2 ** 32 - 1}")
+    need(isinstance(cfg.batch_size, int) and 1 <= cfg.batch_size <= 8192, "batch_size", "an integer from 1 to 8192")
+    need(0 <= cfg.warmup_epochs < max(cfg.epochs, 1), "warmup_epochs", "fewer than the epochs")
+    need(isinstance(cfg.aug_warmup_epochs, int) and 0 <= cfg.aug_warmup_epochs <= 10_000,
+         "aug_warmup_epochs", "an integer from 0 to 10000")
+    need(cfg.lr_decay >= 0, "lr_decay", "a number >= 0")
+    need(cfg.schedule != "inverse-time" or not cfg.warmup_epochs, "warmup_epochs",
+         "0 with the inverse-time schedule, which starts at the full rate")
+    need(cfg.step_epochs >= 1, "step_epochs", "at least 1")
+    need(0 < cfg.step_gamma <= 1, "step_gamma", "a number in (0, 1]")
+    need(cfg.plateau_patience >= 1, "plateau_patience", "at least 1")
+    need(0 < cfg.plateau_factor < 1, "plateau_factor", "a number in (0, 1)")
+    need(0 <= cfg.dropout < 1, "dropout", "a number in [0, 1)")
+    need(0 <= cfg.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+    need(8 <= cfg.crop <= IMAGE_SIZE, "crop", f"an integer from 8 to {IMAGE_SIZE}")
+    need(isinstance(cfg.width, int) and 0 <= cfg.width <= 1024, "width", "an integer from 0 (the preset's own) to 1024")
+    need(0 <= cfg.rotation <= 180, "rotation", "degrees in [0, 180]")
+    need(0 <= cfg.translate < 0.5, "translate", "a fraction in [0, 0.5)")
+    need(0 <= cfg.zoom < 1, "zoom", "a fraction in [0, 1)")
+    need(0 <= cfg.erase <= 1, "erase", "a probability in [0, 1]")
+    need(0 < cfg.temperature <= 100, "temperature", "a number in (0, 100]")
+    need(0 <= cfg.soft_weight <= 1, "soft_weight", "a weight in [0, 1]")
+    need(cfg.backend in BACKENDS, "backend", f"one of {', '.join(b for b in BACKENDS if b)}, or empty for the "
+                                              "environment's")
+    need(not (str(cfg.teacher).strip() and cfg.class_weight != "none"), "class_weight",
+         "'none' when distilling: the teacher's answers already weigh the classes")
+    need(all(int(w) > 0 for w in cfg.conv_widths), "conv_widths", "positive integers")
+    need(all(int(w) > 0 for w in cfg.dense_widths), "dense_widths", "positive integers")
+    if "arch" not in errors:
+        try:
+            # what looks like notation (capitals and dashes) gets notation's pointed message
+            looks_notation = is_notation(cfg.arch) or (not registered(cfg.arch) and cfg.arch == cfg.arch.upper())
+            spec = None if looks_notation else get_spec(cfg.arch)
+            if spec is None:
+                notation.parse_notation(cfg.arch)
+        except FerError as exc:
+            errors["arch"] = str(exc)
+        else:
+            if spec is None and not errors.keys() & {"conv_widths", "dense_widths", "padding", "crop"}:
+                try:  # widths that do not match the blocks, or an image shrunk to nothing
+                    notation.count_notation_params(cfg.arch, cfg.conv_widths, cfg.dense_widths,
+                                                   padding=cfg.padding, size=cfg.crop)
+                except ConfigError as exc:
+                    errors[exc.field or "arch"] = str(exc)
+            if cfg.width and not (spec and spec.takes("width")):
+                errors.setdefault("width", f"{cfg.arch} has no width option; set 0, or pick a preset that "
+                                           f"has one ({', '.join(model_names(taking='width'))})")
+    return errors

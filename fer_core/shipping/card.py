@@ -93,7 +93,7 @@ def render(m: dict, cfg: dict, history: list[dict], network: str) -> str:
     """The card's text for the measurements ``m`` (metrics.json), the last stage's config and history."""
     r, tta = m["results"], m["default_tta"]
     d = r[f"PrivateTest/{tta}"]
-    config = TrainConfig.from_dict(cfg)
+    config = TrainConfig.parse(cfg)
     arch = config.arch
     arch_source = ("layer notation" if is_notation(arch) else
                    f"registered preset, `fer_core/models/architectures.py`: {get_spec(arch).description}")

@@ -127,7 +127,7 @@ def _release_folder(path: str | Path, data: str, target: Path, log, shipped_as: 
     model, info = _member(path)
     target.mkdir(parents=True, exist_ok=True)
     size_mb = _save_shipped(model, target, f"{path}: ")
-    cfg = TrainConfig.from_dict(info["config"])
+    cfg = TrainConfig.parse(info["config"])
     ds = load_dataset(data, merge=cfg.merge)
     model = load_model(ModelRef(rundir.final_model(target), info["name"], ds.class_names))
     rundir.write_config(target, cfg)
@@ -165,7 +165,7 @@ def member_folder(ensemble: Path, name: str, out: Path) -> Path:
     member = ensemble_members(ensemble_model)[i]
     out.mkdir(parents=True, exist_ok=True)
     files.atomic_write(rundir.final_model(out), lambda tmp: member.save(tmp))
-    rundir.write_config(out, TrainConfig.from_dict(infos[i]["config"]))
+    rundir.write_config(out, TrainConfig.parse(infos[i]["config"]))
     rundir.write_classes(out, rundir.read_classes(ensemble) or ())
     model_folder.write_histories(out, {name: model_folder.read_histories(ensemble).get(name, [])})
     files.write_json(out / model_folder.MODEL_METRICS, {
@@ -236,7 +236,7 @@ def _release_ensemble(sources: list, data: str, target: Path, log, shipped_as: s
     classes = {tuple(m.output_shape[-1:]) for m, _ in loaded}
     if len(classes) != 1:
         raise ModelError("The members predict different numbers of classes; an ensemble needs the same classes.")
-    first_cfg = TrainConfig.from_dict(loaded[-1][1]["config"])
+    first_cfg = TrainConfig.parse(loaded[-1][1]["config"])
     ds = load_dataset(data, merge=first_cfg.merge)
     target.mkdir(parents=True, exist_ok=True)
     size_mb = _save_shipped(build_ensemble([m for m, _ in loaded]), target, "the ensemble (fewer or smaller members): ")
@@ -275,7 +275,7 @@ def compare_members(sources: list, data: str, split: str = "PublicTest", log=pri
     if split == "PrivateTest":
         raise ModelError("Members are compared on PublicTest (or Training); PrivateTest is read once, by the release.")
     loaded = [_member(s) for s in sources]
-    ds = load_dataset(data, merge=TrainConfig.from_dict(loaded[-1][1]["config"]).merge).subset(split)
+    ds = load_dataset(data, merge=TrainConfig.parse(loaded[-1][1]["config"]).merge).subset(split)
     probs = []
     for model, info in loaded:
         probs.append(predict_proba(model, ds.images, DEFAULT_TTA))

@@ -15,18 +15,21 @@ its optimizer, so a checkpoint saves the network alone, with that optimizer: the
 under TensorFlow, which any backend loads. The augmentation's random stream restarts from
 ``(seed, epoch)`` at every epoch (:meth:`Augment.start_epoch`), and so do the network's own
 random layers (:func:`reseed`, on every backend), so a resumed run goes on as an unbroken run
-would have.
+would have. Under those backends the faces come in :class:`FaceBatches`, shuffled per epoch.
+
+This module imports Keras at its top: import it inside functions (:func:`fer_core.training.pipeline.prepare`
+does, for the backends that need it).
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+from keras import ops
 
 from fer_core.config import IMAGE_SIZE
 from fer_core.models.build import all_layers
 from fer_core.runs.trainconfig import TrainConfig
-
-_CLASSES: dict = {}
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> np.ndarray:
@@ -40,8 +43,6 @@ def reseed(model, seed: int, epoch: int) -> int:
     """Restart every random layer of ``model`` (dropout, noise; nested models too) at its own
     stream of ``(seed, epoch)``, so an epoch's randomness does not depend on whether the run was
     resumed before it. Returns how many were reseeded."""
-    import keras
-
     count = 0
     for layer in all_layers(model):
         generator = getattr(layer, "seed_generator", None)
@@ -56,91 +57,81 @@ def augments(cfg: TrainConfig) -> bool:
     return bool(cfg.flip or cfg.rotation or cfg.zoom or cfg.translate or cfg.crop < IMAGE_SIZE or cfg.erase)
 
 
-def _classes() -> dict:
-    """The layer classes, defined on first use (Keras is a heavy import)."""
-    if _CLASSES:
-        return _CLASSES
-    import keras
-    from keras import ops
+class Augment(keras.layers.Layer):
+    """The training-time augmentation of a config; the identity at inference."""
 
-    class Augment(keras.layers.Layer):
-        """The training-time augmentation of a config; the identity at inference."""
+    def __init__(self, cfg: TrainConfig, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.flip, self.zoom, self.translate, self.erase = cfg.flip, cfg.zoom, cfg.translate, cfg.erase
+        self.rotation = float(np.deg2rad(cfg.rotation))
+        self.shift = (IMAGE_SIZE - cfg.crop) / 2  # pixels: random crops are shifts before the centre crop
+        self.base_seed = int(cfg.seed)
+        self.seed_generator = keras.random.SeedGenerator(cfg.seed)
+        self.strength = self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
 
-        def __init__(self, cfg: TrainConfig, **kwargs):
-            super().__init__(dtype="float32", **kwargs)
-            self.flip, self.zoom, self.translate, self.erase = cfg.flip, cfg.zoom, cfg.translate, cfg.erase
-            self.rotation = float(np.deg2rad(cfg.rotation))
-            self.shift = (IMAGE_SIZE - cfg.crop) / 2  # pixels: random crops are shifts before the centre crop
-            self.base_seed = int(cfg.seed)
-            self.seed_generator = keras.random.SeedGenerator(cfg.seed)
-            self.strength = self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
+    def start_epoch(self, epoch: int, strength: float) -> None:
+        """Set the epoch's strength, and restart the random stream at ``(seed, epoch)``."""
+        self.strength.assign(float(strength))
+        state = self.seed_generator.state
+        state.assign(epoch_seed(self.base_seed, epoch).astype(state.dtype))
 
-        def start_epoch(self, epoch: int, strength: float) -> None:
-            """Set the epoch's strength, and restart the random stream at ``(seed, epoch)``."""
-            self.strength.assign(float(strength))
-            state = self.seed_generator.state
-            state.assign(epoch_seed(self.base_seed, epoch).astype(state.dtype))
-
-        def call(self, x, training=None):
-            if not training:
-                return x
-            n, h, w = ops.shape(x)[0], x.shape[1], x.shape[2]
-            k = self.strength
-
-            def uniform(shape, low=0.0, high=1.0):
-                return keras.random.uniform(shape, low, high, seed=self.seed_generator)
-
-            if self.flip:
-                x = ops.where((uniform((n,)) < 0.5)[:, None, None, None], ops.flip(x, axis=2), x)
-            if self.rotation or self.zoom or self.translate or self.shift:
-                angle = k * uniform((n,), -self.rotation, self.rotation) if self.rotation else ops.zeros((n,))
-                scale = 1 + k * uniform((n,), -self.zoom, self.zoom) if self.zoom else ops.ones((n,))
-                mx = k * uniform((n,), -1.0, 1.0) * (self.translate * w + self.shift)
-                my = k * uniform((n,), -1.0, 1.0) * (self.translate * h + self.shift)
-                # output pixel p samples input M (p - c - t) + c, M = rotation / scale
-                cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
-                cx, cy = (w - 1) / 2, (h - 1) / 2
-                px, py = cx + mx, cy + my
-                zero = ops.zeros((n,))
-                transform = ops.stack([cos, -sin, cx - cos * px + sin * py, sin, cos, cy - sin * px - cos * py,
-                                       zero, zero], axis=1)
-                x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="reflect")
-            if self.erase:
-                x = self._erase(x, n, h, w, self.erase * k, uniform)
+    def call(self, x, training=None):
+        if not training:
             return x
+        n, h, w = ops.shape(x)[0], x.shape[1], x.shape[2]
+        k = self.strength
 
-        @staticmethod
-        def _erase(x, n, h, w, prob, uniform):
-            """Random erasing (Zhong et al. 2017): a random rectangle filled with noise, in some faces."""
-            area = uniform((n,), 0.02, 0.2)
-            ratio = ops.exp(uniform((n,), float(np.log(0.3)), float(np.log(3.3))))
-            eh = ops.clip(ops.floor(ops.sqrt(area * ratio) * h), 1, h)
-            ew = ops.clip(ops.floor(ops.sqrt(area / ratio) * w), 1, w)
-            top = ops.floor(uniform((n,)) * (h - eh + 1))
-            left = ops.floor(uniform((n,)) * (w - ew + 1))
-            rows = ops.arange(h, dtype="float32")[None, :, None]
-            cols = ops.arange(w, dtype="float32")[None, None, :]
-            inside = ops.logical_and(
-                ops.logical_and(rows >= top[:, None, None], rows < (top + eh)[:, None, None]),
-                ops.logical_and(cols >= left[:, None, None], cols < (left + ew)[:, None, None]))
-            mask = ops.logical_and(inside, (uniform((n,)) < prob)[:, None, None])
-            noise = uniform(ops.shape(x), 0.0, 255.0)
-            return ops.where(mask[..., None], noise, x)
+        def uniform(shape, low=0.0, high=1.0):
+            return keras.random.uniform(shape, low, high, seed=self.seed_generator)
 
-    class TeacherAnswers(keras.layers.Layer):
-        """A frozen teacher's probabilities for the faces and their mirror images, averaged."""
+        if self.flip:
+            x = ops.where((uniform((n,)) < 0.5)[:, None, None, None], ops.flip(x, axis=2), x)
+        if self.rotation or self.zoom or self.translate or self.shift:
+            angle = k * uniform((n,), -self.rotation, self.rotation) if self.rotation else ops.zeros((n,))
+            scale = 1 + k * uniform((n,), -self.zoom, self.zoom) if self.zoom else ops.ones((n,))
+            mx = k * uniform((n,), -1.0, 1.0) * (self.translate * w + self.shift)
+            my = k * uniform((n,), -1.0, 1.0) * (self.translate * h + self.shift)
+            # output pixel p samples input M (p - c - t) + c, M = rotation / scale
+            cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+            cx, cy = (w - 1) / 2, (h - 1) / 2
+            px, py = cx + mx, cy + my
+            zero = ops.zeros((n,))
+            transform = ops.stack([cos, -sin, cx - cos * px + sin * py, sin, cos, cy - sin * px - cos * py,
+                                   zero, zero], axis=1)
+            x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="reflect")
+        if self.erase:
+            x = self._erase(x, n, h, w, self.erase * k, uniform)
+        return x
 
-        def __init__(self, teacher, **kwargs):
-            super().__init__(dtype="float32", trainable=False, **kwargs)
-            self.teacher = teacher
-            teacher.trainable = False
+    @staticmethod
+    def _erase(x, n, h, w, prob, uniform):
+        """Random erasing (Zhong et al. 2017): a random rectangle filled with noise, in some faces."""
+        area = uniform((n,), 0.02, 0.2)
+        ratio = ops.exp(uniform((n,), float(np.log(0.3)), float(np.log(3.3))))
+        eh = ops.clip(ops.floor(ops.sqrt(area * ratio) * h), 1, h)
+        ew = ops.clip(ops.floor(ops.sqrt(area / ratio) * w), 1, w)
+        top = ops.floor(uniform((n,)) * (h - eh + 1))
+        left = ops.floor(uniform((n,)) * (w - ew + 1))
+        rows = ops.arange(h, dtype="float32")[None, :, None]
+        cols = ops.arange(w, dtype="float32")[None, None, :]
+        inside = ops.logical_and(
+            ops.logical_and(rows >= top[:, None, None], rows < (top + eh)[:, None, None]),
+            ops.logical_and(cols >= left[:, None, None], cols < (left + ew)[:, None, None]))
+        mask = ops.logical_and(inside, (uniform((n,)) < prob)[:, None, None])
+        noise = uniform(ops.shape(x), 0.0, 255.0)
+        return ops.where(mask[..., None], noise, x)
 
-        def call(self, x):
-            p = self.teacher(x, training=False) + self.teacher(ops.flip(x, axis=2), training=False)
-            return ops.cast(p, "float32") / 2.0
+class TeacherAnswers(keras.layers.Layer):
+    """A frozen teacher's probabilities for the faces and their mirror images, averaged."""
 
-    _CLASSES.update(Augment=Augment, TeacherAnswers=TeacherAnswers)
-    return _CLASSES
+    def __init__(self, teacher, **kwargs):
+        super().__init__(dtype="float32", trainable=False, **kwargs)
+        self.teacher = teacher
+        teacher.trainable = False
+
+    def call(self, x):
+        p = self.teacher(x, training=False) + self.teacher(ops.flip(x, axis=2), training=False)
+        return ops.cast(p, "float32") / 2.0
 
 
 def training_model(net, cfg: TrainConfig, teacher=None):
@@ -152,14 +143,43 @@ def training_model(net, cfg: TrainConfig, teacher=None):
     the optimizer state. ``augment``: the :class:`Augment` layer (call its ``start_epoch`` at the
     beginning of each epoch), or None when ``cfg`` augments nothing.
     """
-    import keras
-
-    layers = _classes()
     inputs = keras.Input(net.input_shape[1:], name="faces")
-    augment = layers["Augment"](cfg, name="augment") if augments(cfg) else None
+    augment = Augment(cfg, name="augment") if augments(cfg) else None
     x = augment(inputs) if augment is not None else inputs
     out = net(x)
     if teacher is not None:
         out = keras.layers.Concatenate(dtype="float32", name="with_teacher")(
-            [keras.layers.Activation("linear", dtype="float32")(out), layers["TeacherAnswers"](teacher)(x)])
+            [keras.layers.Activation("linear", dtype="float32")(out), TeacherAnswers(teacher)(x)])
     return keras.Model(inputs, out, name=f"training_{net.name}"), augment
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Float32 face batches (N, 48, 48, 1) and their targets.
+
+    With a ``seed`` the order is shuffled per epoch, from ``(seed, epoch)`` (``epoch``: the
+    first one it serves), so a resumed run gets the batches an unbroken run would have; without,
+    it keeps the given order. Batches are gathered by ``workers`` threads ahead of the step.
+    """
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, batch_size: int, seed: int | None = None,
+                 epoch: int = 0, workers: int = 2):
+        super().__init__(workers=workers, use_multiprocessing=False)
+        self.images, self.targets, self.batch_size, self.seed = images, targets, batch_size, seed
+        self.epoch = epoch
+        self.order = self._order()
+
+    def _order(self):
+        if self.seed is None:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __len__(self):
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.images[idx][..., None].astype(np.float32), self.targets[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = self._order()

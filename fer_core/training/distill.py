@@ -14,9 +14,15 @@ the temperature ``T`` (models here end in a softmax, and ``log p`` is the logits
 constant, so this is the usual ``softmax(z / T)``). ``T^2`` keeps the soft term's gradients on
 the hard term's scale. Loss and metric are registered Keras objects, so checkpoints reload (and
 resume) without anything else; inference loads the student uncompiled.
+
+This module imports Keras at its top, and registers the loss and metric with Keras as it is
+imported: import it inside functions, and before loading a distilled run's checkpoint.
 """
 
 from __future__ import annotations
+
+import keras
+from keras import ops
 
 from fer_core.errors import ConfigError, FerError
 from fer_core.inference.loader import load_model, resolve_model
@@ -24,23 +30,14 @@ from fer_core.inference.loader import load_model, resolve_model
 _EPS = 1e-7
 
 
-def _register(cls):
-    import keras
-
-    return keras.saving.register_keras_serializable("fer_core")(cls)
-
-
 def distillation_loss(num_classes: int, temperature: float, soft_weight: float):
     """The Keras loss for targets ``[hard | teacher]`` (``2 * num_classes`` columns)."""
-    return keras_objects()[0](num_classes=num_classes, temperature=temperature, soft_weight=soft_weight)
+    return DistillationLoss(num_classes=num_classes, temperature=temperature, soft_weight=soft_weight)
 
 
 def hard_label_accuracy(num_classes: int):
     """Accuracy against the hard labels of ``[hard | teacher]`` targets, logged as ``accuracy``."""
-    return keras_objects()[1](num_classes=num_classes)
-
-
-_CLASSES: list = []
+    return HardLabelAccuracy(num_classes=num_classes)
 
 
 def teacher_columns(y_true, y_pred, num_classes: int):
@@ -50,50 +47,40 @@ def teacher_columns(y_true, y_pred, num_classes: int):
     return y_true[:, num_classes:] if y_true.shape[-1] == 2 * num_classes else y_pred[:, num_classes:]
 
 
-def keras_objects() -> list:
-    """The loss and metric classes, defined and registered with Keras on first use (Keras is a
-    heavy import) and only once; call it before loading a distilled run's checkpoint."""
-    if _CLASSES:
-        return _CLASSES
-    import keras
-    from keras import ops
+@keras.saving.register_keras_serializable("fer_core")
+class DistillationLoss(keras.losses.Loss):
+    def __init__(self, num_classes=7, temperature=4.0, soft_weight=0.9, name="distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes, self.temperature, self.soft_weight = int(num_classes), float(temperature), float(soft_weight)
 
-    @_register
-    class DistillationLoss(keras.losses.Loss):
-        def __init__(self, num_classes=7, temperature=4.0, soft_weight=0.9, name="distillation", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.num_classes, self.temperature, self.soft_weight = int(num_classes), float(temperature), float(soft_weight)
+    def call(self, y_true, y_pred):
+        k, t = self.num_classes, self.temperature
+        hard, soft = y_true[:, :k], teacher_columns(y_true, y_pred, k)
+        y_pred = ops.clip(y_pred[:, :k], _EPS, 1.0)
+        ce = -ops.sum(hard * ops.log(y_pred), axis=-1)
+        teacher = ops.softmax(ops.log(ops.clip(soft, _EPS, 1.0)) / t, axis=-1)
+        student = ops.log_softmax(ops.log(y_pred) / t, axis=-1)
+        kl = ops.sum(teacher * (ops.log(ops.clip(teacher, _EPS, 1.0)) - student), axis=-1)
+        return (1.0 - self.soft_weight) * ce + self.soft_weight * t * t * kl
 
-        def call(self, y_true, y_pred):
-            k, t = self.num_classes, self.temperature
-            hard, soft = y_true[:, :k], teacher_columns(y_true, y_pred, k)
-            y_pred = ops.clip(y_pred[:, :k], _EPS, 1.0)
-            ce = -ops.sum(hard * ops.log(y_pred), axis=-1)
-            teacher = ops.softmax(ops.log(ops.clip(soft, _EPS, 1.0)) / t, axis=-1)
-            student = ops.log_softmax(ops.log(y_pred) / t, axis=-1)
-            kl = ops.sum(teacher * (ops.log(ops.clip(teacher, _EPS, 1.0)) - student), axis=-1)
-            return (1.0 - self.soft_weight) * ce + self.soft_weight * t * t * kl
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "temperature": self.temperature,
+                "soft_weight": self.soft_weight}
 
-        def get_config(self):
-            return {**super().get_config(), "num_classes": self.num_classes, "temperature": self.temperature,
-                    "soft_weight": self.soft_weight}
 
-    @_register
-    class HardLabelAccuracy(keras.metrics.Mean):
-        def __init__(self, num_classes=7, name="accuracy", dtype=None):
-            super().__init__(name=name, dtype=dtype)
-            self.num_classes = int(num_classes)
+@keras.saving.register_keras_serializable("fer_core")
+class HardLabelAccuracy(keras.metrics.Mean):
+    def __init__(self, num_classes=7, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = int(num_classes)
 
-        def update_state(self, y_true, y_pred, sample_weight=None):
-            k = self.num_classes
-            hit = ops.equal(ops.argmax(y_true[:, :k], axis=-1), ops.argmax(y_pred[:, :k], axis=-1))
-            return super().update_state(ops.cast(hit, self.dtype), sample_weight)
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        k = self.num_classes
+        hit = ops.equal(ops.argmax(y_true[:, :k], axis=-1), ops.argmax(y_pred[:, :k], axis=-1))
+        return super().update_state(ops.cast(hit, self.dtype), sample_weight)
 
-        def get_config(self):
-            return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
-
-    _CLASSES.extend([DistillationLoss, HardLabelAccuracy])
-    return _CLASSES
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
 
 
 def load_teacher(spec: str, num_classes: int):

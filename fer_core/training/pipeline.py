@@ -16,8 +16,6 @@ from typing import Callable
 import numpy as np
 
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training import augment as neutral
-from fer_core.training.distill import with_teacher
 
 
 @dataclass
@@ -51,6 +49,8 @@ def prepare(net, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndar
         return Fitting(net, make_input(*train, cfg, num_classes, True, strength, teacher),
                        make_input(*validation, cfg, num_classes, False, teacher=teacher).cache(),
                        lambda epoch: strength is not None and strength.assign(aug_strength(cfg, epoch)))
+    from fer_core.training import augment as neutral  # imports Keras
+
     model, augment = neutral.training_model(net, cfg, teacher)
     compile(model, net.optimizer)
 
@@ -60,48 +60,14 @@ def prepare(net, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndar
 
     onehot = smoothed_onehot(num_classes, cfg.label_smoothing)
     val_x, val_y = validation
-    return Fitting(model, Batches(train[0], onehot[train[1]], cfg.batch_size, seed=cfg.seed, epoch=start_epoch),
-                   Batches(val_x, onehot[val_y], cfg.batch_size), begin_epoch)
+    return Fitting(model, neutral.FaceBatches(train[0], onehot[train[1]], cfg.batch_size, seed=cfg.seed,
+                                              epoch=start_epoch),
+                   neutral.FaceBatches(val_x, onehot[val_y], cfg.batch_size), begin_epoch)
 
 
 def smoothed_onehot(num_classes: int, smoothing: float) -> np.ndarray:
     """Row ``c``: the (label-smoothed) one-hot target of class ``c``."""
     return (np.eye(num_classes) * (1 - smoothing) + smoothing / num_classes).astype(np.float32)
-
-
-def Batches(images: np.ndarray, targets: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0,
-            workers: int = 2):
-    """A ``keras.utils.PyDataset`` of float32 face batches (N, 48, 48, 1) and their targets.
-
-    With a ``seed`` the order is shuffled per epoch, from ``(seed, epoch)`` (``epoch``: the
-    first one it serves), so a resumed run gets the batches an unbroken run would have; without,
-    it keeps the given order. Batches are gathered by ``workers`` threads ahead of the step.
-    """
-    import keras
-
-    class FaceBatches(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(workers=workers, use_multiprocessing=False)
-            self.epoch = epoch
-            self.order = self._order()
-
-        def _order(self):
-            if seed is None:
-                return np.arange(len(images))
-            return np.random.default_rng([seed, self.epoch]).permutation(len(images))
-
-        def __len__(self):
-            return -(-len(images) // batch_size)
-
-        def __getitem__(self, i):
-            idx = self.order[i * batch_size:(i + 1) * batch_size]
-            return images[idx][..., None].astype(np.float32), targets[idx]
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
-    return FaceBatches()
 
 
 def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_classes: int, training: bool,
@@ -135,6 +101,8 @@ def make_input(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, num_cla
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, seed: (augment(xy[0], seed, k), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if teacher is not None:
+        from fer_core.training.distill import with_teacher  # imports Keras
+
         ds = ds.map(with_teacher(teacher))  # one call at a time: its own ops use every core
     return ds.prefetch(tf.data.AUTOTUNE)
 

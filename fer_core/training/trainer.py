@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,13 +22,10 @@ from fer_core.inference.loader import load_model, resolve_model
 from fer_core.models.build import create_model
 from fer_core.runs import recovery, rundir
 from fer_core.runs.trainconfig import TrainConfig
-from fer_core.training import tblog
 from fer_core.training.calibrate import recalibrate_if_better
-from fer_core.training import distill
 from fer_core.training.dynamics import DynamicsLog
-from fer_core.training.augment import reseed
-from fer_core.training.pipeline import aug_strength, prepare
-from fer_core.training.validation import validate_config
+from fer_core.training.hooks import TrainHooks
+from fer_core.training.pipeline import prepare
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -50,27 +48,14 @@ def compile_model(model, cfg: TrainConfig, num_classes: int, optimizer=None) -> 
     ``optimizer``: one already in use (another model's); None makes the config's."""
     import keras
 
+    from fer_core.training import distill  # imports Keras
+
     if cfg.teacher:
         loss, metric = (distill.distillation_loss(num_classes, cfg.temperature, cfg.soft_weight),
                         distill.hard_label_accuracy(num_classes))
     else:
         loss, metric = keras.losses.CategoricalCrossentropy(), "accuracy"
     model.compile(optimizer or make_optimizer(cfg), loss=loss, metrics=[metric])
-
-
-def scheduled_lr(cfg: TrainConfig, epoch: int) -> float | None:
-    """Learning rate of an epoch for the epoch-wise schedules (None: left to plateau/constant)."""
-    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
-        return cfg.learning_rate * (epoch + 1) / (cfg.warmup_epochs + 1)
-    if cfg.schedule == "step":
-        return cfg.learning_rate * cfg.step_gamma ** (epoch // cfg.step_epochs)
-    if cfg.schedule == "cosine":
-        span = max(cfg.epochs - cfg.warmup_epochs, 1)
-        t = (epoch - cfg.warmup_epochs) / span
-        return cfg.learning_rate * 0.5 * (1 + np.cos(np.pi * t))
-    if cfg.warmup_epochs and epoch == cfg.warmup_epochs:
-        return cfg.learning_rate
-    return None
 
 
 def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: int = 7, steps: int = 4) -> dict:
@@ -87,6 +72,8 @@ def estimate_epoch(cfg: TrainConfig, num_train: int, num_val: int, num_classes: 
         (``total_seconds`` for ``cfg.epochs`` epochs).
     """
     setup_accelerators()
+    from fer_core.training import distill  # imports Keras
+
     model = create_model(cfg.arch, num_classes, crop=cfg.crop, **cfg.arch_options())
     compile_model(model, cfg, num_classes)
     teacher = distill.load_teacher(cfg.teacher, num_classes) if cfg.teacher else None
@@ -135,103 +122,14 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def _callbacks(cfg, run_dir: Path, net, begin_epoch: Callable, on_epoch: Callable | None,
-               should_stop: Callable | None, on_batch: Callable | None = None, before_commit: Callable | None = None,
-               log: Callable | None = None, dynamics: DynamicsLog | None = None):
-    """``net``: the network that is saved (the fitted model may wrap it, see :func:`prepare`)."""
-    import keras
-
-    class Schedule(keras.callbacks.Callback):
-        """Epoch-wise learning rate, and the augmentation's strength (and random stream)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            lr = scheduled_lr(cfg, epoch)
-            if lr is not None:
-                self.model.optimizer.learning_rate.assign(lr)
-            begin_epoch(epoch)
-            reseed(net, cfg.seed, epoch)  # dropout: the same masks resumed or not
-
-    class Recorder(keras.callbacks.Callback):
-        """Commits every finished epoch to the run directory (checkpoints and metrics in one
-        crash-consistent record, see :func:`rundir.commit_epoch`). Also the stop hook:
-        ``should_stop`` is polled after every batch."""
-
-        stopped = False
-
-        def on_train_begin(self, logs=None):
-            self.events = tblog.EpochLog(run_dir) if tblog.enabled() else None
-
-        def on_train_end(self, logs=None):
-            if self.events is not None:
-                self.events.close()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0, self.epoch = time.perf_counter(), epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if on_batch is not None:
-                on_batch(self.epoch, batch + 1, self.params.get("steps") or 0)
-            if should_stop is not None and should_stop():
-                self.stopped = True
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.stopped:  # Keras still ends the cut-short epoch: it must not count as done, nor be logged
-                if log is not None:
-                    log(f"Epoch {epoch + 1}/{cfg.epochs}: stopped during the epoch; it is not saved (the run "
-                        f"resumes from epoch {epoch}).")
-                return
-            logs = dict(logs or {})
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
-                   "lr": float(np.asarray(self.model.optimizer.learning_rate)),
-                   **({"aug_strength": aug_strength(cfg, epoch)} if cfg.aug_warmup_epochs else {}),
-                   "epoch_seconds": round(time.perf_counter() - self.t0, 3), "time": round(time.time(), 3)}
-            if before_commit is not None:
-                before_commit(epoch + 1)
-            if dynamics is not None:  # written first, read only up to the committed epoch
-                t0 = time.perf_counter()
-                dynamics.record(epoch + 1, net)
-                row["dynamics_seconds"] = round(time.perf_counter() - t0, 3)
-            rundir.commit_epoch(run_dir, net, row)
-            if log is not None:  # one line per saved epoch, as Keras' own (which would also log a cut-short one)
-                log(f"Epoch {epoch + 1}/{cfg.epochs} - {row['epoch_seconds']:.0f}s - " + " - ".join(
-                    f"{k}: {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row))
-            if self.events is not None:
-                self.events.write(row)
-            if on_epoch is not None:
-                on_epoch(epoch + 1, cfg.epochs, row)
-
-    class Plateau(keras.callbacks.ReduceLROnPlateau):
-        """Reduce-on-plateau that, on resume, picks up its best score and patience count from
-        the recorded history instead of starting afresh."""
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            for row in rundir.read_metrics(run_dir):  # replay; the reduced rates are in the optimizer state
-                value = row.get("val_accuracy")
-                if value is None:
-                    continue
-                if self.best is None or value > self.best:
-                    self.best, self.wait = value, 0
-                else:
-                    self.wait += 1
-                    if self.wait >= self.patience:
-                        self.wait = 0
-
-    cbs = [Schedule(), Recorder()]
-    if cfg.schedule == "plateau":
-        cbs.insert(1, Plateau("val_accuracy", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-                              mode="max", verbose=0))
-    return cbs
-
-
 def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
           epochs: int | None = None, on_epoch: Callable | None = None, should_stop: Callable | None = None,
           on_batch: Callable | None = None, before_commit: Callable | None = None, verbose: int = 0) -> Path:
     """Train a model and leave a complete run directory.
 
     Args:
-        cfg: the configuration (read from ``run_dir/config.json`` when resuming).
+        cfg: the configuration, checked against the world where it was entered (see
+            :mod:`fer_core.training.validation`); read from ``run_dir/config.json`` when resuming.
         run_dir: where to write; a new folder under ``data/runs`` when None.
         resume: continue ``run_dir`` from its last committed epoch, with the optimizer state;
             the metric history continues without gaps or duplicates.
@@ -241,6 +139,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         on_batch: called as ``on_batch(epoch_index, step, steps)`` after every training batch.
         before_commit: called as ``before_commit(epoch)`` just before an epoch is written; a job's
             worker checks there that it still holds its lease (raising stops the run unwritten).
+            These four travel on as one :class:`~fer_core.training.hooks.TrainHooks`.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
@@ -254,7 +153,7 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
             raise ConfigError(f"Cannot resume {run_dir}: it is not a run directory (no config.json).")
         run_dir = Path(run_dir)
     else:
-        cfg = validate_config(cfg or TrainConfig(), trusted=True)  # the form's, the CLI's and the job store's check
+        cfg = cfg or TrainConfig()  # valid by construction, checked against the world where it was entered
         run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg.arch)
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"{run_dir}: already exists and is not a folder; choose another --out for the run.")
@@ -269,7 +168,9 @@ def train(cfg: TrainConfig | None = None, run_dir: str | Path | None = None, *, 
         else:
             cfg = check_backend(cfg, run_dir)
             rundir.write_config(run_dir, cfg)
-        return _train_locked(cfg, run_dir, resume, on_epoch, should_stop, on_batch, before_commit, verbose)
+        hooks = TrainHooks(on_epoch, should_stop, on_batch, before_commit,
+                           log=(lambda line: print(line, flush=True)) if verbose == 2 else None)
+        return _train_locked(cfg, run_dir, resume, hooks, verbose)
 
 
 def check_backend(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
@@ -280,7 +181,7 @@ def check_backend(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     """
     here = keras_backend()
     if not cfg.backend:
-        return TrainConfig.from_dict({**cfg.to_dict(), "backend": here})
+        return replace(cfg, backend=here)
     if cfg.backend != here:
         raise ConfigError(f"{run_dir} trains under {cfg.backend}, and this process runs Keras on {here}: start it "
                           f"with KERAS_BACKEND={cfg.backend} ('train --backend {cfg.backend}' and jobs do that "
@@ -307,7 +208,7 @@ def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
     problem = rundir.extension_problem(run_dir, epochs)
     if problem:
         raise ConfigError(f"{run_dir}: {problem}.")
-    new = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
+    new = replace(cfg, epochs=epochs)
     rundir.write_config(run_dir, new)
     info = rundir.read_info(run_dir)
     rundir.update_info(run_dir, extended=[*info.get("extended", []), {"from": cfg.epochs, "to": epochs,
@@ -315,9 +216,11 @@ def extend(run_dir: str | Path, epochs: int) -> TrainConfig:
     return new
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, should_stop, on_batch, before_commit,
-                  verbose: int) -> Path:
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, hooks: TrainHooks, verbose: int) -> Path:
     import keras
+
+    # both import Keras; distill registers the loss and metric a distilled run's checkpoint names
+    from fer_core.training import distill, keras_callbacks
 
     setup_accelerators()
     seed_everything(cfg.seed)
@@ -331,7 +234,6 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
     start_epoch = 0
     if state is not None and state.last:
         start_epoch = state.epoch
-        distill.keras_objects()  # a distilled run's checkpoint names its loss and metric
         model = rundir.load_checkpoint(run_dir / state.last)
     else:
         rundir.start_fresh(run_dir)
@@ -355,14 +257,13 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, on_epoch, shoul
         fitting.model.fit(
             fitting.train, epochs=cfg.epochs, initial_epoch=start_epoch, validation_data=fitting.validation,
             class_weight=class_weights(tr.labels, ds.num_classes) if cfg.class_weight == "balanced" else None,
-            callbacks=_callbacks(cfg, run_dir, model, fitting.begin_epoch, on_epoch, should_stop, on_batch,
-                                 before_commit, log=(lambda line: print(line, flush=True)) if verbose == 2 else None,
-                                 dynamics=DynamicsLog(run_dir, tr.images, tr.labels, start_epoch)),
+            callbacks=keras_callbacks.training_callbacks(cfg, run_dir, model, fitting.begin_epoch, hooks,
+                                                         DynamicsLog(run_dir, tr.images, tr.labels, start_epoch)),
             verbose=1 if verbose == 1 else 0, shuffle=False)
     done = rundir.read_state(run_dir).epoch
     status = (rundir.RunStatus.FINISHED if done >= cfg.epochs else rundir.RunStatus.STOPPED).value
-    if before_commit is not None:  # a job's worker that lost its lease writes nothing more, even how it stopped
-        before_commit(done)
+    if hooks.before_commit is not None:  # a job's worker that lost its lease writes nothing more, even how it stopped
+        hooks.before_commit(done)
     if status == rundir.RunStatus.FINISHED:
         best_file = rundir.checkpoint(run_dir, "best")
         best = rundir.load_checkpoint(best_file) if best_file else model

@@ -1,11 +1,13 @@
-"""One validation of a training configuration, for every surface that accepts one.
+"""A training configuration checked against the world, once, where it enters.
 
-The CLI (``train``, ``jobs submit``), the job store and the Train page all call
-:func:`check_config` (or :func:`validate_config`, which raises): field types and ranges
-(:meth:`TrainConfig.problems <fer_core.runs.trainconfig.TrainConfig.problems>`, notation widths
-included), then what needs the outside world: the data source lies in a folder the app may
-read, ``init_from`` and ``teacher`` name models that exist, and the backend is installed. Errors come keyed by field, so a form can
-show each one under its widget.
+Checking a configuration is two steps, each done once at the boundary where raw input enters
+(the Train page's form, the command line, a job sweep's grid): :meth:`TrainConfig.parse
+<fer_core.runs.trainconfig.TrainConfig.parse>` turns the raw values into a typed config (field
+types and ranges, notation widths included), then :func:`check_world` checks what needs the
+outside world: the data source lies in a folder the app may read, ``init_from`` and ``teacher``
+name models that exist, and the backend is installed. Both raise one ConfigError whose ``fields``
+are keyed by field, so a form can show each one under its widget. What lies behind the boundary
+(the job store, the trainer) takes the typed config and checks nothing again.
 """
 
 from __future__ import annotations
@@ -19,43 +21,41 @@ from fer_core.inference.loader import data_identity, resolve_model
 from fer_core.runs.trainconfig import TrainConfig, config_error
 
 
-def check_config(raw: dict | TrainConfig, trusted: bool = False) -> tuple[TrainConfig | None, dict[str, str]]:
-    """Check a config (or a dict of raw values, strings from a form are fine).
+def check_world(cfg: TrainConfig, trusted: bool = False) -> TrainConfig:
+    """``cfg``, once its data set, merge, models and backend are found usable here.
 
     ``trusted``: the data path was typed by the machine's own user (the command line), who can
     read it anyway; the allowed-folder rule (:func:`fer_core.data.loading.check_allowed`) is for what a
     browser sends to the web server.
 
-    Returns:
-        ``(config, {})`` when everything is valid, else ``(None, {field: what is wrong})``;
-        unknown keys come under ``"unknown"``.
+    Raises:
+        ConfigError: every field that fails, in its ``fields``.
     """
-    cfg, problems = TrainConfig.check(raw.to_dict() if isinstance(raw, TrainConfig) else dict(raw))
-    values = cfg.to_dict() if cfg else raw.to_dict() if isinstance(raw, TrainConfig) else dict(raw)
-    if "data" not in problems:
-        try:  # typed at the command line: any readable data set; sent by a browser: only allowed folders
-            (resolve_source if trusted else check_allowed)(values.get("data", TrainConfig.data))
-        except FerError as exc:
-            problems["data"] = str(exc)
-    merge = str(values.get("merge") or "").strip()
-    if merge and "merge" not in problems:
+    problems: dict[str, str] = {}
+    try:  # typed at the command line: any readable data set; sent by a browser: only allowed folders
+        (resolve_source if trusted else check_allowed)(cfg.data)
+    except FerError as exc:
+        problems["data"] = str(exc)
+    merge = cfg.merge.strip()
+    if merge:
         try:  # class names are known for FER2013 and the demo set (the same seven); other sets are checked on load
-            parse_merge(merge, CLASS_NAMES if data_identity(str(values.get("data") or "demo")) in ("FER2013", "demo")
-                        or str(values.get("data") or "").startswith("demo") else None)
+            parse_merge(merge, CLASS_NAMES if data_identity(cfg.data or "demo") in ("FER2013", "demo")
+                        or cfg.data.startswith("demo") else None)
         except FerError as exc:
             problems["merge"] = str(exc)
     for key in ("init_from", "teacher"):  # models that must exist
-        spec = str(values.get(key) or "").strip()
-        if spec and key not in problems:
+        spec = getattr(cfg, key).strip()
+        if spec:
             try:
                 resolve_model(spec)
             except FerError as exc:
                 problems[key] = str(exc)
-    backend = str(values.get("backend") or "")
-    if backend and "backend" not in problems and importlib.util.find_spec(backend) is None:
-        problems["backend"] = (f"{backend} is not installed here; install it (JAX: pip install -r "
+    if cfg.backend and importlib.util.find_spec(cfg.backend) is None:
+        problems["backend"] = (f"{cfg.backend} is not installed here; install it (JAX: pip install -r "
                                "requirements-optional.txt) or leave the backend empty for the environment's")
-    return (None, problems) if problems else (cfg, {})
+    if problems:
+        raise config_error(problems)
+    return cfg
 
 
 def config_notes(cfg: TrainConfig) -> dict[str, str]:
@@ -67,14 +67,6 @@ def config_notes(cfg: TrainConfig) -> dict[str, str]:
                            f"{cfg.epochs}: it never reaches full strength. Set aug_warmup_epochs to at most the epochs "
                            "(0: full strength from the start) if that is not what you want.")
     return notes
-
-
-def validate_config(cfg: dict | TrainConfig, trusted: bool = False) -> TrainConfig:
-    """:func:`check_config`, raising one ConfigError that names every bad field."""
-    good, problems = check_config(cfg, trusted)
-    if problems:
-        raise config_error(problems)
-    return good
 
 
 #: A tag: letters, digits and ``- _ . : +``, at most this long (it is shown in tables and legends).

@@ -36,7 +36,7 @@ class Recipe:
 
     def train_config(self, data: str, **overrides) -> TrainConfig:
         """The config to train: the recipe's fields, the data source, then ``overrides`` (if any)."""
-        return TrainConfig.from_dict({**self.config, "data": data, **overrides})
+        return TrainConfig.parse({**self.config, "data": data, **overrides})
 
     def command(self, data: str = commands.FER2013) -> str:
         """The command line that trains this recipe."""
@@ -62,7 +62,7 @@ def _load(path: Path) -> Recipe:
                           f"(missing: {', '.join(sorted(missing)) or 'none'}).")
     if any(step.split(" ")[0] not in THEN for step in recipe.then):
         raise ConfigError(f"{path}: 'then' may only hold {', '.join(THEN)}.")
-    TrainConfig.from_dict(recipe.config)  # every value valid
+    TrainConfig.parse(recipe.config)  # every value valid
     return recipe
 
 
@@ -90,6 +90,6 @@ def find_recipe(cfg: TrainConfig) -> Recipe | None:
     aside = {"data": "", "backend": ""}
     mine = cfg.to_dict() | aside
     for recipe in list_recipes():
-        if TrainConfig.from_dict(recipe.config).to_dict() | aside == mine:
+        if TrainConfig.parse(recipe.config).to_dict() | aside == mine:
             return recipe
     return None
