@@ -36,8 +36,8 @@ from fer_core.inference.engine import load_engine
 from fer_core.inference.loader import (DEFAULT_MODEL, FAST_MODEL, default_model, resolve_model,
                                       shipped_model, speed_model)
 from fer_core.models.build import create_model, list_models
-from fer_core.inference.explore import embed_cached
-from fer_core.inference.photo import ImageResult, analyse, draw, face_views
+from fer_core.inference.explore import FaceViews, embed_cached, face_views
+from fer_core.inference.photo import ImageResult, analyse, draw
 from fer_core.training.catalog import list_runs
 from fer_core.shared import analysis_gate, release_memory, result_cache
 from fer_core.training.dynamics import REGIONS, cartography_with_faces
@@ -270,6 +270,27 @@ def speed_index(choices: dict[str, str], otherwise: str | None = None) -> int:
     return app_index(choices)
 
 
+def model_select(label: str, choices: dict[str, str], key: str, index: int | None = None, **kwargs) -> str | None:
+    """A page's model picker: a select box of ``choices`` (:func:`model_choices`) shown by their
+    labels, starting at ``index`` (default: the app's model, :func:`app_index`); other keywords go
+    to ``st.selectbox``. None, and no box, when there is no model to choose."""
+    if not choices:
+        return None
+    return st.selectbox(label, list(choices), index=app_index(choices) if index is None else index,
+                        format_func=lambda k: choices.get(k, k), key=key, **kwargs)
+
+
+@contextmanager
+def stop_on_error():
+    """Run the block; a :class:`~fer_core.errors.FerError` it raises is shown as the page's error
+    and stops the page there (what a page does when what it shows cannot be had)."""
+    try:
+        yield
+    except FerError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def cached_model(path: str, stamp: str):
     """A loaded model, kept across reruns and sessions until its file changes (``stamp``). Always
@@ -471,13 +492,13 @@ def _embedding(model: str, stamp: str, source: str, split: str, method: str, sam
     return emb
 
 
-def cached_face_views(model: str, face: np.ndarray) -> dict:
+def cached_face_views(model: str, face: np.ndarray) -> FaceViews:
     """One face inside the model: its layers, Grad-CAM, occlusion and the what-if probabilities."""
     return gated(_face_views, model, resolve_model(model).stamp, np.ascontiguousarray(face, np.uint8).tobytes(),
                  spinner="Looking inside the network…")
 
 
-def _face_views(model: str, stamp: str, face: bytes) -> dict:
+def _face_views(model: str, stamp: str, face: bytes) -> FaceViews:
     return face_views(cached_model(str(resolve_model(model).path), stamp), np.frombuffer(face, np.uint8).reshape(48, 48))
 
 

@@ -30,11 +30,10 @@ def timed(label: str, fn, *args, **kwargs):
 def main() -> None:
     from fer_core.data.loading import load_dataset
     from fer_core.device import quiet_tensorflow
-    from fer_core.inference import explore
+    from fer_core.inference import explain, explore
     from fer_core.inference.forward import predict_proba
     from fer_core.inference.engine import load_engine
     from fer_core.inference.loader import resolve_model
-    from fer_core.inference.photo import face_views
     from fer_core.training.dynamics import SAMPLE
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,10 +60,10 @@ def main() -> None:
     timed("the whole map as the page makes it (t-SNE)", explore.embed, model, part.images, part.labels, args.split,
           "tsne")
     face = part.images[0]
-    timed("occlusion map of one face (100 covered copies)", explore.occlusion, model, face)
+    timed("occlusion map of one face (100 covered copies)", explain.occlusion, model, face)
     timed("what-if: the face and its 9 edits, one batch", explore.what_if, model, face)
     timed("one face layer by layer", explore.layers, model, face)
-    timed("everything the page shows of one face", face_views, model, face)
+    timed("everything the page shows of one face", explore.face_views, model, face)
     sample = part.images[:SAMPLE] if len(part) >= SAMPLE else part.images
     timed(f"dynamics recording per epoch ({len(sample)} faces)", predict_proba, model, sample)
 

@@ -11,26 +11,21 @@ Usage: FER2013_DIR=... python benchmarks/bench_faces.py [--faces 400] [--repeat 
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import options, shipped_engine
 
-from fer_core.data.loading import load_dataset  # noqa: E402
-from fer_core.inference.faces import crop_face, get_detector  # noqa: E402
-from fer_core.inference.engine import load_engine  # noqa: E402
-from fer_core.inference.loader import resolve_model  # noqa: E402
-from fer_core.inference.photo import analyse  # noqa: E402
-from fer_core.inference.forward import predict_proba  # noqa: E402
+from fer_core.data.loading import load_dataset
+from fer_core.inference.faces import crop_face, get_detector
+from fer_core.inference.photo import analyse
+from fer_core.inference.forward import predict_proba
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -98,13 +93,9 @@ def alignment(model, faces: np.ndarray, labels: np.ndarray) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=400)
-    parser.add_argument("--repeat", type=int, default=30)
-    args = parser.parse_args()
-    ref = resolve_model("default")
-    model = load_engine(ref)
-    speed(model, ref.classes, args.repeat)
+    args = options(__doc__, faces=400, repeat=30)
+    model, classes = shipped_engine()
+    speed(model, classes, args.repeat)
     root = os.environ.get("FER2013_DIR")
     if not root:
         print("\n(set FER2013_DIR for the alignment benchmark)")

@@ -11,9 +11,7 @@ Usage: python benchmarks/bench_video.py [--seconds 20] [--minutes 10]
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +20,9 @@ import cv2
 import numpy as np
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import options, shipped_engine
 
-from fer_core.inference.engine import load_engine  # noqa: E402
-from fer_core.inference.loader import resolve_model  # noqa: E402
-from fer_core.inference.video import analyse_video  # noqa: E402
+from fer_core.inference.video import analyse_video
 
 W, H = 640, 480
 
@@ -96,16 +92,12 @@ def memory(model, classes, minutes: float, folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--minutes", type=float, default=10)
-    args = parser.parse_args()
-    ref = resolve_model("default")
-    model = load_engine(ref)
+    args = options(__doc__, seconds=20, minutes=10.0)
+    model, classes = shipped_engine()
     with tempfile.TemporaryDirectory() as tmp:
-        speed(model, ref.classes, args.seconds, Path(tmp))
+        speed(model, classes, args.seconds, Path(tmp))
         if args.minutes > 0:
-            memory(model, ref.classes, args.minutes, Path(tmp))
+            memory(model, classes, args.minutes, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Atomic file writes and the ``.npz`` cache format: the one place that writes a file safely.
+"""Atomic file writes and the ``.npz`` cache format: the one place that writes a file safely
+(and the one check of a user's file before it is read, :func:`check_readable`).
 
 Every file FER Studio writes that another process may read at the same time (run
 directories, caches, settings, the shipped model) is written to a temporary file in the same
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from fer_core.errors import DataError
 
 TMP_MARK = ".tmp-"  # part of every temporary file's name, so leftovers can be recognised
 
@@ -87,6 +90,19 @@ def read_json(path: str | os.PathLike, default=None):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return default
+
+
+def check_readable(path: str | os.PathLike, label: str) -> None:
+    """Refuse, by ``label``, a path that is missing, not a regular file (a folder, a device), not
+    readable or empty (:class:`~fer_core.errors.DataError`): before a decoder says it less clearly."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{label}: no such file." if not path.exists() else
+                        f"{label}: not a regular file (a folder or a device).")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{label}: permission denied; check that you may read it.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{label}: the file is empty.")
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:

@@ -10,7 +10,7 @@ from fer_core.config import DEMO_SOURCE, SPLITS, Settings, load_settings, read_o
 from fer_core.data.loading import describe_source, known_sources
 from fer_core.errors import FerError
 from fer_core.data.uploads import add_upload
-from ui import active_source, cached_dataset, chart, use_app_navigation
+from ui import active_source, cached_dataset, chart, stop_on_error, use_app_navigation
 
 use_app_navigation(tensorflow=False)
 st.title("Dataset")
@@ -64,11 +64,8 @@ if source is None:
     st.info("Choose a data source in the sidebar.")
     st.stop()
 
-try:
+with stop_on_error():
     ds = cached_dataset(source, merge, skip_bad)
-except FerError as exc:
-    st.error(str(exc))
-    st.stop()
 
 st.caption(f"Source: **{ds.source}** · {len(ds):,} images · {ds.num_classes} classes"
            + (f" · merged: {ds.merge}" if ds.merge else ""))

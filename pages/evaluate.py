@@ -8,11 +8,10 @@ import streamlit as st
 
 from fer_core.config import SPLITS
 from fer_core.inference.evaluate import VIEWS, disagreements, select_predictions
-from fer_core.errors import FerError
 from fer_core.inference.loader import data_mismatch, resolve_model, top_k
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
-from ui import (active_source, app_index, cached_dataset, cached_evaluation, chart, model_choices, source_choices,
-                use_app_navigation)
+from ui import (active_source, cached_dataset, cached_evaluation, chart, model_choices, model_select, source_choices,
+                stop_on_error, use_app_navigation)
 
 use_app_navigation()
 st.title("Evaluate")
@@ -25,8 +24,7 @@ if not choices:
     st.stop()
 with st.sidebar:
     st.header("What to evaluate")
-    model = st.selectbox("Model", list(choices), index=app_index(choices), format_func=lambda k: choices[k],
-                         key="ev_model")
+    model = model_select("Model", choices, "ev_model")
     source = st.selectbox("Data source", source_choices(), accept_new_options=True, key="ev_source",
                           index=source_choices().index(active_source()))
     split = st.selectbox("Split", [*SPLITS, "all"], index=SPLITS.index("PrivateTest"), key="ev_split")
@@ -35,12 +33,9 @@ with st.sidebar:
     other = st.selectbox("Compare with (optional)", ["", *[k for k in choices if k != model]],
                          format_func=lambda k: choices.get(k, "—"), key="ev_other")
 
-try:
+with stop_on_error():
     res, merge = cached_evaluation(model, source, split, tta)
     ds = cached_dataset(source, merge)
-except FerError as exc:
-    st.error(str(exc))
-    st.stop()
 m = res.metrics
 classes = list(res.classes)
 
@@ -159,12 +154,9 @@ all_predictions()
 # ------------------------------------------------------------------------ comparison
 if other:
     st.subheader("Side by side")
-    try:
+    with stop_on_error():
         res2, _ = cached_evaluation(other, source, split, tta)
         differ = disagreements(res, res2)
-    except FerError as exc:
-        st.error(str(exc))
-        st.stop()
     mismatch = data_mismatch(resolve_model(model), resolve_model(other))
     if mismatch:
         st.warning(mismatch)

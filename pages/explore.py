@@ -10,13 +10,14 @@ from PIL import Image
 
 from fer_core.config import SPLITS
 from fer_core.errors import FerError
-from fer_core.inference.explore import EDITS, KNN, METHODS
+from fer_core.inference.explain import overlay
+from fer_core.inference.explore import EDITS, KNN, METHODS, FaceViews
 from fer_core.inference.loader import resolve_model
-from fer_core.inference.photo import PHOTO_TYPES, overlay
+from fer_core.inference.photo import PHOTO_TYPES
 from fer_core.training.dynamics import dynamics_stamp, runs_with_dynamics
 from ui import (active_source, cached_analysis, cached_cartography, cached_dataset, cached_embedding,
-                cached_face_views, chart, face_gallery, face_url, model_choices, show_cartography, speed_index,
-                use_app_navigation)
+                cached_face_views, chart, face_gallery, face_url, model_choices, model_select, show_cartography,
+                speed_index, stop_on_error, use_app_navigation)
 
 use_app_navigation()
 st.title("Explore: inside the network")
@@ -26,16 +27,13 @@ if not choices:
     st.info("No model yet: train one on the Train page (or restore the shipped default model).")
     st.stop()
 with st.sidebar:
-    model = st.selectbox("Model", list(choices), index=speed_index(choices), format_func=choices.get, key="ex_model",
+    model = model_select("Model", choices, "ex_model", speed_index(choices),
                          help="The shipped fast model, when there is one, is the default here: maps, layers and "
                               "occlusion answer sooner. Choose the default model for the most accurate answers.")
     source = active_source()
     st.caption(f"Data set: **{source}** (change it on the Dataset page)")
-try:
+with stop_on_error():
     ref = resolve_model(model)
-except FerError as exc:
-    st.error(str(exc))
-    st.stop()
 classes = list(ref.classes)
 COLOURS = alt.Scale(domain=classes, scheme="tableau10")
 
@@ -167,7 +165,7 @@ def face_picker(prefix: str) -> np.ndarray | None:
     return part.images[int(k)]
 
 
-def face_and_views(prefix: str) -> tuple[np.ndarray, dict] | None:
+def face_and_views(prefix: str) -> tuple[np.ndarray, FaceViews] | None:
     """The face the user picked and everything the model shows of it; None (with a message) when
     there is none yet or the model cannot show it."""
     face = face_picker(prefix)
@@ -186,7 +184,7 @@ def layers_section() -> None:
     if picked is None:
         return
     face, views = picked
-    doc = views["layers"]
+    doc = views.layers
     if doc.get("note"):
         st.info(doc["note"])
     if not doc["probabilities"]:
@@ -219,10 +217,10 @@ def why_section() -> None:
     if picked is None:
         return
     face, views = picked
-    label = classes[int(np.argmax(views["proba"]))]
+    label = classes[int(np.argmax(views.proba))]
     c1, c2, c3 = st.columns(3)
-    c1.image(face, caption=f"the face: {label} ({np.max(views['proba']):.0%})", width=160)
-    for col, (name, (heat, note)) in zip((c2, c3), (("Grad-CAM", views["gradcam"]), ("Occlusion", views["occlusion"]))):
+    c1.image(face, caption=f"the face: {label} ({np.max(views.proba):.0%})", width=160)
+    for col, (name, (heat, note)) in zip((c2, c3), (("Grad-CAM", views.gradcam), ("Occlusion", views.occlusion))):
         if heat is not None:
             col.image(overlay(face, heat), caption=f"{name}: what raised '{label}'" if name == "Grad-CAM" else
                       f"{name}: where covering the face costs '{label}' most", width=160)
@@ -231,13 +229,13 @@ def why_section() -> None:
     st.markdown("**What if**: the same face changed, and what the model then says")
     edits = st.multiselect("Changes", EDITS, default=list(EDITS[:5]), key="exw_edits")
     rows = [{"face": name, "class": c, "probability": float(p)}
-            for name in ("as it is", *edits) for c, p in zip(classes, views["what_if"][name])]
+            for name in ("as it is", *edits) for c, p in zip(classes, views.what_if[name])]
     bars = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("face:N", sort=["as it is", *edits], title=None), color=alt.Color("class:N", scale=COLOURS),
         tooltip=["face", "class", alt.Tooltip("probability:Q", format=".1%")]).properties(height=40 + 28 * (1 + len(edits)))
     chart(bars, width="stretch")
-    winners = [f"{name}: **{classes[int(np.argmax(views['what_if'][name]))]}**" for name in edits]
+    winners = [f"{name}: **{classes[int(np.argmax(views.what_if[name]))]}**" for name in edits]
     if winners:
         st.caption(" · ".join(winners))
 

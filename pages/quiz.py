@@ -13,8 +13,8 @@ from fer_core.errors import FerError, QuizError
 from fer_core.quiz.rounds import (DEFAULT_FACES, DEFAULT_SPLIT, DRAW_TEXT, DRAWS, HUMAN_ACCURACY, HUMAN_SOURCE,
                                   MAX_TIMER_S, NICKNAME_CHARS, max_faces, results)
 from fer_core.quiz.store import SESSION as SESSION_ID, limits, new_session, store_path
-from ui import (active_source, app_index, big_face, cached_round, chart, confusion_chart, face_gallery, model_choices,
-                quiz_store, round_faces, source_choices, use_app_navigation)
+from ui import (active_source, big_face, cached_round, chart, confusion_chart, face_gallery, model_choices,
+                model_select, quiz_store, round_faces, source_choices, use_app_navigation)
 
 use_app_navigation(tensorflow=False)
 st.title("Can you beat the network?")
@@ -172,8 +172,7 @@ def player_results() -> None:
 def round_settings(choices: dict[str, str], seed: int, key: str) -> tuple:
     """The round's settings, inside a form: ``(model, source, split, faces, seed, draw, timer)``.
     Every widget has a key: a default that changes (the seed's) must not reset what was typed."""
-    model = st.selectbox("The network", list(choices), index=app_index(choices), format_func=choices.get,
-                         key=f"{key}_model")
+    model = model_select("The network", choices, f"{key}_model")
     c1, c2, c3 = st.container(key=f"wrap_row_{key}_a").columns(3)
     source = c1.selectbox("Data", source_choices(), index=source_choices().index(active_source()), key=f"{key}_data")
     split = c2.selectbox("Split", SPLITS, index=SPLITS.index(DEFAULT_SPLIT), key=f"{key}_split")

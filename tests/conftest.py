@@ -37,6 +37,25 @@ def demo_small():
     return make_demo_dataset(per_class=20, seed=1)
 
 
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped default model, ``(ref, Keras model)``, loaded once per test module."""
+    from fer_core.inference.loader import load_model, resolve_model
+
+    ref = resolve_model("default")
+    return ref, load_model(ref)
+
+
+@pytest.fixture(scope="module")
+def shipped_engine():
+    """The shipped default model as the app runs it, ``(engine, classes)`` (its interpreters pooled)."""
+    from fer_core.inference.engine import load_engine
+    from fer_core.inference.loader import resolve_model
+
+    ref = resolve_model("default")
+    return load_engine(ref), ref.classes
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real FER2013 folder from ``FER2013_DIR``; skipped (or failed, under FER_REQUIRE_DATA=1) if absent."""

@@ -170,12 +170,12 @@ def test_mixed_precision_is_set_on_any_backend_with_a_gpu(monkeypatch):
 
 
 def test_tensorflow_only_features_say_so_under_another_backend(monkeypatch):
-    from fer_core.inference import photo
+    from fer_core.inference import explain
     from fer_core.shipping import export
 
     faces = np.zeros((2, 48, 48), np.uint8)
-    monkeypatch.setattr(photo, "configured_backend", lambda: "jax")
-    maps = photo.gradcam(object(), faces, np.zeros(2, int))  # never reaches the model
+    monkeypatch.setattr(explain, "configured_backend", lambda: "jax")
+    maps = explain.gradcam(object(), faces, np.zeros(2, int))  # never reaches the model
     assert [m for m, _ in maps] == [None, None] and "Grad-CAM needs TensorFlow" in maps[0][1]
     assert "KERAS_BACKEND=jax" in maps[0][1]
     monkeypatch.setattr(export, "configured_backend", lambda: "jax")

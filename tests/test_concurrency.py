@@ -8,12 +8,9 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-from fer_core.inference.engine import load_engine
-from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import analyse
 from fer_core.shared import Gate, Pool
 
@@ -35,21 +32,15 @@ def photos() -> list[tuple[str, bytes]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    ref = resolve_model("default")
-    return load_engine(ref), ref.classes  # what the app runs: the engine, its interpreters pooled
-
-
 def _summary(result):
     return [(f.box.as_list(), f.label, f.proba, f.cam) for f in result.faces], result.error
 
 
-def test_eight_sessions_at_once_get_what_each_gets_alone(shipped):
+def test_eight_sessions_at_once_get_what_each_gets_alone(shipped_engine):
     """Regression: the face detector was one OpenCV network shared by every session's thread, its
     input size changed per photo: at once, a photo came back with another's faces, or the server
     crashed. Eight threads analyse eight different photos, three times, and must match."""
-    model, classes = shipped
+    model, classes = shipped_engine
     items = photos()
     alone = [_summary(analyse([item], model, classes, tta="flip", explain=True)[0]) for item in items]
     assert all(len(faces) == 1 and err is None for faces, err in alone)

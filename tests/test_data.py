@@ -207,6 +207,23 @@ def test_empty_or_missing_sources(tmp_path):
         load_dataset(tmp_path / "misc")
 
 
+def test_a_users_file_is_checked_one_way_for_photos_videos_and_the_cli(tmp_path):
+    """One check (fer_core.files.check_readable), the same sentences wherever a file is given."""
+    from fer_core.cli.analysis import unreadable
+    from fer_core.data.images import open_image
+    from fer_core.inference.video import open_video
+
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    for path, why in ((tmp_path / "missing.jpg", "no such file."), (tmp_path, "not a regular file (a folder or a device)."),
+                      (empty, "the file is empty.")):
+        for read in (open_image, open_video):
+            with pytest.raises(DataError) as caught:
+                read(path)
+            assert str(caught.value) == f"{path}: {why}", read
+        assert unreadable(str(path)) == f"{path}: {why}"
+
+
 def test_folder_holding_one_csv_or_a_wrapped_layout(tmp_path, demo_small):
     (tmp_path / "a").mkdir()
     write_csv(demo_small, tmp_path / "a/fer2013.csv")

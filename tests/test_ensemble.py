@@ -10,7 +10,8 @@ from PIL import Image
 from fer_core.data.demo import make_demo_dataset
 from fer_core.inference.forward import model_crop, predict_proba
 from fer_core.inference.loader import ModelRef, load_model
-from fer_core.inference.photo import analyse, gradcam
+from fer_core.inference.explain import gradcam
+from fer_core.inference.photo import analyse
 from fer_core.models.ensemble import build_ensemble, members
 from fer_core.runs import rundir
 

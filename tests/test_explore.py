@@ -14,9 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.cli import main
 from fer_core.data.demo import make_demo_dataset
-from fer_core.inference import explore
+from fer_core.inference import explain, explore
 from fer_core.inference.forward import predict_proba
-from fer_core.inference.loader import load_model, resolve_model
 from fer_core.runs import rundir
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.dynamics import read_dynamics, sample_indices
@@ -24,12 +23,6 @@ from fer_core.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLORE = str(ROOT / "pages" / "explore.py")
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    ref = resolve_model("default")
-    return ref, load_model(ref)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +113,7 @@ def test_occlusion_finds_what_matters(shipped, real_data_dir):
     wins = 0
     for path in paths:
         face = read_face(path)
-        heat, note = explore.occlusion(model, face)
+        heat, note = explain.occlusion(model, face)
         if heat is None:
             assert note
             continue
@@ -132,7 +125,7 @@ def test_occlusion_finds_what_matters(shipped, real_data_dir):
         probs = []
         for y, x in (hot, cold):
             covered = face.copy()
-            covered[y:y + 8, x:x + 8] = explore.GREY
+            covered[y:y + 8, x:x + 8] = explain.GREY
             probs.append(predict_proba(model, covered[None])[0, target])
         wins += probs[0] < probs[1]
     assert wins >= 10, wins
@@ -145,12 +138,26 @@ def test_what_if_edits_and_their_probabilities(shipped, demo):
     assert list(out) == ["as it is", *explore.EDITS]
     assert np.allclose(out["as it is"], predict_proba(model, face[None])[0], atol=1e-5)
     assert np.allclose(explore.edit(face, "mirror"), face[:, ::-1])
-    assert (explore.edit(face, "cover the upper half")[:24] == explore.GREY).all()
+    assert (explore.edit(face, "cover the upper half")[:24] == explain.GREY).all()
     assert (explore.edit(face, "cover the lower half")[:24] == face[:24]).all()
     for p in out.values():
         assert p.shape == (7,) and p.sum() == pytest.approx(1, abs=1e-4)
     with pytest.raises(Exception, match="Unknown edit"):
         explore.edit(face, "paint it blue")
+
+
+def test_everything_the_page_shows_of_one_face_in_one_typed_view(shipped, demo):
+    _, model = shipped
+    face = demo.images[0]
+    views = explore.face_views(model, face)
+    assert isinstance(views, explore.FaceViews)
+    target = int(np.argmax(views.proba))
+    assert np.allclose(views.proba, views.what_if["as it is"]) and list(views.what_if) == ["as it is", *explore.EDITS]
+    assert sum(views.layers["probabilities"]) == pytest.approx(1, abs=1e-3)  # its first member, layer by layer
+    for heat, note in (views.gradcam, views.occlusion):  # each a map, or none and why
+        assert (heat is None) != (note is None)
+        assert heat is None or (heat.shape == (48, 48) and heat.max() == pytest.approx(1))
+    assert views.occlusion[0] is None or np.allclose(views.occlusion[0], explain.occlusion(model, face, target)[0])
 
 
 def test_predict_explain_json_has_occlusion(shipped, tmp_path, capsys):

@@ -28,13 +28,6 @@ def faces(real_data_dir) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    """The shipped model in Keras and its probabilities on nothing yet (loaded once)."""
-    ref = resolve_model("default")
-    return ref, load_model(ref)
-
-
-@pytest.fixture(scope="module")
 def small(trained_run):
     """A small trained run (the session's tiny model) and the model, loaded once: what a format
     does to a network does not depend on its size, and exporting it takes a fraction of the time."""

@@ -17,7 +17,6 @@ import pytest
 from skimage import data as skimage_data
 
 from fer_core.inference.live import LiveAnalyser
-from fer_core.inference.loader import load_model, resolve_model
 
 from .live_scenario import READOUT
 
@@ -32,18 +31,13 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    ref = resolve_model("default")
-    return load_model(ref), ref.classes
-
-
 def frame() -> np.ndarray:
     return cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480))
 
 
 def test_the_readout_says_faces_rate_and_each_emotion(shipped):
-    model, classes = shipped
+    ref, model = shipped
+    classes = ref.classes
     clock = Clock()
     live = LiveAnalyser(model, classes, clock=clock)
     assert live.readout() == "0 faces · 0.0 fps"
@@ -62,7 +56,8 @@ def test_the_readout_says_faces_rate_and_each_emotion(shipped):
 
 
 def test_frames_that_arrive_during_an_analysis_are_dropped_not_queued(shipped):
-    model, classes = shipped
+    ref, model = shipped
+    classes = ref.classes
     live = LiveAnalyser(model, classes)
     live.process(frame())  # warm: the graph is traced
     inside, release = threading.Event(), threading.Event()

@@ -441,7 +441,7 @@ def test_runs_page_lists_a_queued_job_before_its_run_folder_exists(demo_app, mon
 def test_two_copies_of_fer2013_are_the_same_data():
     """Regression: two FER2013 models (a CSV and an image folder) were said to be trained on
     different data, with a server path in the message."""
-    from fer_core.inference.loader import data_identity
+    from fer_core.data.loading import data_identity
 
     assert data_identity("/srv/a/fer2013") == data_identity("/home/b/fer2013.csv") == "FER2013"
     assert data_identity("/x/icml_face_data.csv.gz") == "FER2013"

@@ -10,7 +10,8 @@ from PIL import Image
 from fer_core.cli import main
 from fer_core.inference.faces import Box, crop_face, default_detector, iou
 from fer_core.inference.loader import load_model, resolve_model
-from fer_core.inference.photo import analyse, draw, find_faces, gradcam, overlay
+from fer_core.inference.explain import gradcam, overlay
+from fer_core.inference.photo import analyse, draw, find_faces
 
 skimage_data = pytest.importorskip("skimage.data")  # ships the public-domain astronaut photo
 FACE = Box(177, 67, 93, 93)  # Eileen Collins' face in skimage's astronaut.png, found by hand
@@ -183,7 +184,7 @@ def test_cli_json_and_exit_status(astronaut, no_default_model, run_in_data, tmp_
 
 def test_explanations_that_cannot_apply_are_turned_off_with_a_reason(tmp_path):
     """A dense-only notation network trains fine; Predict then says why there is no heat map."""
-    from fer_core.inference.photo import NO_CONV
+    from fer_core.inference.explain import NO_CONV
     from fer_core.runs.trainconfig import TrainConfig
     from fer_core.training.trainer import train
 

@@ -16,8 +16,6 @@ from skimage import data as skimage_data
 from fer_core.cli import main
 from fer_core.errors import ConfigError, DataError
 from fer_core.inference.faces import Box, iou
-from fer_core.inference.engine import load_engine
-from fer_core.inference.loader import resolve_model
 from fer_core.inference.photo import analyse
 from fer_core.inference.tracking import TRACK_GAP, Tracker
 from fer_core.inference.video import analyse_video, analyse_video_bytes, open_video, probe_video, sampled_frames
@@ -48,12 +46,6 @@ def make_clip(path: Path, frames, fps: float = 10, codec: str = "MJPG") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    ref = resolve_model("default")
-    return load_engine(ref), ref.classes  # as the app runs it
-
-
 def test_a_video_with_huge_frames_is_refused_before_any_frame_is_decoded(tmp_path, capsys, monkeypatch):
     """Regression: a 16.5 MB MJPEG AVI of 40 frames at 8192x8192 took a server from 1.3 to 3.5 GB
     (videos had no pixel cap; photos stop at 60 MP). The cap is 4K UHD; here lowered to keep the
@@ -79,7 +71,7 @@ def test_frames_are_sampled_at_the_chosen_rate_and_streamed(tmp_path):
     assert len(list(sampled_frames(cap, 60))) == 30  # never more frames than the video has
 
 
-def test_predict_video_json_has_frames_tracks_and_summaries(tmp_path, capsys, shipped):
+def test_predict_video_json_has_frames_tracks_and_summaries(tmp_path, capsys, shipped_engine):
     clip = make_clip(tmp_path / "two.avi", (two_faces(i / 10) for i in range(20)), fps=10)
     out = tmp_path / "annotated.webm"
     assert main(["predict", str(clip), "--fps", "5", "--json", "--tta", "none", "--out", str(out)]) == 0
@@ -96,7 +88,7 @@ def test_predict_video_json_has_frames_tracks_and_summaries(tmp_path, capsys, sh
     assert [(t["track"], t["first"], t["last"]) for t in doc["tracks"]] == [(1, 0.0, 1.8), (2, 0.0, 1.8)]
     for track in doc["tracks"]:
         labels = [f["label"] for fr in doc["frames"] for f in fr["faces"] if f["track"] == track["track"]]
-        assert track["share"] == {c: round(labels.count(c) / len(labels), 4) for c in shipped[1]}
+        assert track["share"] == {c: round(labels.count(c) / len(labels), 4) for c in shipped_engine[1]}
         assert track["dominant"] == max(labels, key=labels.count)
     video = cv2.VideoCapture(str(out))  # the annotated video: WebM, VP8, one frame per analysed frame
     assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
@@ -107,8 +99,8 @@ def test_predict_video_json_has_frames_tracks_and_summaries(tmp_path, capsys, sh
 
 
 @pytest.mark.parametrize("codec,suffix", [("FFV1", ".mkv"), ("MJPG", ".avi"), ("VP80", ".webm")])
-def test_a_face_gets_the_same_box_and_label_in_a_photo_and_in_a_video_of_it(tmp_path, shipped, codec, suffix):
-    model, classes = shipped
+def test_a_face_gets_the_same_box_and_label_in_a_photo_and_in_a_video_of_it(tmp_path, shipped_engine, codec, suffix):
+    model, classes = shipped_engine
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), photo_bgr())
     (still,) = analyse([(photo.name, photo)], model, classes, tta="none")
@@ -145,29 +137,29 @@ def test_a_bad_video_gives_a_clear_error_and_exit_status_1(tmp_path, capsys, nam
     assert why in json.loads(capsys.readouterr().out)["error"]
 
 
-def test_a_truncated_video_keeps_its_readable_frames_or_says_why(tmp_path, shipped):
+def test_a_truncated_video_keeps_its_readable_frames_or_says_why(tmp_path, shipped_engine):
     clip = make_clip(tmp_path / "whole.webm", [photo_bgr()] * 20, fps=10, codec="VP80")
     cut = tmp_path / "cut.webm"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
     try:
-        result = analyse_video(cut, *shipped, fps=10, tta="none")
+        result = analyse_video(cut, *shipped_engine, fps=10, tta="none")
     except DataError as exc:
         assert "cut.webm" in str(exc)
     else:
         assert 0 < len(result.frames) < 20 and all(len(f.faces) == 1 for f in result.frames)
 
 
-def test_wrong_options_are_refused_before_any_work(tmp_path, capsys, shipped):
+def test_wrong_options_are_refused_before_any_work(tmp_path, capsys, shipped_engine):
     clip = make_clip(tmp_path / "c.avi", [photo_bgr()] * 3)
     with pytest.raises(ConfigError, match="ending in .webm"):
-        analyse_video(clip, *shipped, out=tmp_path / "x.mp4")
+        analyse_video(clip, *shipped_engine, out=tmp_path / "x.mp4")
     with pytest.raises(ConfigError, match="above 0"):
-        analyse_video(clip, *shipped, fps=0)
+        analyse_video(clip, *shipped_engine, fps=0)
     assert main(["predict", str(clip), str(clip), "--out", str(tmp_path / "x.webm")]) == 2
     assert "--out names one annotated video" in capsys.readouterr().err
 
 
-def test_cancel_keeps_what_was_analysed_and_writes_no_video(tmp_path, shipped):
+def test_cancel_keeps_what_was_analysed_and_writes_no_video(tmp_path, shipped_engine):
     clip = make_clip(tmp_path / "long.avi", [photo_bgr()] * 40, fps=10)
     out = tmp_path / "never.webm"
     asked, seen = [], []
@@ -176,21 +168,21 @@ def test_cancel_keeps_what_was_analysed_and_writes_no_video(tmp_path, shipped):
         asked.append(1)
         return len(asked) >= 12
 
-    result = analyse_video(clip, *shipped, fps=10, tta="none", out=out, progress=lambda d, t: seen.append((d, t)),
+    result = analyse_video(clip, *shipped_engine, fps=10, tta="none", out=out, progress=lambda d, t: seen.append((d, t)),
                            cancel=cancel)
     assert result.cancelled and len(result.frames) == 12 and all(f.faces[0].label for f in result.frames)
     assert not list(tmp_path.glob("never*")) and seen[-1] == (1.1, 4.0)
 
 
-def test_an_uploaded_video_is_analysed_from_bytes_and_its_annotated_copy_returned(tmp_path, shipped):
+def test_an_uploaded_video_is_analysed_from_bytes_and_its_annotated_copy_returned(tmp_path, shipped_engine):
     clip = make_clip(tmp_path / "up.avi", [photo_bgr()] * 5, fps=5)
-    result, webm = analyse_video_bytes(clip.read_bytes(), "my clip.avi", *shipped, fps=5, tta="none", annotated=True)
+    result, webm = analyse_video_bytes(clip.read_bytes(), "my clip.avi", *shipped_engine, fps=5, tta="none", annotated=True)
     assert result.file == "my clip.avi" and len(result.frames) == 5 and webm[:4] == b"\x1a\x45\xdf\xa3"  # EBML
     rows = result.timeline(1)
-    assert len(rows) == 5 * len(shipped[1]) and {r["t"] for r in rows} == {0.0, 0.2, 0.4, 0.6, 0.8}
+    assert len(rows) == 5 * len(shipped_engine[1]) and {r["t"] for r in rows} == {0.0, 0.2, 0.4, 0.6, 0.8}
 
 
-def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, capsys, monkeypatch, shipped):
+def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, capsys, monkeypatch, shipped_engine):
     """Regression: a 2-hour video was analysed whole (every frame, hundreds of seconds of a core)."""
     clip = make_clip(tmp_path / "long.avi", (np.full((H, W, 3), i, np.uint8) for i in range(40)), fps=10)  # 4 s
     monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "1.5")
@@ -202,7 +194,7 @@ def test_a_long_video_is_cut_at_the_limit_and_says_so_before_the_work(tmp_path, 
     assert "FER_MAX_VIDEO_SECONDS" in doc["note"]
     monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "600")
     monkeypatch.setenv("FER_MAX_VIDEO_FRAMES", "4")  # 4 frames at 5 per second: 0.8 s
-    model, classes = shipped
+    model, classes = shipped_engine
     result, _ = analyse_video_bytes(clip.read_bytes(), "long.avi", model, classes, fps=5)
     assert [f.t for f in result.frames] == [0.0, 0.2, 0.4, 0.6] and result.cut_at == 0.8
     from fer_core.inference.video import probe_video
@@ -224,10 +216,10 @@ def montage_frame(shot: int) -> np.ndarray:
     return frame
 
 
-def test_a_montage_gives_a_track_per_shot_and_a_shot_one_track(tmp_path, shipped):
+def test_a_montage_gives_a_track_per_shot_and_a_shot_one_track(tmp_path, shipped_engine):
     """Regression: a montage of 30 photos with hard cuts gave 9 tracks, one of them 18 s long
     across 9 people. Tracks now end at a shot cut; within a shot one face keeps one track."""
-    model, classes = shipped
+    model, classes = shipped_engine
     shots = 5
     clip = make_clip(tmp_path / "montage.avi", (montage_frame(i // 10) for i in range(10 * shots)), fps=10)
     result = analyse_video(clip, model, classes, fps=5)

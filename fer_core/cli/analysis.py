@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from fer_core.config import load_settings
 from fer_core.data.loading import load_dataset
 from fer_core.device import quiet_tensorflow
 from fer_core.errors import ConfigError, DataError
+from fer_core.files import check_readable
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.inference.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_core.inference.forward import DEFAULT_TTA, TTA_MODES
@@ -59,13 +59,10 @@ def unreadable(path: str) -> str | None:
     """Why an input file cannot be read (the sentence predict prints for it), or None when it can.
 
     Checked before any model loads (20 s and more): a mistyped name is said at once."""
-    file = Path(path)
-    if not file.is_file():
-        return f"{path}: no such file." if not file.exists() else f"{path}: not a regular file (a folder or a device)."
-    if not os.access(file, os.R_OK):
-        return f"{path}: permission denied; check that you may read it."
-    if file.stat().st_size == 0:
-        return f"{path}: the file is empty."
+    try:
+        check_readable(path, path)
+    except DataError as exc:
+        return str(exc)
     return None
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fer_core.errors import DataError
+from fer_core.files import check_readable
 
 #: Larger images are refused: a 16-bit 100-megapixel upload would need gigabytes.
 MAX_PIXELS = 60_000_000
@@ -47,11 +48,7 @@ def open_image(src: str | Path | bytes, name: str | None = None, max_side: int |
                     raise DataError(f"{label}: the file is empty.")
                 im = Image.open(io.BytesIO(src))
             else:
-                if not Path(src).is_file():
-                    raise DataError(f"{label}: no such file." if not Path(src).exists() else
-                                    f"{label}: not a regular file (a folder or a device).")
-                if Path(src).stat().st_size == 0:
-                    raise DataError(f"{label}: the file is empty.")
+                check_readable(src, label)
                 im = Image.open(src)
             with im:
                 if im.width * im.height > MAX_PIXELS:

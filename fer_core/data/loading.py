@@ -349,6 +349,28 @@ def source_choices(active: str) -> list[str]:
     return list(dict.fromkeys([DEMO_SOURCE, active, *known_sources()]))
 
 
+FER2013_NAMES = ("fer2013", "fer-2013", "fer_2013", "icml_face_data")
+
+
+def data_identity(source: str) -> str:
+    """What data set a source is, for comparing two models: ``"demo"`` (with its size), ``"FER2013"``
+    for any copy of it (a CSV, an image folder, on any path: they hold the same faces), else
+    the source's real path."""
+    text = source.strip()
+    if not text or text.split(":")[0] == "demo":
+        return text or "demo"
+    name = Path(text.rstrip("/")).name.lower()
+    if any(name.startswith(n) for n in FER2013_NAMES) or name in ("fer", "fer13"):
+        return "FER2013"
+    return os.path.realpath(text)
+
+
+def data_name(source: str) -> str:
+    """A source as a page may show it (no server path: only its last part)."""
+    ident = data_identity(source)
+    return ident if ident in ("FER2013",) or ident.startswith("demo") else Path(source.rstrip("/")).name
+
+
 _NUMBERS = [str(i) for i in range(256)]
 
 

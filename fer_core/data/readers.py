@@ -202,9 +202,34 @@ def read_csv(path: Path) -> RawData:
     Raises:
         DataError: the file is empty, unreadable, or lacks the required columns.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+    names, gz = _csv_columns(path)
+    table, malformed = _read_table(path, names, gz)
+    n = table.num_rows
+    problems = [f"line {ln}: wrong number of fields, expected {len(names)} (malformed CSV line)"
+                for ln in malformed]
+    if n == 0 and not malformed:
+        raise DataError(f"{path}: the CSV has a header but no data rows.")
+    # Line numbers of the rows we kept: the header is line 1, skipped lines shift the rest.
+    skipped_lines = np.array(sorted(x for x in malformed if x > 0), np.int64)
+    line_no = np.arange(n, dtype=np.int64) + 2
+    for s in skipped_lines:
+        line_no[line_no >= s] += 1
+    labels, splits, bad = _labels_and_splits(table, names)
+    pixels, pix_bad = parse_pixel_rows(table["pixels"])
+    pix_ok = np.ones(n, bool)
+    pix_ok[list(pix_bad)] = False
+    for i, why in pix_bad.items():
+        bad.setdefault(i, why)
+    keep = np.ones(n, bool)
+    keep[list(bad)] = False
+    images = pixels[keep[pix_ok]].reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    idx = np.flatnonzero(keep)
+    problems += [f"row {i + 1} (line {line_no[i]}): {bad[i]}" for i in sorted(bad)]
+    return RawData(images, labels[keep], [splits[i] for i in idx], [f"row {i + 1}" for i in idx], problems)
 
+
+def _csv_columns(path: Path) -> tuple[list[str], bool]:
+    """The CSV's column names (checked: emotion and pixels present, none repeated) and whether it is gzipped."""
     empty_msg = f"{path}: the file is empty; expected a FER2013 CSV with columns emotion,pixels,Usage."
     if path.stat().st_size == 0:
         raise DataError(empty_msg)
@@ -224,6 +249,13 @@ def read_csv(path: Path) -> RawData:
         )
     if len(set(names)) != len(names):
         raise DataError(f"{path}: repeated column names in the header ({', '.join(names)}).")
+    return names, gz
+
+
+def _read_table(path: Path, names: list[str], gz: bool):
+    """The CSV's rows as a pyarrow table of byte strings, and the line numbers of malformed lines (skipped)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
 
     malformed: list[int] = []
 
@@ -248,25 +280,20 @@ def read_csv(path: Path) -> RawData:
             table = read(threads=False)
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot parse as CSV ({str(exc).strip()[:300]}).") from None
+    return table, malformed
 
-    n = table.num_rows
-    problems = [f"line {ln}: wrong number of fields, expected {len(names)} (malformed CSV line)"
-                for ln in malformed]
-    if n == 0 and not malformed:
-        raise DataError(f"{path}: the CSV has a header but no data rows.")
-    # Line numbers of the rows we kept: the header is line 1, skipped lines shift the rest.
-    skipped_lines = np.array(sorted(x for x in malformed if x > 0), np.int64)
-    line_no = np.arange(n, dtype=np.int64) + 2
-    for s in skipped_lines:
-        line_no[line_no >= s] += 1
+
+def _labels_and_splits(table, names: list[str]) -> tuple[np.ndarray, list, dict[int, str]]:
+    """Each row's label (-1 when bad) and split (None when the CSV has no Usage column), and why
+    each bad row is bad, by row index."""
 
     def text(col: str) -> list[str]:
         return [b.decode("utf-8", "replace").strip() for b in table[col].to_pylist()]
 
+    n = table.num_rows
     bad: dict[int, str] = {}
-    emotion = text("emotion")
     labels = np.full(n, -1, np.int64)
-    for i, e in enumerate(emotion):
+    for i, e in enumerate(text("emotion")):
         if e.isdigit() and int(e) < len(CLASS_NAMES):
             labels[i] = int(e)
         else:
@@ -277,18 +304,7 @@ def read_csv(path: Path) -> RawData:
             splits[i] = _USAGE.get(u.lower())
             if splits[i] is None:
                 bad.setdefault(i, f"field 'Usage' is {shown(u)}, expected one of {', '.join(SPLITS)}")
-
-    pixels, pix_bad = parse_pixel_rows(table["pixels"])
-    pix_ok = np.ones(n, bool)
-    pix_ok[list(pix_bad)] = False
-    for i, why in pix_bad.items():
-        bad.setdefault(i, why)
-    keep = np.ones(n, bool)
-    keep[list(bad)] = False
-    images = pixels[keep[pix_ok]].reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    idx = np.flatnonzero(keep)
-    problems += [f"row {i + 1} (line {line_no[i]}): {bad[i]}" for i in sorted(bad)]
-    return RawData(images, labels[keep], [splits[i] for i in idx], [f"row {i + 1}" for i in idx], problems)
+    return labels, splits, bad
 
 
 # ------------------------------------------------------------------- image folders

@@ -1,6 +1,6 @@
 """Inside the network: the features it classifies from (an embedding map), what each layer
-responds to for one face, which parts of the face decide its answer (occlusion) and what a change
-to the face does to it ("what if").
+responds to for one face, what a change to the face does to it ("what if"), and all the Explore
+page shows of one face (:class:`FaceViews`, with the explanations of :mod:`fer_core.inference.explain`).
 
 Any model works: the shipped one, a run, an ensemble. Its **features** are the input of its
 classifier (the last ``Dense`` layer, ``probabilities``); an ensemble's are its members' features
@@ -21,8 +21,9 @@ import numpy as np
 from fer_core import files
 from fer_core.config import cache_dir, read_only
 from fer_core.data.dataset import Dataset
-from fer_core.errors import ConfigError, ModelError
+from fer_core.errors import ConfigError, FerError, ModelError
 from fer_core.inference.engine import load_engine
+from fer_core.inference.explain import GREY, Explanation, gradcam, occlusion
 from fer_core.inference.loader import ModelRef
 from fer_core.inference.forward import Classifier, Progress, keras_model, predict_proba
 from fer_core.models.ensemble import members as ensemble_members
@@ -30,8 +31,6 @@ from fer_core.models.ensemble import members as ensemble_members
 METHODS = ("pca", "tsne")
 #: Neighbours that vote in the k-NN accuracy (leave-one-out) and that a face's neighbour list shows.
 KNN = 10
-#: Occlusion: a grey square this many pixels wide slides over the 48x48 face in steps of STRIDE.
-PATCH, STRIDE, GREY = 8, 4, 128
 
 _EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (feature models, lock)
 _EXTRACTORS_LOCK = threading.Lock()
@@ -267,29 +266,7 @@ def layers(model, face: np.ndarray, top: int = 6) -> dict:
             "logits": np.round(scores, 4).tolist(), "probabilities": np.round(proba / proba.sum(), 4).tolist()}
 
 
-# ---------------------------------------------------------------------- occlusion and "what if"
-def occlusion(model, face: np.ndarray, target: int | None = None) -> tuple[np.ndarray | None, str | None]:
-    """Occlusion sensitivity: a grey PATCH x PATCH square slides over the face (STRIDE apart) and
-    each pixel gets the mean drop of the ``target`` class's probability (default: the predicted
-    one) while it was covered, scaled to [0, 1]. Returns ``(map, None)`` or ``(None, why)``."""
-    face = np.asarray(face, np.uint8).reshape(48, 48)
-    base = predict_proba(model, face[None])[0]
-    target = int(base.argmax()) if target is None else target
-    spots = [(y, x) for y in range(0, 48 - PATCH + 1, STRIDE) for x in range(0, 48 - PATCH + 1, STRIDE)]
-    batch = np.repeat(face[None], len(spots), axis=0)
-    for k, (y, x) in enumerate(spots):
-        batch[k, y:y + PATCH, x:x + PATCH] = GREY
-    drop = base[target] - predict_proba(model, batch)[:, target]
-    total, count = np.zeros((48, 48), np.float32), np.zeros((48, 48), np.float32)
-    for (y, x), d in zip(spots, drop):
-        total[y:y + PATCH, x:x + PATCH] += d
-        count[y:y + PATCH, x:x + PATCH] += 1
-    heat = np.clip(total / np.maximum(count, 1), 0, None)
-    if heat.max() <= 1e-6:
-        return None, "Covering any part of this face never lowered the predicted class's probability."
-    return heat / heat.max(), None
-
-
+# ---------------------------------------------------------------------- "what if"
 #: The what-if edits of a 48x48 face (FER2013 framing: eyes about rows 14-24, mouth rows 30-42).
 EDITS = ("cover the eyes", "cover the mouth", "cover the upper half", "cover the lower half", "mirror",
          "rotate 15° left", "rotate 15° right", "brighten", "darken")
@@ -328,3 +305,29 @@ def what_if(model, face: np.ndarray, names: tuple[str, ...] = EDITS) -> dict[str
     faces = [np.asarray(face, np.uint8).reshape(48, 48)] + [edit(face, n) for n in names]
     proba = predict_proba(model, np.stack(faces))
     return dict(zip(("as it is", *names), proba))
+
+
+# ---------------------------------------------------------------------- all of one face
+@dataclass
+class FaceViews:
+    """Everything the Explore page shows of one 48x48 face."""
+
+    proba: np.ndarray  # the class probabilities of the face as it is
+    layers: dict  # the face layer by layer (:func:`layers`), or its ``note`` when the probe cannot read the network
+    gradcam: Explanation
+    occlusion: Explanation
+    what_if: dict[str, np.ndarray]  # :func:`what_if`
+
+
+def face_views(model, face: np.ndarray) -> FaceViews:
+    """:class:`FaceViews` of one face; its explanations are of the predicted class."""
+    face = np.asarray(face, np.uint8).reshape(48, 48)
+    what = what_if(model, face)
+    target = int(what["as it is"].argmax())
+    try:
+        inside = layers(model, face)
+    except (FerError, ValueError) as exc:  # a network the probe cannot read: the rest still shows
+        inside = {"model": "", "layers": [], "first_filters": [], "logits": [], "probabilities": [],
+                  "note": f"Layer by layer is not available for this model ({exc})."}
+    return FaceViews(what["as it is"], inside, gradcam(model, face[None], np.array([target]))[0],
+                     occlusion(model, face, target), what)

@@ -4,8 +4,9 @@ Two detectors, both run by OpenCV (``opencv-python-headless`` 4.x), neither down
 
 - ``yunet`` (the default): the YuNet CNN (Wu, Peng, Yu 2023; Apache-2.0, shipped in
   ``fer_core/inference/assets/yunet/`` with its licence and checked against its SHA-256 when loaded). It
-  finds turned, tilted, small and large faces and gives five landmarks (eyes, nose, mouth
-  corners), which align each face upright before it is cropped;
+  finds turned, tilted, small and large faces, with five landmarks (eyes, nose, mouth
+  corners), and tells how far a face is turned, so that each one is cropped upright
+  (:meth:`YuNetDetector.upright_angle`);
 - ``haar``: the Haar cascades inside the OpenCV wheel (frontal, plus profile on the image and
   its mirror image).
 
@@ -15,7 +16,6 @@ Any object with ``detect(gray) -> list[Box]``, ``name`` and ``frame`` can take t
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +59,6 @@ class Box:
         """The same box in an image ``k`` times as large."""
         return Box(round(self.x * k), round(self.y * k), round(self.w * k), round(self.h * k), self.score,
                    self.frontal, tuple((x * k, y * k) for x, y in self.landmarks))
-
-    def eye_angle(self) -> float:
-        """Degrees by which the line through the eyes is tilted (0 without landmarks)."""
-        if len(self.landmarks) < 2:
-            return 0.0
-        (rx, ry), (lx, ly) = self.landmarks[:2]
-        return math.degrees(math.atan2(ly - ry, lx - rx))
 
 
 class FaceDetector(Protocol):
@@ -168,10 +161,10 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 #: centred on the crop within 1% of its side).
 YUNET_FRAME = 1.065
 YUNET_MIN_SIDE, YUNET_LARGE_SIDE = 640, 320  # see YuNetDetector.detect
-ROTATIONS = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)
+ROTATIONS = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)  # extra views of a face when looking for its upright angle
 VIEW_SIDE = 160
 MIN_TURN = 10.0  # degrees: smaller tilts are left as they are (see YuNetDetector.upright_angle)
-SCORE_SOFTNESS = 0.005  # of the soft arg-max over YuNet's confidence in the turned views  # extra views of a face when looking for its upright angle
+SCORE_SOFTNESS = 0.005  # of the soft arg-max over YuNet's confidence in the turned views
 
 
 class YuNetDetector:
@@ -219,28 +212,29 @@ class YuNetDetector:
         each view (a soft arg-max). Turns under 10 degrees are left alone: FER2013's own faces
         tilt that much (``benchmarks/bench_faces.py`` measures what turning buys).
         """
-        views = [self._view(gray, box, turn) for turn in (0.0, *ROTATIONS)]
-        scores = np.array([v[0] for v in views])
+        turns = np.array((0.0, *ROTATIONS))
+        scores = np.array([self._view(gray, box, turn) for turn in turns])
         if scores.max() <= 0:
             return 0.0
         weights = np.exp((scores - scores.max()) / SCORE_SOFTNESS)
-        angle = float((weights * np.array([v[1] for v in views])).sum() / weights.sum())
+        angle = float((weights * turns).sum() / weights.sum())
         return angle if abs(angle) >= MIN_TURN else 0.0
 
-    def _view(self, gray: np.ndarray, box: Box, turn: float) -> tuple[float, float, float]:
-        """(YuNet's confidence, ``turn``, eye angle) of the face in its surroundings turned by ``turn``."""
+    def _view(self, gray: np.ndarray, box: Box, turn: float) -> float:
+        """YuNet's confidence in the face in its surroundings turned by ``turn`` degrees (0 when
+        it finds no face near the middle)."""
         cv2 = self.cv2
         side = VIEW_SIDE  # the face's surroundings (twice its box) scaled to this square
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
         m = cv2.getRotationMatrix2D((cx, cy), turn, side / (2 * max(box.w, box.h)))
         m[:, 2] += (side / 2 - cx, side / 2 - cy)
         view = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        best = (0.0, turn, 0.0)
+        best = 0.0
         found = self.view_net.detect(cv2.cvtColor(view, cv2.COLOR_GRAY2BGR))[1]
         for row in found if found is not None else []:
             near = abs(row[0] + row[2] / 2 - side / 2) < side / 4 and abs(row[1] + row[3] / 2 - side / 2) < side / 4
-            if near and row[14] > best[0]:
-                best = (float(row[14]), turn, math.degrees(math.atan2(row[7] - row[5], row[6] - row[4])))
+            if near and row[14] > best:
+                best = float(row[14])
         return best
 
     def detect(self, gray: np.ndarray, side: int | None = None) -> list[Box]:

@@ -7,7 +7,6 @@ Models are loaded with Keras safe mode on, so a ``.keras`` file cannot run arbit
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from fer_core.config import (CLASS_NAMES, DEFAULT_MODEL, DEFAULT_MODEL_DIR, FAST_MODEL, FAST_MODEL_DIR, load_settings,
                              runs_dir)
+from fer_core.data.loading import data_identity, data_name
 from fer_core.device import quiet_tensorflow
 from fer_core.errors import FerError, ModelError
 from fer_core.runs import rundir
@@ -181,28 +181,6 @@ def trained_on(ref: ModelRef) -> str:
         return ""
 
 
-FER2013_NAMES = ("fer2013", "fer-2013", "fer_2013", "icml_face_data")
-
-
-def data_identity(source: str) -> str:
-    """What data set a source is, for comparing two models: ``"demo"`` (with its size), ``"FER2013"``
-    for any copy of it (a CSV, an image folder, on any path: they hold the same faces), else
-    the source's real path."""
-    text = source.strip()
-    if not text or text.split(":")[0] == "demo":
-        return text or "demo"
-    name = Path(text.rstrip("/")).name.lower()
-    if any(name.startswith(n) for n in FER2013_NAMES) or name in ("fer", "fer13"):
-        return "FER2013"
-    return os.path.realpath(text)
-
-
-def _data_name(source: str) -> str:
-    """A source as a page may show it (no server path: only its last part)."""
-    ident = data_identity(source)
-    return ident if ident in ("FER2013",) or ident.startswith("demo") else Path(source.rstrip("/")).name
-
-
 def data_mismatch(a: ModelRef, b: ModelRef) -> str | None:
     """A warning when two models were trained on different data sets (their numbers then measure
     different things: a model trained on the demo cartoons says nothing about FER2013), else None.
@@ -211,8 +189,8 @@ def data_mismatch(a: ModelRef, b: ModelRef) -> str | None:
     da, db = trained_on(a), trained_on(b)
     if not da or not db or data_identity(da) == data_identity(db):
         return None
-    return (f"These models were trained on different data: {a.name} on {_data_name(da)}, {b.name} on "
-            f"{_data_name(db)}. Their validation accuracies are not comparable; only the numbers measured here, on "
+    return (f"These models were trained on different data: {a.name} on {data_name(da)}, {b.name} on "
+            f"{data_name(db)}. Their validation accuracies are not comparable; only the numbers measured here, on "
             "the same faces, are.")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from fer_core.config import env_float, env_number
 from fer_core.device import quiet_stderr
 from fer_core.errors import ConfigError, DataError
-from fer_core.files import atomic_write
+from fer_core.files import atomic_write, check_readable
 from fer_core.inference.annotated import OUT_SUFFIX, VideoWriter
 from fer_core.inference.faces import (
     DEFAULT_DETECTOR,
@@ -246,11 +246,7 @@ def open_video(path: str | os.PathLike, name: str | None = None):
     import cv2
 
     label = name or str(path)
-    if not Path(path).is_file():
-        raise DataError(f"{label}: no such file." if not Path(path).exists() else
-                        f"{label}: not a regular file (a folder or a device).")
-    if Path(path).stat().st_size == 0:
-        raise DataError(f"{label}: the file is empty.")
+    check_readable(path, label)
     with quiet_stderr():  # FFmpeg's own complaints ("moov atom not found") go to fd 2
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():

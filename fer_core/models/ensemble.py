@@ -4,7 +4,7 @@ The ensemble is a functional Keras model like any other: it takes the same 48x48
 faces, each member keeps its own preprocessing (rescaling, centre crop) inside it, and a
 ``keras.layers.Average`` named :data:`MEAN_LAYER` averages their class probabilities. So every
 page and command uses it unchanged; Grad-CAM averages the members' maps (see
-:func:`fer_core.inference.photo.gradcam`).
+:func:`fer_core.inference.explain.gradcam`).
 """
 
 from __future__ import annotations

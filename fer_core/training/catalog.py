@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fer_core.data.loading import data_identity
 from fer_core.errors import FerError
 from fer_core.inference import loader
 from fer_core.inference.loader import resolve_model
@@ -330,7 +331,7 @@ def groups_of(run: RunSummary, by: str) -> list[str]:
 
 def data_label(run: RunSummary) -> str:
     """The data set a run was trained on, as a group name shows it ("FER2013", "demo", a folder name)."""
-    ident = loader.data_identity(run.config.data) if run.config else "unknown data"
+    ident = data_identity(run.config.data) if run.config else "unknown data"
     return ident if ident == "FER2013" or ident.startswith("demo") or ident == "unknown data" else Path(ident).name
 
 

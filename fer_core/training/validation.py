@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib.util
 
 from fer_core.config import CLASS_NAMES
-from fer_core.data.loading import check_allowed, parse_merge, resolve_source
+from fer_core.data.loading import check_allowed, data_identity, parse_merge, resolve_source
 from fer_core.errors import ConfigError, FerError
-from fer_core.inference.loader import data_identity, resolve_model
+from fer_core.inference.loader import resolve_model
 from fer_core.runs.trainconfig import TrainConfig, config_error
 
 
