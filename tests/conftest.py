@@ -106,7 +106,7 @@ SUBMITTER = (
     "import os, sys\n"
     "from fer_core import jobs\n"
     "from fer_core.runs.trainconfig import TrainConfig\n"
-    "class R:\n"
+    "class R(jobs.Runner):\n"
     "    def slots(self): return [0]\n"
     "    def start(self, job): return int(os.environ['HOLDER'])\n"
     "    def alive(self, pid): return True\n"
