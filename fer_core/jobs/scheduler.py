@@ -29,8 +29,9 @@ from fer_core.jobs.limits import Limits
 from fer_core.jobs.ray_runner import check_address, for_address
 from fer_core.jobs.runners import LocalRunner, Runner
 from fer_core.jobs.sqlite import store_path
-from fer_core.jobs.store import LOCAL, Job, JobStatus, JobStore
+from fer_core.jobs.store import LOCAL, Job, JobStore
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 
 RUNNERS = (LOCAL, "ray")

@@ -26,8 +26,9 @@ from fer_core.errors import FerError
 from fer_core.jobs import reports
 from fer_core.jobs.scheduler import schedule
 from fer_core.jobs.liveness import HEARTBEAT_SECONDS
-from fer_core.jobs.store import LOCAL, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.store import LOCAL, JobStore, LeaseLost
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.trainer import train
 
