@@ -30,6 +30,7 @@ from fer_core.device import quiet_tensorflow, tensorflow_ready
 from fer_core.errors import FerError
 from fer_core.inference.evaluate import evaluate_cached
 from fer_core.jobs.sqlite import connect, store_path
+from fer_core.jobs.scheduler import start_scheduling_loop
 from fer_core.shipping.export import export_zip
 from fer_core.fmt import fmt_seconds
 from fer_core.inference.engine import load_engine
@@ -129,6 +130,20 @@ def keep_store_open(path: str):
     it reads the live store through them (``mode=ro``) instead of the main file alone, which this
     server may be writing (:func:`fer_core.jobs.sqlite.connect`)."""
     return connect(path)
+
+
+def scheduling_loop() -> None:
+    """Call first on the pages that show jobs: the full server's one scheduling loop keeps the jobs
+    moving (:func:`fer_core.jobs.start_scheduling_loop`; never on a read-only server), so that the
+    pages' own looks at the store only read."""
+    if not read_only():
+        start_scheduling_once(str(store_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def start_scheduling_once(path: str):
+    """Start the loop over the job store at ``path``, once per server."""
+    return start_scheduling_loop()
 
 
 #: Every screen from a phone (390 px) to a projector (800-1280 px, sidebar open): pictures never

@@ -15,20 +15,28 @@ from fer_core.shipping.export import FORMATS, QUANTIZE, missing_runtime
 from fer_core.inference.loader import DEFAULT_MODEL, FAST_MODEL, default_model, shipped_folder, shipped_model
 from fer_core.training.catalog import GROUP_BY, STUDY_COLUMNS, config_table, curves, group_curves, group_table, list_runs, lr_curve, metric_summary, reference_rows, shipped_histories, shipped_members, summarize
 from fer_core.training.dynamics import dynamics_stamp
+from fer_core.runs.status import shown_status
 from ui import cached_cartography, cached_export, chart, link_to, show_cartography, use_app_navigation
+from ui import scheduling_loop
 
 use_app_navigation()
+scheduling_loop()
 st.title("Runs")
 
 
-def job_statuses() -> dict[str, tuple[int, str]]:
-    """Run directory -> (job id, status) of the job that writes it (jobs know better than run.json)."""
+def job_statuses() -> dict[str, tuple[int, jobs.JobStatus]]:
+    """Run directory -> (job id, status) of the job that writes it (a read: the server's loop schedules)."""
     try:
-        with jobs.scheduled_store() as store:
-            return {job.run_dir: (job.id, job.status.value) for job in store.list()}
+        with jobs.open_store() as store:
+            return {job.run_dir: (job.id, job.status) for job in store.list()}
     except FerError as exc:
         st.warning(str(exc))
         return {}
+
+
+def status_of(run, statuses: dict) -> str:
+    """What the page shows as a run's status: its job's, when it has one (see shown_status)."""
+    return shown_status(run.status, statuses.get(str(run.path), (None, None))[1])
 
 
 #: The runs table's columns, most telling first (the run's name stays pinned when it scrolls sideways).
@@ -42,8 +50,8 @@ def seen(runs: list, statuses: dict) -> tuple:
     """What the page shows of the runs and jobs: every run with its status and epochs done, and
     the jobs that have no run folder yet."""
     paths = {str(r.path) for r in runs}
-    return (tuple((r.name, statuses.get(str(r.path), (None, r.status))[1], len(r.metrics)) for r in runs),
-            tuple(sorted((job, status) for d, (job, status) in statuses.items() if d not in paths)))
+    return (tuple((r.name, status_of(r, statuses), len(r.metrics)) for r in runs),
+            tuple(sorted((job, shown_status(None, status)) for d, (job, status) in statuses.items() if d not in paths)))
 
 
 @st.cache_data(ttl=WATCH_EVERY - 1, show_spinner=False)
@@ -135,10 +143,10 @@ statuses = job_statuses()
 st.fragment(run_every=WATCH_EVERY)(watch)(look())
 table = pd.DataFrame([r.row() for r in runs])
 if runs:
-    table["status"] = [statuses.get(str(r.path), (None, r.status))[1] for r in runs]
+    table["status"] = [status_of(r, statuses) for r in runs]
 known = {str(r.path) for r in runs}
-waiting = [{"run": Path(d).name, "status": status, "job": job} for d, (job, status) in statuses.items()
-           if d not in known and status in ("queued", "running")]
+waiting = [{"run": Path(d).name, "status": shown_status(None, status), "job": job}
+           for d, (job, status) in statuses.items() if d not in known and status in jobs.ACTIVE]
 if waiting:  # a job whose run folder is not made yet (it waits for its turn): listed, without figures
     table = pd.concat([pd.DataFrame(waiting), table], ignore_index=True)
 if table.empty:
@@ -188,7 +196,7 @@ for name in chosen:
         st.markdown(f"**{name}**" + (f": {note}" if note else ""))
         if job:
             link_to("pages/train.py", f"Job {job} on the Train page", job=job)
-live = any(statuses.get(str(by_name[n].path), (None, ""))[1] in ("running", "queued") for n in chosen)
+live = any(statuses.get(str(by_name[n].path), (None, None))[1] in jobs.ACTIVE for n in chosen)
 
 curves_tab, groups_tab, study_tab, shipped_tab, download_tab = st.tabs(
     ["Curves", "Groups", "Study table", "How the shipped model learned", "Downloads"])

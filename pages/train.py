@@ -14,13 +14,16 @@ from fer_core.fmt import fmt_duration, fmt_seconds
 from fer_core.models.build import get_spec, model_names
 from fer_core.models.notation import count_notation_params
 from fer_core.runs.rundir import read_info, read_log
+from fer_core.runs.status import shown_status
 from fer_core.training.trainer import estimate_epoch
 from fer_core.runs.trainconfig import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from fer_core.training.validation import check_world, config_notes
 from ui import (active_source, cached_dataset, link_to, model_table, param_count, source_choices,
                 use_app_navigation)
+from ui import scheduling_loop
 
 use_app_navigation()
+scheduling_loop()
 st.title("Train")
 NOTATION = "Layer notation…"
 KEY = "tr_"  # prefix of every form widget's key: the widget of field f is KEY + f
@@ -32,9 +35,10 @@ def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
     if READ_ONLY:  # a read-only server shows jobs, never changes them
         return
     cols = st.columns(4)
-    if job.status in (jobs.JobStatus.QUEUED, jobs.JobStatus.RUNNING):
+    if job.status in jobs.ACTIVE:
         if cols[0].button("Cancel", key=f"cancel{job.id}", disabled=job.cancel_requested):
             store.cancel(job.id)
+            jobs.schedule(store)  # a change schedules (the look that listed the job did not)
             st.rerun(scope="fragment")
     if job.status in jobs.RESUMABLE:
         if cols[1].button("Resume", key=f"resume{job.id}"):
@@ -62,14 +66,16 @@ def job_actions(store: jobs.JobStore, job: jobs.Job) -> None:
             st.rerun(scope="fragment")
 
 
-ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
+ICONS = {jobs.JobStatus.QUEUED: "⏳", jobs.JobStatus.RUNNING: "🏃", jobs.JobStatus.SUCCEEDED: "✅",
+         jobs.JobStatus.FAILED: "❌", jobs.JobStatus.CANCELLED: "⏹️", jobs.JobStatus.INTERRUPTED: "⚠️"}
 
 
 @st.fragment(run_every=2.0)
 def job_list() -> None:
-    """The jobs, newest first; refreshes itself every 2 s without reloading the page."""
+    """The jobs, newest first; refreshes itself every 2 s without reloading the page (a read: the
+    server's scheduling loop moves the jobs)."""
     try:
-        with jobs.scheduled_store() as store:
+        with jobs.open_store() as store:
             listed = store.list()
             draw_jobs(store, listed)
     except FerError as exc:
@@ -86,7 +92,7 @@ def draw_jobs(store: jobs.JobStore, listed: list[jobs.Job]) -> None:
         with st.container(border=True):
             head, metrics = st.columns([3, 2])
             with head:
-                st.markdown(f"**Job {job.id}** {ICONS[job.status.value]} `{job.status.value}` · "
+                st.markdown(f"**Job {job.id}** {ICONS[job.status]} `{shown_status(None, job.status)}` · "
                             f"{job.config.get('arch')} on {job.config.get('data')}")
                 st.progress(job.progress, text=f"epoch {job.epoch} of {job.total_epochs}"
                             + (f", batch {job.step}/{job.steps}" if job.status == jobs.JobStatus.RUNNING and job.steps
@@ -307,7 +313,7 @@ def measured_startup(data: str) -> tuple[float, int] | None:
     :func:`fer_core.training.trainer.estimate_epoch` times the epochs only, in this server's
     process, where all of that is done already."""
     try:
-        with jobs.scheduled_store() as store:
+        with jobs.open_store() as store:
             ended = [j for j in store.list() if j.status in jobs.ENDED and j.runner == "local" and j.started]
     except FerError:
         return None
@@ -323,7 +329,7 @@ def measured_startup(data: str) -> tuple[float, int] | None:
 
 def running_jobs() -> int:
     try:
-        with jobs.scheduled_store() as store:
+        with jobs.open_store() as store:
             return sum(j.status == jobs.JobStatus.RUNNING for j in store.list())
     except FerError:
         return 0

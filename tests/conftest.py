@@ -14,6 +14,16 @@ os.environ["FER_DATA_DIR"] = tempfile.mkdtemp(prefix="fer-test-data-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def no_scheduling_loop_left(monkeypatch):
+    """The Train and Runs pages start the server's job scheduling loop, a thread of this process:
+    it stops before the test's patches and data folder are undone (it never outlives its test)."""
+    yield
+    from fer_core import jobs
+
+    jobs.stop_scheduling_loop()
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """A fresh, empty data directory for tests that check caching or settings."""
@@ -125,7 +135,7 @@ SUBMITTER = (
     "import os, sys\n"
     "from fer_core import jobs\n"
     "from fer_core.runs.trainconfig import TrainConfig\n"
-    "class R:\n"
+    "class R(jobs.Runner):\n"
     "    def slots(self): return [0]\n"
     "    def start(self, job): return int(os.environ['HOLDER'])\n"
     "    def alive(self, pid): return True\n"

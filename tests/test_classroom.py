@@ -23,7 +23,7 @@ TIMEOUT = 180
 @pytest.fixture
 def lecturer_job(demo_app):
     """A job the lecturer's full server queued (its worker not started: the runner holds it)."""
-    class Holder:
+    class Holder(jobs.Runner):
         def slots(self): return []
         def start(self, job): raise AssertionError("nothing starts")
         def alive(self, pid): return True
@@ -51,7 +51,7 @@ def test_a_read_only_server_shows_jobs_but_changes_nothing(lecturer_job, monkeyp
         save_settings(Settings(data_source="demo"))
     with pytest.raises(FerError, match="read-only"):
         jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1))
-    with jobs.scheduled_store() as store:  # the store is opened read-only: every write fails
+    with jobs.open_store() as store:  # the store is opened read-only: every write fails
         assert [j.id for j in store.list()] == [lecturer_job]
         with pytest.raises(FerError):
             store.cancel(lecturer_job)
@@ -82,7 +82,7 @@ def test_a_read_only_server_still_analyses_photos(demo_app, monkeypatch):
 def test_a_read_only_server_sees_the_live_store_and_creates_no_file(demo_app, monkeypatch):
     from fer_core.jobs.sqlite import connect
 
-    holder = type("Holder", (), {"slots": lambda self: [], "alive": lambda self, job: True,
+    holder = type("Holder", (jobs.Runner,), {"slots": lambda self: [], "alive": lambda self, job: True,
                                  "stop": lambda self, job: None})()
     writer = jobs.JobStore()  # the full server, its store open (WAL and shared memory files in place)
     first = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), writer, holder)
@@ -106,7 +106,7 @@ def test_a_read_only_server_sees_the_live_store_and_creates_no_file(demo_app, mo
 
 def test_a_read_only_store_with_no_jobs_yet_is_empty(demo_app, monkeypatch):
     monkeypatch.setenv("FER_READ_ONLY", "1")
-    with jobs.scheduled_store() as store:
+    with jobs.open_store() as store:
         assert store.list() == []
     assert not demo_app.exists()  # not even the data folder was made
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
 
 
-class InProcess:
+class InProcess(jobs.Runner):
     """A runner that claims a job without starting a process: the worker then runs in the test."""
 
     def slots(self): return [0]
@@ -189,6 +189,7 @@ def test_a_damaged_page_of_the_store_is_a_clear_error_and_repair_rebuilds_it(run
     for name in ("train.py", "runs.py"):
         at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT).run()
         assert not at.exception, name
+    jobs.stop_scheduling_loop()  # the pages started the server's loop: the rebuilt queue must stay queued here
     assert main(["jobs", "repair"]) == 0
     assert "damaged store is kept" in capsys.readouterr().out
     assert list(data_dir.glob(f"{jobs.STORE_FILE}.damaged-*"))

@@ -34,7 +34,7 @@ def tiny(epochs=2, **kw) -> TrainConfig:
     return TrainConfig.for_model("tiny", **{"data": "demo:30", "epochs": epochs, "batch_size": 32, **kw})
 
 
-class FakeRunner:
+class FakeRunner(jobs.Runner):
     """Claims slots like the real runner but starts nothing: the 'worker' is this test process."""
 
     def __init__(self, slots=1):
@@ -168,15 +168,38 @@ def test_a_reclaimed_attempt_is_fenced_off_from_every_write(store):
     assert reports.read_lease(run).held_by(job_id, second) and not reports.read_lease(run).cancel  # ...changes nothing
     # the old attempt's report, however late and whatever it says, counts for nothing
     reports.write_report(run, reports.Report(job_id, first, 123, "node-a", beat=9, epoch=2, total_epochs=2,
-                                             status=reports.FAILED, error="stale"))
+                                             status=JobStatus.FAILED, error="stale"))
     jobs.schedule(store, runner)
     job = store.get(job_id)
     assert (job.status, job.epoch, job.error) == (JobStatus.RUNNING, 1, None)
     reports.write_report(run, reports.Report(job_id, second, 456, "node-b", beat=1, epoch=2, total_epochs=2,
-                                             status=reports.SUCCEEDED))
+                                             status=JobStatus.SUCCEEDED))
     jobs.schedule(store, runner)
     job = store.get(job_id)
     assert (job.status, job.epoch, job.pid) == (JobStatus.SUCCEEDED, 2, 456)
+
+
+def test_one_status_vocabulary(tmp_path):
+    """A report carries the job's status type, written as the store's strings; a run's status
+    and what pages show of a run and its job come from one module."""
+    from fer_core.runs.status import RunStatus, run_status, shown_status
+
+    run = tmp_path / "run"
+    run.mkdir()
+    reports.write_report(run, reports.Report(3, 1, 1, "host", status=JobStatus.SUCCEEDED))
+    assert json.loads(rundir.report_path(run, 1).read_text())["status"] == "succeeded"  # the file as before
+    report = reports.read_report(run, 3, 1)
+    assert report.status is JobStatus.SUCCEEDED and report.ended
+    rundir.report_path(run, 1).write_text(json.dumps({**json.loads(rundir.report_path(run, 1).read_text()),
+                                                      "status": "exploded"}))
+    assert reports.read_report(run, 3, 1) is None  # not a status of ours: not a report of ours
+    assert [run_status({}), run_status({"status": "finished"}), run_status({"status": 7}),
+            run_status({"status": "running"}, readable=False)] == [RunStatus.NEW, RunStatus.FINISHED,
+                                                                   RunStatus.BROKEN, RunStatus.BROKEN]
+    # the job knows better than run.json: a worker killed while training leaves "running" there
+    assert shown_status(RunStatus.RUNNING, JobStatus.INTERRUPTED) == "interrupted"
+    assert shown_status(RunStatus.STOPPED, None) == "stopped" and shown_status(None, JobStatus.QUEUED) == "queued"
+    assert f"{RunStatus.FINISHED}" == "finished"  # shown as its value wherever it is formatted
 
 
 def test_a_silent_worker_keeps_its_job_until_its_lease_is_revoked(store, monkeypatch):
@@ -195,7 +218,7 @@ def test_a_silent_worker_keeps_its_job_until_its_lease_is_revoked(store, monkeyp
     jobs.schedule(store, runner)  # the next look can: revoked, given up, stopped
     assert store.get(job_id).status == JobStatus.INTERRUPTED and runner.stopped == [job_id]
     assert reports.update_lease(job.run_dir, job_id, job.attempt, cancel=True) and reports.read_lease(job.run_dir).revoked
-    reports.write_report(job.run_dir, reports.Report(job_id, job.attempt + 1, 1, "old", status=reports.FAILED))
+    reports.write_report(job.run_dir, reports.Report(job_id, job.attempt + 1, 1, "old", status=JobStatus.FAILED))
     store.resume(job_id)
     jobs.schedule(store, runner)
     assert store.get(job_id).status == JobStatus.RUNNING and store.get(job_id).attempt == job.attempt + 1
@@ -233,7 +256,7 @@ def test_a_cluster_worker_never_opens_the_job_store(store, monkeypatch):
         assert jobs.work(job_id, job.run_dir, job.attempt) == 0
     assert store.get(job_id).status == JobStatus.RUNNING  # nothing has told the store yet
     report = reports.read_report(job.run_dir, job_id, job.attempt)
-    assert (report.status, report.epoch, report.pid) == (reports.SUCCEEDED, 2, os.getpid())
+    assert (report.status, report.epoch, report.pid) == (JobStatus.SUCCEEDED, 2, os.getpid())
     jobs.schedule(store, runner)  # the app looks: the result is picked up
     job = store.get(job_id)
     assert (job.status, job.epoch, job.total_epochs) == (JobStatus.SUCCEEDED, 2, 2)
@@ -444,6 +467,67 @@ def test_jobs_cli(data_dir, capsys):
     assert len(store.list()) == 1 and len(list((data_dir / "runs").iterdir())) == 1  # nothing was created
     assert main(["jobs", "delete", str(job_id)]) == 0
     assert store.list() == []
+
+
+def test_a_read_never_schedules(demo_app, monkeypatch, capsys):
+    """A look at the jobs only reads: the store opened for it, ``jobs list``, ``show`` and ``logs``,
+    and the Train and Runs pages (their server's loop aside) start no worker and give up no job,
+    even one whose worker is gone."""
+    from streamlit.testing.v1 import AppTest
+
+    import ui
+
+    monkeypatch.delenv("FER_RAY_ADDRESS", raising=False)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    class Gone(FakeRunner):
+        def start(self, job):
+            return gone.pid
+
+    with JobStore() as store:
+        running = store.submit(tiny())
+        assert jobs.schedule(store, Gone()) == [running]  # running, its worker already gone
+        queued = store.submit(tiny())
+    started = []
+    monkeypatch.setattr(jobs.LocalRunner, "start", lambda self, job: started.append(job.id) or os.getpid())
+    monkeypatch.setattr(ui, "scheduling_loop", lambda: None)  # the server's loop is not a read (tested below)
+    with jobs.open_store() as store:
+        assert {j.id: j.status for j in store.list()} == {running: JobStatus.RUNNING, queued: JobStatus.QUEUED}
+    for command in (["jobs", "list"], ["jobs", "list", "--json"], ["jobs", "show", str(queued)],
+                    ["jobs", "logs", str(running)]):
+        assert main(command) == 0, command
+    capsys.readouterr()
+    for page in ("runs.py", "train.py"):
+        at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=180).run()
+        assert not at.exception, page
+    with JobStore() as store:
+        assert (store.get(running).status, store.get(queued).status) == (JobStatus.RUNNING, JobStatus.QUEUED)
+    assert started == []
+    assert main(["jobs", "schedule"]) == 0  # what the server's loop does: the gone worker noticed, the next started
+    with JobStore() as store:
+        assert (store.get(running).status, store.get(queued).status) == (JobStatus.INTERRUPTED, JobStatus.RUNNING)
+    assert started == [queued] and f"started 1 job(s): {queued}" in capsys.readouterr().out
+
+
+def test_the_servers_scheduling_loop_starts_queued_jobs(store, monkeypatch):
+    monkeypatch.delenv("FER_RAY_ADDRESS", raising=False)
+    started = []
+    monkeypatch.setattr(jobs.LocalRunner, "start", lambda self, job: started.append(job.id) or os.getpid())
+    job_id = store.submit(tiny())
+    monkeypatch.setenv("FER_READ_ONLY", "1")
+    assert jobs.start_scheduling_loop(0.1) is None  # never on a read-only server
+    monkeypatch.delenv("FER_READ_ONLY")
+    try:
+        loop = jobs.start_scheduling_loop(0.1)
+        assert jobs.start_scheduling_loop(0.1) is loop and loop.is_alive()  # one loop per process
+        deadline = time.time() + 60
+        while store.get(job_id).status == JobStatus.QUEUED and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        jobs.stop_scheduling_loop()
+    assert store.get(job_id).status == JobStatus.RUNNING and started == [job_id]
+    assert not loop.is_alive()
 
 
 def test_jobs_resume_with_more_epochs_extends_a_finished_job(store, capsys):

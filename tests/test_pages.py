@@ -426,7 +426,7 @@ def test_runs_page_lists_a_queued_job_before_its_run_folder_exists(demo_app, mon
     from fer_core import jobs
     from fer_core.runs.trainconfig import TrainConfig
 
-    holder = type("Holder", (), {"slots": lambda self: [], "alive": lambda self, job: True,
+    holder = type("Holder", (jobs.Runner,), {"slots": lambda self: [], "alive": lambda self, job: True,
                                  "stop": lambda self, job: None})()
     with jobs.JobStore() as store:
         job = jobs.submit(TrainConfig.for_model("tiny", data="demo:30", epochs=1), store, holder)

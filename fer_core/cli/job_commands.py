@@ -7,7 +7,7 @@ import argparse
 from fer_core import jobs
 from fer_core.cli.output import add_json_option, emit
 from fer_core.cli.training import add_train_options, config_from_args
-from fer_core.config import fer2013_dir, runs_dir
+from fer_core.config import check_writable, fer2013_dir, runs_dir
 from fer_core.errors import FerError
 from fer_core.fmt import fmt_seconds
 from fer_core.jobs import RUNNERS
@@ -80,7 +80,7 @@ def cluster(args: argparse.Namespace) -> int:
 
 
 def listing(args: argparse.Namespace) -> int:
-    with jobs.scheduled_store() as store:  # every look at the store notices dead workers and starts queued jobs
+    with jobs.open_store() as store:  # a look: it starts nothing (the server's loop and the changes schedule)
         listed = store.list(sweep=args.sweep)
 
     def text() -> None:
@@ -96,6 +96,16 @@ def listing(args: argparse.Namespace) -> int:
     return 0
 
 
+def schedule(args: argparse.Namespace) -> int:
+    """One pass of what the full server's loop does every few seconds (reads never schedule): for a
+    queue followed from the command line alone."""
+    check_writable("Scheduling jobs")
+    with jobs.open_store() as store:
+        started = jobs.schedule(store)
+    print(f"started {len(started)} job(s)" + (f": {', '.join(map(str, started))}" if started else ""))
+    return 0
+
+
 def _job(store, value: int):
     if not 0 < value < 2 ** 63:
         raise FerError(f"There is no job {value}; 'python -m fer_core jobs list' shows them.")
@@ -103,7 +113,7 @@ def _job(store, value: int):
 
 
 def show(args: argparse.Namespace) -> int:
-    with jobs.scheduled_store() as store:
+    with jobs.open_store() as store:
         job = _job(store, args.id)
     try:  # the note and tags given when the job was submitted (none when run.json is unreadable)
         info = read_info(job.run_dir)
@@ -152,7 +162,7 @@ def delete(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    with jobs.scheduled_store() as store:
+    with jobs.open_store() as store:
         job = _job(store, args.id)
     print(jobs.job_log(job, tail=args.tail), end="")
     return 0
@@ -194,6 +204,10 @@ def add_commands(sub) -> None:
     ls.add_argument("--sweep", type=int, help="only the jobs of this sweep")
     add_json_option(ls)
     ls.set_defaults(func=listing)
+
+    group.add_parser("schedule", help="take the workers' reports in, notice dead workers and start queued jobs "
+                     "(what the app's server does every few seconds; looks such as 'list' never do)"
+                     ).set_defaults(func=schedule)
 
     sh = group.add_parser("show", help="one job in full")
     sh.add_argument("id", type=int)

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from fer_core.config import env_float
 from fer_core.errors import ConfigError, JobError
-from fer_core.jobs.runners import worker_command, worker_env
+from fer_core.jobs.runners import Runner, worker_command, worker_env
 from fer_core.jobs.store import Job
 
 NAME = "ray"
@@ -62,7 +62,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-class RayRunner:
+class RayRunner(Runner):
     """Submits each job's worker to the Ray cluster at ``address``.
 
     A job asks for ``FER_RAY_GPUS_PER_JOB`` GPUs (default 1) when the cluster has GPUs, else

@@ -23,8 +23,9 @@ from fer_core.errors import FerError
 from fer_core.jobs import reports
 from fer_core.jobs.runners import pid_alive
 from fer_core.jobs.sqlite import store_path, transaction
-from fer_core.jobs.store import LOCAL, JobStatus, JobStore
+from fer_core.jobs.store import LOCAL, JobStore
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 
 REBUILT = "Rebuilt from its run directory by 'jobs repair'; resume it to continue from its last checkpoint."

@@ -32,10 +32,10 @@ from typing import Iterator
 from fer_core import files
 from fer_core.config import data_dir
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 
-#: A worker's statuses in its report (the job store's names for the same ends).
-RUNNING, SUCCEEDED, CANCELLED, FAILED = "running", "succeeded", "cancelled", "failed"
-ENDS = (SUCCEEDED, CANCELLED, FAILED)
+#: How a worker ends: what its last report says (a report's status is the job store's own type).
+ENDS = frozenset({JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.FAILED})
 
 
 @dataclass
@@ -71,8 +71,11 @@ class Report:
     epoch: int = 0
     total_epochs: int = 0
     metrics: dict = field(default_factory=dict)
-    status: str = RUNNING
+    status: JobStatus = JobStatus.RUNNING  # written as its value; an end is one of ENDS
     error: str | None = None
+
+    def __post_init__(self):
+        self.status = JobStatus(self.status)  # a file's string (ValueError: not a report of ours)
 
     @property
     def ended(self) -> bool:
@@ -86,7 +89,7 @@ def _read(cls, path: Path):
         return None
     try:
         return cls(**raw)
-    except TypeError:  # a field missing: not a file of ours, or of another version
+    except (TypeError, ValueError):  # a field missing or a status unknown: not a file of ours, or of another version
         return None
 
 

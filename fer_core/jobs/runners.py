@@ -12,34 +12,44 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Protocol
 
 from fer_core.config import PROJECT_ROOT, data_dir, env_number
 from fer_core.device import visible_gpus
-from fer_core.jobs.store import Job
+from fer_core.jobs.store import LOCAL, Job
 from fer_core.runs import rundir
 
 
-class Runner(Protocol):
-    """Where jobs run. The local one starts processes; the Ray one submits them to a cluster.
+class Runner:
+    """Where jobs run: the base of every runner. The local one starts processes; the Ray one
+    submits them to a cluster.
 
     ``name`` is what the job store records (``local``, ``ray``); ``start`` returns the worker's
     pid (an int) or the cluster's id for it (a str); ``alive`` answers True (running), False
     (gone) or None (waiting on the cluster, not started yet); ``node`` names where a started
-    job runs (None while that is not known yet).
+    job runs (None while that is not known yet); ``explain`` says what the runner knows of a
+    dead worker's end ('' for nothing). A runner defines ``slots``, ``start``, ``alive`` and
+    ``stop``; the rest have defaults here.
     """
 
-    name: str
+    name: str = LOCAL
 
-    def slots(self) -> list[int]: ...
+    def slots(self) -> list[int]:
+        raise NotImplementedError
 
-    def start(self, job: Job) -> int | str: ...
+    def start(self, job: Job) -> int | str:
+        raise NotImplementedError
 
-    def alive(self, job: Job) -> bool | None: ...
+    def alive(self, job: Job) -> bool | None:
+        raise NotImplementedError
 
-    def node(self, job: Job) -> str | None: ...
+    def stop(self, job: Job) -> None:
+        raise NotImplementedError
 
-    def stop(self, job: Job) -> None: ...
+    def node(self, job: Job) -> str | None:
+        return None
+
+    def explain(self, job: Job) -> str:
+        return ""
 
 
 def worker_command(job: Job, tee: bool = False) -> list[str]:
@@ -83,11 +93,11 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-class LocalRunner:
+class LocalRunner(Runner):
     """Detached worker processes on this machine: one per GPU (pinned with CUDA_VISIBLE_DEVICES),
     or ``FER_MAX_JOBS`` (default 1) on a CPU-only machine."""
 
-    name = "local"
+    name = LOCAL
 
     def __init__(self, max_jobs: int | None = None):
         self.gpus = visible_gpus()

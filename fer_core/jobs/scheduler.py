@@ -1,19 +1,25 @@
-"""Scheduling without a daemon: every look at the store starts what can start.
+"""Scheduling: the one place that turns what workers say into the store's state, and starts jobs.
 
-Every page refresh, CLI call and ending local worker calls :func:`schedule`, which, for each
-runner (this machine, and the Ray cluster when one is set), takes the workers' reports from
-their run directories into the store (:mod:`.reports`: progress, heartbeats, how they ended,
-and passes cancel requests on), marks dead or silent workers ``interrupted`` (revoking their
-lease and stopping a silent one), drops cancelled jobs that never started on the cluster, and
-starts queued jobs, oldest first, while the runner has free slots. This is the one place that
-turns what workers say into the store's state. A cluster's workers never call it (they never
-open the store): their results wait in their run directories until the app looks again.
+:func:`schedule`, for each runner (this machine, and the Ray cluster when one is set), takes the
+workers' reports from their run directories into the store (:mod:`.reports`: progress,
+heartbeats, how they ended, and passes cancel requests on), marks dead or silent workers
+``interrupted`` (revoking their lease and stopping a silent one), drops cancelled jobs that never
+started on the cluster, and starts queued jobs, oldest first, while the runner has free slots.
+
+It runs in three places only: the full server's scheduling loop (:func:`start_scheduling_loop`,
+a thread of its own), the commands that change jobs (submit, resume, cancel, delete: the CLI's
+and the pages'), and a local worker that has ended (to start the next job, even with no server).
+A read (:func:`open_store`: the Train page's job list, the Runs page, ``jobs list``) only reads:
+it never reaps, starts a process or calls the cluster. A cluster's workers never schedule (they
+never open the store): their results wait in their run directories until the app looks again.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from fer_core.config import check_writable, env_text, load_settings, read_only, save_settings
@@ -22,8 +28,10 @@ from fer_core.jobs import reports
 from fer_core.jobs.limits import Limits
 from fer_core.jobs.ray_runner import check_address, for_address
 from fer_core.jobs.runners import LocalRunner, Runner
-from fer_core.jobs.store import LOCAL, Job, JobStatus, JobStore
+from fer_core.jobs.sqlite import store_path
+from fer_core.jobs.store import LOCAL, Job, JobStore
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 
 RUNNERS = (LOCAL, "ray")
@@ -115,14 +123,14 @@ def ingest(store: JobStore, job: Job, runner: Runner | None = None) -> None:
         store.observe(report)
     if job.cancel_requested:
         reports.update_lease(job.run_dir, job.id, job.attempt, cancel=True)
-    if not job.node_id and runner is not None and hasattr(runner, "node"):
+    if not job.node_id and runner is not None:
         node = runner.node(job)
         if node:
             store.set_node(job.id, job.attempt, node)
 
 
 def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
-    name = getattr(runner, "name", LOCAL)
+    name = runner.name
     for job in store.list(JobStatus.RUNNING):
         if job.runner == name:
             ingest(store, job, runner)
@@ -133,7 +141,7 @@ def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
             ingest(store, job)
         return state
 
-    store.reap(alive, runner.stop, name, getattr(runner, "explain", None))
+    store.reap(alive, runner.stop, name, runner.explain)
     for job in store.list(JobStatus.RUNNING):  # cancelled while still waiting on the cluster: no worker will hear it
         if job.runner == name and job.cancel_requested and runner.alive(job) is None:
             runner.stop(job)
@@ -158,11 +166,22 @@ def _schedule_one(store: JobStore, runner: Runner) -> list[int]:
 
 
 @contextmanager
+def open_store() -> Iterator[JobStore]:
+    """Open the store, hand it over, close it: a read, which schedules nothing (see the module's
+    docstring). ``with open_store() as store: store.list()``.
+
+    Raises:
+        JobError: the store cannot be opened (a message naming the file and the way out).
+    """
+    with JobStore() as store:
+        yield store
+
+
+@contextmanager
 def scheduled_store(runner: Runner | None = None) -> Iterator[JobStore]:
     """Open the store, bring it up to date (:func:`schedule`: dead workers noticed, queued jobs started), hand it
-    over, close it.
-
-    The one way pages and the CLI act on jobs: ``with scheduled_store() as store: store.cancel(3)``.
+    over, close it: for the commands that change jobs, so that they act on the jobs as they are now
+    (``with scheduled_store() as store: store.cancel(3)``). Reads use :func:`open_store`.
 
     Raises:
         JobError: the store cannot be opened (a message naming the file and the way out).
@@ -171,6 +190,71 @@ def scheduled_store(runner: Runner | None = None) -> Iterator[JobStore]:
         if not read_only():  # a read-only server only looks: the full server (or CLI) schedules
             schedule(store, runner)
         yield store
+
+
+#: Seconds between two passes of the full server's scheduling loop (a worker beats every 2 s).
+LOOP_SECONDS = 2.0
+
+
+class SchedulingLoop(threading.Thread):
+    """A thread that runs :func:`schedule` over one store every ``interval`` seconds until stopped.
+
+    It ends by itself on a read-only server and when the process's store is another file (a
+    server's never changes; a test's data folder does). A failed pass (a damaged or locked store,
+    a cluster's error) is said once and tried again at the next."""
+
+    def __init__(self, path: Path, interval: float):
+        super().__init__(name="job-scheduling", daemon=True)
+        self.path, self.interval = path, interval
+        self.stopping = threading.Event()
+        self.last_error = ""
+
+    def serves(self, path: Path) -> bool:
+        return self.is_alive() and not self.stopping.is_set() and self.path == path
+
+    def run(self) -> None:
+        while not read_only() and store_path() == self.path:
+            try:
+                with JobStore(self.path) as store:
+                    schedule(store)
+                self.last_error = ""
+            except Exception as exc:  # the loop outlives any one bad pass
+                if str(exc) != self.last_error:
+                    print(f"job scheduling: {exc} (tried again every {self.interval:g} s)", flush=True)
+                self.last_error = str(exc)
+            if self.stopping.wait(self.interval):
+                return
+
+
+_loop_guard = threading.Lock()
+_loop: SchedulingLoop | None = None
+
+
+def start_scheduling_loop(interval: float = LOOP_SECONDS) -> SchedulingLoop | None:
+    """Start this process's scheduling loop (:class:`SchedulingLoop`) unless it runs already:
+    idempotent, one per process (the full server's), never on a read-only server. Returns the
+    loop that runs now (None on a read-only server)."""
+    global _loop
+    if read_only():
+        return None
+    path = store_path()
+    with _loop_guard:
+        if _loop is None or not _loop.serves(path):
+            if _loop is not None:
+                _loop.stopping.set()  # it served another store
+            _loop = SchedulingLoop(path, interval)
+            _loop.start()
+        return _loop
+
+
+def stop_scheduling_loop(timeout: float = 60.0) -> None:
+    """Stop this process's scheduling loop, if one runs, and wait for its pass to end."""
+    global _loop
+    with _loop_guard:
+        loop, _loop = _loop, None
+    if loop is not None:
+        loop.stopping.set()
+        loop.join(timeout)
 
 
 def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | None = None, name: str = "",
@@ -192,7 +276,7 @@ def submit(cfg: TrainConfig, store: JobStore | None = None, runner: Runner | Non
     limits.check_epochs(cfg.epochs)
     if mine is not None:
         limits.check_session(store.count_waiting(mine))
-    where = where or (getattr(runner, "name", LOCAL) if runner is not None else default_runner_name())
+    where = where or (runner.name if runner is not None else default_runner_name())
     if runner is None:
         get_runner(where)  # a Ray job needs a cluster address before it is queued
     job_id = store.submit(cfg, name=name, note=note, tags=tags, runner=where, max_waiting=limits.queued)

@@ -10,7 +10,6 @@ its worker, so a worker that was declared dead and replaced can never write over
 
 from __future__ import annotations
 
-import enum
 import json
 import shutil
 import sqlite3
@@ -24,19 +23,11 @@ from fer_core.jobs import reports
 from fer_core.jobs.liveness import start_seconds, stale_seconds
 from fer_core.jobs.sqlite import connect, explain_sqlite, store_path, transaction
 from fer_core.runs import removal, rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.validation import clean_tags
 
 LOCAL = "local"
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
 
 
 class LeaseLost(JobError):
@@ -47,9 +38,8 @@ class LeaseLost(JobError):
                          "this worker stops without writing.")
 
 
-#: Statuses a job never leaves by itself (only a resume starts it again).
-ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
-RESUMABLE = {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
+#: The ended statuses a resume queues again (a succeeded job only with more epochs).
+RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED})
 
 
 @dataclass

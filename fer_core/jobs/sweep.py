@@ -130,7 +130,7 @@ def submit_sweep(sweep: Sweep, store: JobStore | None = None, where: str | None 
     full = limits.queue_full(store.count_waiting(), len(sweep.configs))
     if full:
         raise JobError(f"A sweep of {len(sweep.configs)} jobs: {full}")
-    where = where or (getattr(runner, "name", None) if runner is not None else None) or default_runner_name()
+    where = where or (runner.name if runner is not None else default_runner_name())
     if runner is None:
         get_runner(where)  # a Ray sweep needs a cluster address before anything is queued
     tags = clean_tags(tags)

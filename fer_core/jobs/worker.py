@@ -26,8 +26,9 @@ from fer_core.errors import FerError
 from fer_core.jobs import reports
 from fer_core.jobs.scheduler import schedule
 from fer_core.jobs.liveness import HEARTBEAT_SECONDS
-from fer_core.jobs.store import LOCAL, JobStatus, JobStore, LeaseLost
+from fer_core.jobs.store import LOCAL, JobStore, LeaseLost
 from fer_core.runs import rundir
+from fer_core.runs.status import JobStatus
 from fer_core.runs.trainconfig import TrainConfig
 from fer_core.training.trainer import train
 
@@ -91,98 +92,135 @@ class _Tee:
 UNREADABLE_LIMIT = 3
 
 
+class LeaseWatch:
+    """A worker's side of its lease while it trains: its report (sent on every heartbeat, batch
+    count and epoch) and the lease, read on every heartbeat and before every commit.
+
+    The heartbeat thread and the training loop share it: ``guard`` orders their reports;
+    ``cancel`` tells the training loop to stop at the next batch (a cancel request, or the
+    lease lost); ``lost`` says the lease was lost (stop and write nothing more); ``done`` ends
+    the heartbeat thread.
+    """
+
+    def __init__(self, run_dir: Path, report: reports.Report):
+        self.run_dir, self.report = run_dir, report
+        self.guard = threading.Lock()
+        self.cancel, self.done, self.lost = threading.Event(), threading.Event(), threading.Event()
+        self.unreadable = 0  # lease reads failed in a row
+        self.thread = threading.Thread(target=self.beat, name="heartbeat", daemon=True)
+
+    def send(self, **changes) -> None:
+        """Write the report with ``changes`` and the next beat (OSError: it could not be written)."""
+        with self.guard:
+            for key, value in changes.items():
+                setattr(self.report, key, value)
+            self.report.beat += 1
+            reports.write_report(self.run_dir, self.report)
+
+    def check_lease(self, patient: bool = False) -> None:
+        """Lost: the lease names another attempt, is revoked, or could not be read UNREADABLE_LIMIT
+        times in a row (``patient``: try that many times now, a second apart)."""
+        now = reports.read_lease(self.run_dir)
+        while now is None and patient and self.unreadable < UNREADABLE_LIMIT - 1:
+            self.unreadable += 1
+            time.sleep(1)
+            now = reports.read_lease(self.run_dir)
+        if now is None:
+            self.unreadable += 1
+            if self.unreadable >= UNREADABLE_LIMIT:
+                self.lose()
+            return
+        self.unreadable = 0
+        if not now.held_by(self.report.job, self.report.attempt):
+            self.lose()
+        elif now.cancel:
+            self.cancel.set()
+
+    def lose(self) -> None:
+        self.lost.set()
+        self.cancel.set()
+
+    def beat(self) -> None:
+        """The heartbeat thread: a report and a look at the lease every HEARTBEAT_SECONDS."""
+        while not self.done.wait(HEARTBEAT_SECONDS):
+            try:
+                self.send()
+            except OSError as exc:
+                print(f"heartbeat not recorded: {exc}", flush=True)
+            self.check_lease()
+            if self.lost.is_set():
+                return
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=HEARTBEAT_SECONDS * 2)
+
+    # the training loop's hooks
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        with self.guard:
+            self.report.step, self.report.steps = step, steps
+
+    def on_epoch(self, epoch: int, total: int, row: dict) -> None:
+        self.send(epoch=epoch, total_epochs=total, metrics=row, step=0)
+
+    def before_commit(self, epoch: int) -> None:
+        self.check_lease(patient=True)
+        if self.lost.is_set():
+            raise LeaseLost(self.report.job, self.report.attempt)
+
+
 def _work(job_id: int, run_dir: Path, attempt: int, lease: reports.Lease) -> int:
     report = reports.Report(job_id, attempt, os.getpid(), socket.gethostname(), device_name(),
                             epoch=rundir.read_state(run_dir).epoch if lease.resume else 0,
                             total_epochs=lease.total_epochs)
-    guard = threading.Lock()  # the heartbeat thread and the training loop both report
-    cancel, done, lost = threading.Event(), threading.Event(), threading.Event()
-
-    def send(**changes):
-        with guard:
-            for key, value in changes.items():
-                setattr(report, key, value)
-            report.beat += 1
-            reports.write_report(run_dir, report)
-
-    unreadable = [0]
-
-    def check_lease(patient: bool = False):
-        """Lost: the lease names another attempt, is revoked, or could not be read UNREADABLE_LIMIT
-        times in a row (``patient``: try that many times now, a second apart)."""
-        now = reports.read_lease(run_dir)
-        while now is None and patient and unreadable[0] < UNREADABLE_LIMIT - 1:
-            unreadable[0] += 1
-            time.sleep(1)
-            now = reports.read_lease(run_dir)
-        if now is None:
-            unreadable[0] += 1
-            if unreadable[0] >= UNREADABLE_LIMIT:
-                lost.set()
-                cancel.set()
-            return
-        unreadable[0] = 0
-        if not now.held_by(job_id, attempt):
-            lost.set()
-            cancel.set()
-        elif now.cancel:
-            cancel.set()
-
-    def heartbeat():
-        while not done.wait(HEARTBEAT_SECONDS):
-            try:
-                send()
-            except OSError as exc:
-                print(f"heartbeat not recorded: {exc}", flush=True)
-            check_lease()
-            if lost.is_set():
-                return
-
-    def on_batch(epoch, step, steps):
-        with guard:
-            report.step, report.steps = step, steps
-
-    def before_commit(epoch):
-        check_lease(patient=True)
-        if lost.is_set():
-            raise LeaseLost(job_id, attempt)
-
-    def on_epoch(epoch, total, row):
-        send(epoch=epoch, total_epochs=total, metrics=row, step=0)
-
-    status, error = JobStatus.FAILED, None
+    watch = LeaseWatch(run_dir, report)
     try:
-        send()  # the first heartbeat: started
+        watch.send()  # the first heartbeat: started
     except OSError as exc:
         print(f"job {job_id}: cannot write to the run directory {run_dir}: {exc}", flush=True)
         return 1
-    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
-    beat.start()
+    watch.start()
+    try:
+        status, error = _train(job_id, run_dir, attempt, lease, watch)
+    finally:
+        watch.stop()
+    if watch.lost.is_set():
+        print(f"job {job_id}: attempt {attempt} lost its lease; stopping without writing", flush=True)
+        return 1
+    print(f"job {job_id}: {status}" + (f": {error}" if error else ""), flush=True)
+    return _finish(job_id, attempt, lease, watch, status, error)
+
+
+def _train(job_id: int, run_dir: Path, attempt: int, lease: reports.Lease,
+           watch: LeaseWatch) -> tuple[JobStatus, str | None]:
+    """Train the lease's run; return how it ended and its error (a lost lease sets ``watch.lost``)."""
     try:
         resume = lease.resume and rundir.has_started(run_dir)
         cfg = None if resume else TrainConfig.parse(lease.config)
         print(f"job {job_id}: {'resuming' if resume else 'starting'} {lease.config.get('arch')} in {run_dir} "
               f"(attempt {attempt}); {device_line()}", flush=True)
-        train(cfg, run_dir, resume=resume, epochs=lease.total_epochs if resume else None, on_epoch=on_epoch,
-              on_batch=on_batch, should_stop=cancel.is_set, before_commit=before_commit, verbose=2)
+        train(cfg, run_dir, resume=resume, epochs=lease.total_epochs if resume else None, on_epoch=watch.on_epoch,
+              on_batch=watch.on_batch, should_stop=watch.cancel.is_set, before_commit=watch.before_commit, verbose=2)
         finished = rundir.is_finished(rundir.read_info(run_dir))
-        status = JobStatus.SUCCEEDED if finished else JobStatus.CANCELLED
+        return (JobStatus.SUCCEEDED if finished else JobStatus.CANCELLED), None
     except LeaseLost as exc:
-        lost.set()
-        error = str(exc)
+        watch.lose()
+        return JobStatus.FAILED, str(exc)
     except Exception as exc:  # a failed job must say why, whatever went wrong
         if disk_problem(exc) is None:  # a full or read-only disk needs a sentence, not a traceback
             traceback.print_exc()
-        error = explain(exc)
-    finally:
-        done.set()
-        beat.join(timeout=HEARTBEAT_SECONDS * 2)
-    if lost.is_set():
-        print(f"job {job_id}: attempt {attempt} lost its lease; stopping without writing", flush=True)
-        return 1
-    print(f"job {job_id}: {status.value}" + (f": {error}" if error else ""), flush=True)
+        return JobStatus.FAILED, explain(exc)
+
+
+def _finish(job_id: int, attempt: int, lease: reports.Lease, watch: LeaseWatch, status: JobStatus,
+            error: str | None) -> int:
+    """Report how the job ended; a local worker then records it in the store if the report could
+    not be written, and schedules (the next queued job starts even when no page is open)."""
     try:
-        send(status=status.value, error=error, step=0)
+        watch.send(status=status, error=error, step=0)
     except OSError as exc:
         print(f"job {job_id}: could not report the end of the job: {exc}", flush=True)
         if lease.runner != LOCAL:  # the scheduler will find the worker gone and the job interrupted

@@ -3,7 +3,7 @@
 A training run lives in one folder (under ``data/runs`` unless told otherwise):
 
 - ``config.json``: the :class:`~fer_core.runs.trainconfig.TrainConfig` it was trained with;
-- ``run.json``: data source, device, status, timings, batch-norm recalibration, extensions;
+- ``run.json``: data source, device, status (:mod:`fer_core.runs.status`), timings, batch-norm recalibration, extensions;
 - ``state.json``: the **commit record** of the last finished epoch: its number, the names of
   the checkpoint files that go with it and the whole metric history up to it;
 - ``metrics.jsonl``: the same history, one JSON line per epoch, for other tools to read;
@@ -36,13 +36,13 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
 from fer_core import files
 from fer_core.config import DEFAULT_MODEL, FAST_MODEL, runs_dir
 from fer_core.errors import ConfigError, FerError
+from fer_core.runs.status import RunStatus
 from fer_core.runs.trainconfig import MAX_EPOCHS, TrainConfig
 
 CONFIG = "config.json"
@@ -70,16 +70,6 @@ SUBMITTED = (NOTE, JOB, TAGS, SWEEP, SWEEP_CONFIG)
 QUEUED = "queued"
 #: The key in ``run.json`` under which batch-norm recalibration is recorded (see calibrate).
 BN_RECORD = "bn_recalibration"
-
-
-
-class RunStatus(str, Enum):
-    """``run.json``'s ``status``: what the training process last said of the run (a job's own
-    status, queued to cancelled, is the job store's :class:`~fer_core.jobs.store.JobStatus`)."""
-
-    RUNNING = "running"  # training, or killed while training (a job's ``interrupted``)
-    STOPPED = "stopped"  # ended before its last epoch (a cancel, a time limit); resumable
-    FINISHED = "finished"  # every epoch done and the final model written
 
 
 def is_finished(info: dict) -> bool:

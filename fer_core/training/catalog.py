@@ -12,6 +12,7 @@ from fer_core.inference import loader
 from fer_core.inference.loader import resolve_model
 from fer_core.models.build import notation_of
 from fer_core.runs import model_folder, rundir
+from fer_core.runs.status import RunStatus, run_status
 from fer_core.runs.trainconfig import TrainConfig
 
 
@@ -35,10 +36,8 @@ class RunSummary:
         return max(rows, key=lambda r: r["val_accuracy"]) if rows else {}
 
     @property
-    def status(self) -> str:
-        if self.error:
-            return "broken"
-        return self.info.get("status", "new")
+    def status(self) -> RunStatus:
+        return run_status(self.info, readable=not self.error)
 
     @property
     def finished(self) -> bool:
@@ -53,7 +52,7 @@ class RunSummary:
         """A flat table row: main hyperparameters and results."""
         cfg, best, cal = self.config, self.best, self.info.get(rundir.BN_RECORD) or {}
         return {
-            "run": self.name, "status": self.status, "note": self.info.get(rundir.NOTE, ""),
+            "run": self.name, "status": str(self.status), "note": self.info.get(rundir.NOTE, ""),
             "job": self.info.get(rundir.JOB),
             "arch": cfg.arch if cfg else None, "data": cfg.data if cfg else None,
             "optimizer": cfg.optimizer if cfg else None, "lr": cfg.learning_rate if cfg else None,
