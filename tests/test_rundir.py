@@ -75,6 +75,30 @@ def test_a_kill_at_any_write_point_of_an_epoch_resumes_to_a_gap_free_finished_ru
     assert leftovers == {rundir.FINAL, state.last, state.best}
 
 
+def test_a_kill_between_an_epochs_commit_and_its_tensorboard_events_leaves_no_gap_in_the_log(tmp_path, monkeypatch):
+    from fer_core.training import tblog
+
+    if not tblog.enabled():
+        pytest.skip("TensorBoard is not installed (requirements-optional.txt)")
+    real_write = tblog.EpochLog.write
+
+    def write(self, row, *args):
+        if row["epoch"] == 2:  # epoch 2 is committed: the kill comes before its events are written
+            raise Killed("after the commit, before the event log")
+        return real_write(self, row, *args)
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(tblog.EpochLog, "write", write)
+    with pytest.raises(Killed):
+        train(tiny(epochs=3, learning_rate=0.01), run_dir)
+    monkeypatch.undo()
+    assert rundir.read_state(run_dir).epoch == 2
+    assert tblog.logged_epochs(rundir.tensorboard_dir(run_dir) / "validation") == {1}
+    train(run_dir=run_dir, resume=True)
+    for split in tblog.SPLITS:
+        assert tblog.logged_epochs(rundir.tensorboard_dir(run_dir) / split) == {1, 2, 3}, split
+
+
 def test_only_one_process_writes_a_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -8,6 +8,10 @@ is written under the run's ``tensorboard/`` folder, in the layout Keras' own cal
 (``train/`` and ``validation/`` with ``epoch_loss``, ``epoch_accuracy``,
 ``epoch_learning_rate``), so ``tensorboard --logdir data/runs`` shows every run beside the
 others, with the same numbers as the Runs page. A cut-short epoch is never written.
+
+An epoch is written after its commit, so a worker killed between the two leaves a committed epoch
+that the log lacks: a resumed run first writes, split by split, the committed epochs its log does
+not hold yet (:meth:`EpochLog.catch_up`), so the log stays gap-free.
 """
 
 from __future__ import annotations
@@ -24,6 +28,23 @@ def enabled() -> bool:
     return importlib.util.find_spec("tensorboard") is not None and keras_backend() == "tensorflow"
 
 
+SPLITS = ("train", "validation")
+
+
+def logged_epochs(folder: Path) -> set[int]:
+    """The epochs whose accuracy a split's event files hold (a record cut short by a kill ends the reading)."""
+    import tensorflow as tf
+
+    steps: set[int] = set()
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                steps.update(event.step for v in event.summary.value if v.tag == "epoch_accuracy")
+        except Exception:  # DataLossError: the last record, cut short; what was read before stands
+            continue
+    return steps
+
+
 class EpochLog:
     """Writes committed epochs of one run as TensorBoard scalars (step = epoch number)."""
 
@@ -32,11 +53,21 @@ class EpochLog:
 
         root = rundir.tensorboard_dir(run_dir)
         self._tf = tf
-        self._writers = {split: tf.summary.create_file_writer(str(root / split)) for split in ("train", "validation")}
+        self._writers = {split: tf.summary.create_file_writer(str(root / split)) for split in SPLITS}
+        self.catch_up(run_dir, {split: logged_epochs(root / split) for split in SPLITS})
 
-    def write(self, row: dict) -> None:
+    def catch_up(self, run_dir: str | Path, logged: dict[str, set[int]]) -> None:
+        """Write the committed epochs that ``logged`` (each split's epochs already in the log) lacks."""
+        for row in rundir.read_metrics(run_dir):
+            missing = [split for split in SPLITS if int(row["epoch"]) not in logged[split]]
+            if missing:
+                self.write(row, missing)
+
+    def write(self, row: dict, splits: tuple[str, ...] | list[str] = SPLITS) -> None:
         tf, epoch = self._tf, int(row["epoch"])
         for split, prefix in (("train", ""), ("validation", "val_")):
+            if split not in splits:
+                continue
             with self._writers[split].as_default(step=epoch):
                 for name in ("loss", "accuracy"):
                     if isinstance(row.get(prefix + name), (int, float)):
