@@ -134,16 +134,10 @@ def keep_store_open(path: str):
 
 def scheduling_loop() -> None:
     """Call first on the pages that show jobs: the full server's one scheduling loop keeps the jobs
-    moving (:func:`fer_core.jobs.start_scheduling_loop`; never on a read-only server), so that the
-    pages' own looks at the store only read."""
-    if not read_only():
-        start_scheduling_once(str(store_path()))
-
-
-@st.cache_resource(show_spinner=False)
-def start_scheduling_once(path: str):
-    """Start the loop over the job store at ``path``, once per server."""
-    return start_scheduling_loop()
+    moving (:func:`fer_core.jobs.start_scheduling_loop`: idempotent, so a loop that ended is
+    started again by the next visit; never on a read-only server), so that the pages' own looks at
+    the store only read."""
+    start_scheduling_loop()
 
 
 #: Every screen from a phone (390 px) to a projector (800-1280 px, sidebar open): pictures never

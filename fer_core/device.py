@@ -70,6 +70,7 @@ def quiet_tensorflow():
         return _tensorflow["module"]
     with _IMPORTING:
         if not _tensorflow["ready"]:
+            fence_tensorflow()  # under another Keras backend, before Keras can reach for TensorFlow
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             with quiet_stderr():
                 import keras

@@ -530,6 +530,28 @@ def test_the_servers_scheduling_loop_starts_queued_jobs(store, monkeypatch):
     assert not loop.is_alive()
 
 
+def test_a_look_says_when_no_scheduler_keeps_the_list_current(store, capsys):
+    from fer_core.jobs.liveness import stale_seconds
+
+    queued = store.submit(tiny())
+    assert main(["jobs", "list", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [j["id"] for j in json.loads(out)] == [queued]  # the note goes to stderr: the JSON stays whole
+    assert "1 job(s) queued and none running" in err and "jobs schedule" in err
+    running = store.submit(tiny())
+    assert jobs.schedule(store, FakeRunner(slots=2)) == [queued, running]
+    assert jobs.not_current(store.list()) is None  # progress just taken: current
+    later = time.time() + stale_seconds() + 1
+    assert f"job(s) {queued}, {running} last reported" in jobs.not_current(store.list(), now=later)
+    stopped = jobs.start_scheduling_loop(60)
+    jobs.stop_scheduling_loop()
+    healed = jobs.start_scheduling_loop(60)  # a loop that ended is started again by the next page visit
+    try:
+        assert healed is not stopped and healed.is_alive()
+    finally:
+        jobs.stop_scheduling_loop()
+
+
 def test_jobs_resume_with_more_epochs_extends_a_finished_job(store, capsys):
     runner = FakeRunner()
     job_id = store.submit(tiny(epochs=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fer_core import jobs
 from fer_core.cli.output import add_json_option, emit
@@ -82,6 +83,9 @@ def cluster(args: argparse.Namespace) -> int:
 def listing(args: argparse.Namespace) -> int:
     with jobs.open_store() as store:  # a look: it starts nothing (the server's loop and the changes schedule)
         listed = store.list(sweep=args.sweep)
+    note = jobs.not_current(listed)
+    if note:
+        print(note, file=sys.stderr)
 
     def text() -> None:
         print(f"{'id':>4}  {'status':<11} {'progress':>8}  {'elapsed':>8}  {'eta':>8}  {'val_acc':>7}  {'runner':<6} "
@@ -134,6 +138,7 @@ def cancel(args: argparse.Namespace) -> int:
     with jobs.scheduled_store() as store:
         job = _job(store, args.id)
         state = store.cancel(job.id)
+        jobs.schedule(store)  # a job cancelled on a cluster is stopped there now, and its slot goes to the next
     print(f"job {job.id}: " + ("cancelled" if state == jobs.JobStatus.CANCELLED
                                else "stopping at the next batch; its last checkpoint is kept"))
     return 0

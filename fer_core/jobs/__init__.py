@@ -28,6 +28,7 @@ from fer_core.jobs.scheduler import (
            default_runner_name,
            get_runner,
            job_log,
+           not_current,
            open_store,
            ray_address_setting,
            save_ray_address,
@@ -46,5 +47,5 @@ from fer_core.jobs.worker import work
 
 __all__ = ["Limits", "FORM_SWEEPS", "form_sweep", "ray_address_setting", "save_ray_address", "ENDED", "RESUMABLE", "RUNNERS", "STALE_SECONDS", "STORE_FILE", "STUDY", "Job", "JobStatus", "JobStore",
            "LeaseLost", "LocalRunner", "Runner", "cluster_view", "connect", "default_runner_name", "get_runner", "job_log",
-           "make_sweep", "open_store", "scheduled_store", "start_scheduling_loop", "stop_scheduling_loop", "ACTIVE", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
+           "make_sweep", "not_current", "open_store", "scheduled_store", "start_scheduling_loop", "stop_scheduling_loop", "ACTIVE", "parse_ints", "parse_values", "repair", "schedule", "store_path", "submit",
            "submit_sweep", "transaction", "visible_gpus", "work"]

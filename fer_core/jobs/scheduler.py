@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +27,7 @@ from fer_core.config import check_writable, env_text, load_settings, read_only, 
 from fer_core.errors import ConfigError, FerError, JobError
 from fer_core.jobs import reports
 from fer_core.jobs.limits import Limits
+from fer_core.jobs.liveness import stale_seconds
 from fer_core.jobs.ray_runner import check_address, for_address
 from fer_core.jobs.runners import LocalRunner, Runner
 from fer_core.jobs.sqlite import store_path
@@ -213,10 +215,13 @@ class SchedulingLoop(threading.Thread):
         return self.is_alive() and not self.stopping.is_set() and self.path == path
 
     def run(self) -> None:
-        while not read_only() and store_path() == self.path:
+        while True:
             try:
+                if read_only() or store_path() != self.path:
+                    return
                 with JobStore(self.path) as store:
-                    schedule(store)
+                    if store.count_waiting():  # an idle queue costs one query a pass
+                        schedule(store)
                 self.last_error = ""
             except Exception as exc:  # the loop outlives any one bad pass
                 if str(exc) != self.last_error:
@@ -245,6 +250,23 @@ def start_scheduling_loop(interval: float = LOOP_SECONDS) -> SchedulingLoop | No
             _loop = SchedulingLoop(path, interval)
             _loop.start()
         return _loop
+
+
+def not_current(listed: list[Job], now: float | None = None) -> str | None:
+    """What a plain look at the store (which schedules nothing) should add when no scheduler seems
+    to keep it current: running jobs whose progress was last taken in over the stale limit, or a
+    queue with nothing running; else None."""
+    now = time.time() if now is None else now
+    running = [j for j in listed if j.status == JobStatus.RUNNING]
+    old = sorted(j.id for j in running if (j.heartbeat or 0) < now - stale_seconds())
+    queued = [j.id for j in listed if j.status == JobStatus.QUEUED]
+    if not old and not (queued and not running):
+        return None
+    what = (f"job(s) {', '.join(map(str, old))} last reported over {stale_seconds():.0f} s ago" if old
+            else f"{len(queued)} job(s) queued and none running")
+    return (f"note: {what}: this list is as last scheduled. A full server schedules every {LOOP_SECONDS:g} s; "
+            "without one, run 'python -m fer_core jobs schedule' to take the workers' progress, give up dead "
+            "ones and start queued jobs.")
 
 
 def stop_scheduling_loop(timeout: float = 60.0) -> None:
